@@ -1,0 +1,87 @@
+//! The command line: clap structs hold raw flags, each subcommand turns
+//! them into validated configuration once and runs. `main.rs` only calls
+//! [`run`] and maps errors to exit codes.
+
+pub mod args;
+mod scenario_cmd;
+mod simulate;
+mod validate_cmd;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+
+pub use args::ScenarioArgs;
+
+/// agentsched: simulate, sweep and tune scheduling policies for LLM agent workflows.
+#[derive(Parser, Debug)]
+#[command(name = "agentsched", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one simulation and write summary.csv, summary.json, workflows.csv, tiers.csv (and trace.json).
+    Simulate(simulate::SimulateArgs),
+    /// Print or generate scenarios.
+    #[command(subcommand)]
+    Scenario(scenario_cmd::ScenarioCmd),
+    /// Check the simulator against queueing theory (exit 1 when off).
+    Validate(validate_cmd::ValidateArgs),
+}
+
+/// Runs a parsed command; returns the exit code on success.
+pub fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Simulate(a) => simulate::run(a),
+        Command::Scenario(c) => scenario_cmd::run(c),
+        Command::Validate(a) => validate_cmd::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seed_underscore_flags_are_accepted() {
+        let cli = Cli::try_parse_from([
+            "agentsched",
+            "simulate",
+            "--policy",
+            "dag_escalation",
+            "--time_scale",
+            "50",
+            "--enable_model_routing",
+            "--heavy_tail_prob",
+            "0.02",
+            "--heavy_tail_mult",
+            "50",
+            "--disable_hedging",
+            "--disable_escalation",
+            "--disable_dag_priority",
+            "--out_dir",
+            "x",
+        ])
+        .unwrap();
+        let Command::Simulate(a) = cli.command else {
+            panic!("simulate")
+        };
+        let s = a.scenario.resolve().unwrap();
+        assert_eq!(s.policy, crate::policy::PolicyKind::DagEscalation);
+        assert_eq!(s.time_scale, 50.0);
+        assert!(s.ablations.enable_model_routing && s.ablations.disable_hedging);
+        assert!(s.ablations.disable_escalation && s.ablations.disable_dag_priority);
+        assert_eq!(s.heavy_tail.mult, 50.0);
+    }
+}

@@ -1,0 +1,387 @@
+//! Writing a run's outputs: atomically (temporary file, fsync, rename,
+//! fsync of the directory), with `workflows.csv` and `trace.json` streamed
+//! while the run goes, so memory does not grow with the number of workflows.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use sha1::{Digest, Sha1};
+
+use crate::error::{Error, Result};
+use crate::metrics::{
+    Observer, Place, RunResult, Summary, TierRow, TraceEvent, TraceKind, WorkflowRecord,
+};
+use crate::sim::NodeTable;
+
+/// Formats a float for CSV: shortest round-trip form; empty for NaN (pandas reads NaN).
+pub fn fmt_f64(x: f64) -> String {
+    if x.is_nan() {
+        String::new()
+    } else {
+        format!("{x}")
+    }
+}
+
+/// A CSV cell for a JSON scalar: integers as integers, floats as by
+/// [`fmt_f64`], null as empty.
+pub fn fmt_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+        serde_json::Value::Number(n) => fmt_f64(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A JSON number, or null for NaN / infinities.
+pub fn json_f64(x: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+}
+
+fn sync_dir(dir: &Path) {
+    // Best effort: some filesystems refuse to fsync a directory.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let w = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = tmp_path(path);
+    let mut f = File::create(&tmp).map_err(w)?;
+    f.write_all(bytes).map_err(w)?;
+    f.sync_all().map_err(w)?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(w)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// A file being written under a temporary name, renamed into place by
+/// [`StreamFile::commit`]; dropped uncommitted, it is removed.
+#[derive(Debug)]
+pub struct StreamFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+    hasher: Sha1,
+    error: Option<io::Error>,
+}
+
+impl StreamFile {
+    /// Starts writing `path`.
+    pub fn create(path: &Path) -> Result<StreamFile> {
+        let tmp = tmp_path(path);
+        let f = File::create(&tmp).map_err(|source| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(StreamFile {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(BufWriter::with_capacity(1 << 16, f)),
+            hasher: Sha1::new(),
+            error: None,
+        })
+    }
+
+    /// Appends bytes; the first I/O error is kept and reported at commit.
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        if self.error.is_none()
+            && let Some(out) = self.out.as_mut()
+            && let Err(e) = out.write_all(bytes)
+        {
+            self.error = Some(e);
+        }
+    }
+
+    /// Flushes, fsyncs and renames into place; returns the SHA-1 of the content.
+    pub fn commit(mut self) -> Result<[u8; 20]> {
+        let w = |source| Error::Write {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(e) = self.error.take() {
+            return Err(w(e));
+        }
+        let out = self.out.take().expect("committed once");
+        let f = out.into_inner().map_err(|e| w(e.into_error()))?;
+        f.sync_all().map_err(w)?;
+        drop(f);
+        fs::rename(&self.tmp, &self.path).map_err(w)?;
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir);
+        }
+        Ok(self.hasher.clone().finalize().into())
+    }
+}
+
+impl Drop for StreamFile {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// `workflows.csv` columns: the seed's seven first.
+pub const WORKFLOW_COLUMNS: &str = "workflow_id,makespan_ms,cost,retries,cancellations,hedges_launched,wasted_ms,\
+arrival_ms,finish_ms,status,iterations,nodes,calls,attempts,escalations,rate_limited,queue_wait_ms\n";
+
+fn workflow_row(r: &WorkflowRecord) -> String {
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        r.workflow_id,
+        fmt_f64(r.makespan().as_ms()),
+        fmt_f64(r.cost.as_dollars()),
+        r.retries,
+        r.cancellations,
+        r.hedges_launched,
+        fmt_f64(r.wasted.as_ms()),
+        fmt_f64(r.arrival.as_ms()),
+        fmt_f64(r.finish.as_ms()),
+        if r.ok { "ok" } else { "failed" },
+        r.iterations,
+        r.nodes,
+        r.calls,
+        r.attempts,
+        r.escalations,
+        r.rate_limited,
+        fmt_f64(r.queue_wait.as_ms()),
+    )
+}
+
+/// Streams `workflows.csv` in id order (records arrive in completion order
+/// and wait in a reorder buffer only until every lower id is written) and,
+/// optionally, `trace.json`.
+#[derive(Debug)]
+pub struct FileObserver {
+    workflows: StreamFile,
+    pending: BTreeMap<u64, WorkflowRecord>,
+    next_id: u64,
+    trace: Option<(StreamFile, bool)>,
+    names: NodeTable,
+}
+
+impl FileObserver {
+    /// Starts `dir/workflows.csv` (and `dir/trace.json` when `trace`).
+    pub fn create(dir: &Path, trace: bool, names: NodeTable) -> Result<FileObserver> {
+        let mut workflows = StreamFile::create(&dir.join("workflows.csv"))?;
+        workflows.write(WORKFLOW_COLUMNS.as_bytes());
+        let trace = if trace {
+            let mut t = StreamFile::create(&dir.join("trace.json"))?;
+            t.write(b"[\n");
+            Some((t, true))
+        } else {
+            None
+        };
+        Ok(FileObserver {
+            workflows,
+            pending: BTreeMap::new(),
+            next_id: 0,
+            trace,
+            names,
+        })
+    }
+
+    /// Commits the files; returns the SHA-1 of `workflows.csv`.
+    pub fn finish(mut self) -> Result<[u8; 20]> {
+        // Every workflow finished, so the buffer drains completely.
+        for (_, r) in std::mem::take(&mut self.pending) {
+            self.workflows.write(workflow_row(&r).as_bytes());
+        }
+        if let Some((mut t, _)) = self.trace.take() {
+            t.write(b"\n]\n");
+            t.commit()?;
+        }
+        self.workflows.commit()
+    }
+
+    fn trace_json(&self, e: &TraceEvent) -> String {
+        let (ev, extra) = match e.kind {
+            TraceKind::Arrive => ("arrive", String::new()),
+            TraceKind::Ready => ("ready", String::new()),
+            TraceKind::Start(k) => ("start", format!(",\"start_kind\":\"{}\"", k.name())),
+            TraceKind::End(o) => (
+                "end",
+                format!(
+                    ",\"outcome\":\"{}\",\"cost\":{}",
+                    o.name(),
+                    e.cost.as_dollars()
+                ),
+            ),
+            TraceKind::NodeDone => ("node_done", String::new()),
+            TraceKind::WorkflowDone(ok) => ("workflow_done", format!(",\"ok\":{ok}")),
+        };
+        let place = match e.place {
+            Place::None => String::new(),
+            Place::Tier { provider, tier } => format!(
+                ",\"provider\":\"{}\",\"tier\":{tier},\"attempt\":{},\"model\":{}",
+                self.names.providers[provider as usize], e.attempt, e.model
+            ),
+            Place::Pool(p) => format!(
+                ",\"provider\":\"{}\",\"tier\":0",
+                self.names.pools[p as usize]
+            ),
+        };
+        let node = match e.kind {
+            TraceKind::Arrive | TraceKind::WorkflowDone(_) => String::new(),
+            _ => format!(
+                ",\"node\":{},\"node_type\":\"{}\"",
+                e.node, self.names.names[e.node_type as usize]
+            ),
+        };
+        format!(
+            "{{\"t_ms\":{},\"ev\":\"{ev}\",\"workflow\":{}{node}{place}{extra}}}",
+            e.t.as_ms(),
+            e.workflow
+        )
+    }
+}
+
+impl Observer for FileObserver {
+    fn workflow_done(&mut self, rec: &WorkflowRecord) {
+        if rec.workflow_id == self.next_id {
+            self.workflows.write(workflow_row(rec).as_bytes());
+            self.next_id += 1;
+            while let Some(r) = self.pending.remove(&self.next_id) {
+                self.workflows.write(workflow_row(&r).as_bytes());
+                self.next_id += 1;
+            }
+        } else {
+            self.pending.insert(rec.workflow_id, rec.clone());
+        }
+    }
+
+    fn wants_trace(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    fn trace(&mut self, e: &TraceEvent) {
+        let line = self.trace_json(e);
+        if let Some((t, first)) = self.trace.as_mut() {
+            if !*first {
+                t.write(b",\n");
+            }
+            *first = false;
+            t.write(line.as_bytes());
+        }
+    }
+}
+
+/// `tiers.csv` bytes.
+pub fn tiers_csv(rows: &[TierRow]) -> Vec<u8> {
+    let mut out = String::from(
+        "provider,tier_id,utilization,queue_wait_p95_ms,in_flight_avg,kind,slots,requests,successes,failures,\
+timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_wait_p50_ms,service_mean_ms,cost\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.provider,
+            r.tier_id,
+            fmt_f64(r.utilization),
+            fmt_f64(r.queue_wait_p95_ms),
+            fmt_f64(r.in_flight_avg),
+            r.kind,
+            r.slots,
+            r.requests,
+            r.successes,
+            r.failures,
+            r.timeouts,
+            r.rate_limited,
+            r.cancelled,
+            r.hedges,
+            r.escalations_in,
+            fmt_f64(r.queue_wait_mean_ms),
+            fmt_f64(r.queue_wait_p50_ms),
+            fmt_f64(r.service_mean_ms),
+            fmt_f64(r.cost),
+        ));
+    }
+    out.into_bytes()
+}
+
+/// `summary.csv` bytes: a header and one row.
+pub fn summary_csv(s: &Summary, policy: &str) -> Vec<u8> {
+    let fields = s.fields();
+    let mut head = String::from("policy");
+    let mut row = policy.to_string();
+    for (k, v) in fields {
+        head.push(',');
+        head.push_str(k);
+        row.push(',');
+        row.push_str(&fmt_value(&v));
+    }
+    format!("{head}\n{row}\n").into_bytes()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The digest of a run's deterministic outputs: SHA-1 over the SHA-1 of
+/// `workflows.csv`, `tiers.csv` and `summary.csv` without `wall_time_s`.
+pub fn output_digest(
+    workflows_sha: &[u8; 20],
+    tiers: &[u8],
+    summary: &Summary,
+    policy: &str,
+) -> String {
+    let mut s = summary.clone();
+    s.wall_time_s = 0.0;
+    let mut h = Sha1::new();
+    h.update(workflows_sha);
+    h.update(Sha1::digest(tiers));
+    h.update(Sha1::digest(summary_csv(&s, policy)));
+    hex(&h.finalize())
+}
+
+/// Writes `summary.csv`, `summary.json` and `tiers.csv` into `dir`; returns
+/// the output digest.
+pub fn write_run_files(
+    dir: &Path,
+    result: &RunResult,
+    workflows_sha: &[u8; 20],
+    meta: &serde_json::Map<String, serde_json::Value>,
+    policy: &str,
+) -> Result<String> {
+    let tiers = tiers_csv(&result.tiers);
+    let digest = output_digest(workflows_sha, &tiers, &result.summary, policy);
+    atomic_write(&dir.join("tiers.csv"), &tiers)?;
+    atomic_write(
+        &dir.join("summary.csv"),
+        &summary_csv(&result.summary, policy),
+    )?;
+    let mut json = serde_json::Map::new();
+    json.insert("policy".into(), policy.into());
+    for (k, v) in result.summary.fields() {
+        json.insert(k.into(), v);
+    }
+    json.insert("output_digest".into(), digest.clone().into());
+    for (k, v) in meta {
+        json.insert(k.clone(), v.clone());
+    }
+    let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(json)).expect("json");
+    text.push('\n');
+    atomic_write(&dir.join("summary.json"), text.as_bytes())?;
+    Ok(digest)
+}

@@ -1,0 +1,109 @@
+//! Online latency and queue-wait estimates, learned from completed
+//! attempts, in the simulator and live alike.
+
+/// The last `window` samples of one quantity, with cached p50 and p95.
+///
+/// Quantiles are computed lazily, on read, and only when at least
+/// `window / 20` new samples (at least 8) arrived since the last
+/// computation: estimates are for decisions, a sort per read would dominate
+/// run time, and a policy that never reads them pays nothing.
+#[derive(Clone, Debug)]
+pub struct Window {
+    buf: Vec<f64>,
+    next: usize,
+    window: usize,
+    since_refresh: usize,
+    refresh_every: usize,
+    p50: f64,
+    p95: f64,
+    scratch: Vec<f64>,
+}
+
+/// Fewer samples than this and the prior is used instead.
+pub const MIN_SAMPLES: usize = 20;
+
+impl Window {
+    /// An empty window of `window` samples.
+    pub fn new(window: usize) -> Window {
+        Window {
+            buf: Vec::new(),
+            next: 0,
+            window,
+            since_refresh: 0,
+            refresh_every: (window / 20).max(8),
+            p50: f64::NAN,
+            p95: f64::NAN,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Records one sample.
+    pub fn push(&mut self, x: f64) {
+        if self.buf.len() < self.window {
+            self.buf.push(x);
+        } else {
+            self.buf[self.next] = x;
+            self.next = (self.next + 1) % self.window;
+        }
+        self.since_refresh += 1;
+    }
+
+    fn refresh_if_stale(&mut self) {
+        let n = self.buf.len();
+        if n < MIN_SAMPLES || (!self.p50.is_nan() && self.since_refresh < self.refresh_every) {
+            return;
+        }
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&self.buf);
+        self.scratch.sort_unstable_by(f64::total_cmp);
+        self.p50 = crate::stats::percentile_sorted(&self.scratch, 50.0);
+        self.p95 = crate::stats::percentile_sorted(&self.scratch, 95.0);
+        self.since_refresh = 0;
+    }
+
+    /// Samples held.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when no sample was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The median, or `prior` while fewer than [`MIN_SAMPLES`] were seen.
+    pub fn p50_or(&mut self, prior: f64) -> f64 {
+        self.refresh_if_stale();
+        if self.p50.is_nan() { prior } else { self.p50 }
+    }
+
+    /// The 95th percentile, or `prior` while fewer than [`MIN_SAMPLES`] were seen.
+    pub fn p95_or(&mut self, prior: f64) -> f64 {
+        self.refresh_if_stale();
+        if self.p95.is_nan() { prior } else { self.p95 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uses_prior_until_enough_samples_then_tracks_window() {
+        let mut w = Window::new(100);
+        for i in 0..(MIN_SAMPLES - 1) {
+            w.push(i as f64);
+        }
+        assert_eq!(w.p50_or(-1.0), -1.0);
+        w.push(19.0);
+        // 0..=19: median 9.5, p95 = 18.05
+        assert_eq!(w.p50_or(-1.0), 9.5);
+        assert!((w.p95_or(-1.0) - 18.05).abs() < 1e-12);
+        // Overwrite the window with 1000s: old samples leave.
+        for _ in 0..200 {
+            w.push(1000.0);
+        }
+        assert_eq!(w.len(), 100);
+        assert_eq!(w.p50_or(-1.0), 1000.0);
+    }
+}

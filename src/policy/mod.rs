@@ -1,0 +1,759 @@
+//! Scheduling policies: pure decision logic.
+//!
+//! A [`Policy`] sees a read-only [`SystemView`] of the scheduler (tier
+//! loads, the current time, whether a call is still waiting) and returns
+//! [`Decision`]s. It never sleeps, does no I/O and reads no clock: the
+//! discrete-event simulator and the live executor are two drivers of the
+//! same policy objects, which is what makes an offline winner meaningful
+//! live.
+//!
+//! Driver protocol, for each driver event:
+//! 1. [`Policy::on_attempt_end`] for every attempt that ended;
+//! 2. [`Policy::on_ready`] for every call that became ready (new, or a retry);
+//! 3. [`Policy::dispatch`] once, to fill free capacity, escalate and hedge;
+//! 4. after applying each `Start`, [`Policy::on_started`].
+//!
+//! `WakeAt(t)` asks the driver to call `dispatch` again at `t` (token refill,
+//! hedge deadline). Decisions are applied in order; a `Start` is only ever
+//! emitted for capacity the view reported free.
+//!
+//! Per-tier queues live here: a call that cannot start at once waits in the
+//! queue of the cheapest tier, ordered by workflow age (`fifo_cheapest`) or by
+//! the DAG score; escalation moves queued calls to faster tiers.
+
+pub mod estimates;
+pub mod params;
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+pub use params::{Ablations, Constants, Mechanisms, PolicyKind};
+
+use crate::units::{Money, SimDuration, SimTime};
+use estimates::Window;
+
+/// The driver's handle of a call (one node of one workflow). Opaque to policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey {
+    /// Workflow slot.
+    pub slot: u32,
+    /// Slot generation (detects reuse).
+    pub generation: u32,
+    /// Node index within the workflow.
+    pub node: u32,
+}
+
+/// The driver's handle of one attempt. Opaque to policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttemptKey {
+    /// Attempt slot.
+    pub slot: u32,
+    /// Slot generation.
+    pub generation: u32,
+}
+
+/// Static facts about a tier, given at construction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierInfo {
+    /// Latency multiplier (smaller is faster).
+    pub latency_scale: f64,
+    /// Price per call, per million input tokens, per million output tokens.
+    pub prices: (f64, f64, f64),
+    /// Models: (price multiplier, latency multiplier); the first is the default.
+    pub models: Vec<(f64, f64)>,
+}
+
+impl TierInfo {
+    /// Price of one attempt of `call` with `model` on this tier.
+    pub fn price(&self, model: u8, input_tokens: u32, output_tokens: u32) -> f64 {
+        let (c, i, o) = self.prices;
+        (c + i * input_tokens as f64 / 1e6 + o * output_tokens as f64 / 1e6)
+            * self.models[model as usize].0
+    }
+}
+
+/// Static facts about a node type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeTypeInfo {
+    /// Prior median service time at tier scale 1 (ms), until online data exists.
+    pub prior_p50_ms: f64,
+    /// Prior 95th percentile (ms).
+    pub prior_p95_ms: f64,
+}
+
+/// What a policy is built from.
+#[derive(Clone, Debug)]
+pub struct PolicySetup {
+    /// Which policy.
+    pub kind: PolicyKind,
+    /// Ablation switches.
+    pub ablations: Ablations,
+    /// Tunable constants.
+    pub constants: Constants,
+    /// Providers, each a list of tiers.
+    pub providers: Vec<Vec<TierInfo>>,
+    /// Node types (indexed like the driver's table).
+    pub node_types: Vec<NodeTypeInfo>,
+}
+
+/// A call that has become ready (or ready again after a retry backoff).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReadyCall {
+    /// Handle.
+    pub call: CallKey,
+    /// Workflow id (arrival order); ties in priority break by it.
+    pub workflow_id: u64,
+    /// Provider index.
+    pub provider: u16,
+    /// Node type index.
+    pub node_type: u16,
+    /// When the workflow arrived.
+    pub workflow_arrival: SimTime,
+    /// Expected remaining critical path from this call to the workflow's end.
+    pub remaining_cp: SimDuration,
+    /// How long this call can be delayed without delaying the workflow.
+    pub slack: SimDuration,
+    /// Keyed per-call difficulty in [0, 1) (model routing).
+    pub difficulty: f64,
+    /// What the workflow has spent so far.
+    pub workflow_spent: Money,
+    /// Prompt tokens.
+    pub input_tokens: u32,
+    /// Completion tokens.
+    pub output_tokens: u32,
+}
+
+/// Load of one tier as the driver sees it now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TierLoad {
+    /// Attempts in flight.
+    pub in_flight: u32,
+    /// Slots.
+    pub slots: u32,
+    /// Rate-limit tokens available now (`u32::MAX` when unlimited or
+    /// enforced by the provider, which the client cannot see).
+    pub tokens: u32,
+    /// When the next token is available.
+    pub next_token_at: SimTime,
+}
+
+impl TierLoad {
+    /// Attempts that could start now.
+    pub fn free(&self) -> u32 {
+        self.slots.saturating_sub(self.in_flight).min(self.tokens)
+    }
+}
+
+/// The read-only state a policy decides on.
+pub trait SystemView {
+    /// The current time.
+    fn now(&self) -> SimTime;
+    /// Load of one tier.
+    fn tier_load(&self, provider: u16, tier: u16) -> TierLoad;
+    /// Remote attempts in flight, all providers.
+    fn remote_in_flight(&self) -> u32;
+    /// True while `call` still needs a start (not running, done or dead).
+    fn call_waiting(&self, call: CallKey) -> bool;
+    /// True while `attempt` is running.
+    fn attempt_running(&self, attempt: AttemptKey) -> bool;
+    /// Current facts of a waiting or running call (its workflow's spend
+    /// changes while it waits).
+    fn call_facts(&self, call: CallKey) -> ReadyCall;
+}
+
+/// Why a call was started where it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StartKind {
+    /// The call's first placement.
+    Primary,
+    /// Moved from a slower tier's queue to a faster tier.
+    Escalated,
+    /// A duplicate of a running attempt on a faster tier.
+    Hedge,
+}
+
+impl StartKind {
+    /// Lower-case name for traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            StartKind::Primary => "primary",
+            StartKind::Escalated => "escalated",
+            StartKind::Hedge => "hedge",
+        }
+    }
+}
+
+/// What a policy asks the driver to do.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decision {
+    /// Start an attempt of `call` on (`provider`, `tier`) with `model`.
+    Start {
+        /// The call.
+        call: CallKey,
+        /// Provider index.
+        provider: u16,
+        /// Tier index.
+        tier: u16,
+        /// Model index on that tier.
+        model: u8,
+        /// Why.
+        kind: StartKind,
+    },
+    /// Call `dispatch` again at this time.
+    WakeAt(SimTime),
+}
+
+/// An attempt the driver just started (after a `Start`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttemptStarted {
+    /// The call.
+    pub call: CallKey,
+    /// The attempt's handle.
+    pub attempt: AttemptKey,
+    /// Where.
+    pub provider: u16,
+    /// Where.
+    pub tier: u16,
+    /// Model used.
+    pub model: u8,
+    /// The call's facts, as given to `on_ready`.
+    pub ready: ReadyCall,
+    /// Why it started.
+    pub kind: StartKind,
+}
+
+/// An attempt that ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttemptEnded {
+    /// Where.
+    pub provider: u16,
+    /// Where.
+    pub tier: u16,
+    /// Node type.
+    pub node_type: u16,
+    /// Time from ready to start.
+    pub queue_wait: SimDuration,
+    /// Time from start to end.
+    pub service: SimDuration,
+    /// True for a successful result.
+    pub success: bool,
+    /// Why it started.
+    pub kind: StartKind,
+}
+
+/// A queued call; the heap pops the smallest `(k1, k2, seq)`. Entries are
+/// small on purpose: the facts of the call are read from the view.
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    k1: u64,
+    k2: u64,
+    seq: u64,
+    call: CallKey,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap and we pop the smallest key.
+        (o.k1, o.k2, o.seq).cmp(&(self.k1, self.k2, self.seq))
+    }
+}
+
+/// A hedge deadline.
+#[derive(Clone, Copy, Debug)]
+struct HedgeTimer {
+    at: SimTime,
+    seq: u64,
+    started: AttemptStarted,
+}
+
+impl PartialEq for HedgeTimer {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for HedgeTimer {}
+impl PartialOrd for HedgeTimer {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for HedgeTimer {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Maps a score (higher first) to a key that sorts ascending.
+fn desc_key(score: f64) -> u64 {
+    let b = score.to_bits();
+    // Standard total-order transform, then inverted.
+    let asc = if b >> 63 == 1 { !b } else { b | (1 << 63) };
+    !asc
+}
+
+/// Every policy, parameterised by the mechanisms it runs.
+#[derive(Debug)]
+pub struct Policy {
+    mech: Mechanisms,
+    c: Constants,
+    providers: Vec<Vec<TierInfo>>,
+    node_types: Vec<NodeTypeInfo>,
+    /// Tier indices of each provider, cheapest (by per-call price) first.
+    by_price: Vec<Vec<u16>>,
+    /// Tier indices of each provider, fastest first.
+    by_speed: Vec<Vec<u16>>,
+    /// Queue of each (provider, tier).
+    queues: Vec<Vec<BinaryHeap<Queued>>>,
+    /// Service-time window per (node type, provider tier slot).
+    service: Vec<Vec<Window>>,
+    /// Queue-wait window per (provider, tier).
+    waits: Vec<Vec<Window>>,
+    hedges: BinaryHeap<HedgeTimer>,
+    /// Due hedges that found no capacity yet.
+    hedges_due: Vec<AttemptStarted>,
+    seq: u64,
+    /// Entries in all queues (dead ones included until popped).
+    queued: usize,
+    /// Whether any mechanism reads the online estimates.
+    learns: bool,
+    /// Scratch: free capacity during one dispatch.
+    free: Vec<Vec<u32>>,
+}
+
+impl Policy {
+    /// Builds a policy.
+    pub fn new(setup: PolicySetup) -> Policy {
+        let mech = Mechanisms::of(setup.kind, &setup.ablations);
+        let window = setup.constants.stats_window as usize;
+        let sort_by = |tiers: &Vec<TierInfo>, f: &dyn Fn(&TierInfo) -> f64| {
+            let mut idx: Vec<u16> = (0..tiers.len() as u16).collect();
+            idx.sort_by(|&a, &b| {
+                f(&tiers[a as usize])
+                    .total_cmp(&f(&tiers[b as usize]))
+                    .then(a.cmp(&b))
+            });
+            idx
+        };
+        let by_price = setup
+            .providers
+            .iter()
+            .map(|t| sort_by(t, &|x| x.prices.0 + x.prices.1 + x.prices.2))
+            .collect();
+        let by_speed = setup
+            .providers
+            .iter()
+            .map(|t| sort_by(t, &|x| x.latency_scale))
+            .collect();
+        let max_tiers = setup.providers.iter().map(Vec::len).max().unwrap_or(0);
+        let per_tier = |p: &Vec<TierInfo>| {
+            (0..p.len())
+                .map(|_| Window::new(window))
+                .collect::<Vec<_>>()
+        };
+        Policy {
+            mech,
+            queues: setup
+                .providers
+                .iter()
+                .map(|p| (0..p.len()).map(|_| BinaryHeap::new()).collect())
+                .collect(),
+            service: setup
+                .node_types
+                .iter()
+                .map(|_| (0..max_tiers.max(1)).map(|_| Window::new(window)).collect())
+                .collect(),
+            waits: setup.providers.iter().map(per_tier).collect(),
+            free: setup.providers.iter().map(|p| vec![0; p.len()]).collect(),
+            c: setup.constants,
+            providers: setup.providers,
+            node_types: setup.node_types,
+            by_price,
+            by_speed,
+            hedges: BinaryHeap::new(),
+            hedges_due: Vec::new(),
+            seq: 0,
+            queued: 0,
+            learns: mech.escalation || mech.hedging,
+        }
+    }
+
+    /// The mechanisms this policy runs.
+    pub fn mechanisms(&self) -> Mechanisms {
+        self.mech
+    }
+
+    /// The constants in force.
+    pub fn constants(&self) -> &Constants {
+        &self.c
+    }
+
+    /// Backoff before retry number `retry` (1-based): `retry_backoff_ms * 2^(retry-1)`.
+    pub fn retry_delay(&self, retry: u32) -> SimDuration {
+        SimDuration::from_ms(
+            self.c.retry_backoff_ms * 2f64.powi(retry.saturating_sub(1).min(30) as i32),
+        )
+    }
+
+    /// Calls waiting in the queue of (provider, tier), including entries
+    /// whose call died (they are dropped lazily).
+    pub fn queued(&self, provider: u16, tier: u16) -> usize {
+        self.queues[provider as usize][tier as usize].len()
+    }
+
+    /// Median service estimate (ms) of `node_type` on (provider, tier).
+    pub fn p50_service_ms(&mut self, node_type: u16, provider: u16, tier: u16) -> f64 {
+        let info = &self.node_types[node_type as usize];
+        let scale = self.providers[provider as usize][tier as usize].latency_scale;
+        self.service[node_type as usize][tier as usize].p50_or(info.prior_p50_ms * scale)
+    }
+
+    /// 95th-percentile service estimate (ms).
+    pub fn p95_service_ms(&mut self, node_type: u16, provider: u16, tier: u16) -> f64 {
+        let info = &self.node_types[node_type as usize];
+        let scale = self.providers[provider as usize][tier as usize].latency_scale;
+        self.service[node_type as usize][tier as usize].p95_or(info.prior_p95_ms * scale)
+    }
+
+    /// 95th-percentile queue-wait estimate (ms) of (provider, tier); 0 before data.
+    pub fn p95_wait_ms(&mut self, provider: u16, tier: u16) -> f64 {
+        self.waits[provider as usize][tier as usize].p95_or(0.0)
+    }
+
+    /// The queue priority key of a call: smaller goes first.
+    fn key(&self, r: &ReadyCall) -> (u64, u64) {
+        if self.mech.dag_priority {
+            // score = alpha*rcp + beta/(1+slack) + gamma*age. Age is
+            // now - arrival for every entry alike, so gamma*now cancels in
+            // comparisons and -gamma*arrival keeps the order exact over time.
+            let score = self.c.alpha * r.remaining_cp.as_secs()
+                + self.c.beta / (1.0 + r.slack.as_secs())
+                - self.c.gamma * r.workflow_arrival.as_secs();
+            (desc_key(score), r.workflow_id)
+        } else {
+            (r.workflow_arrival.0, r.workflow_id)
+        }
+    }
+
+    /// The model a call uses on `tier`.
+    fn model_for(&self, r: &ReadyCall, provider: u16, tier: u16) -> u8 {
+        if !self.mech.model_routing {
+            return 0;
+        }
+        let info = &self.providers[provider as usize][tier as usize];
+        let cheapest = (0..info.models.len())
+            .min_by(|&a, &b| {
+                info.models[a]
+                    .0
+                    .total_cmp(&info.models[b].0)
+                    .then(a.cmp(&b))
+            })
+            .unwrap_or(0) as u8;
+        let default_price = info.price(0, r.input_tokens, r.output_tokens);
+        let over_budget = r.workflow_spent.as_dollars() + default_price > self.c.workflow_budget;
+        if r.difficulty < self.c.routing_threshold || over_budget {
+            cheapest
+        } else {
+            0
+        }
+    }
+
+    fn within_budget(&self, r: &ReadyCall, provider: u16, tier: u16, model: u8) -> bool {
+        if !self.mech.model_routing {
+            return true;
+        }
+        let price = self.providers[provider as usize][tier as usize].price(
+            model,
+            r.input_tokens,
+            r.output_tokens,
+        );
+        r.workflow_spent.as_dollars() + price <= self.c.workflow_budget
+    }
+
+    fn global_free<V: SystemView>(&self, view: &V) -> u32 {
+        if self.mech.in_flight_cap {
+            self.c.max_in_flight.saturating_sub(view.remote_in_flight())
+        } else {
+            u32::MAX
+        }
+    }
+
+    /// A call became ready: start it on the cheapest tier that has free
+    /// capacity and nobody queued, or queue it at the cheapest tier.
+    pub fn on_ready<V: SystemView>(&mut self, view: &V, r: ReadyCall, out: &mut Vec<Decision>) {
+        let p = r.provider;
+        if self.global_free(view) > 0 {
+            for &t in &self.by_price[p as usize] {
+                if self.queues[p as usize][t as usize].is_empty() && view.tier_load(p, t).free() > 0
+                {
+                    let model = self.model_for(&r, p, t);
+                    out.push(Decision::Start {
+                        call: r.call,
+                        provider: p,
+                        tier: t,
+                        model,
+                        kind: StartKind::Primary,
+                    });
+                    return;
+                }
+            }
+        }
+        let cheapest = self.by_price[p as usize][0];
+        self.enqueue(p, cheapest, r);
+    }
+
+    fn enqueue(&mut self, provider: u16, tier: u16, r: ReadyCall) {
+        let (k1, k2) = self.key(&r);
+        self.seq += 1;
+        self.queues[provider as usize][tier as usize].push(Queued {
+            k1,
+            k2,
+            seq: self.seq,
+            call: r.call,
+        });
+        self.queued += 1;
+    }
+
+    /// The driver started an attempt: arm its hedge timer if it qualifies.
+    pub fn on_started<V: SystemView>(
+        &mut self,
+        _view: &V,
+        s: AttemptStarted,
+        start: SimTime,
+        out: &mut Vec<Decision>,
+    ) {
+        if !self.mech.hedging || s.kind == StartKind::Hedge {
+            return;
+        }
+        let p95 = self.p95_service_ms(s.ready.node_type, s.provider, s.tier);
+        // Critical: the call cannot absorb a p95-sized delay without
+        // delaying its workflow.
+        if s.ready.slack.as_ms() >= p95 {
+            return;
+        }
+        let at = start + SimDuration::from_ms(self.c.hedge_stretch * p95);
+        self.seq += 1;
+        self.hedges.push(HedgeTimer {
+            at,
+            seq: self.seq,
+            started: s,
+        });
+        out.push(Decision::WakeAt(at));
+    }
+
+    /// An attempt ended: learn from it.
+    pub fn on_attempt_end(&mut self, e: &AttemptEnded) {
+        if !self.learns {
+            return;
+        }
+        if e.success {
+            self.service[e.node_type as usize][e.tier as usize].push(e.service.as_ms());
+        }
+        if e.kind != StartKind::Hedge {
+            self.waits[e.provider as usize][e.tier as usize].push(e.queue_wait.as_ms());
+        }
+    }
+
+    /// Fills free capacity from the queues, escalates, hedges, and asks for
+    /// wake-ups for token refills and hedge deadlines.
+    pub fn dispatch<V: SystemView>(&mut self, view: &V, out: &mut Vec<Decision>) {
+        if self.queued == 0 && self.hedges.is_empty() && self.hedges_due.is_empty() {
+            return;
+        }
+        let mut global = self.global_free(view);
+        for p in 0..self.providers.len() {
+            let p16 = p as u16;
+            for t in 0..self.providers[p].len() {
+                self.free[p][t] = view.tier_load(p16, t as u16).free();
+            }
+            // 1. Each tier serves its own queue.
+            for t in 0..self.providers[p].len() {
+                while self.free[p][t] > 0 && global > 0 {
+                    let Some(q) = self.pop_live(view, p, t) else {
+                        break;
+                    };
+                    let r = view.call_facts(q.call);
+                    let model = self.model_for(&r, p16, t as u16);
+                    out.push(Decision::Start {
+                        call: q.call,
+                        provider: p16,
+                        tier: t as u16,
+                        model,
+                        kind: StartKind::Primary,
+                    });
+                    self.free[p][t] -= 1;
+                    global -= 1;
+                }
+            }
+            // 2. Escalation: a faster tier with free capacity takes the head
+            //    of a slower tier's queue when the time saved is worth it.
+            if self.mech.escalation {
+                global = self.escalate(view, p, global, out);
+            }
+            // 3. Queued calls blocked only by the rate limit need a wake-up.
+            for t in 0..self.providers[p].len() {
+                if !self.queues[p][t].is_empty() {
+                    let load = view.tier_load(p16, t as u16);
+                    if load.in_flight < load.slots && load.tokens == 0 {
+                        out.push(Decision::WakeAt(load.next_token_at));
+                    }
+                }
+            }
+        }
+        if self.mech.hedging {
+            self.hedge(view, global, out);
+        }
+    }
+
+    fn pop_live<V: SystemView>(&mut self, view: &V, p: usize, t: usize) -> Option<Queued> {
+        while let Some(q) = self.queues[p][t].pop() {
+            self.queued -= 1;
+            if view.call_waiting(q.call) {
+                return Some(q);
+            }
+        }
+        None
+    }
+
+    fn peek_live<V: SystemView>(&mut self, view: &V, p: usize, t: usize) -> Option<Queued> {
+        while let Some(q) = self.queues[p][t].peek() {
+            if view.call_waiting(q.call) {
+                return Some(*q);
+            }
+            self.queues[p][t].pop();
+            self.queued -= 1;
+        }
+        None
+    }
+
+    fn escalate<V: SystemView>(
+        &mut self,
+        view: &V,
+        p: usize,
+        mut global: u32,
+        out: &mut Vec<Decision>,
+    ) -> u32 {
+        let p16 = p as u16;
+        let speed = self.by_speed[p].clone();
+        for (rank, &fast) in speed.iter().enumerate() {
+            let f = fast as usize;
+            while self.free[p][f] > 0 && global > 0 {
+                // The best-priority head among strictly slower tiers.
+                let mut best: Option<(usize, Queued)> = None;
+                for &slow in &speed[rank + 1..] {
+                    let s = slow as usize;
+                    if self.providers[p][s].latency_scale <= self.providers[p][f].latency_scale {
+                        continue;
+                    }
+                    if let Some(q) = self.peek_live(view, p, s)
+                        && best.is_none_or(|(_, b)| q.cmp(&b) == Ordering::Greater)
+                    {
+                        best = Some((s, q));
+                    }
+                }
+                let Some((s, q)) = best else { break };
+                let r = view.call_facts(q.call);
+                if !self.worth_escalating(&r, p16, s as u16, fast) {
+                    break;
+                }
+                self.queues[p][s].pop();
+                self.queued -= 1;
+                let model = self.model_for(&r, p16, fast);
+                out.push(Decision::Start {
+                    call: q.call,
+                    provider: p16,
+                    tier: fast,
+                    model,
+                    kind: StartKind::Escalated,
+                });
+                self.free[p][f] -= 1;
+                global -= 1;
+            }
+        }
+        global
+    }
+
+    /// Escalate from `slow` to `fast` when the expected completion time
+    /// saved (p95 queue wait + p50 service on each tier) is at least
+    /// `escalation_threshold_s` and worth the price difference at
+    /// `time_value_per_s` dollars per second.
+    pub fn worth_escalating(&mut self, r: &ReadyCall, p: u16, slow: u16, fast: u16) -> bool {
+        let model_slow = self.model_for(r, p, slow);
+        let model_fast = self.model_for(r, p, fast);
+        if !self.within_budget(r, p, fast, model_fast) {
+            return false;
+        }
+        let expected_slow = self.p95_wait_ms(p, slow) + self.p50_service_ms(r.node_type, p, slow);
+        // The fast tier has free capacity now: no wait.
+        let expected_fast = self.p50_service_ms(r.node_type, p, fast);
+        let saved_s = (expected_slow - expected_fast) / 1000.0;
+        let tiers = &self.providers[p as usize];
+        let price_delta = tiers[fast as usize].price(model_fast, r.input_tokens, r.output_tokens)
+            - tiers[slow as usize].price(model_slow, r.input_tokens, r.output_tokens);
+        saved_s >= self.c.escalation_threshold_s && saved_s * self.c.time_value_per_s >= price_delta
+    }
+
+    fn hedge<V: SystemView>(&mut self, view: &V, mut global: u32, out: &mut Vec<Decision>) {
+        let now = view.now();
+        while let Some(top) = self.hedges.peek() {
+            if top.at > now {
+                break;
+            }
+            let t = self.hedges.pop().expect("peeked");
+            self.hedges_due.push(t.started);
+        }
+        let mut i = 0;
+        while i < self.hedges_due.len() {
+            let s = self.hedges_due[i];
+            if !view.attempt_running(s.attempt) {
+                self.hedges_due.swap_remove(i);
+                continue;
+            }
+            let p = s.provider as usize;
+            let current = self.providers[p][s.tier as usize].latency_scale;
+            // The fastest tier with free capacity, if not slower than the current one.
+            let target = if global == 0 {
+                None
+            } else {
+                self.by_speed[p].iter().copied().find(|&t| {
+                    self.providers[p][t as usize].latency_scale <= current
+                        && self.free[p][t as usize] > 0
+                })
+            };
+            match target {
+                Some(t) => {
+                    let model = self.model_for(&s.ready, s.provider, t);
+                    if self.within_budget(&s.ready, s.provider, t, model) {
+                        out.push(Decision::Start {
+                            call: s.call,
+                            provider: s.provider,
+                            tier: t,
+                            model,
+                            kind: StartKind::Hedge,
+                        });
+                        self.free[p][t as usize] -= 1;
+                        global -= 1;
+                    }
+                    self.hedges_due.swap_remove(i);
+                }
+                None => i += 1,
+            }
+        }
+        if let Some(top) = self.hedges.peek() {
+            out.push(Decision::WakeAt(top.at));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,255 @@
+//! The policy's user-facing vocabulary: which policy, which ablations, and
+//! the tunable constants the ratchet searches over. Every constant is
+//! documented here, next to its default.
+
+use serde::{Deserialize, Serialize};
+
+/// The scheduling policies users can name.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// Oldest workflow first; the cheapest tier with free capacity.
+    FifoCheapest,
+    /// DAG priority score (critical path, slack, age); the cheapest tier with free capacity.
+    DagCheapest,
+    /// `dag_cheapest` plus escalation of waiting calls to faster tiers when worth the price.
+    DagEscalation,
+    /// `dag_escalation` plus hedging of slow critical-path calls and a global in-flight cap.
+    Full,
+}
+
+impl PolicyKind {
+    /// Every policy, in the order users see them.
+    pub const ALL: [PolicyKind; 4] = [
+        PolicyKind::FifoCheapest,
+        PolicyKind::DagCheapest,
+        PolicyKind::DagEscalation,
+        PolicyKind::Full,
+    ];
+
+    /// The name users type.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::FifoCheapest => "fifo_cheapest",
+            PolicyKind::DagCheapest => "dag_cheapest",
+            PolicyKind::DagEscalation => "dag_escalation",
+            PolicyKind::Full => "full",
+        }
+    }
+}
+
+/// Switches that turn one mechanism off (or routing on), whatever the policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ablations {
+    /// No hedged duplicates, even under `full`.
+    pub disable_hedging: bool,
+    /// No escalation to faster tiers, even under `dag_escalation` / `full`.
+    pub disable_escalation: bool,
+    /// Ready calls ordered oldest-workflow-first instead of by DAG score.
+    pub disable_dag_priority: bool,
+    /// Each call chooses a model (small/large) by difficulty and budget.
+    pub enable_model_routing: bool,
+}
+
+/// The mechanisms a (policy, ablations) pair actually runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mechanisms {
+    /// Order queues by the DAG score rather than workflow age.
+    pub dag_priority: bool,
+    /// Move waiting calls to faster tiers when worth it.
+    pub escalation: bool,
+    /// Duplicate slow critical-path calls on faster tiers.
+    pub hedging: bool,
+    /// Apply the global in-flight cap.
+    pub in_flight_cap: bool,
+    /// Choose models by difficulty within the workflow budget.
+    pub model_routing: bool,
+}
+
+impl Mechanisms {
+    /// What `kind` runs once `ablations` are applied.
+    pub fn of(kind: PolicyKind, ablations: &Ablations) -> Mechanisms {
+        let dag = kind != PolicyKind::FifoCheapest;
+        let esc = matches!(kind, PolicyKind::DagEscalation | PolicyKind::Full);
+        let full = kind == PolicyKind::Full;
+        Mechanisms {
+            dag_priority: dag && !ablations.disable_dag_priority,
+            escalation: esc && !ablations.disable_escalation,
+            hedging: full && !ablations.disable_hedging,
+            in_flight_cap: full,
+            model_routing: ablations.enable_model_routing,
+        }
+    }
+}
+
+/// The tunable constants of every policy, with the seed simulator's defaults.
+///
+/// | constant | default | unit | meaning |
+/// |---|---|---|---|
+/// | `alpha` | 1.0 | 1/s | weight of the remaining critical path in the DAG score |
+/// | `beta` | 0.5 | - | weight of `1/(1+slack_s)` in the DAG score |
+/// | `gamma` | 0.1 | 1/s | weight of workflow age in the DAG score |
+/// | `escalation_threshold_s` | 0.5 | s | minimum expected time saved for an escalation |
+/// | `time_value_per_s` | 0.02 | $/s | exchange rate: what one second saved is worth |
+/// | `hedge_stretch` | 1.5 | x p95 | a call running longer than this times its p95 estimate is hedged |
+/// | `workflow_budget` | 10.0 | $ | per-workflow budget for model routing |
+/// | `max_in_flight` | 200 | calls | global cap on remote calls in flight (`full`) |
+/// | `retry_backoff_ms` | 100 | ms | base of the exponential backoff between retries |
+/// | `routing_threshold` | 0.5 | - | calls with difficulty below this use the small model |
+/// | `stats_window` | 1000 | samples | online estimates use the last N samples per (node type, tier) |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Constants {
+    /// Weight of the remaining critical path (seconds) in the DAG score.
+    pub alpha: f64,
+    /// Weight of `1 / (1 + slack_s)` in the DAG score.
+    pub beta: f64,
+    /// Weight of workflow age (seconds) in the DAG score.
+    pub gamma: f64,
+    /// Minimum expected seconds saved before a waiting call is escalated.
+    pub escalation_threshold_s: f64,
+    /// Dollars one second of saved completion time is worth.
+    pub time_value_per_s: f64,
+    /// Hedge when elapsed > `hedge_stretch` x the p95 service estimate.
+    pub hedge_stretch: f64,
+    /// Per-workflow budget (dollars) that model routing stays within.
+    pub workflow_budget: f64,
+    /// Global cap on remote attempts in flight (policy `full`).
+    pub max_in_flight: u32,
+    /// Base retry backoff; retry k waits `retry_backoff_ms * 2^(k-1)`.
+    pub retry_backoff_ms: f64,
+    /// Difficulty below which model routing picks the cheapest model.
+    pub routing_threshold: f64,
+    /// Samples kept per (node type, tier) for online latency estimates.
+    pub stats_window: u32,
+}
+
+impl Default for Constants {
+    fn default() -> Self {
+        Constants {
+            alpha: 1.0,
+            beta: 0.5,
+            gamma: 0.1,
+            escalation_threshold_s: 0.5,
+            time_value_per_s: 0.02,
+            hedge_stretch: 1.5,
+            workflow_budget: 10.0,
+            max_in_flight: 200,
+            retry_backoff_ms: 100.0,
+            routing_threshold: 0.5,
+            stats_window: 1000,
+        }
+    }
+}
+
+impl Constants {
+    /// Checks every constant against its valid range; the error names it.
+    pub fn validate(&self) -> Result<(), String> {
+        let nonneg = [
+            ("alpha", self.alpha),
+            ("beta", self.beta),
+            ("gamma", self.gamma),
+            ("escalation_threshold_s", self.escalation_threshold_s),
+            ("time_value_per_s", self.time_value_per_s),
+            ("workflow_budget", self.workflow_budget),
+            ("retry_backoff_ms", self.retry_backoff_ms),
+        ];
+        for (name, v) in nonneg {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!(
+                    "constants.{name}: expected a finite number >= 0, got {v}"
+                ));
+            }
+        }
+        if !(self.hedge_stretch.is_finite() && self.hedge_stretch >= 1.0) {
+            return Err(format!(
+                "constants.hedge_stretch: expected a finite number >= 1, got {}",
+                self.hedge_stretch
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.routing_threshold) {
+            return Err(format!(
+                "constants.routing_threshold: expected a number in [0, 1], got {}",
+                self.routing_threshold
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err("constants.max_in_flight: expected an integer >= 1, got 0".into());
+        }
+        if self.stats_window < 10 {
+            return Err(format!(
+                "constants.stats_window: expected an integer >= 10, got {}",
+                self.stats_window
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mechanisms_follow_policy_and_ablations() {
+        let none = Ablations::default();
+        let m = Mechanisms::of(PolicyKind::FifoCheapest, &none);
+        assert!(!m.dag_priority && !m.escalation && !m.hedging);
+        let m = Mechanisms::of(PolicyKind::Full, &none);
+        assert!(m.dag_priority && m.escalation && m.hedging && m.in_flight_cap);
+        let m = Mechanisms::of(
+            PolicyKind::Full,
+            &Ablations {
+                disable_hedging: true,
+                disable_escalation: true,
+                ..none
+            },
+        );
+        assert!(m.dag_priority && !m.escalation && !m.hedging);
+        let m = Mechanisms::of(
+            PolicyKind::DagEscalation,
+            &Ablations {
+                disable_dag_priority: true,
+                ..none
+            },
+        );
+        assert!(!m.dag_priority && m.escalation && !m.hedging);
+    }
+
+    #[test]
+    fn constants_reject_out_of_range() {
+        assert!(Constants::default().validate().is_ok());
+        let c = Constants {
+            hedge_stretch: 0.9,
+            ..Constants::default()
+        };
+        assert!(c.validate().unwrap_err().contains("hedge_stretch"));
+        let c = Constants {
+            alpha: f64::NAN,
+            ..Constants::default()
+        };
+        assert!(c.validate().unwrap_err().contains("alpha"));
+    }
+
+    #[test]
+    fn partial_constants_file_keeps_other_defaults() {
+        let c: Constants = serde_json::from_str(r#"{"alpha": 2.5}"#).unwrap();
+        assert_eq!(c.alpha, 2.5);
+        assert_eq!(c.beta, Constants::default().beta);
+        assert!(serde_json::from_str::<Constants>(r#"{"alpah": 2.5}"#).is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! The tier model, shared by the simulator and the live emulator: token
+//! buckets, keyed latency and outcome draws, prices.
+
+use crate::rng::{SimRng, Stream, keyed, unit};
+use crate::scenario::{Enforcer, Model, RateLimit, Sampler, Tier};
+use crate::units::{Money, SimDuration, SimTime};
+
+/// A token bucket as the generic cell rate algorithm: integer-exact, with
+/// `burst` tokens of capacity refilled at one token per `interval`.
+///
+/// Time is kept in nanoseconds internally so that rates like 3/s do not
+/// round to a whole microsecond per token.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    interval_ns: u64,
+    tolerance_ns: u64,
+    burst: u32,
+    /// Theoretical arrival time of the next conforming request.
+    tat_ns: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate_per_s: f64, burst: u32) -> TokenBucket {
+        let interval_ns = ((1e9 / rate_per_s).round() as u64).max(1);
+        TokenBucket {
+            interval_ns,
+            tolerance_ns: interval_ns * (burst as u64 - 1),
+            burst,
+            tat_ns: 0,
+        }
+    }
+
+    /// Tokens that could be taken back-to-back at `now`.
+    pub fn available(&self, now: SimTime) -> u32 {
+        let t = now.0 * 1000;
+        let tat = self.tat_ns.max(t);
+        if t + self.tolerance_ns < tat {
+            0
+        } else {
+            (((t + self.tolerance_ns - tat) / self.interval_ns + 1) as u32).min(self.burst)
+        }
+    }
+
+    /// The earliest time a token is available (now if one is).
+    pub fn next_available(&self, now: SimTime) -> SimTime {
+        if self.available(now) > 0 {
+            now
+        } else {
+            SimTime((self.tat_ns - self.tolerance_ns).div_ceil(1000))
+        }
+    }
+
+    /// Takes one token; the caller checked [`TokenBucket::available`].
+    pub fn take(&mut self, now: SimTime) {
+        let t = now.0 * 1000;
+        debug_assert!(self.available(now) > 0, "token taken from an empty bucket");
+        self.tat_ns = self.tat_ns.max(t) + self.interval_ns;
+    }
+}
+
+/// How an attempt ends, as drawn before it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// A result.
+    Success,
+    /// An error response after the drawn latency.
+    Failure,
+    /// Cut off at the tier's timeout.
+    Timeout,
+    /// 429 Too Many Requests from a provider-enforced rate limit.
+    RateLimited,
+    /// Cancelled by the scheduler (hedge loser, failed workflow).
+    Cancelled,
+}
+
+impl Outcome {
+    /// Lower-case name for traces and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Timeout => "timeout",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The keyed draw of one attempt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttemptDraw {
+    /// How long the attempt occupies its slot.
+    pub duration: SimDuration,
+    /// How it ends (if not cancelled first).
+    pub outcome: Outcome,
+}
+
+/// A tier ready for the simulator: the spec plus its bucket state.
+#[derive(Clone, Debug)]
+pub struct TierModel {
+    /// Concurrency slots.
+    pub slots: u32,
+    /// The rate limit, if any.
+    pub bucket: Option<TokenBucket>,
+    /// Who enforces the rate limit.
+    pub enforcer: Enforcer,
+    /// Time a 429 takes to come back.
+    pub reject_latency: SimDuration,
+    /// Latency multiplier.
+    pub latency_scale: f64,
+    /// Failure probability per attempt.
+    pub failure_prob: f64,
+    /// Attempt timeout.
+    pub timeout: Option<SimDuration>,
+    /// Retries before the node fails.
+    pub max_retries: u32,
+    /// Price per call, per million input and output tokens.
+    pub prices: (f64, f64, f64),
+    /// Models (at least one: the default).
+    pub models: Vec<Model>,
+}
+
+impl TierModel {
+    /// Builds the model of a validated tier spec.
+    pub fn new(t: &Tier) -> TierModel {
+        let (bucket, enforcer, reject) = match &t.rate_limit {
+            Some(RateLimit {
+                rate_per_s,
+                burst,
+                enforced_by,
+                reject_latency_ms,
+            }) => (
+                Some(TokenBucket::new(*rate_per_s, *burst)),
+                *enforced_by,
+                SimDuration::from_ms(*reject_latency_ms),
+            ),
+            None => (None, Enforcer::Client, SimDuration::ZERO),
+        };
+        let models = if t.models.is_empty() {
+            vec![Model {
+                name: "default".into(),
+                price_multiplier: 1.0,
+                latency_scale: 1.0,
+            }]
+        } else {
+            t.models.clone()
+        };
+        TierModel {
+            slots: t.slots,
+            bucket,
+            enforcer,
+            reject_latency: reject,
+            latency_scale: t.latency_scale,
+            failure_prob: t.failure_prob,
+            timeout: t.timeout_ms.map(SimDuration::from_ms),
+            max_retries: t.max_retries,
+            prices: (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out),
+            models,
+        }
+    }
+
+    /// Price of one attempt with `model` and the given token counts.
+    pub fn price(&self, model: usize, input_tokens: u32, output_tokens: u32) -> Money {
+        let (call, tin, tout) = self.prices;
+        let dollars = (call + tin * input_tokens as f64 / 1e6 + tout * output_tokens as f64 / 1e6)
+            * self.models[model].price_multiplier;
+        Money::from_dollars(dollars)
+    }
+}
+
+/// What an attempt's draw depends on besides its key.
+#[derive(Clone, Copy, Debug)]
+pub struct DrawSpec<'a> {
+    /// The node type's base latency sampler.
+    pub sampler: &'a Sampler,
+    /// The node type's own tail `(prob, mult)`, if any.
+    pub tail: Option<(f64, f64)>,
+    /// The global heavy tail `(prob, mult)`.
+    pub heavy_tail: (f64, f64),
+    /// Output tokens (shift the lognormal's mu).
+    pub output_tokens: u32,
+}
+
+/// Draws one latency in ms from `rng`: base x node tail x heavy tail. The
+/// uniforms for both tails are always drawn (32 bits each, from one 64-bit
+/// output), so the stream stays aligned whatever the probabilities.
+#[inline]
+pub fn draw_latency_ms(rng: &mut SimRng, spec: &DrawSpec<'_>) -> f64 {
+    use rand::Rng;
+    let mut ms = spec.sampler.sample(rng, spec.output_tokens);
+    let bits = rng.next_u64();
+    let u_tail = (bits >> 32) as f64 * (1.0 / 4_294_967_296.0);
+    let u_heavy = (bits & 0xffff_ffff) as f64 * (1.0 / 4_294_967_296.0);
+    if let Some((p, m)) = spec.tail
+        && u_tail < p
+    {
+        ms *= m;
+    }
+    if u_heavy < spec.heavy_tail.0 {
+        ms *= spec.heavy_tail.1;
+    }
+    ms
+}
+
+/// The keyed draw of attempt `attempt` of node `node` of workflow
+/// `workflow` on tier `tier` of provider `provider`: the same key always
+/// yields the same latency and outcome, whatever the policy did before.
+pub fn draw_attempt(
+    seed: u64,
+    ids: AttemptIds,
+    tier: &TierModel,
+    model: usize,
+    spec: &DrawSpec<'_>,
+) -> AttemptDraw {
+    let mut rng = keyed(
+        seed,
+        Stream::Attempt,
+        [
+            ids.workflow,
+            ids.node as u64,
+            ((ids.provider as u64) << 16) | ids.tier as u64,
+            ids.attempt as u64,
+        ],
+    );
+    let ms =
+        draw_latency_ms(&mut rng, spec) * tier.latency_scale * tier.models[model].latency_scale;
+    let failed = unit(&mut rng) < tier.failure_prob;
+    let latency = SimDuration::from_ms(ms);
+    match tier.timeout {
+        Some(limit) if latency > limit => AttemptDraw {
+            duration: limit,
+            outcome: Outcome::Timeout,
+        },
+        _ if failed => AttemptDraw {
+            duration: latency,
+            outcome: Outcome::Failure,
+        },
+        _ => AttemptDraw {
+            duration: latency,
+            outcome: Outcome::Success,
+        },
+    }
+}
+
+/// The identity an attempt's randomness is keyed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptIds {
+    /// Workflow id (0-based arrival order).
+    pub workflow: u64,
+    /// Node index within the workflow.
+    pub node: u32,
+    /// Provider index.
+    pub provider: u16,
+    /// Tier index.
+    pub tier: u16,
+    /// Attempt number of this node (0 first; retries and hedges count up).
+    pub attempt: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Dist;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let mut b = TokenBucket::new(5.0, 3);
+        let t0 = SimTime(1_000_000);
+        assert_eq!(b.available(t0), 3);
+        for _ in 0..3 {
+            b.take(t0);
+        }
+        assert_eq!(b.available(t0), 0);
+        // One token every 200 ms.
+        assert_eq!(b.next_available(t0), SimTime(1_200_000));
+        assert_eq!(b.available(SimTime(1_199_999)), 0);
+        assert_eq!(b.available(SimTime(1_200_000)), 1);
+        assert_eq!(b.available(SimTime(1_600_000)), 3);
+        assert_eq!(b.available(SimTime(9_000_000)), 3, "never above burst");
+    }
+
+    #[test]
+    fn same_key_same_draw_and_tiers_differ() {
+        let s = Dist::Lognormal {
+            mu: 6.0,
+            sigma: 0.8,
+            mu_per_output_token: 0.0,
+        }
+        .sampler();
+        let spec = DrawSpec {
+            sampler: &s,
+            tail: None,
+            heavy_tail: (0.0, 1.0),
+            output_tokens: 0,
+        };
+        let tier = TierModel::new(&Tier {
+            slots: 1,
+            rate_limit: None,
+            latency_scale: 1.0,
+            failure_prob: 0.0,
+            timeout_ms: None,
+            max_retries: 0,
+            price_per_call: 0.01,
+            price_per_mtok_in: 1.0,
+            price_per_mtok_out: 2.0,
+            models: vec![],
+        });
+        let ids = AttemptIds {
+            workflow: 3,
+            node: 7,
+            provider: 0,
+            tier: 0,
+            attempt: 0,
+        };
+        let a = draw_attempt(9, ids, &tier, 0, &spec);
+        assert_eq!(a, draw_attempt(9, ids, &tier, 0, &spec));
+        assert_ne!(
+            a,
+            draw_attempt(9, AttemptIds { attempt: 1, ..ids }, &tier, 0, &spec)
+        );
+        assert_ne!(
+            a,
+            draw_attempt(9, AttemptIds { tier: 1, ..ids }, &tier, 0, &spec)
+        );
+        // 0.01 + 1000 * 1/1e6 + 500 * 2/1e6 = 0.012
+        assert_eq!(tier.price(0, 1000, 500), Money::from_dollars(0.012));
+    }
+
+    #[test]
+    fn timeout_cuts_attempts_at_the_limit() {
+        let s = Dist::Constant { ms: 500.0 }.sampler();
+        let spec = DrawSpec {
+            sampler: &s,
+            tail: None,
+            heavy_tail: (1.0, 10.0),
+            output_tokens: 0,
+        };
+        let mut t = Tier {
+            slots: 1,
+            rate_limit: None,
+            latency_scale: 1.0,
+            failure_prob: 0.0,
+            timeout_ms: Some(1000.0),
+            max_retries: 0,
+            price_per_call: 0.0,
+            price_per_mtok_in: 0.0,
+            price_per_mtok_out: 0.0,
+            models: vec![],
+        };
+        let ids = AttemptIds {
+            workflow: 0,
+            node: 0,
+            provider: 0,
+            tier: 0,
+            attempt: 0,
+        };
+        let d = draw_attempt(1, ids, &TierModel::new(&t), 0, &spec);
+        assert_eq!(
+            d,
+            AttemptDraw {
+                duration: SimDuration::from_ms(1000.0),
+                outcome: Outcome::Timeout
+            }
+        );
+        t.timeout_ms = None;
+        let d = draw_attempt(1, ids, &TierModel::new(&t), 0, &spec);
+        assert_eq!(
+            d,
+            AttemptDraw {
+                duration: SimDuration::from_ms(5000.0),
+                outcome: Outcome::Success
+            }
+        );
+    }
+}

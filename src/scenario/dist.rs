@@ -1,0 +1,273 @@
+//! Latency distributions a scenario can name, and their sampling.
+
+use rand_distr::{Distribution, Exp, Gamma, LogNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::rng::{SimRng, unit};
+
+/// A latency distribution in milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Dist {
+    /// Always `ms`.
+    Constant {
+        /// The latency.
+        ms: f64,
+    },
+    /// Uniform on `[low_ms, high_ms]`.
+    Uniform {
+        /// Lower bound.
+        low_ms: f64,
+        /// Upper bound.
+        high_ms: f64,
+    },
+    /// Exponential with mean `mean_ms`.
+    Exponential {
+        /// The mean.
+        mean_ms: f64,
+    },
+    /// `exp(N(mu + mu_per_output_token * output_tokens, sigma))`: the seed's
+    /// LLM latency model, where longer outputs take longer.
+    Lognormal {
+        /// Location of the underlying normal (log-milliseconds).
+        mu: f64,
+        /// Scale of the underlying normal.
+        sigma: f64,
+        /// Added to `mu` per output token of the call.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        mu_per_output_token: f64,
+    },
+    /// Gamma with `shape` and `scale_ms` (mean = shape * scale).
+    Gamma {
+        /// Shape k.
+        shape: f64,
+        /// Scale theta, in ms.
+        scale_ms: f64,
+    },
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// An optional tail: with probability `prob` the draw is multiplied by `mult`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tail {
+    /// Probability of the tail.
+    pub prob: f64,
+    /// Multiplier applied in the tail.
+    pub mult: f64,
+}
+
+/// A distribution checked and turned into a ready-to-draw sampler.
+#[derive(Clone, Debug)]
+pub enum Sampler {
+    /// See [`Dist::Constant`].
+    Constant(f64),
+    /// See [`Dist::Uniform`].
+    Uniform(f64, f64),
+    /// See [`Dist::Exponential`].
+    Exponential(Exp<f64>),
+    /// See [`Dist::Lognormal`]; `LogNormal` is rebuilt when `mu` shifts.
+    Lognormal {
+        /// Shift of mu per output token.
+        per_token: f64,
+        /// The unshifted distribution.
+        base: LogNormal<f64>,
+    },
+    /// See [`Dist::Gamma`].
+    Gamma(Gamma<f64>),
+}
+
+impl Dist {
+    /// Checks parameters; the error says which parameter and what was expected.
+    pub fn check(&self) -> Result<(), String> {
+        let pos = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name}: expected a finite number > 0, got {v}"))
+            }
+        };
+        let nonneg = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name}: expected a finite number >= 0, got {v}"))
+            }
+        };
+        match *self {
+            Dist::Constant { ms } => nonneg("ms", ms),
+            Dist::Uniform { low_ms, high_ms } => {
+                nonneg("low_ms", low_ms)?;
+                nonneg("high_ms", high_ms)?;
+                if high_ms < low_ms {
+                    return Err(format!(
+                        "high_ms: expected >= low_ms ({low_ms}), got {high_ms}"
+                    ));
+                }
+                Ok(())
+            }
+            Dist::Exponential { mean_ms } => pos("mean_ms", mean_ms),
+            Dist::Lognormal {
+                mu,
+                sigma,
+                mu_per_output_token,
+            } => {
+                if !mu.is_finite() || mu > 20.0 {
+                    return Err(format!("mu: expected a finite number <= 20, got {mu}"));
+                }
+                nonneg("sigma", sigma)?;
+                if !mu_per_output_token.is_finite() {
+                    return Err("mu_per_output_token: expected a finite number".into());
+                }
+                Ok(())
+            }
+            Dist::Gamma { shape, scale_ms } => {
+                pos("shape", shape)?;
+                pos("scale_ms", scale_ms)
+            }
+        }
+    }
+
+    /// The mean in ms for a call with `output_tokens` (before tails).
+    pub fn mean_ms(&self, output_tokens: u32) -> f64 {
+        match *self {
+            Dist::Constant { ms } => ms,
+            Dist::Uniform { low_ms, high_ms } => (low_ms + high_ms) / 2.0,
+            Dist::Exponential { mean_ms } => mean_ms,
+            Dist::Lognormal {
+                mu,
+                sigma,
+                mu_per_output_token,
+            } => (mu + mu_per_output_token * output_tokens as f64 + sigma * sigma / 2.0).exp(),
+            Dist::Gamma { shape, scale_ms } => shape * scale_ms,
+        }
+    }
+
+    /// Builds the sampler. Call [`Dist::check`] first; invalid parameters
+    /// here are a programming error.
+    pub fn sampler(&self) -> Sampler {
+        match *self {
+            Dist::Constant { ms } => Sampler::Constant(ms),
+            Dist::Uniform { low_ms, high_ms } => Sampler::Uniform(low_ms, high_ms),
+            Dist::Exponential { mean_ms } => {
+                Sampler::Exponential(Exp::new(1.0 / mean_ms).expect("checked rate"))
+            }
+            Dist::Lognormal {
+                mu,
+                sigma,
+                mu_per_output_token,
+            } => Sampler::Lognormal {
+                per_token: mu_per_output_token,
+                base: LogNormal::new(mu, sigma).expect("checked lognormal"),
+            },
+            Dist::Gamma { shape, scale_ms } => {
+                Sampler::Gamma(Gamma::new(shape, scale_ms).expect("checked gamma"))
+            }
+        }
+    }
+}
+
+impl Sampler {
+    /// One draw in ms for a call with `output_tokens`.
+    #[inline]
+    pub fn sample(&self, rng: &mut SimRng, output_tokens: u32) -> f64 {
+        match self {
+            Sampler::Constant(ms) => *ms,
+            Sampler::Uniform(lo, hi) => lo + (hi - lo) * unit(rng),
+            Sampler::Exponential(e) => e.sample(rng),
+            Sampler::Lognormal { per_token, base } => {
+                if *per_token == 0.0 {
+                    base.sample(rng)
+                } else {
+                    // exp(mu + shift + sigma Z) = exp(shift) * LogNormal(mu, sigma)
+                    base.sample(rng) * (per_token * output_tokens as f64).exp()
+                }
+            }
+            Sampler::Gamma(g) => g.sample(rng),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{Stream, keyed};
+
+    fn sample_mean(d: &Dist, tokens: u32, n: usize) -> f64 {
+        let s = d.sampler();
+        let mut r = keyed(11, Stream::Prior, [0; 4]);
+        (0..n).map(|_| s.sample(&mut r, tokens)).sum::<f64>() / n as f64
+    }
+
+    #[test]
+    fn sample_means_match_analytic_means() {
+        let cases = [
+            Dist::Constant { ms: 120.0 },
+            Dist::Uniform {
+                low_ms: 45.0,
+                high_ms: 55.0,
+            },
+            Dist::Exponential { mean_ms: 1000.0 },
+            Dist::Lognormal {
+                mu: 6.0,
+                sigma: 0.8,
+                mu_per_output_token: 0.0,
+            },
+            Dist::Lognormal {
+                mu: 6.0,
+                sigma: 0.8,
+                mu_per_output_token: 0.001,
+            },
+            Dist::Gamma {
+                shape: 4.0,
+                scale_ms: 25.0,
+            },
+        ];
+        for d in &cases {
+            d.check().unwrap();
+            let m = sample_mean(d, 270, 200_000);
+            let want = d.mean_ms(270);
+            assert!(
+                (m - want).abs() / want < 0.02,
+                "{d:?}: sample mean {m}, analytic {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let e = Dist::Gamma {
+            shape: 0.0,
+            scale_ms: 1.0,
+        }
+        .check()
+        .unwrap_err();
+        assert!(e.starts_with("shape"), "{e}");
+        let e = Dist::Uniform {
+            low_ms: 5.0,
+            high_ms: 1.0,
+        }
+        .check()
+        .unwrap_err();
+        assert!(e.starts_with("high_ms"), "{e}");
+    }
+
+    #[test]
+    fn json_form_is_tagged_and_strict() {
+        let d: Dist = serde_json::from_str(r#"{"dist":"gamma","shape":4,"scale_ms":25}"#).unwrap();
+        assert_eq!(
+            d,
+            Dist::Gamma {
+                shape: 4.0,
+                scale_ms: 25.0
+            }
+        );
+        assert!(
+            serde_json::from_str::<Dist>(r#"{"dist":"gamma","shape":4,"scal_ms":25}"#).is_err()
+        );
+        assert!(serde_json::from_str::<Dist>(r#"{"dist":"weibull"}"#).is_err());
+    }
+}

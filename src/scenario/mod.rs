@@ -1,0 +1,811 @@
+//! Scenario specification: what runs (workload, arrivals), on what
+//! (node types, local pools, tiered providers), under which policy.
+//!
+//! A scenario is a complete JSON document; optional fields have documented
+//! defaults. `agentsched scenario show` prints the effective scenario with
+//! every field filled in. Overrides apply in this order: the file (or the
+//! embedded default), `--constants FILE`, the seed's flags, then
+//! `--set PATH=VALUE` (see [`overrides`]).
+
+pub mod dist;
+pub mod overrides;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use dist::{Dist, Sampler, Tail};
+
+use crate::policy::params::{Ablations, Constants, PolicyKind};
+
+/// The embedded default: the seed simulator's research-agent model.
+pub const DEFAULT_SCENARIO_JSON: &str = include_str!("../../scenarios/research_agent.json");
+
+/// A complete scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A label for reports.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Master seed; every random draw is keyed by it.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Recorded only: the live executor compresses time by this factor.
+    /// It never changes simulated results.
+    #[serde(default = "default_time_scale")]
+    pub time_scale: f64,
+    /// What the workflows are.
+    pub workload: Workload,
+    /// When workflows arrive.
+    #[serde(default)]
+    pub arrivals: Arrivals,
+    /// Node types by name: resource class, latency, tokens.
+    pub node_types: BTreeMap<String, NodeType>,
+    /// Local worker pools by resource class (`cpu`, `io`): free, FIFO, no failures.
+    #[serde(default = "default_pools")]
+    pub pools: BTreeMap<String, Pool>,
+    /// Remote providers by name, each serving one resource class with ordered tiers.
+    pub providers: BTreeMap<String, Provider>,
+    /// Every attempt is independently multiplied by `mult` with probability `prob`.
+    #[serde(default)]
+    pub heavy_tail: HeavyTail,
+    /// The scheduling policy.
+    #[serde(default = "default_policy")]
+    pub policy: PolicyKind,
+    /// The policy's tunable constants.
+    #[serde(default)]
+    pub constants: Constants,
+    /// Mechanism switches.
+    #[serde(default)]
+    pub ablations: Ablations,
+}
+
+fn default_name() -> String {
+    "scenario".into()
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_time_scale() -> f64 {
+    1.0
+}
+fn default_policy() -> PolicyKind {
+    PolicyKind::Full
+}
+fn default_pools() -> BTreeMap<String, Pool> {
+    BTreeMap::from([
+        ("cpu".into(), Pool { workers: 4 }),
+        ("io".into(), Pool { workers: 2 }),
+    ])
+}
+
+/// Workflow templates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Template {
+    /// The seed's research agent (plan, per-pdf load/chunk/embed, per-subquery
+    /// search/extract, aggregate, decide; up to `iters` iterations).
+    ResearchAgent,
+    /// One call per workflow (queueing-theory validation).
+    SingleCall,
+    /// The DAG given in `workload.dag`.
+    Dag,
+}
+
+/// What each workflow is, and how many there are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Which template.
+    pub template: Template,
+    /// Number of workflows in the run.
+    pub workflows: u64,
+    /// research_agent: PDFs per iteration.
+    #[serde(default = "default_pdfs")]
+    pub pdfs: u32,
+    /// research_agent: maximum iterations.
+    #[serde(default = "default_iters")]
+    pub iters: u32,
+    /// research_agent: subqueries per PDF.
+    #[serde(default = "default_subqueries")]
+    pub subqueries: u32,
+    /// research_agent: a workflow stops once its relevant extractions reach
+    /// this fraction of `pdfs * subqueries` (summed over iterations).
+    #[serde(default = "default_stop_fraction")]
+    pub stop_evidence_fraction: f64,
+    /// Multiplies every node's token counts (prices per token, Plan latency).
+    #[serde(default = "default_token_scale")]
+    pub token_scale: f64,
+    /// single_call: the node type of the call.
+    #[serde(default = "default_single_node")]
+    pub node_type: String,
+    /// dag: the graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dag: Option<DagSpec>,
+}
+
+fn default_pdfs() -> u32 {
+    10
+}
+fn default_iters() -> u32 {
+    3
+}
+fn default_subqueries() -> u32 {
+    4
+}
+fn default_stop_fraction() -> f64 {
+    0.6
+}
+fn default_token_scale() -> f64 {
+    1.0
+}
+fn default_single_node() -> String {
+    "Call".into()
+}
+
+/// An arbitrary DAG workflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DagSpec {
+    /// Nodes; ids must be unique.
+    pub nodes: Vec<DagNode>,
+    /// Edges `[from, to]`: `to` starts only after `from` finished.
+    #[serde(default)]
+    pub edges: Vec<[String; 2]>,
+}
+
+/// One node of a [`DagSpec`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DagNode {
+    /// Unique id within the DAG.
+    pub id: String,
+    /// A key of `node_types`.
+    pub node_type: String,
+    /// Overrides the node type's input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u32>,
+    /// Overrides the node type's output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u32>,
+}
+
+/// Arrival processes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "pattern", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Arrivals {
+    /// Every workflow at time 0 (the seed's behaviour).
+    #[default]
+    AllAtOnce,
+    /// Poisson process with `rate_per_s` workflows per second.
+    Poisson {
+        /// Mean arrivals per second.
+        rate_per_s: f64,
+    },
+    /// One workflow every `interval_ms`, the first at time 0.
+    Uniform {
+        /// Gap between arrivals.
+        interval_ms: f64,
+    },
+    /// `size` workflows at once every `interval_ms`.
+    Burst {
+        /// Workflows per burst.
+        size: u32,
+        /// Gap between bursts.
+        interval_ms: f64,
+    },
+}
+
+/// A node type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeType {
+    /// Resource class: a provider's or a pool's `resource`.
+    pub resource: String,
+    /// Base latency (before tier and model scales and tails).
+    pub latency: Dist,
+    /// Optional node-specific tail (e.g. Embed x2 with probability 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<Tail>,
+    /// Prompt tokens per call.
+    #[serde(default)]
+    pub input_tokens: u32,
+    /// Completion tokens per call.
+    #[serde(default)]
+    pub output_tokens: u32,
+}
+
+/// A local worker pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Concurrent workers.
+    pub workers: u32,
+}
+
+/// A remote provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// The resource class it serves (`llm`, `embed`, ...).
+    pub resource: String,
+    /// Tiers, cheapest first by convention (policies sort by price anyway).
+    pub tiers: Vec<Tier>,
+}
+
+/// One tier of a provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// Concurrency slots.
+    pub slots: u32,
+    /// Token-bucket rate limit; none when absent.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Multiplies every latency draw on this tier (the fast tier is < 1).
+    #[serde(default = "one")]
+    pub latency_scale: f64,
+    /// Probability that an attempt fails (an error response after its latency).
+    #[serde(default)]
+    pub failure_prob: f64,
+    /// An attempt still running after this long is cut off; none when absent.
+    #[serde(default)]
+    pub timeout_ms: Option<f64>,
+    /// Retries after a failure or timeout before the node fails its workflow.
+    #[serde(default)]
+    pub max_retries: u32,
+    /// Price per attempt.
+    #[serde(default)]
+    pub price_per_call: f64,
+    /// Price per million prompt tokens.
+    #[serde(default)]
+    pub price_per_mtok_in: f64,
+    /// Price per million completion tokens.
+    #[serde(default)]
+    pub price_per_mtok_out: f64,
+    /// Models offered on this tier; the first is the default. Model routing
+    /// chooses among them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<Model>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A model offered on a tier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// Name (reports and the live executor).
+    pub name: String,
+    /// Multiplies the tier's prices.
+    #[serde(default = "one")]
+    pub price_multiplier: f64,
+    /// Multiplies the tier's latency.
+    #[serde(default = "one")]
+    pub latency_scale: f64,
+}
+
+/// Who enforces a tier's rate limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcer {
+    /// The scheduler never sends without a token (the seed's behaviour).
+    #[default]
+    Client,
+    /// The scheduler sends regardless; the provider answers 429 with a
+    /// Retry-After and the call waits that long and retries.
+    Provider,
+}
+
+/// A token bucket: `rate_per_s` refill, `burst` capacity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Tokens per second.
+    pub rate_per_s: f64,
+    /// Bucket capacity.
+    pub burst: u32,
+    /// Who enforces it.
+    #[serde(default)]
+    pub enforced_by: Enforcer,
+    /// How long a 429 takes to come back (provider-enforced only).
+    #[serde(default = "default_reject_ms")]
+    pub reject_latency_ms: f64,
+}
+
+fn default_reject_ms() -> f64 {
+    20.0
+}
+
+/// The global heavy tail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeavyTail {
+    /// Probability per attempt.
+    pub prob: f64,
+    /// Multiplier.
+    pub mult: f64,
+}
+
+impl Default for HeavyTail {
+    fn default() -> Self {
+        HeavyTail {
+            prob: 0.0,
+            mult: 1.0,
+        }
+    }
+}
+
+/// Node types the research-agent template needs.
+pub const RESEARCH_NODE_TYPES: [&str; 8] = [
+    "Plan",
+    "LoadPDF",
+    "Chunk",
+    "Embed",
+    "SimilaritySearch",
+    "ExtractEvidence",
+    "Aggregate",
+    "DecideNext",
+];
+
+/// A validation failure: the field (dotted path) and what was expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ScenarioError {
+    /// Dotted path of the offending field.
+    pub field: String,
+    /// What was expected, and what was found.
+    pub message: String,
+}
+
+impl ScenarioError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ScenarioError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn check_prob(field: &str, p: f64) -> Result<(), ScenarioError> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(ScenarioError::new(
+            field,
+            format!("expected a probability in [0, 1], got {p}"),
+        ))
+    }
+}
+
+fn check_pos(field: &str, v: f64) -> Result<(), ScenarioError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(ScenarioError::new(
+            field,
+            format!("expected a finite number > 0, got {v}"),
+        ))
+    }
+}
+
+fn check_nonneg(field: &str, v: f64) -> Result<(), ScenarioError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(ScenarioError::new(
+            field,
+            format!("expected a finite number >= 0, got {v}"),
+        ))
+    }
+}
+
+impl Scenario {
+    /// The embedded default scenario.
+    pub fn default_research_agent() -> Scenario {
+        Scenario::from_json_str(DEFAULT_SCENARIO_JSON).expect("embedded default scenario is valid")
+    }
+
+    /// Parses and validates a scenario document.
+    pub fn from_json_str(text: &str) -> Result<Scenario, ScenarioError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            ScenarioError::new(
+                format!("line {} column {}", e.line(), e.column()),
+                format!("invalid JSON: {e}"),
+            )
+        })?;
+        Scenario::from_value(value)
+    }
+
+    /// Deserializes and validates a JSON value; errors carry the field path.
+    pub fn from_value(value: serde_json::Value) -> Result<Scenario, ScenarioError> {
+        let s: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "scenario".to_string()
+            } else {
+                path
+            };
+            ScenarioError::new(field, e.inner().to_string())
+        })?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// An M/M/c scenario: single calls, Poisson arrivals at `arrival_rate`
+    /// per second, one tier with `servers` slots, exponential service at
+    /// `service_rate` per second, no failures, limits, prices or tails.
+    pub fn mmc(
+        servers: u32,
+        arrival_rate: f64,
+        service_rate: f64,
+        workflows: u64,
+        seed: u64,
+    ) -> Scenario {
+        let node_types = BTreeMap::from([(
+            "Call".to_string(),
+            NodeType {
+                resource: "llm".into(),
+                latency: Dist::Exponential {
+                    mean_ms: 1000.0 / service_rate,
+                },
+                tail: None,
+                input_tokens: 0,
+                output_tokens: 0,
+            },
+        )]);
+        let tier = Tier {
+            slots: servers,
+            rate_limit: None,
+            latency_scale: 1.0,
+            failure_prob: 0.0,
+            timeout_ms: None,
+            max_retries: 0,
+            price_per_call: 0.0,
+            price_per_mtok_in: 0.0,
+            price_per_mtok_out: 0.0,
+            models: vec![],
+        };
+        Scenario {
+            name: format!("mmc_c{servers}"),
+            seed,
+            time_scale: 1.0,
+            workload: Workload {
+                template: Template::SingleCall,
+                workflows,
+                pdfs: default_pdfs(),
+                iters: default_iters(),
+                subqueries: default_subqueries(),
+                stop_evidence_fraction: default_stop_fraction(),
+                token_scale: 1.0,
+                node_type: "Call".into(),
+                dag: None,
+            },
+            arrivals: Arrivals::Poisson {
+                rate_per_s: arrival_rate,
+            },
+            node_types,
+            pools: BTreeMap::new(),
+            providers: BTreeMap::from([(
+                "llm_provider".to_string(),
+                Provider {
+                    resource: "llm".into(),
+                    tiers: vec![tier],
+                },
+            )]),
+            heavy_tail: HeavyTail::default(),
+            policy: PolicyKind::FifoCheapest,
+            constants: Constants::default(),
+            ablations: Ablations::default(),
+        }
+    }
+
+    /// The scenario as a JSON value with every field present.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("scenario serializes")
+    }
+
+    /// Pretty JSON, newline-terminated.
+    pub fn to_pretty_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("scenario serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Checks every cross-field rule; the error names the field.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+            return Err(ScenarioError::new(
+                "time_scale",
+                format!("expected a finite number > 0, got {}", self.time_scale),
+            ));
+        }
+        self.validate_workload()?;
+        match self.arrivals {
+            Arrivals::AllAtOnce => {}
+            Arrivals::Poisson { rate_per_s } => check_pos("arrivals.rate_per_s", rate_per_s)?,
+            Arrivals::Uniform { interval_ms } => check_nonneg("arrivals.interval_ms", interval_ms)?,
+            Arrivals::Burst { size, interval_ms } => {
+                if size == 0 {
+                    return Err(ScenarioError::new(
+                        "arrivals.size",
+                        "expected an integer >= 1, got 0",
+                    ));
+                }
+                check_nonneg("arrivals.interval_ms", interval_ms)?;
+            }
+        }
+        let mut classes: BTreeMap<&str, String> = BTreeMap::new();
+        for (name, pool) in &self.pools {
+            if pool.workers == 0 {
+                return Err(ScenarioError::new(
+                    format!("pools.{name}.workers"),
+                    "expected an integer >= 1, got 0",
+                ));
+            }
+            classes.insert(name.as_str(), format!("pools.{name}"));
+        }
+        for (pname, p) in &self.providers {
+            let at = format!("providers.{pname}");
+            if let Some(prev) = classes.insert(p.resource.as_str(), at.clone()) {
+                return Err(ScenarioError::new(
+                    format!("{at}.resource"),
+                    format!(
+                        "resource class `{}` is already served by {prev}",
+                        p.resource
+                    ),
+                ));
+            }
+            if p.tiers.is_empty() {
+                return Err(ScenarioError::new(
+                    format!("{at}.tiers"),
+                    "expected at least one tier",
+                ));
+            }
+            for (k, t) in p.tiers.iter().enumerate() {
+                validate_tier(&format!("{at}.tiers.{k}"), t)?;
+            }
+        }
+        for (name, nt) in &self.node_types {
+            let at = format!("node_types.{name}");
+            if !classes.contains_key(nt.resource.as_str()) {
+                let known: Vec<&str> = classes.keys().copied().collect();
+                return Err(ScenarioError::new(
+                    format!("{at}.resource"),
+                    format!(
+                        "expected a resource class served by a pool or provider ({}), got `{}`",
+                        known.join(", "),
+                        nt.resource
+                    ),
+                ));
+            }
+            nt.latency.check().map_err(|m| {
+                ScenarioError::new(format!("{at}.latency.{}", field_of(&m)), rest_of(&m))
+            })?;
+            if let Some(t) = &nt.tail {
+                check_prob(&format!("{at}.tail.prob"), t.prob)?;
+                check_pos(&format!("{at}.tail.mult"), t.mult)?;
+            }
+        }
+        check_prob("heavy_tail.prob", self.heavy_tail.prob)?;
+        check_pos("heavy_tail.mult", self.heavy_tail.mult)?;
+        self.constants
+            .validate()
+            .map_err(|m| ScenarioError::new(field_of(&m), rest_of(&m)))?;
+        Ok(())
+    }
+
+    fn validate_workload(&self) -> Result<(), ScenarioError> {
+        let w = &self.workload;
+        if w.workflows == 0 {
+            return Err(ScenarioError::new(
+                "workload.workflows",
+                "expected an integer >= 1, got 0",
+            ));
+        }
+        if w.workflows > u32::MAX as u64 {
+            return Err(ScenarioError::new(
+                "workload.workflows",
+                format!("expected at most {}, got {}", u32::MAX, w.workflows),
+            ));
+        }
+        check_pos("workload.token_scale", w.token_scale)?;
+        let need_type = |field: &str, name: &str| -> Result<(), ScenarioError> {
+            if self.node_types.contains_key(name) {
+                Ok(())
+            } else {
+                Err(ScenarioError::new(
+                    field,
+                    format!(
+                        "expected a key of node_types, got `{name}` (node_types has: {})",
+                        self.node_type_names()
+                    ),
+                ))
+            }
+        };
+        match w.template {
+            Template::ResearchAgent => {
+                for (field, v) in [
+                    ("pdfs", w.pdfs),
+                    ("iters", w.iters),
+                    ("subqueries", w.subqueries),
+                ] {
+                    if v == 0 {
+                        return Err(ScenarioError::new(
+                            format!("workload.{field}"),
+                            "expected an integer >= 1, got 0",
+                        ));
+                    }
+                }
+                if w.pdfs > 10_000 || w.subqueries > 10_000 || w.iters > 10_000 {
+                    return Err(ScenarioError::new(
+                        "workload",
+                        "pdfs, iters and subqueries must each be <= 10000",
+                    ));
+                }
+                check_prob("workload.stop_evidence_fraction", w.stop_evidence_fraction)?;
+                for t in RESEARCH_NODE_TYPES {
+                    need_type("node_types", t)?;
+                }
+            }
+            Template::SingleCall => need_type("workload.node_type", &w.node_type)?,
+            Template::Dag => {
+                let Some(dag) = &w.dag else {
+                    return Err(ScenarioError::new(
+                        "workload.dag",
+                        "template `dag` needs a `dag` with nodes and edges",
+                    ));
+                };
+                if dag.nodes.is_empty() {
+                    return Err(ScenarioError::new(
+                        "workload.dag.nodes",
+                        "expected at least one node",
+                    ));
+                }
+                let mut ids = BTreeMap::new();
+                for (i, n) in dag.nodes.iter().enumerate() {
+                    need_type(&format!("workload.dag.nodes.{i}.node_type"), &n.node_type)?;
+                    if ids.insert(n.id.as_str(), i).is_some() {
+                        return Err(ScenarioError::new(
+                            format!("workload.dag.nodes.{i}.id"),
+                            format!("duplicate node id `{}`", n.id),
+                        ));
+                    }
+                }
+                for (i, [a, b]) in dag.edges.iter().enumerate() {
+                    for end in [a, b] {
+                        if !ids.contains_key(end.as_str()) {
+                            return Err(ScenarioError::new(
+                                format!("workload.dag.edges.{i}"),
+                                format!("unknown node id `{end}`"),
+                            ));
+                        }
+                    }
+                    if a == b {
+                        return Err(ScenarioError::new(
+                            format!("workload.dag.edges.{i}"),
+                            "self-loop",
+                        ));
+                    }
+                }
+                crate::workload::topological_order(dag)
+                    .map_err(|m| ScenarioError::new("workload.dag.edges", m))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn node_type_names(&self) -> String {
+        self.node_types
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn validate_tier(at: &str, t: &Tier) -> Result<(), ScenarioError> {
+    if t.slots == 0 {
+        return Err(ScenarioError::new(
+            format!("{at}.slots"),
+            "expected an integer >= 1, got 0",
+        ));
+    }
+    check_pos(&format!("{at}.latency_scale"), t.latency_scale)?;
+    check_prob(&format!("{at}.failure_prob"), t.failure_prob)?;
+    if let Some(ms) = t.timeout_ms {
+        check_pos(&format!("{at}.timeout_ms"), ms)?;
+    }
+    if t.max_retries > 100 {
+        return Err(ScenarioError::new(
+            format!("{at}.max_retries"),
+            format!("expected an integer <= 100, got {}", t.max_retries),
+        ));
+    }
+    check_nonneg(&format!("{at}.price_per_call"), t.price_per_call)?;
+    check_nonneg(&format!("{at}.price_per_mtok_in"), t.price_per_mtok_in)?;
+    check_nonneg(&format!("{at}.price_per_mtok_out"), t.price_per_mtok_out)?;
+    if let Some(rl) = &t.rate_limit {
+        check_pos(&format!("{at}.rate_limit.rate_per_s"), rl.rate_per_s)?;
+        if rl.burst == 0 {
+            return Err(ScenarioError::new(
+                format!("{at}.rate_limit.burst"),
+                "expected an integer >= 1, got 0",
+            ));
+        }
+        check_nonneg(
+            &format!("{at}.rate_limit.reject_latency_ms"),
+            rl.reject_latency_ms,
+        )?;
+    }
+    for (m, model) in t.models.iter().enumerate() {
+        check_nonneg(
+            &format!("{at}.models.{m}.price_multiplier"),
+            model.price_multiplier,
+        )?;
+        check_pos(
+            &format!("{at}.models.{m}.latency_scale"),
+            model.latency_scale,
+        )?;
+    }
+    Ok(())
+}
+
+/// Splits "field: message" produced by lower-level checks.
+fn field_of(m: &str) -> String {
+    m.split_once(": ")
+        .map(|(f, _)| f.to_string())
+        .unwrap_or_default()
+}
+fn rest_of(m: &str) -> String {
+    m.split_once(": ")
+        .map(|(_, r)| r.to_string())
+        .unwrap_or_else(|| m.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_round_trips() {
+        let s = Scenario::default_research_agent();
+        assert_eq!(s.workload.template, Template::ResearchAgent);
+        let again = Scenario::from_json_str(&s.to_pretty_json()).unwrap();
+        assert_eq!(s, again);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut v = Scenario::default_research_agent().to_value();
+        v["providers"]["llm_provider"]["tiers"][0]["slots"] = 0.into();
+        let e = Scenario::from_value(v).unwrap_err();
+        assert_eq!(e.field, "providers.llm_provider.tiers.0.slots");
+
+        let mut v = Scenario::default_research_agent().to_value();
+        v["workload"]["pdfz"] = 3.into();
+        let e = Scenario::from_value(v).unwrap_err();
+        assert!(e.to_string().contains("pdfz"), "{e}");
+
+        let mut v = Scenario::default_research_agent().to_value();
+        v["policy"] = "fastest".into();
+        let e = Scenario::from_value(v).unwrap_err();
+        assert_eq!(e.field, "policy");
+        assert!(e.message.contains("fifo_cheapest"), "{e}");
+
+        let mut v = Scenario::default_research_agent().to_value();
+        v["node_types"]["Plan"]["latency"]["sigma"] = (-1.0).into();
+        let e = Scenario::from_value(v).unwrap_err();
+        assert_eq!(e.field, "node_types.Plan.latency.sigma");
+    }
+
+    #[test]
+    fn mmc_is_valid() {
+        let s = Scenario::mmc(8, 7.2, 1.0, 1000, 3);
+        s.validate().unwrap();
+        assert_eq!(Scenario::from_json_str(&s.to_pretty_json()).unwrap(), s);
+    }
+}

@@ -1,0 +1,140 @@
+//! `--set PATH=VALUE`: override any scenario field by dotted path.
+//!
+//! `PATH` walks objects by key and arrays by index
+//! (`providers.llm_provider.tiers.0.slots`). `VALUE` is parsed as JSON when
+//! it is valid JSON (`3`, `true`, `{"dist":"constant","ms":5}`), otherwise
+//! taken as a string (`policy=full`).
+
+use serde_json::Value;
+
+/// One parsed `PATH=VALUE` override.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetOverride {
+    /// Dotted path segments.
+    pub path: Vec<String>,
+    /// The value to put there.
+    pub value: Value,
+}
+
+impl SetOverride {
+    /// Parses `PATH=VALUE`.
+    pub fn parse(text: &str) -> Result<SetOverride, String> {
+        let (path, raw) = text
+            .split_once('=')
+            .ok_or_else(|| format!("--set {text}: expected PATH=VALUE"))?;
+        let path = path.trim();
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(format!(
+                "--set {text}: expected a dotted path like workload.pdfs"
+            ));
+        }
+        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+        Ok(SetOverride {
+            path: path.split('.').map(String::from).collect(),
+            value,
+        })
+    }
+
+    /// Applies the override to `doc`. Intermediate objects and arrays must
+    /// exist; the last key of an object may be new (the scenario's
+    /// deserializer then rejects it if it is not a field).
+    pub fn apply(&self, doc: &mut Value) -> Result<(), String> {
+        let joined = self.path.join(".");
+        let mut cur = doc;
+        for (i, seg) in self.path.iter().enumerate() {
+            let last = i + 1 == self.path.len();
+            let here = self.path[..i].join(".");
+            let here = if here.is_empty() {
+                "the scenario".to_string()
+            } else {
+                here
+            };
+            cur = match cur {
+                Value::Object(map) => {
+                    if last {
+                        map.insert(seg.clone(), self.value.clone());
+                        return Ok(());
+                    }
+                    if !map.contains_key(seg) {
+                        let known: Vec<&str> = map.keys().map(String::as_str).collect();
+                        return Err(format!(
+                            "--set {joined}: {here} has no field `{seg}` (fields: {})",
+                            known.join(", ")
+                        ));
+                    }
+                    map.get_mut(seg).expect("checked")
+                }
+                Value::Array(items) => {
+                    let len = items.len();
+                    let idx: usize = seg.parse().map_err(|_| {
+                        format!("--set {joined}: {here} is a list; expected an index, got `{seg}`")
+                    })?;
+                    let slot = items.get_mut(idx).ok_or_else(|| {
+                        format!(
+                            "--set {joined}: {here} has {len} entries; index {idx} is out of range"
+                        )
+                    })?;
+                    if last {
+                        *slot = self.value.clone();
+                        return Ok(());
+                    }
+                    slot
+                }
+                _ => {
+                    return Err(format!(
+                        "--set {joined}: {here} is a value, not an object or list"
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_json_or_string_values() {
+        let s = SetOverride::parse("workload.pdfs=3").unwrap();
+        assert_eq!(s.path, ["workload", "pdfs"]);
+        assert_eq!(s.value, json!(3));
+        assert_eq!(
+            SetOverride::parse("policy=full").unwrap().value,
+            json!("full")
+        );
+        assert_eq!(
+            SetOverride::parse("a.b={\"x\":1}").unwrap().value,
+            json!({"x": 1})
+        );
+        assert!(SetOverride::parse("nopath").is_err());
+        assert!(SetOverride::parse("a..b=1").is_err());
+    }
+
+    #[test]
+    fn applies_through_objects_and_arrays() {
+        let mut doc = json!({"p": {"tiers": [{"slots": 2}, {"slots": 4}]}});
+        SetOverride::parse("p.tiers.1.slots=9")
+            .unwrap()
+            .apply(&mut doc)
+            .unwrap();
+        assert_eq!(doc["p"]["tiers"][1]["slots"], json!(9));
+        let e = SetOverride::parse("p.tiers.5.slots=1")
+            .unwrap()
+            .apply(&mut doc)
+            .unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+        let e = SetOverride::parse("p.tires.0=1")
+            .unwrap()
+            .apply(&mut doc)
+            .unwrap_err();
+        assert!(e.contains("no field `tires`"), "{e}");
+        let e = SetOverride::parse("p.tiers.0.slots.x=1")
+            .unwrap()
+            .apply(&mut doc)
+            .unwrap_err();
+        assert!(e.contains("not an object"), "{e}");
+    }
+}

@@ -1,0 +1,116 @@
+//! Descriptive statistics with numpy's conventions, so numbers match what
+//! users compute with pandas.
+
+/// The `q`-th percentile (0..=100) of sorted data by linear interpolation
+/// between closest ranks (numpy's default `method="linear"`). NaN when empty.
+pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let pos = (n - 1) as f64 * (q / 100.0);
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let frac = pos - lo as f64;
+    if lo == hi {
+        sorted[lo]
+    } else {
+        sorted[lo] + (sorted[hi] - sorted[lo]) * frac
+    }
+}
+
+/// Several percentiles of unsorted data (sorts a copy once).
+pub fn percentiles(data: &[f64], qs: &[f64]) -> Vec<f64> {
+    let mut v = data.to_vec();
+    v.sort_unstable_by(f64::total_cmp);
+    qs.iter().map(|&q| percentile_sorted(&v, q)).collect()
+}
+
+/// Several percentiles of integer data (microseconds, nano-dollars),
+/// scaled by `unit`; sorting integers is several times faster than floats.
+/// Reorders `data` (selection, not a full sort: O(n) per percentile).
+pub fn percentiles_u64(data: &mut [u64], qs: &[f64], unit: f64) -> Vec<f64> {
+    let n = data.len();
+    qs.iter()
+        .map(|&q| {
+            if n == 0 {
+                return f64::NAN;
+            }
+            // Same interpolation as `percentile_sorted`, on the scaled values.
+            let pos = (n - 1) as f64 * (q / 100.0);
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            let a = *data.select_nth_unstable(lo).1;
+            // After selection everything right of `lo` is >= data[lo], so the
+            // next order statistic is the minimum of that part.
+            let b = if hi == lo {
+                a
+            } else {
+                *data[lo + 1..].iter().min().expect("hi < n")
+            };
+            let (a, b) = (a as f64 * unit, b as f64 * unit);
+            if lo == hi {
+                a
+            } else {
+                a + (b - a) * (pos - lo as f64)
+            }
+        })
+        .collect()
+}
+
+/// Arithmetic mean; NaN when empty.
+pub fn mean(data: &[f64]) -> f64 {
+    if data.is_empty() {
+        f64::NAN
+    } else {
+        data.iter().sum::<f64>() / data.len() as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_match_numpy_linear() {
+        // numpy.percentile([1, 2, 3, 4], [0, 25, 50, 95, 100]) = [1, 1.75, 2.5, 3.85, 4]
+        let got = percentiles(&[4.0, 1.0, 3.0, 2.0], &[0.0, 25.0, 50.0, 95.0, 100.0]);
+        let want = [1.0, 1.75, 2.5, 3.85, 4.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?}");
+        }
+        // numpy.percentile([10], 99) = 10; empty -> NaN
+        assert_eq!(percentile_sorted(&[10.0], 99.0), 10.0);
+        assert!(percentile_sorted(&[], 50.0).is_nan());
+        // numpy.percentile(range(11), 95) = 9.5
+        let r: Vec<f64> = (0..11).map(f64::from).collect();
+        assert!((percentile_sorted(&r, 95.0) - 9.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn integer_percentiles_agree_with_float_ones() {
+        let mut v: Vec<u64> = vec![4000, 1000, 3000, 2000];
+        let got = percentiles_u64(&mut v, &[0.0, 25.0, 50.0, 95.0, 100.0], 1e-3);
+        let want = percentiles(&[4.0, 1.0, 3.0, 2.0], &[0.0, 25.0, 50.0, 95.0, 100.0]);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
+        }
+        assert!(percentiles_u64(&mut [], &[50.0], 1.0)[0].is_nan());
+        // Against a full sort on pseudo-random data with duplicates.
+        let mut r = crate::rng::keyed(2, crate::rng::Stream::Factory, [0; 4]);
+        use rand::Rng;
+        let data: Vec<u64> = (0..1001).map(|_| (r.next_u32() % 300) as u64).collect();
+        let qs = [0.0, 1.0, 33.3, 50.0, 95.0, 99.0, 99.9, 100.0];
+        let floats: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+        let want = percentiles(&floats, &qs);
+        let got = percentiles_u64(&mut data.clone(), &qs, 1.0);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-9, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn mean_of_empty_is_nan() {
+        assert!(mean(&[]).is_nan());
+        assert_eq!(mean(&[1.0, 2.0, 6.0]), 3.0);
+    }
+}
