@@ -53,7 +53,7 @@ impl WorkflowRecord {
 }
 
 /// Where a traced event happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Place {
     /// Nowhere in particular (arrivals, workflow ends).
     None,
@@ -247,6 +247,8 @@ pub struct Summary {
     pub sim_time_ms: f64,
     /// Completed workflows per simulated second.
     pub throughput_wf_per_s: f64,
+    /// Time-averaged workflows in the system (L of Little's law).
+    pub in_system_avg: f64,
     /// Events processed.
     pub events: u64,
     /// Seconds of wall time spent simulating (not deterministic).
@@ -267,7 +269,7 @@ impl Summary {
 }
 
 /// `summary.csv` columns, in order: the seed's six first.
-pub const SUMMARY_COLUMNS: [&str; 28] = [
+pub const SUMMARY_COLUMNS: [&str; 29] = [
     "makespan_mean_ms",
     "makespan_p50_ms",
     "makespan_p95_ms",
@@ -294,6 +296,7 @@ pub const SUMMARY_COLUMNS: [&str; 28] = [
     "wasted_ms",
     "sim_time_ms",
     "throughput_wf_per_s",
+    "in_system_avg",
     "events",
     "wall_time_s",
 ];

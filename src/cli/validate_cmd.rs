@@ -2,12 +2,13 @@
 
 use clap::Args;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::validate;
 
 /// `validate` flags.
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
-    /// Customers per case.
+    /// Customers per case (tolerances scale as 1/sqrt of it).
     #[arg(long, default_value_t = 400_000)]
     pub customers: u64,
     /// Seed.
@@ -19,6 +20,35 @@ pub struct ValidateArgs {
 }
 
 pub(crate) fn run(a: ValidateArgs) -> Result<u8> {
-    let _ = a;
-    Ok(0)
+    if a.customers < 10_000 {
+        return Err(Error::Input(format!(
+            "--customers: expected at least 10000, got {}",
+            a.customers
+        )));
+    }
+    let checks = validate::run_all(a.customers, a.seed);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).expect("checks serialize")
+        );
+    } else {
+        println!(
+            "{:<20} {:<24} {:>12} {:>12} {:>9} {:>9}  verdict",
+            "case", "metric", "simulated", "theory", "error", "tol"
+        );
+        for c in &checks {
+            println!(
+                "{:<20} {:<24} {:>12.4} {:>12.4} {:>8.2}% {:>8.2}%  {}",
+                c.case,
+                c.metric,
+                c.simulated,
+                c.theory,
+                100.0 * c.rel_error,
+                100.0 * c.tolerance,
+                if c.pass { "ok" } else { "OFF" }
+            );
+        }
+    }
+    Ok(if checks.iter().all(|c| c.pass) { 0 } else { 1 })
 }

@@ -1,1 +1,380 @@
+//! Policy decisions against a hand-built view: no engine involved.
+
 use super::*;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// A view with fixed tier loads and a table of call facts.
+struct MockView {
+    now: SimTime,
+    loads: Vec<Vec<TierLoad>>,
+    calls: BTreeMap<CallKey, ReadyCall>,
+    running: RefCell<Vec<AttemptKey>>,
+}
+
+impl SystemView for MockView {
+    fn now(&self) -> SimTime {
+        self.now
+    }
+    fn tier_load(&self, p: u16, t: u16) -> TierLoad {
+        self.loads[p as usize][t as usize]
+    }
+    fn remote_in_flight(&self) -> u32 {
+        self.loads.iter().flatten().map(|l| l.in_flight).sum()
+    }
+    fn call_waiting(&self, call: CallKey) -> bool {
+        self.calls.contains_key(&call)
+    }
+    fn attempt_running(&self, a: AttemptKey) -> bool {
+        self.running.borrow().contains(&a)
+    }
+    fn call_facts(&self, call: CallKey) -> ReadyCall {
+        self.calls[&call]
+    }
+}
+
+fn load(in_flight: u32, slots: u32) -> TierLoad {
+    TierLoad {
+        in_flight,
+        slots,
+        tokens: u32::MAX,
+        next_token_at: SimTime::ZERO,
+    }
+}
+
+/// One provider: tier 0 cheap and slow, tier 1 expensive and twice as fast.
+fn setup(kind: PolicyKind, ablations: Ablations, constants: Constants) -> PolicySetup {
+    PolicySetup {
+        kind,
+        ablations,
+        constants,
+        providers: vec![vec![
+            TierInfo {
+                latency_scale: 1.0,
+                prices: (0.01, 0.0, 0.0),
+                models: vec![(1.0, 1.0)],
+            },
+            TierInfo {
+                latency_scale: 0.5,
+                prices: (0.05, 0.0, 0.0),
+                models: vec![(1.0, 1.0)],
+            },
+        ]],
+        node_types: vec![NodeTypeInfo {
+            prior_p50_ms: 1000.0,
+            prior_p95_ms: 3000.0,
+        }],
+    }
+}
+
+fn call(wf: u64, arrival_s: f64, rcp_s: f64) -> ReadyCall {
+    ReadyCall {
+        call: CallKey {
+            slot: wf as u32,
+            generation: 0,
+            node: 0,
+        },
+        workflow_id: wf,
+        provider: 0,
+        node_type: 0,
+        workflow_arrival: SimTime(SimDuration::from_secs_f64(arrival_s).0),
+        remaining_cp: SimDuration::from_secs_f64(rcp_s),
+        slack: SimDuration::ZERO,
+        difficulty: 0.0,
+        workflow_spent: Money::ZERO,
+        input_tokens: 0,
+        output_tokens: 0,
+    }
+}
+
+fn view(loads: Vec<TierLoad>, calls: &[ReadyCall]) -> MockView {
+    MockView {
+        now: SimTime(100_000_000),
+        loads: vec![loads],
+        calls: calls.iter().map(|c| (c.call, *c)).collect(),
+        running: RefCell::new(vec![]),
+    }
+}
+
+fn started(d: &[Decision]) -> Vec<(u64, u16, StartKind)> {
+    d.iter()
+        .filter_map(|d| match *d {
+            Decision::Start {
+                call, tier, kind, ..
+            } => Some((call.slot as u64, tier, kind)),
+            Decision::WakeAt(_) => None,
+        })
+        .collect()
+}
+
+/// Queues `calls` while both tiers are full, then frees `free0` slots on
+/// tier 0 and `free1` on tier 1 and dispatches.
+fn queue_then_dispatch(
+    p: &mut Policy,
+    calls: &[ReadyCall],
+    free0: u32,
+    free1: u32,
+) -> Vec<(u64, u16, StartKind)> {
+    let full = view(vec![load(2, 2), load(4, 4)], calls);
+    let mut out = vec![];
+    for c in calls {
+        p.on_ready(&full, *c, &mut out);
+    }
+    assert!(out.is_empty(), "nothing starts while every tier is full");
+    let freed = view(vec![load(2 - free0, 2), load(4 - free1, 4)], calls);
+    p.dispatch(&freed, &mut out);
+    started(&out)
+}
+
+#[test]
+fn ready_call_goes_to_cheapest_tier_with_free_capacity() {
+    let mut p = Policy::new(setup(
+        PolicyKind::FifoCheapest,
+        Ablations::default(),
+        Constants::default(),
+    ));
+    let c = call(1, 0.0, 1.0);
+    let mut out = vec![];
+    p.on_ready(&view(vec![load(0, 2), load(0, 4)], &[c]), c, &mut out);
+    assert_eq!(started(&out), vec![(1, 0, StartKind::Primary)]);
+    let mut out = vec![];
+    p.on_ready(&view(vec![load(2, 2), load(0, 4)], &[c]), c, &mut out);
+    assert_eq!(
+        started(&out),
+        vec![(1, 1, StartKind::Primary)],
+        "tier 0 full: the next cheapest with a slot"
+    );
+}
+
+#[test]
+fn fifo_serves_oldest_workflow_first() {
+    let mut p = Policy::new(setup(
+        PolicyKind::FifoCheapest,
+        Ablations::default(),
+        Constants::default(),
+    ));
+    let calls = [call(3, 5.0, 9.0), call(1, 1.0, 1.0), call(2, 3.0, 50.0)];
+    let got = queue_then_dispatch(&mut p, &calls, 2, 0);
+    assert_eq!(
+        got,
+        vec![(1, 0, StartKind::Primary), (2, 0, StartKind::Primary)]
+    );
+}
+
+#[test]
+fn dag_priority_orders_by_remaining_critical_path() {
+    let c = Constants {
+        alpha: 1.0,
+        beta: 0.0,
+        gamma: 0.0,
+        ..Constants::default()
+    };
+    let mut p = Policy::new(setup(
+        PolicyKind::DagCheapest,
+        Ablations::default(),
+        c.clone(),
+    ));
+    let calls = [call(1, 0.0, 2.0), call(2, 0.0, 30.0), call(3, 0.0, 10.0)];
+    let got = queue_then_dispatch(&mut p, &calls, 2, 0);
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![2, 3],
+        "longest remaining path first"
+    );
+
+    // The ablation falls back to workflow age (ids break arrival ties).
+    let ab = Ablations {
+        disable_dag_priority: true,
+        ..Ablations::default()
+    };
+    let mut p = Policy::new(setup(PolicyKind::DagCheapest, ab, c));
+    let got = queue_then_dispatch(&mut p, &calls, 2, 0);
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2]);
+}
+
+#[test]
+fn age_term_is_exact_across_enqueue_times() {
+    // gamma only: the older workflow wins whatever the enqueue order.
+    let c = Constants {
+        alpha: 0.0,
+        beta: 0.0,
+        gamma: 1.0,
+        ..Constants::default()
+    };
+    let mut p = Policy::new(setup(PolicyKind::DagCheapest, Ablations::default(), c));
+    let calls = [call(1, 50.0, 1.0), call(2, 10.0, 1.0)];
+    let got = queue_then_dispatch(&mut p, &calls, 1, 0);
+    assert_eq!(got, vec![(2, 0, StartKind::Primary)]);
+}
+
+#[test]
+fn escalation_moves_waiting_calls_to_a_faster_tier() {
+    // Queue waits on tier 0 have been long: escalating saves far more than 0.5 s.
+    let mut p = Policy::new(setup(
+        PolicyKind::DagEscalation,
+        Ablations::default(),
+        Constants::default(),
+    ));
+    for _ in 0..50 {
+        p.on_attempt_end(&AttemptEnded {
+            provider: 0,
+            tier: 0,
+            node_type: 0,
+            queue_wait: SimDuration::from_ms(20_000.0),
+            service: SimDuration::from_ms(1000.0),
+            success: true,
+            kind: StartKind::Primary,
+        });
+    }
+    let calls = [call(1, 0.0, 1.0), call(2, 0.0, 1.0)];
+    let got = queue_then_dispatch(&mut p, &calls, 0, 1);
+    assert_eq!(
+        got,
+        vec![(1, 1, StartKind::Escalated)],
+        "one fast slot free: the head moves there"
+    );
+
+    // dag_cheapest never escalates, nor does the ablation.
+    for (kind, ab) in [
+        (PolicyKind::DagCheapest, Ablations::default()),
+        (
+            PolicyKind::DagEscalation,
+            Ablations {
+                disable_escalation: true,
+                ..Ablations::default()
+            },
+        ),
+    ] {
+        let mut p = Policy::new(setup(kind, ab, Constants::default()));
+        assert!(
+            queue_then_dispatch(&mut p, &calls, 0, 1).is_empty(),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn escalation_needs_the_saving_to_be_worth_the_price() {
+    // No observed waits: saving = p50(slow) - p50(fast) = 0.5 s; at $0.02/s that
+    // is worth $0.01, less than the $0.04 price difference.
+    let mut p = Policy::new(setup(
+        PolicyKind::DagEscalation,
+        Ablations::default(),
+        Constants::default(),
+    ));
+    let calls = [call(1, 0.0, 1.0)];
+    assert!(queue_then_dispatch(&mut p, &calls, 0, 1).is_empty());
+    // Value time ten times more: now it is worth it.
+    let c = Constants {
+        time_value_per_s: 0.2,
+        ..Constants::default()
+    };
+    let mut p = Policy::new(setup(PolicyKind::DagEscalation, Ablations::default(), c));
+    assert_eq!(
+        queue_then_dispatch(&mut p, &calls, 0, 1),
+        vec![(1, 1, StartKind::Escalated)]
+    );
+}
+
+fn hedge_scenario(ab: Ablations) -> Vec<(u64, u16, StartKind)> {
+    let mut p = Policy::new(setup(PolicyKind::Full, ab, Constants::default()));
+    let c = call(1, 0.0, 1.0);
+    let v = view(vec![load(1, 2), load(0, 4)], &[c]);
+    let a = AttemptKey {
+        slot: 0,
+        generation: 0,
+    };
+    v.running.borrow_mut().push(a);
+    let s = AttemptStarted {
+        call: c.call,
+        attempt: a,
+        provider: 0,
+        tier: 0,
+        model: 0,
+        ready: c,
+        kind: StartKind::Primary,
+    };
+    let mut out = vec![];
+    p.on_started(&v, s, SimTime::ZERO, &mut out);
+    // Before the deadline (1.5 x p95 = 4.5 s): nothing.
+    let mut early = view(vec![load(1, 2), load(0, 4)], &[]);
+    early.now = SimTime(4_000_000);
+    early.running.borrow_mut().push(a);
+    let mut out2 = vec![];
+    p.dispatch(&early, &mut out2);
+    assert!(started(&out2).is_empty());
+    let mut late = view(vec![load(1, 2), load(0, 4)], &[]);
+    late.now = SimTime(4_600_000);
+    late.running.borrow_mut().push(a);
+    let mut out3 = vec![];
+    p.dispatch(&late, &mut out3);
+    let mut all = started(&out);
+    all.extend(started(&out3));
+    if !ab.disable_hedging {
+        assert!(
+            out.contains(&Decision::WakeAt(SimTime(4_500_000))),
+            "asks to be woken at the deadline"
+        );
+    }
+    all
+}
+
+#[test]
+fn full_hedges_a_slow_call_on_a_faster_tier_unless_disabled() {
+    assert_eq!(
+        hedge_scenario(Ablations::default()),
+        vec![(1, 1, StartKind::Hedge)]
+    );
+    assert!(
+        hedge_scenario(Ablations {
+            disable_hedging: true,
+            ..Ablations::default()
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn model_routing_picks_the_cheap_model_for_easy_calls_within_budget() {
+    let mut s = setup(
+        PolicyKind::FifoCheapest,
+        Ablations {
+            enable_model_routing: true,
+            ..Ablations::default()
+        },
+        Constants::default(),
+    );
+    s.providers[0][0].models = vec![(1.0, 1.0), (0.2, 0.6)];
+    let p = Policy::new(s);
+    let mut easy = call(1, 0.0, 1.0);
+    easy.difficulty = 0.1;
+    let mut hard = easy;
+    hard.difficulty = 0.9;
+    assert_eq!(p.model_for(&easy, 0, 0), 1);
+    assert_eq!(p.model_for(&hard, 0, 0), 0);
+    hard.workflow_spent = Money::from_dollars(9.995);
+    assert_eq!(
+        p.model_for(&hard, 0, 0),
+        1,
+        "over budget: the cheapest model"
+    );
+}
+
+#[test]
+fn retry_backoff_doubles() {
+    let p = Policy::new(setup(
+        PolicyKind::Full,
+        Ablations::default(),
+        Constants::default(),
+    ));
+    assert_eq!(p.retry_delay(1), SimDuration::from_ms(100.0));
+    assert_eq!(p.retry_delay(3), SimDuration::from_ms(400.0));
+}
+
+#[test]
+fn desc_key_orders_scores_descending() {
+    let xs = [-5.0, -0.0, 0.0, 0.5, 3.0, 1e9];
+    for w in xs.windows(2) {
+        assert!(desc_key(w[0]) >= desc_key(w[1]), "{w:?}");
+    }
+}

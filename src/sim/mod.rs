@@ -268,6 +268,19 @@ struct State {
     wasted: SimDuration,
     calls: u64,
     attempts: u64,
+    /// Workflows in the system and the integral of that count over time
+    /// (count x us), for the time-average L of Little's law.
+    active: u64,
+    active_area: u128,
+    active_since: SimTime,
+}
+
+impl State {
+    fn active_changed(&mut self, delta: i64) {
+        self.active_area += self.active as u128 * (self.now - self.active_since).0 as u128;
+        self.active_since = self.now;
+        self.active = self.active.wrapping_add_signed(delta);
+    }
 }
 
 struct View<'a> {
@@ -345,6 +358,22 @@ impl SystemView for View<'_> {
     fn call_facts(&self, call: CallKey) -> ReadyCall {
         self.ready_call(call)
     }
+}
+
+/// Attempt details of a traced event (zero for node- and workflow-level events).
+#[derive(Clone, Copy, Debug)]
+struct AttemptTag {
+    attempt: u32,
+    model: u8,
+    cost: Money,
+}
+
+impl AttemptTag {
+    const NONE: AttemptTag = AttemptTag {
+        attempt: 0,
+        model: 0,
+        cost: Money::ZERO,
+    };
 }
 
 /// A view borrowing only the state fields, so the policy can be borrowed
@@ -526,6 +555,9 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 wasted: SimDuration::ZERO,
                 calls: 0,
                 attempts: 0,
+                active: 0,
+                active_area: 0,
+                active_since: SimTime::ZERO,
             },
             obs,
             tracing,
@@ -583,16 +615,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
         self.finish()
     }
 
-    fn trace(
-        &mut self,
-        kind: TraceKind,
-        slot: u32,
-        node: u32,
-        place: Place,
-        attempt: u32,
-        model: u8,
-        cost: Money,
-    ) {
+    fn trace(&mut self, kind: TraceKind, slot: u32, node: u32, place: Place, tag: AttemptTag) {
         if !self.tracing {
             return;
         }
@@ -605,9 +628,9 @@ impl<'o, O: Observer> Simulator<'o, O> {
             node,
             node_type,
             place,
-            attempt,
-            model,
-            cost,
+            attempt: tag.attempt,
+            model: tag.model,
+            cost: tag.cost,
         };
         self.obs.trace(&ev);
     }
@@ -639,6 +662,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
     fn arrive(&mut self) {
         let id = self.st.next_arrival;
         self.st.next_arrival += 1;
+        self.st.active_changed(1);
         self.st.last_arrival = self.st.now;
         if self.st.next_arrival < self.workload.workflows {
             let t = self.arrival_time(self.st.next_arrival);
@@ -669,7 +693,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
             expected_finish: self.st.now,
             ..Workflow::default()
         };
-        self.trace(TraceKind::Arrive, slot, 0, Place::None, 0, 0, Money::ZERO);
+        self.trace(TraceKind::Arrive, slot, 0, Place::None, AttemptTag::NONE);
         self.instantiate(slot, 0);
     }
 
@@ -727,9 +751,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                     slot,
                     node,
                     Place::Pool(pool),
-                    0,
-                    0,
-                    Money::ZERO,
+                    AttemptTag::NONE,
                 );
                 let generation = self.st.wfs[slot as usize].generation;
                 let p = &mut self.st.pools[pool as usize];
@@ -740,7 +762,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 }
             }
             Exec::Remote(_) => {
-                self.trace(TraceKind::Ready, slot, node, Place::None, 0, 0, Money::ZERO);
+                self.trace(TraceKind::Ready, slot, node, Place::None, AttemptTag::NONE);
                 let w = &mut self.st.wfs[slot as usize];
                 let n = w.nodes[node as usize];
                 // Slack: how far this call's expected finish path is ahead of
@@ -803,35 +825,32 @@ impl<'o, O: Observer> Simulator<'o, O> {
             slot,
             node,
             Place::Pool(pool),
-            0,
-            0,
-            Money::ZERO,
+            AttemptTag::NONE,
         );
     }
 
     fn local_end(&mut self, slot: u32, generation: u32, node: u32, pool: u16) {
+        // The slot is not reused while a local task of it runs, so the node
+        // is still there even if its workflow failed meanwhile.
         let w = &mut self.st.wfs[slot as usize];
         w.local_running -= 1;
         let live = w.live && w.generation == generation;
         let duration = self.st.now - w.nodes[node as usize].ready_at;
-        if !live && w.local_running == 0 {
-            self.st.free_wfs.push(slot);
-        }
         let p = &mut self.st.pools[pool as usize];
         p.busy_workers -= 1;
         p.busy += duration;
         p.service_sum += duration;
+        self.trace(
+            TraceKind::End(Outcome::Success),
+            slot,
+            node,
+            Place::Pool(pool),
+            AttemptTag::NONE,
+        );
         if live {
-            self.trace(
-                TraceKind::End(Outcome::Success),
-                slot,
-                node,
-                Place::Pool(pool),
-                0,
-                0,
-                Money::ZERO,
-            );
             self.node_done(slot, node);
+        } else if self.st.wfs[slot as usize].local_running == 0 {
+            self.st.free_wfs.push(slot);
         }
         // FIFO: the oldest task of a live workflow takes the worker.
         while let Some(&(s, g, n, q)) = self.st.pools[pool as usize].queue.front() {
@@ -1021,9 +1040,11 @@ impl<'o, O: Observer> Simulator<'o, O> {
             call.slot,
             call.node,
             Place::Tier { provider, tier },
-            attempt_no,
-            model,
-            Money::ZERO,
+            AttemptTag {
+                attempt: attempt_no,
+                model,
+                cost: Money::ZERO,
+            },
         );
         if self.hedging {
             let ready = view!(self).ready_call(call);
@@ -1103,9 +1124,11 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 provider: a.provider,
                 tier: a.tier,
             },
-            a.attempt_no,
-            a.model,
-            charge,
+            AttemptTag {
+                attempt: a.attempt_no,
+                model: a.model,
+                cost: charge,
+            },
         );
         if outcome != Outcome::Cancelled && outcome != Outcome::RateLimited {
             self.policy.on_attempt_end(&AttemptEnded {
@@ -1193,9 +1216,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
             slot,
             node,
             Place::None,
-            0,
-            0,
-            Money::ZERO,
+            AttemptTag::NONE,
         );
         let w = &mut self.st.wfs[slot as usize];
         let n = &mut w.nodes[node as usize];
@@ -1252,9 +1273,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
             slot,
             0,
             Place::None,
-            0,
-            0,
-            Money::ZERO,
+            AttemptTag::NONE,
         );
         let now = self.st.now;
         let w = &mut self.st.wfs[slot as usize];
@@ -1281,6 +1300,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
         if w.local_running == 0 {
             self.st.free_wfs.push(slot);
         }
+        self.st.active_changed(-1);
         if ok {
             self.st.completed += 1;
             self.st.makespans.push(rec.makespan().0);
@@ -1406,6 +1426,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
             wasted_ms: st.wasted.as_ms(),
             sim_time_ms: end.as_ms(),
             throughput_wf_per_s: st.completed as f64 / end.as_secs().max(1e-9),
+            in_system_avg: st.active_area as f64 / dur_us,
             events: st.events,
             wall_time_s: 0.0,
         };

@@ -1,0 +1,323 @@
+//! Properties every run must have, on random DAG scenarios and every policy:
+//! no call starts before its dependencies finish; slots and rate limits are
+//! never exceeded; costs are non-negative and add up; a workflow's makespan
+//! is at least the summed durations of any dependency chain of its calls.
+
+use std::collections::BTreeMap;
+
+use agentsched::metrics::{MemoryObserver, Place, TraceKind};
+use agentsched::provider::Outcome;
+use agentsched::scenario::Scenario;
+use agentsched::sim::Simulator;
+use proptest::prelude::*;
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+struct Case {
+    nodes: Vec<u8>, // node type per node: 0,1 remote (llm), 2 remote (embed), 3 local
+    edges: Vec<(usize, usize)>,
+    workflows: u64,
+    slots: (u32, u32),
+    rate: Option<(f64, u32)>,
+    failure: f64,
+    timeout_ms: Option<f64>,
+    heavy: (f64, f64),
+    policy: &'static str,
+    ablation: u8,
+    poisson: Option<f64>,
+    seed: u64,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (1usize..8)
+        .prop_flat_map(|n| {
+            (
+                proptest::collection::vec(0u8..4, n),
+                proptest::collection::vec((0..n, 0..n), 0..(2 * n)),
+                1u64..12,
+                (1u32..4, 1u32..5),
+                proptest::option::of((1.0f64..20.0, 1u32..6)),
+                0.0f64..0.3,
+                proptest::option::of(300.0f64..3000.0),
+                (0.0f64..0.2, 1.0f64..20.0),
+                prop::sample::select(vec![
+                    "fifo_cheapest",
+                    "dag_cheapest",
+                    "dag_escalation",
+                    "full",
+                ]),
+                0u8..16,
+                proptest::option::of(0.5f64..20.0),
+                0u64..1000,
+            )
+        })
+        .prop_map(
+            |(
+                nodes,
+                raw,
+                workflows,
+                slots,
+                rate,
+                failure,
+                timeout_ms,
+                heavy,
+                policy,
+                ablation,
+                poisson,
+                seed,
+            )| {
+                // Only forward edges, so the DAG is acyclic.
+                let mut edges: Vec<(usize, usize)> =
+                    raw.into_iter().filter(|(a, b)| a < b).collect();
+                edges.sort();
+                edges.dedup();
+                Case {
+                    nodes,
+                    edges,
+                    workflows,
+                    slots,
+                    rate,
+                    failure,
+                    timeout_ms,
+                    heavy,
+                    policy,
+                    ablation,
+                    poisson,
+                    seed,
+                }
+            },
+        )
+}
+
+fn scenario(c: &Case) -> Scenario {
+    let types = ["A", "B", "E", "L"];
+    let tier = |slots: u32, scale: f64, price: f64| {
+        let mut t = json!({
+            "slots": slots, "latency_scale": scale, "failure_prob": c.failure, "max_retries": 2,
+            "price_per_call": price, "price_per_mtok_in": 1.0,
+            "models": [{"name": "large"}, {"name": "small", "price_multiplier": 0.2, "latency_scale": 0.6}]
+        });
+        if let Some(ms) = c.timeout_ms {
+            t["timeout_ms"] = json!(ms);
+        }
+        if let Some((rate, burst)) = c.rate {
+            t["rate_limit"] = json!({"rate_per_s": rate, "burst": burst});
+        }
+        t
+    };
+    let doc = json!({
+        "seed": c.seed,
+        "workload": {
+            "template": "dag",
+            "workflows": c.workflows,
+            "dag": {
+                "nodes": c.nodes.iter().enumerate().map(|(i, &t)| json!({"id": format!("n{i}"), "node_type": types[t as usize]})).collect::<Vec<_>>(),
+                "edges": c.edges.iter().map(|(a, b)| json!([format!("n{a}"), format!("n{b}")])).collect::<Vec<_>>()
+            }
+        },
+        "arrivals": match c.poisson { Some(r) => json!({"pattern": "poisson", "rate_per_s": r}), None => json!({"pattern": "all_at_once"}) },
+        "node_types": {
+            "A": {"resource": "llm", "latency": {"dist": "lognormal", "mu": 5.5, "sigma": 0.8}, "input_tokens": 500},
+            "B": {"resource": "llm", "latency": {"dist": "exponential", "mean_ms": 300.0}},
+            "E": {"resource": "embed", "latency": {"dist": "gamma", "shape": 4.0, "scale_ms": 25.0}, "tail": {"prob": 0.1, "mult": 3.0}},
+            "L": {"resource": "cpu", "latency": {"dist": "uniform", "low_ms": 10.0, "high_ms": 90.0}}
+        },
+        "pools": {"cpu": {"workers": 2}},
+        "providers": {
+            "llm_provider": {"resource": "llm", "tiers": [tier(c.slots.0, 1.0, 0.01), tier(c.slots.1, 0.5, 0.05)]},
+            "embed_provider": {"resource": "embed", "tiers": [tier(c.slots.0, 1.0, 0.001)]}
+        },
+        "heavy_tail": {"prob": c.heavy.0, "mult": c.heavy.1},
+        "policy": c.policy,
+        "ablations": {
+            "disable_hedging": c.ablation & 1 != 0,
+            "disable_escalation": c.ablation & 2 != 0,
+            "disable_dag_priority": c.ablation & 4 != 0,
+            "enable_model_routing": c.ablation & 8 != 0
+        },
+        "constants": {"time_value_per_s": 1.0}
+    });
+    Scenario::from_value(doc).expect("generated scenario is valid")
+}
+
+fn check(c: &Case) -> Result<(), TestCaseError> {
+    let s = scenario(c);
+    let mut obs = MemoryObserver {
+        keep_trace: true,
+        ..MemoryObserver::default()
+    };
+    let sim = Simulator::new(&s, &mut obs);
+    let block = sim.workload().block(0).clone();
+    let result = sim.run();
+    let trace = &obs.trace;
+
+    prop_assert_eq!(
+        result.summary.completed + result.summary.failed,
+        c.workflows
+    );
+    prop_assert_eq!(obs.workflows.len() as u64, c.workflows);
+
+    // Slots: replay starts and ends per place.
+    let slots: BTreeMap<Place, u32> = [
+        (
+            Place::Tier {
+                provider: 1,
+                tier: 0,
+            },
+            c.slots.0,
+        ),
+        (
+            Place::Tier {
+                provider: 1,
+                tier: 1,
+            },
+            c.slots.1,
+        ),
+        (
+            Place::Tier {
+                provider: 0,
+                tier: 0,
+            },
+            c.slots.0,
+        ),
+        (Place::Pool(0), 2),
+    ]
+    .into_iter()
+    .collect();
+    let mut busy: BTreeMap<Place, u32> = BTreeMap::new();
+    for e in trace {
+        match e.kind {
+            TraceKind::Start(_) => {
+                let b = busy.entry(e.place).or_default();
+                *b += 1;
+                prop_assert!(
+                    *b <= slots[&e.place],
+                    "{:?} over its {} slots at {}",
+                    e.place,
+                    slots[&e.place],
+                    e.t
+                );
+            }
+            TraceKind::End(_) => *busy.get_mut(&e.place).expect("ended after a start") -= 1,
+            _ => {}
+        }
+        if let TraceKind::End(_) = e.kind {
+            prop_assert!(
+                e.cost.0 <= 1_000_000_000,
+                "one attempt never costs more than a dollar here"
+            );
+        }
+    }
+    prop_assert!(
+        busy.values().all(|&b| b == 0),
+        "everything that started ended"
+    );
+
+    // Rate limits (client-enforced): starts in any window <= burst + rate x width.
+    if let Some((rate, burst)) = c.rate {
+        for place in slots.keys().filter(|p| matches!(p, Place::Tier { .. })) {
+            let starts: Vec<u64> = trace
+                .iter()
+                .filter(|e| matches!(e.kind, TraceKind::Start(_)) && e.place == *place)
+                .map(|e| e.t.0)
+                .collect();
+            for i in 0..starts.len() {
+                for j in i..starts.len() {
+                    let width = (starts[j] - starts[i]) as f64 / 1e6;
+                    prop_assert!(
+                        (j - i + 1) as f64 <= burst as f64 + rate * width + 1e-6,
+                        "{:?}: {} starts within {} s exceed burst {} + rate {}",
+                        place,
+                        j - i + 1,
+                        width,
+                        burst,
+                        rate
+                    );
+                }
+            }
+        }
+    }
+
+    // Dependencies and chains, per workflow.
+    let mut done: BTreeMap<(u64, u32), u64> = BTreeMap::new();
+    let mut first_start: BTreeMap<(u64, u32), u64> = BTreeMap::new();
+    let mut attempt_start: BTreeMap<(u64, u32, u32, Place), u64> = BTreeMap::new();
+    let mut duration: BTreeMap<(u64, u32), u64> = BTreeMap::new();
+    for e in trace {
+        let k = (e.workflow, e.node);
+        match e.kind {
+            TraceKind::Start(_) => {
+                first_start.entry(k).or_insert(e.t.0);
+                attempt_start.insert((e.workflow, e.node, e.attempt, e.place), e.t.0);
+            }
+            TraceKind::End(Outcome::Success) => {
+                let st = attempt_start[&(e.workflow, e.node, e.attempt, e.place)];
+                duration.insert(k, e.t.0 - st);
+            }
+            TraceKind::NodeDone => {
+                done.insert(k, e.t.0);
+            }
+            _ => {}
+        }
+    }
+    for w in &obs.workflows {
+        let id = w.workflow_id;
+        let n = block.nodes.len();
+        for a in 0..n {
+            for &b in block.successors(a) {
+                if let Some(&sb) = first_start.get(&(id, b)) {
+                    let da = done.get(&(id, a as u32));
+                    prop_assert!(
+                        da.is_some_and(|&d| d <= sb),
+                        "wf {} node {} started before dependency {} finished",
+                        id,
+                        b,
+                        a
+                    );
+                }
+            }
+        }
+        if w.ok {
+            prop_assert_eq!(
+                done.keys().filter(|k| k.0 == id).count(),
+                n,
+                "a completed workflow finished every node"
+            );
+            // Longest chain of actual durations, by DP in topological order (block order is topological).
+            let mut chain = vec![0u64; n];
+            for a in (0..n).rev() {
+                let after = block
+                    .successors(a)
+                    .iter()
+                    .map(|&b| chain[b as usize])
+                    .max()
+                    .unwrap_or(0);
+                chain[a] = duration[&(id, a as u32)] + after;
+            }
+            let longest = chain.into_iter().max().unwrap_or(0);
+            prop_assert!(
+                w.makespan().0 >= longest,
+                "wf {}: makespan {} < chain {}",
+                id,
+                w.makespan().0,
+                longest
+            );
+        }
+    }
+
+    let total: u64 = obs.workflows.iter().map(|w| w.cost.0).sum();
+    prop_assert!(
+        (agentsched::units::Money(total).as_dollars() - result.summary.cost_total).abs() < 1e-12
+    );
+    prop_assert!(result.summary.cost_total >= 0.0 && result.summary.cost_mean >= 0.0);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_run_respects_dependencies_slots_limits_and_costs(c in case()) {
+        check(&c)?;
+    }
+}

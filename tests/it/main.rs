@@ -1,0 +1,5 @@
+//! One integration-test binary, a module per behaviour.
+
+mod cli;
+mod invariants;
+mod queueing;
