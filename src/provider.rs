@@ -1,7 +1,7 @@
 //! The tier model, shared by the simulator and the live emulator: token
 //! buckets, keyed latency and outcome draws, prices.
 
-use crate::rng::{SimRng, Stream, keyed, unit};
+use crate::rng::{Keyer, SimRng, Stream, unit};
 use crate::scenario::{Enforcer, Model, RateLimit, Sampler, Tier};
 use crate::units::{Money, SimDuration, SimTime};
 
@@ -206,23 +206,16 @@ pub fn draw_latency_ms(rng: &mut SimRng, spec: &DrawSpec<'_>) -> f64 {
 /// The keyed draw of attempt `attempt` of node `node` of workflow
 /// `workflow` on tier `tier` of provider `provider`: the same key always
 /// yields the same latency and outcome, whatever the policy did before.
+/// `keyer` is [`attempt_keyer`] of the run's seed.
 pub fn draw_attempt(
-    seed: u64,
+    keyer: &Keyer,
     ids: AttemptIds,
     tier: &TierModel,
     model: usize,
     spec: &DrawSpec<'_>,
 ) -> AttemptDraw {
-    let mut rng = keyed(
-        seed,
-        Stream::Attempt,
-        [
-            ids.workflow,
-            ids.node as u64,
-            ((ids.provider as u64) << 16) | ids.tier as u64,
-            ids.attempt as u64,
-        ],
-    );
+    let (a, b) = ids.words();
+    let mut rng = keyer.rng(a, b);
     let ms =
         draw_latency_ms(&mut rng, spec) * tier.latency_scale * tier.models[model].latency_scale;
     let failed = unit(&mut rng) < tier.failure_prob;
@@ -241,6 +234,23 @@ pub fn draw_attempt(
             outcome: Outcome::Success,
         },
     }
+}
+
+impl AttemptIds {
+    /// The ids packed injectively into two words (workflows and nodes fit
+    /// in 32 bits, providers and tiers in 16).
+    #[inline]
+    pub fn words(&self) -> (u64, u64) {
+        (
+            (self.workflow << 32) | self.node as u64,
+            ((self.provider as u64) << 48) | ((self.tier as u64) << 32) | self.attempt as u64,
+        )
+    }
+}
+
+/// The keyer of attempt draws under `seed` (see [`draw_attempt`]).
+pub fn attempt_keyer(seed: u64) -> Keyer {
+    Keyer::new(seed, Stream::Attempt)
 }
 
 /// The identity an attempt's randomness is keyed by.
@@ -313,15 +323,27 @@ mod tests {
             tier: 0,
             attempt: 0,
         };
-        let a = draw_attempt(9, ids, &tier, 0, &spec);
-        assert_eq!(a, draw_attempt(9, ids, &tier, 0, &spec));
+        let a = draw_attempt(&attempt_keyer(9), ids, &tier, 0, &spec);
+        assert_eq!(a, draw_attempt(&attempt_keyer(9), ids, &tier, 0, &spec));
         assert_ne!(
             a,
-            draw_attempt(9, AttemptIds { attempt: 1, ..ids }, &tier, 0, &spec)
+            draw_attempt(
+                &attempt_keyer(9),
+                AttemptIds { attempt: 1, ..ids },
+                &tier,
+                0,
+                &spec
+            )
         );
         assert_ne!(
             a,
-            draw_attempt(9, AttemptIds { tier: 1, ..ids }, &tier, 0, &spec)
+            draw_attempt(
+                &attempt_keyer(9),
+                AttemptIds { tier: 1, ..ids },
+                &tier,
+                0,
+                &spec
+            )
         );
         // 0.01 + 1000 * 1/1e6 + 500 * 2/1e6 = 0.012
         assert_eq!(tier.price(0, 1000, 500), Money::from_dollars(0.012));
@@ -355,7 +377,7 @@ mod tests {
             tier: 0,
             attempt: 0,
         };
-        let d = draw_attempt(1, ids, &TierModel::new(&t), 0, &spec);
+        let d = draw_attempt(&attempt_keyer(1), ids, &TierModel::new(&t), 0, &spec);
         assert_eq!(
             d,
             AttemptDraw {
@@ -364,7 +386,7 @@ mod tests {
             }
         );
         t.timeout_ms = None;
-        let d = draw_attempt(1, ids, &TierModel::new(&t), 0, &spec);
+        let d = draw_attempt(&attempt_keyer(1), ids, &TierModel::new(&t), 0, &spec);
         assert_eq!(
             d,
             AttemptDraw {

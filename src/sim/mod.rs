@@ -19,7 +19,7 @@ use crate::policy::{
     ReadyCall, StartKind, SystemView, TierInfo, TierLoad,
 };
 use crate::provider::{AttemptIds, DrawSpec, Outcome, TierModel, draw_attempt, draw_latency_ms};
-use crate::rng::{Stream, keyed, unit};
+use crate::rng::{Keyer, Stream, keyed, unit};
 use crate::scenario::{Arrivals, Dist, Enforcer, Sampler, Scenario, Template};
 use crate::stats;
 use crate::units::{Money, SimDuration, SimTime};
@@ -404,6 +404,10 @@ pub struct Simulator<'o, O: Observer> {
     /// Hedging on: tell the policy about starts.
     hedging: bool,
     arrival_gap: Option<rand_distr::Exp<f64>>,
+    /// Premixed keys of the hot streams.
+    attempt_keyer: Keyer,
+    local_keyer: Keyer,
+    arrival_keyer: Keyer,
     decisions: Vec<Decision>,
     follow_up: Vec<Decision>,
 }
@@ -525,6 +529,9 @@ impl<'o, O: Observer> Simulator<'o, O> {
             routing: mech.model_routing,
             hedging: mech.hedging,
             arrival_gap,
+            attempt_keyer: Keyer::new(s.seed, Stream::Attempt),
+            local_keyer: Keyer::new(s.seed, Stream::Local),
+            arrival_keyer: Keyer::new(s.seed, Stream::Arrival),
             seed: s.seed,
             heavy_tail: (s.heavy_tail.prob, s.heavy_tail.mult),
             arrivals: s.arrivals.clone(),
@@ -647,7 +654,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                     .arrival_gap
                     .as_ref()
                     .expect("poisson arrivals have a gap distribution");
-                let gap_s = exp.sample(&mut keyed(self.seed, Stream::Arrival, [id, 0, 0, 0]));
+                let gap_s = exp.sample(&mut self.arrival_keyer.rng(id, 0));
                 self.st.last_arrival + SimDuration::from_secs_f64(gap_s)
             }
             Arrivals::Uniform { interval_ms } => {
@@ -799,7 +806,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
             heavy_tail: self.heavy_tail,
             output_tokens: n.output_tokens,
         };
-        let mut rng = keyed(self.seed, Stream::Local, [w.id, node as u64, 0, 0]);
+        let mut rng = self.local_keyer.rng(w.id, node as u64);
         let duration = SimDuration::from_ms(draw_latency_ms(&mut rng, &spec));
         let p = &mut self.st.pools[pool as usize];
         p.busy_workers += 1;
@@ -921,8 +928,10 @@ impl<'o, O: Observer> Simulator<'o, O> {
         let t = &self.st.tiers[provider as usize][tier as usize];
         // A policy may only start what the view reported free; anything
         // else is a policy bug, and starting it would break the tier model.
-        let free = (view!(self)).tier_load(provider, tier).free();
-        assert!(free > 0, "policy started a call on a full tier");
+        assert!(
+            t.in_flight < t.model.slots,
+            "policy started a call on a full tier"
+        );
         if !valid || (model as usize) >= t.model.models.len() {
             return;
         }
@@ -946,12 +955,12 @@ impl<'o, O: Observer> Simulator<'o, O> {
         let draw = match (&mut t.model.bucket, t.model.enforcer) {
             (Some(b), Enforcer::Client) => {
                 b.take(now);
-                draw_attempt(self.seed, ids, &t.model, model as usize, &spec)
+                draw_attempt(&self.attempt_keyer, ids, &t.model, model as usize, &spec)
             }
             (Some(b), Enforcer::Provider) => {
                 if b.available(now) > 0 {
                     b.take(now);
-                    draw_attempt(self.seed, ids, &t.model, model as usize, &spec)
+                    draw_attempt(&self.attempt_keyer, ids, &t.model, model as usize, &spec)
                 } else {
                     retry_after = b.next_available(now) - now;
                     crate::provider::AttemptDraw {
@@ -960,7 +969,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                     }
                 }
             }
-            (None, _) => draw_attempt(self.seed, ids, &t.model, model as usize, &spec),
+            (None, _) => draw_attempt(&self.attempt_keyer, ids, &t.model, model as usize, &spec),
         };
         let price = t
             .model
