@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::metrics::{
     Observer, Place, RunResult, Summary, TierRow, TraceEvent, TraceKind, WorkflowRecord,
 };
-use crate::sim::NodeTable;
+use crate::scenario::Scenario;
+use crate::sim::{NodeTable, Simulator};
 
 /// Formats a float for CSV: shortest round-trip form; empty for NaN (pandas reads NaN).
 pub fn fmt_f64(x: f64) -> String {
@@ -49,14 +50,17 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
-fn sync_dir(dir: &Path) {
+/// Makes the renames in `dir` durable. Callers sync each directory once
+/// after writing all their files, not once per file.
+pub fn sync_dir(dir: &Path) {
     // Best effort: some filesystems refuse to fsync a directory.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename);
+/// call [`sync_dir`] on the directory once its files are written.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let w = |source| Error::Write {
         path: path.to_path_buf(),
@@ -68,9 +72,6 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(w)?;
     drop(f);
     fs::rename(&tmp, path).map_err(w)?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir);
-    }
     Ok(())
 }
 
@@ -127,9 +128,6 @@ impl StreamFile {
         f.sync_all().map_err(w)?;
         drop(f);
         fs::rename(&self.tmp, &self.path).map_err(w)?;
-        if let Some(dir) = self.path.parent() {
-            sync_dir(dir);
-        }
         Ok(self.hasher.clone().finalize().into())
     }
 }
@@ -384,4 +382,65 @@ pub fn write_run_files(
     text.push('\n');
     atomic_write(&dir.join("summary.json"), text.as_bytes())?;
     Ok(digest)
+}
+
+/// What a simulation wrote.
+#[derive(Debug)]
+pub struct SimulationOutput {
+    /// The run's result (with `wall_time_s`).
+    pub result: RunResult,
+    /// The output digest.
+    pub digest: String,
+}
+
+/// Runs `s` and writes its outputs into `out`.
+pub fn simulate_to_dir(s: &Scenario, out: &Path, trace: bool) -> Result<SimulationOutput> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Input(format!(
+            "--out {}: exists and is not a directory",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|source| Error::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let mut obs = FileObserver::create(out, trace, NodeTable::build(s))?;
+    let started = std::time::Instant::now();
+    let mut result = Simulator::new(s, &mut obs).run();
+    result.summary.wall_time_s = started.elapsed().as_secs_f64();
+    let workflows_sha = obs.finish()?;
+    let mut meta = serde_json::Map::new();
+    meta.insert("scenario".into(), s.name.clone().into());
+    meta.insert("seed".into(), s.seed.into());
+    meta.insert("time_scale".into(), crate::output::json_f64(s.time_scale));
+    meta.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    let digest = write_run_files(out, &result, &workflows_sha, &meta, s.policy.name())?;
+    sync_dir(out);
+    Ok(SimulationOutput { result, digest })
+}
+
+/// The two lines `simulate` prints (also each sweep run's stdout.txt).
+pub fn summary_lines(s: &Scenario, out: &SimulationOutput, dir: &Path) -> String {
+    let m = &out.result.summary;
+    format!(
+        "{} {} workflows ({} failed): makespan p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms; cost mean {:.4}, total {:.4}\n\
+         hedges {} (won {}), escalations {}, retries {}, events {}, {:.3} s; digest {}; outputs in {}\n",
+        s.policy.name(),
+        m.workflows,
+        m.failed,
+        m.makespan_p50_ms,
+        m.makespan_p95_ms,
+        m.makespan_p99_ms,
+        m.cost_mean,
+        m.cost_total,
+        m.hedges,
+        m.hedge_wins,
+        m.escalations,
+        m.retries,
+        m.events,
+        m.wall_time_s,
+        &out.digest[..12],
+        dir.display()
+    )
 }

@@ -66,6 +66,90 @@ pub fn mean(data: &[f64]) -> f64 {
     }
 }
 
+/// Descriptive statistics of one metric across trials (seeds).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Describe {
+    /// Trials.
+    pub n: usize,
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1 in the denominator, as pandas).
+    pub std: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Coefficient of variation, std / mean.
+    pub cv: f64,
+    /// Lower end of the 95% Student t confidence interval of the mean.
+    pub ci95_low: f64,
+    /// Upper end.
+    pub ci95_high: f64,
+}
+
+/// The two-sided 95% Student t quantile with `df` degrees of freedom.
+pub fn t975(df: usize) -> f64 {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    StudentsT::new(0.0, 1.0, df as f64)
+        .expect("df >= 1")
+        .inverse_cdf(0.975)
+}
+
+/// Describes `xs` (NaN entries ignored). With fewer than two values the
+/// standard deviation and the interval are NaN: one trial says nothing
+/// about spread.
+pub fn describe(xs: &[f64]) -> Describe {
+    let v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+    let n = v.len();
+    let m = mean(&v);
+    let (min, max) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let (min, max) = if n == 0 {
+        (f64::NAN, f64::NAN)
+    } else {
+        (min, max)
+    };
+    let std = if n >= 2 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    } else {
+        f64::NAN
+    };
+    let half = if n >= 2 {
+        t975(n - 1) * std / (n as f64).sqrt()
+    } else {
+        f64::NAN
+    };
+    Describe {
+        n,
+        mean: m,
+        std,
+        min,
+        max,
+        cv: std / m,
+        ci95_low: m - half,
+        ci95_high: m + half,
+    }
+}
+
+/// Indices of the Pareto frontier of `points` (both coordinates minimised):
+/// a point is on it if no other point is at least as good on both and
+/// strictly better on one. NaN points are never on it. Ascending order.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
+    (0..points.len())
+        .filter(|&i| {
+            let (a, b) = points[i];
+            !a.is_nan()
+                && !b.is_nan()
+                && !points
+                    .iter()
+                    .any(|&(x, y)| x <= a && y <= b && (x < a || y < b))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +190,44 @@ mod tests {
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-9, "{got:?} vs {want:?}");
         }
+    }
+
+    #[test]
+    fn t_interval_matches_hand_computation() {
+        // xs = 1..=5: mean 3, s = sqrt(2.5) = 1.5811, t(0.975, 4) = 2.7764451,
+        // half width = 2.7764451 * 1.5811388 / sqrt(5) = 1.9632432.
+        let d = describe(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!((d.n, d.mean, d.min, d.max), (5, 3.0, 1.0, 5.0));
+        assert!((d.std - 2.5f64.sqrt()).abs() < 1e-12);
+        assert!((t975(4) - 2.776_445_105).abs() < 1e-8);
+        assert!((d.ci95_low - (3.0 - 1.963_243_2)).abs() < 1e-6, "{d:?}");
+        assert!((d.ci95_high - (3.0 + 1.963_243_2)).abs() < 1e-6);
+        assert!((d.cv - 2.5f64.sqrt() / 3.0).abs() < 1e-12);
+        // Two points: t(0.975, 1) = 12.7062.
+        let d = describe(&[10.0, 12.0]);
+        assert!(
+            (d.ci95_high - (11.0 + 12.706_204_7 * 2f64.sqrt() / 2f64.sqrt())).abs() < 1e-5,
+            "{d:?}"
+        );
+        let one = describe(&[7.0]);
+        assert_eq!(one.mean, 7.0);
+        assert!(one.std.is_nan() && one.ci95_low.is_nan());
+    }
+
+    #[test]
+    fn pareto_front_of_hand_made_points() {
+        // (makespan, cost): 0 and 2 trade off; 1 is dominated by 0; 3 ties 0
+        // exactly (neither dominates); 4 is NaN.
+        let pts = [
+            (1.0, 5.0),
+            (2.0, 6.0),
+            (3.0, 1.0),
+            (1.0, 5.0),
+            (f64::NAN, 0.0),
+            (3.0, 2.0),
+        ];
+        assert_eq!(pareto_front(&pts), vec![0, 2, 3]);
+        assert!(pareto_front(&[]).is_empty());
     }
 
     #[test]

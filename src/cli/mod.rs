@@ -3,8 +3,10 @@
 //! [`run`] and maps errors to exit codes.
 
 pub mod args;
+mod report_cmd;
 mod scenario_cmd;
 mod simulate;
+mod sweep_cmd;
 mod validate_cmd;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,12 @@ pub enum Command {
     Scenario(scenario_cmd::ScenarioCmd),
     /// Check the simulator against queueing theory (exit 1 when off).
     Validate(validate_cmd::ValidateArgs),
+    /// Run an experiment matrix (policies x workloads x seeds x ablations) in parallel.
+    Sweep(sweep_cmd::SweepArgs),
+    /// Merge an experiment's runs into aggregate/runs.csv plus statistics across seeds.
+    Collect(sweep_cmd::CollectArgs),
+    /// Write a static HTML report with plots for an experiment.
+    Report(report_cmd::ReportArgs),
 }
 
 /// Runs a parsed command; returns the exit code on success.
@@ -40,6 +48,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Simulate(a) => simulate::run(a),
         Command::Scenario(c) => scenario_cmd::run(c),
         Command::Validate(a) => validate_cmd::run(a),
+        Command::Sweep(a) => sweep_cmd::run(a),
+        Command::Collect(a) => sweep_cmd::collect(a),
+        Command::Report(a) => report_cmd::run(a),
     }
 }
 

@@ -3,3 +3,4 @@
 mod cli;
 mod invariants;
 mod queueing;
+mod sweep;

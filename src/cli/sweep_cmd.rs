@@ -1,0 +1,132 @@
+//! `agentsched sweep`, `collect`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+use crate::sweep::{self, ExperimentConfig, Shard, SweepOptions};
+
+/// The default experiment: the seed's default matrix (96 runs).
+pub const DEFAULT_CONFIG: &str = include_str!("../../scenarios/default.json");
+
+/// `sweep` flags (underscore spellings as in the seed runner).
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Experiment JSON (default: the embedded scenarios/default.json).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Overrides the config's name.
+    #[arg(long = "exp-name", alias = "exp_name")]
+    pub exp_name: Option<String>,
+    /// Overrides the config's out_root.
+    #[arg(long = "out-root", alias = "out_root")]
+    pub out_root: Option<PathBuf>,
+    /// Runs in parallel (default: the config's jobs, else the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print the planned runs, execute nothing.
+    #[arg(long = "dry-run", alias = "dry_run")]
+    pub dry_run: bool,
+    /// Skip runs with out/summary.csv and a meta.json of the same configuration.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop starting runs after the first failure.
+    #[arg(long = "fail-fast", alias = "fail_fast")]
+    pub fail_fast: bool,
+    /// Run the K-th of N disjoint slices of the plan (1 <= K <= N), for clusters.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// After the sweep, also collect and write the report.
+    #[arg(long)]
+    pub report: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub(crate) fn run(a: SweepArgs) -> Result<u8> {
+    let cfg = match &a.config {
+        Some(p) => ExperimentConfig::load(p)?,
+        None => ExperimentConfig::from_value(
+            serde_json::from_str(DEFAULT_CONFIG).expect("embedded config"),
+            "embedded default experiment",
+            None,
+        )?,
+    };
+    if a.jobs == Some(0) {
+        return Err(Error::Input(
+            "--jobs: expected an integer >= 1, got 0".into(),
+        ));
+    }
+    let opts = SweepOptions {
+        exp_name: a.exp_name,
+        out_root: a.out_root,
+        jobs: a.jobs,
+        dry_run: a.dry_run,
+        resume: a.resume,
+        fail_fast: a.fail_fast,
+        shard: a.shard,
+        quiet: a.quiet,
+    };
+    let started = std::time::Instant::now();
+    let o = sweep::run_sweep(&cfg, &opts)?;
+    if a.dry_run {
+        return Ok(0);
+    }
+    if !a.quiet {
+        eprintln!(
+            "{}: {} runs ({} in this shard): {} executed, {} skipped (resume), {} failed, {} not started; {:.2} s",
+            o.exp_dir.display(),
+            o.planned,
+            o.in_shard,
+            o.executed,
+            o.skipped,
+            o.failed,
+            o.not_started,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if a.report {
+        let c = sweep::collect::collect(&o.exp_dir, None)?;
+        let index = crate::report::write_report(&o.exp_dir, &c.runs_csv, None)?;
+        if !a.quiet {
+            eprintln!(
+                "collected {} runs into {}; report: {}",
+                c.runs,
+                c.runs_csv.display(),
+                index.display()
+            );
+        }
+    }
+    Ok(if o.failed > 0 || o.not_started > 0 {
+        1
+    } else {
+        0
+    })
+}
+
+/// `collect` flags.
+#[derive(Args, Debug)]
+pub struct CollectArgs {
+    /// Experiment directory, e.g. bench_runs/smoke.
+    #[arg(long = "exp-dir", alias = "exp_dir")]
+    pub exp_dir: PathBuf,
+    /// Output CSV (default: <exp-dir>/aggregate/runs.csv).
+    #[arg(long = "out-csv", alias = "out_csv")]
+    pub out_csv: Option<PathBuf>,
+}
+
+pub(crate) fn collect(a: CollectArgs) -> Result<u8> {
+    let c = sweep::collect::collect(&a.exp_dir, a.out_csv.as_deref())?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{} runs ({} failed) -> {}",
+        c.runs,
+        c.failed,
+        c.runs_csv.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,215 @@
+//! `report`: a static HTML page with SVG plots (drawn with plotters) that
+//! opens from disk with no network: summary, plots, per-configuration
+//! statistics and a sortable table of every run.
+
+mod plots;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::output::{atomic_write, fmt_f64};
+use crate::sweep::collect::{self, Aggregate, Row};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Writes `<out_dir or exp_dir/report>/index.html` and `assets/*.svg`;
+/// returns the index path.
+pub fn write_report(exp_dir: &Path, runs_csv: &Path, out_dir: Option<&Path>) -> Result<PathBuf> {
+    let rows = collect::read_runs_csv(runs_csv)?;
+    if rows.is_empty() {
+        return Err(Error::Input(format!("{}: no runs", runs_csv.display())));
+    }
+    let dir = out_dir.map_or_else(|| exp_dir.join("report"), Path::to_path_buf);
+    let assets = dir.join("assets");
+    std::fs::create_dir_all(&assets).map_err(|source| Error::Write {
+        path: assets.clone(),
+        source,
+    })?;
+    let agg = collect::aggregate(&rows);
+    let ok: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.get("exit_code").is_some_and(|c| c == "0"))
+        .collect();
+    let mut figures = Vec::new();
+    for (name, title, svg) in [
+        (
+            "makespan_by_policy.svg",
+            "Makespan p50 / p95 / p99 by policy (baseline ablation, mean over seeds), one panel per workload",
+            plots::makespan_by_policy(&ok),
+        ),
+        (
+            "cost_by_policy.svg",
+            "Mean cost per workflow by policy (baseline ablation, mean over seeds)",
+            plots::cost_by_policy(&ok),
+        ),
+        (
+            "ablation_deltas_full_p95_ratio.svg",
+            "Ablations vs baseline: p95 makespan ratio (policy full, same seeds)",
+            plots::ablation_ratio(&agg),
+        ),
+        (
+            "pareto.svg",
+            "Cost vs makespan p95 per configuration, 95% CI whiskers; the Pareto frontier in red",
+            plots::pareto(&agg),
+        ),
+    ] {
+        let svg = svg.map_err(|e| Error::Execution(format!("plot {name}: {e}")))?;
+        atomic_write(&assets.join(name), svg.as_bytes())?;
+        figures.push((name, title));
+    }
+    let html = page(&rows, &agg, &figures);
+    let index = dir.join("index.html");
+    atomic_write(&index, html.as_bytes())?;
+    crate::output::sync_dir(&assets);
+    crate::output::sync_dir(&dir);
+    Ok(index)
+}
+
+fn distinct(rows: &[Row], k: &str) -> Vec<String> {
+    rows.iter()
+        .filter_map(|r| r.get(k).cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)]) -> String {
+    let failed = rows
+        .iter()
+        .filter(|r| r.get("exit_code").is_none_or(|c| c != "0"))
+        .count();
+    let mut h = String::new();
+    h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>agentsched sweep report</title>\n<style>");
+    h.push_str(include_str!("report.css"));
+    h.push_str("</style></head><body>\n<h1>agentsched sweep report</h1>\n<section id=\"summary\"><h2>Summary</h2><ul>\n");
+    h.push_str(&format!(
+        "<li>Runs: {} ({} failed)</li>\n",
+        rows.len(),
+        failed
+    ));
+    for (k, name) in [
+        ("policy", "Policies"),
+        ("workflows", "Workflow scales"),
+        ("ablation_name", "Ablations"),
+        ("seed", "Seeds"),
+    ] {
+        h.push_str(&format!(
+            "<li>{name}: {}</li>\n",
+            esc(&distinct(rows, k).join(", "))
+        ));
+    }
+    for (objective, v) in &agg.best {
+        h.push_str(&format!(
+            "<li>Best {}: <b>{}</b> ({})</li>\n",
+            esc(objective),
+            esc(v["label"].as_str().unwrap_or("")),
+            v["mean"]
+        ));
+    }
+    let front: Vec<String> = agg
+        .configs
+        .iter()
+        .filter(|c| c.pareto)
+        .map(|c| esc(&c.label))
+        .collect();
+    h.push_str(&format!(
+        "<li>Pareto frontier (makespan p95, cost mean): {}</li>\n</ul></section>\n",
+        front.join("; ")
+    ));
+    h.push_str("<section id=\"plots\"><h2>Plots</h2>\n");
+    for (name, title) in figures {
+        h.push_str(&format!(
+            "<figure><img class=\"plot\" src=\"assets/{name}\" alt=\"{}\"><figcaption>{}</figcaption></figure>\n",
+            esc(title),
+            esc(title)
+        ));
+    }
+    h.push_str("</section>\n<section id=\"configs\"><h2>Configurations (across seeds)</h2>\n<table class=\"sortable\"><thead><tr>");
+    let stat_cols = [
+        "makespan_p50_ms",
+        "makespan_p95_ms",
+        "makespan_p99_ms",
+        "cost_mean",
+    ];
+    h.push_str("<th>configuration</th><th>n</th>");
+    for m in stat_cols {
+        h.push_str(&format!("<th>{m} mean</th><th>{m} 95% CI</th>"));
+    }
+    h.push_str("<th>Pareto</th></tr></thead><tbody>\n");
+    for c in &agg.configs {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td>",
+            esc(&c.label),
+            c.metrics["makespan_p95_ms"].n
+        ));
+        for m in stat_cols {
+            let d = &c.metrics[m];
+            h.push_str(&format!(
+                "<td>{}</td><td>[{}, {}]</td>",
+                fmt_num(d.mean),
+                fmt_num(d.ci95_low),
+                fmt_num(d.ci95_high)
+            ));
+        }
+        h.push_str(&format!(
+            "<td>{}</td></tr>\n",
+            if c.pareto { "yes" } else { "" }
+        ));
+    }
+    h.push_str("</tbody></table></section>\n<section id=\"runs\"><h2>Runs</h2><p>Click a header to sort.</p>\n<table class=\"sortable\" id=\"runs-table\"><thead><tr>");
+    let cols = [
+        "run_id",
+        "policy",
+        "workflows",
+        "seed",
+        "ablation_name",
+        "exit_code",
+        "makespan_p50_ms",
+        "makespan_p95_ms",
+        "makespan_p99_ms",
+        "cost_mean",
+        "hedges",
+        "escalations",
+        "retries",
+        "wall_time_s",
+    ];
+    for c in cols {
+        h.push_str(&format!("<th>{c}</th>"));
+    }
+    h.push_str("</tr></thead><tbody>\n");
+    for r in rows {
+        h.push_str("<tr>");
+        for c in cols {
+            let v = r.get(c).map_or("", String::as_str);
+            let shown = v.parse::<f64>().map_or_else(
+                |_| esc(v),
+                |x| if v.contains('.') { fmt_num(x) } else { esc(v) },
+            );
+            h.push_str(&format!("<td>{shown}</td>"));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody></table></section>\n<script>");
+    h.push_str(include_str!("report.js"));
+    h.push_str("</script>\n</body></html>\n");
+    h
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.is_nan() {
+        return String::new();
+    }
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.3}")
+    } else {
+        fmt_f64((x * 1e6).round() / 1e6)
+    }
+}

@@ -1,0 +1,601 @@
+//! `collect`: one row per run in `aggregate/runs.csv`, and the sweep's
+//! statistics across seeds in `aggregate/sweep_aggregate.{json,csv}`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::metrics::SUMMARY_COLUMNS;
+use crate::output::{atomic_write, json_f64};
+use crate::stats::{Describe, describe, pareto_front};
+
+/// One row of runs.csv, by column name.
+pub type Row = BTreeMap<String, String>;
+
+/// The seed runner's leading columns, in its order.
+pub const CONFIG_COLUMNS: [&str; 19] = [
+    "run_id",
+    "policy",
+    "workflows",
+    "pdfs",
+    "iters",
+    "subqueries",
+    "seed",
+    "time_scale",
+    "enable_model_routing",
+    "heavy_tail_prob",
+    "heavy_tail_mult",
+    "ablation_name",
+    "ablation_flags",
+    "disable_hedging",
+    "disable_escalation",
+    "disable_dag_priority",
+    "exit_code",
+    "wall_time_s",
+    "sim_binary_version",
+];
+
+/// Columns after the summary metrics.
+pub const RUNTIME_COLUMNS: [&str; 3] = ["run_dir", "start_time_unix_s", "end_time_unix_s"];
+
+/// Metrics aggregated across seeds.
+pub const HEADLINE: [&str; 8] = [
+    "makespan_mean_ms",
+    "makespan_p50_ms",
+    "makespan_p95_ms",
+    "makespan_p99_ms",
+    "cost_mean",
+    "cost_total",
+    "queue_wait_p95_ms",
+    "throughput_wf_per_s",
+];
+
+/// Parameters that identify a configuration besides the ones in
+/// [`CONFIG_COLUMNS`]: everything but the seed.
+const CONFIG_KEYS: [&str; 13] = [
+    "policy",
+    "workflows",
+    "pdfs",
+    "iters",
+    "subqueries",
+    "time_scale",
+    "enable_model_routing",
+    "heavy_tail_prob",
+    "heavy_tail_mult",
+    "disable_hedging",
+    "disable_escalation",
+    "disable_dag_priority",
+    "ablation_name",
+];
+
+/// A cell as pandas writes it: booleans `True`/`False`, strings bare,
+/// numbers as JSON writes them, null empty.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn read_csv(path: &Path) -> Result<Vec<Row>> {
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    let head: Vec<String> = r
+        .headers()
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?
+        .iter()
+        .map(String::from)
+        .collect();
+    let mut rows = Vec::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        rows.push(
+            head.iter()
+                .cloned()
+                .zip(rec.iter().map(String::from))
+                .collect(),
+        );
+    }
+    Ok(rows)
+}
+
+/// Reads every run directory of an experiment into rows (sorted by run id).
+pub fn gather(exp_dir: &Path) -> Result<(Vec<Row>, Vec<String>)> {
+    let runs = exp_dir.join("runs");
+    let entries = std::fs::read_dir(&runs).map_err(|source| Error::Read {
+        path: runs.clone(),
+        source,
+    })?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    dirs.sort();
+    let mut rows = Vec::new();
+    let mut warnings = Vec::new();
+    for d in dirs {
+        let meta_path = d.join("meta.json");
+        let meta: Value = match std::fs::read_to_string(&meta_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+        {
+            Some(m) => m,
+            None => {
+                warnings.push(format!("{}: no readable meta.json; skipped", d.display()));
+                continue;
+            }
+        };
+        let mut row = Row::new();
+        let resolved = meta.get("resolved").cloned().unwrap_or(Value::Null);
+        for k in CONFIG_COLUMNS {
+            let v = match k {
+                "ablation_flags" => Value::String(meta["ablation_flags"].to_string()),
+                "run_id" | "ablation_name" | "exit_code" | "wall_time_s" | "sim_binary_version" => {
+                    meta[k].clone()
+                }
+                _ => resolved
+                    .get(k)
+                    .cloned()
+                    .or_else(|| meta["params"].get(k).cloned())
+                    .unwrap_or(Value::Null),
+            };
+            row.insert(k.to_string(), cell(&v));
+        }
+        // Matrix keys that are scenario paths get a column of their own.
+        if let Some(params) = meta["params"].as_object() {
+            for (k, v) in params {
+                if !row.contains_key(k) {
+                    row.insert(k.clone(), cell(v));
+                }
+            }
+        }
+        row.insert("run_dir".into(), d.display().to_string());
+        row.insert("start_time_unix_s".into(), cell(&meta["start_time_unix_s"]));
+        row.insert("end_time_unix_s".into(), cell(&meta["end_time_unix_s"]));
+        row.insert("output_digest".into(), cell(&meta["output_digest"]));
+        let summary = d.join("out/summary.csv");
+        if summary.is_file() {
+            if let Some(s) = read_csv(&summary)?.into_iter().next() {
+                for (k, v) in s {
+                    match k.as_str() {
+                        "policy" => {}
+                        // The run's wall time is meta's; the simulator's own is kept apart.
+                        "wall_time_s" => {
+                            row.insert("sim_wall_time_s".into(), v);
+                        }
+                        _ => {
+                            row.insert(k, v);
+                        }
+                    }
+                }
+            }
+            let tiers = d.join("out/tiers.csv");
+            if tiers.is_file() {
+                for t in read_csv(&tiers)? {
+                    let prefix = format!("{}_tier{}", t["provider"], t["tier_id"]);
+                    for (k, v) in &t {
+                        if !matches!(k.as_str(), "provider" | "tier_id" | "kind") {
+                            row.insert(format!("{prefix}_{k}"), v.clone());
+                        }
+                    }
+                }
+            }
+        } else if meta["exit_code"] == 0 {
+            warnings.push(format!(
+                "{}: exit code 0 but no out/summary.csv",
+                d.display()
+            ));
+        }
+        rows.push(row);
+    }
+    Ok((rows, warnings))
+}
+
+/// runs.csv column order: the seed's config columns, the summary metrics,
+/// run_dir and times, then every other column sorted.
+pub fn columns(rows: &[Row]) -> Vec<String> {
+    let mut cols: Vec<String> = CONFIG_COLUMNS.iter().map(|s| s.to_string()).collect();
+    // `workflows` is both a config column and a summary metric (same value).
+    cols.extend(
+        SUMMARY_COLUMNS
+            .iter()
+            .filter(|c| **c != "wall_time_s" && !CONFIG_COLUMNS.contains(c))
+            .map(|s| s.to_string()),
+    );
+    cols.extend(RUNTIME_COLUMNS.iter().map(|s| s.to_string()));
+    let fixed: BTreeSet<String> = cols.iter().cloned().collect();
+    let rest: BTreeSet<String> = rows
+        .iter()
+        .flat_map(|r| r.keys().cloned())
+        .filter(|k| !fixed.contains(k))
+        .collect();
+    cols.extend(rest);
+    cols
+}
+
+/// CSV bytes of rows under `cols` (missing cells empty).
+pub fn to_csv(rows: &[Row], cols: &[String]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(cols).expect("in-memory csv");
+    for r in rows {
+        w.write_record(cols.iter().map(|c| r.get(c).map_or("", String::as_str)))
+            .expect("in-memory csv");
+    }
+    w.into_inner().expect("in-memory csv")
+}
+
+fn num(r: &Row, k: &str) -> f64 {
+    r.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+}
+
+/// A configuration: everything but the seed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigKey(pub Vec<(String, String)>);
+
+impl ConfigKey {
+    fn of(r: &Row, extra: &[String]) -> ConfigKey {
+        let mut v: Vec<(String, String)> = CONFIG_KEYS
+            .iter()
+            .map(|k| (k.to_string(), r.get(*k).cloned().unwrap_or_default()))
+            .collect();
+        v.extend(
+            extra
+                .iter()
+                .map(|k| (k.clone(), r.get(k).cloned().unwrap_or_default())),
+        );
+        ConfigKey(v)
+    }
+
+    fn get(&self, k: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(a, _)| a == k)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// `k=v` for the keys that vary across the sweep.
+    pub fn label(&self, varying: &BTreeSet<String>) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(k, _)| varying.contains(k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if parts.is_empty() {
+            "all".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+/// Aggregates of one configuration.
+#[derive(Clone, Debug)]
+pub struct ConfigStats {
+    /// The configuration.
+    pub key: ConfigKey,
+    /// Its label.
+    pub label: String,
+    /// Per headline metric.
+    pub metrics: BTreeMap<&'static str, Describe>,
+    /// Seed -> row index, for pairing.
+    pub seeds: BTreeMap<String, usize>,
+    /// On the (makespan p95, cost mean) Pareto frontier.
+    pub pareto: bool,
+}
+
+/// Statistics of a whole sweep.
+#[derive(Clone, Debug)]
+pub struct Aggregate {
+    /// Per configuration, sorted by key.
+    pub configs: Vec<ConfigStats>,
+    /// Paired differences against the baseline ablation.
+    pub paired: Vec<Value>,
+    /// Best configuration label per objective.
+    pub best: Map<String, Value>,
+    /// Keys that vary across the sweep.
+    pub varying: BTreeSet<String>,
+}
+
+/// Computes the sweep statistics from successful rows.
+pub fn aggregate(rows: &[Row]) -> Aggregate {
+    let ok: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.get("exit_code").is_some_and(|c| c == "0"))
+        .collect();
+    // Scenario-path parameters (columns with a dot) identify configurations too.
+    let extra: Vec<String> = ok
+        .iter()
+        .flat_map(|r| r.keys())
+        .filter(|k| k.contains('.') && !k.contains("_tier"))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut groups: BTreeMap<ConfigKey, Vec<usize>> = BTreeMap::new();
+    for (i, r) in ok.iter().enumerate() {
+        groups.entry(ConfigKey::of(r, &extra)).or_default().push(i);
+    }
+    let mut varying = BTreeSet::new();
+    if let Some(first) = groups.keys().next() {
+        for k in groups.keys() {
+            for ((name, v), (_, v0)) in k.0.iter().zip(&first.0) {
+                if v != v0 {
+                    varying.insert(name.clone());
+                }
+            }
+        }
+    }
+    // Keys fully determined by the ablation name (its own switches) add
+    // nothing to a label.
+    let redundant: Vec<String> = varying
+        .iter()
+        .filter(|k| k.as_str() != "ablation_name")
+        .filter(|k| {
+            let mut by_ablation: BTreeMap<&str, &str> = BTreeMap::new();
+            groups.keys().all(|g| {
+                *by_ablation
+                    .entry(g.get("ablation_name"))
+                    .or_insert(g.get(k))
+                    == g.get(k)
+            })
+        })
+        .cloned()
+        .collect();
+    for k in &redundant {
+        varying.remove(k);
+    }
+    let mut configs: Vec<ConfigStats> = groups
+        .iter()
+        .map(|(key, idx)| ConfigStats {
+            key: key.clone(),
+            label: key.label(&varying),
+            metrics: HEADLINE
+                .iter()
+                .map(|&m| {
+                    (
+                        m,
+                        describe(&idx.iter().map(|&i| num(ok[i], m)).collect::<Vec<_>>()),
+                    )
+                })
+                .collect(),
+            seeds: idx
+                .iter()
+                .map(|&i| (ok[i].get("seed").cloned().unwrap_or_default(), i))
+                .collect(),
+            pareto: false,
+        })
+        .collect();
+    let pts: Vec<(f64, f64)> = configs
+        .iter()
+        .map(|c| {
+            (
+                c.metrics["makespan_p95_ms"].mean,
+                c.metrics["cost_mean"].mean,
+            )
+        })
+        .collect();
+    for i in pareto_front(&pts) {
+        configs[i].pareto = true;
+    }
+    let mut best = Map::new();
+    for (objective, metric, maximise) in [
+        ("makespan_p95_ms", "makespan_p95_ms", false),
+        ("makespan_p50_ms", "makespan_p50_ms", false),
+        ("cost_mean", "cost_mean", false),
+        ("throughput_wf_per_s", "throughput_wf_per_s", true),
+    ] {
+        let pick = configs
+            .iter()
+            .filter(|c| !c.metrics[metric].mean.is_nan())
+            .min_by(|a, b| {
+                let (x, y) = (a.metrics[metric].mean, b.metrics[metric].mean);
+                let o = if maximise {
+                    y.total_cmp(&x)
+                } else {
+                    x.total_cmp(&y)
+                };
+                o.then_with(|| a.key.cmp(&b.key))
+            });
+        if let Some(c) = pick {
+            best.insert(
+                objective.into(),
+                json!({"label": c.label, "mean": json_f64(c.metrics[metric].mean)}),
+            );
+        }
+    }
+    // Paired differences: same configuration, same seed, ablation vs baseline.
+    let mut paired = Vec::new();
+    for c in &configs {
+        if c.key.get("ablation_name") == "baseline" {
+            continue;
+        }
+        let mut base_key = c.key.clone();
+        for (k, v) in base_key.0.iter_mut() {
+            if k == "ablation_name" {
+                *v = "baseline".into();
+            }
+            // The ablation's own switches are what differs from the baseline.
+            if k.starts_with("disable_") || k == "enable_model_routing" {
+                *v = String::new();
+            }
+        }
+        let Some(base) = configs.iter().find(|b| {
+            let mut k = b.key.clone();
+            for (name, v) in k.0.iter_mut() {
+                if name.starts_with("disable_") || name == "enable_model_routing" {
+                    *v = String::new();
+                }
+            }
+            k == base_key
+        }) else {
+            continue;
+        };
+        for m in ["makespan_p95_ms", "makespan_p50_ms", "cost_mean"] {
+            let diffs: Vec<f64> = c
+                .seeds
+                .iter()
+                .filter_map(|(seed, &i)| {
+                    base.seeds.get(seed).map(|&j| num(ok[i], m) - num(ok[j], m))
+                })
+                .collect();
+            let d = describe(&diffs);
+            let ratio = c.metrics[m].mean / base.metrics[m].mean;
+            paired.push(json!({
+                "config": c.label,
+                "baseline": base.label,
+                "policy": c.key.get("policy"),
+                "workflows": c.key.get("workflows"),
+                "ablation": c.key.get("ablation_name"),
+                "metric": m,
+                "n_pairs": d.n,
+                "mean_diff": json_f64(d.mean),
+                "ci95_low": json_f64(d.ci95_low),
+                "ci95_high": json_f64(d.ci95_high),
+                "ratio": json_f64(ratio),
+            }));
+        }
+    }
+    Aggregate {
+        configs,
+        paired,
+        best,
+        varying,
+    }
+}
+
+fn describe_json(d: &Describe) -> Value {
+    json!({
+        "n": d.n, "mean": json_f64(d.mean), "std": json_f64(d.std), "min": json_f64(d.min),
+        "max": json_f64(d.max), "cv": json_f64(d.cv), "ci95_low": json_f64(d.ci95_low), "ci95_high": json_f64(d.ci95_high),
+    })
+}
+
+/// `sweep_aggregate.json`.
+pub fn aggregate_json(a: &Aggregate) -> Value {
+    json!({
+        "configurations": a.configs.iter().map(|c| json!({
+            "label": c.label,
+            "config": c.key.0.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>(),
+            "seeds": c.seeds.keys().collect::<Vec<_>>(),
+            "metrics": c.metrics.iter().map(|(k, d)| (k.to_string(), describe_json(d))).collect::<Map<_, _>>(),
+            "on_pareto_front": c.pareto,
+        })).collect::<Vec<_>>(),
+        "pareto_frontier": a.configs.iter().filter(|c| c.pareto).map(|c| c.label.clone()).collect::<Vec<_>>(),
+        "pareto_objectives": ["makespan_p95_ms (mean over seeds)", "cost_mean (mean over seeds)"],
+        "best": a.best,
+        "paired_vs_baseline": a.paired,
+    })
+}
+
+/// `sweep_aggregate.csv`: one row per configuration.
+pub fn aggregate_csv(a: &Aggregate) -> Vec<u8> {
+    let mut cols: Vec<String> = vec!["label".into()];
+    if let Some(c) = a.configs.first() {
+        cols.extend(c.key.0.iter().map(|(k, _)| k.clone()));
+    }
+    cols.push("n".into());
+    for m in HEADLINE {
+        for s in ["mean", "std", "min", "max", "cv", "ci95_low", "ci95_high"] {
+            cols.push(format!("{m}_{s}"));
+        }
+    }
+    cols.push("on_pareto_front".into());
+    let f = crate::output::fmt_f64;
+    let rows: Vec<Row> = a
+        .configs
+        .iter()
+        .map(|c| {
+            let mut r = Row::new();
+            r.insert("label".into(), c.label.clone());
+            for (k, v) in &c.key.0 {
+                r.insert(k.clone(), v.clone());
+            }
+            r.insert("n".into(), c.metrics["makespan_p95_ms"].n.to_string());
+            for (m, d) in &c.metrics {
+                for (s, v) in [
+                    ("mean", d.mean),
+                    ("std", d.std),
+                    ("min", d.min),
+                    ("max", d.max),
+                    ("cv", d.cv),
+                    ("ci95_low", d.ci95_low),
+                    ("ci95_high", d.ci95_high),
+                ] {
+                    r.insert(format!("{m}_{s}"), f(v));
+                }
+            }
+            r.insert(
+                "on_pareto_front".into(),
+                if c.pareto { "True" } else { "False" }.into(),
+            );
+            r
+        })
+        .collect();
+    to_csv(&rows, &cols)
+}
+
+/// What `collect` wrote.
+#[derive(Debug)]
+pub struct Collected {
+    /// Rows (runs).
+    pub runs: usize,
+    /// Runs with a non-zero exit code.
+    pub failed: usize,
+    /// Problems found (skipped directories).
+    pub warnings: Vec<String>,
+    /// runs.csv path.
+    pub runs_csv: PathBuf,
+}
+
+/// `collect --exp-dir DIR [--out-csv]`.
+pub fn collect(exp_dir: &Path, out_csv: Option<&Path>) -> Result<Collected> {
+    let (rows, warnings) = gather(exp_dir)?;
+    if rows.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: no runs found under runs/",
+            exp_dir.display()
+        )));
+    }
+    let agg_dir = exp_dir.join("aggregate");
+    std::fs::create_dir_all(&agg_dir).map_err(|source| Error::Write {
+        path: agg_dir.clone(),
+        source,
+    })?;
+    let runs_csv = out_csv.map_or_else(|| agg_dir.join("runs.csv"), Path::to_path_buf);
+    atomic_write(&runs_csv, &to_csv(&rows, &columns(&rows)))?;
+    let a = aggregate(&rows);
+    atomic_write(
+        &agg_dir.join("sweep_aggregate.json"),
+        format!("{:#}\n", aggregate_json(&a)).as_bytes(),
+    )?;
+    atomic_write(&agg_dir.join("sweep_aggregate.csv"), &aggregate_csv(&a))?;
+    crate::output::sync_dir(&agg_dir);
+    if let Some(parent) = runs_csv.parent() {
+        crate::output::sync_dir(parent);
+    }
+    let failed = rows
+        .iter()
+        .filter(|r| r.get("exit_code").is_none_or(|c| c != "0"))
+        .count();
+    Ok(Collected {
+        runs: rows.len(),
+        failed,
+        warnings,
+        runs_csv,
+    })
+}
+
+/// Reads a runs.csv back (the report's input).
+pub fn read_runs_csv(path: &Path) -> Result<Vec<Row>> {
+    read_csv(path)
+}

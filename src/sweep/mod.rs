@@ -1,0 +1,364 @@
+//! Experiment sweeps: a matrix of runs executed in-process on a rayon pool,
+//! with the seed runner's layout and ids, resume, shards and fail-fast.
+//!
+//! ```text
+//! <out_root>/<exp_name>/
+//!   runs/<run_id>/{meta.json, stdout.txt, stderr.txt, out/{summary.csv, summary.json, workflows.csv, tiers.csv, trace.json}}
+//!   aggregate/{runs.csv, sweep_aggregate.json, sweep_aggregate.csv}   (collect)
+//!   report/{index.html, assets/*.svg}                               (report)
+//! ```
+//!
+//! Each run is written into `runs/.<run_id>.partial` and renamed into place
+//! when complete, so a sweep killed at any instant leaves either a complete
+//! run directory or a partial one that the next start removes.
+
+pub mod collect;
+pub mod plan;
+pub mod pyjson;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::output::atomic_write;
+pub use plan::{Ablation, ExperimentConfig, PlannedRun, Shard, expand};
+
+/// How to run a sweep.
+#[derive(Clone, Debug, Default)]
+pub struct SweepOptions {
+    /// Overrides the config's name.
+    pub exp_name: Option<String>,
+    /// Overrides the config's output root.
+    pub out_root: Option<PathBuf>,
+    /// Threads (default: the config's `jobs`, else the number of cores).
+    pub jobs: Option<usize>,
+    /// Print the plan, run nothing.
+    pub dry_run: bool,
+    /// Skip runs that are complete with the same configuration.
+    pub resume: bool,
+    /// Stop starting runs after the first failure.
+    pub fail_fast: bool,
+    /// Run only this slice of the plan.
+    pub shard: Option<Shard>,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepOutcome {
+    /// The experiment directory.
+    pub exp_dir: PathBuf,
+    /// Runs in the full plan.
+    pub planned: usize,
+    /// Runs in this shard.
+    pub in_shard: usize,
+    /// Runs executed now.
+    pub executed: usize,
+    /// Runs skipped by --resume.
+    pub skipped: usize,
+    /// Runs that failed.
+    pub failed: usize,
+    /// Runs not started because of --fail-fast.
+    pub not_started: usize,
+}
+
+/// The experiment directory of a config under `opts`.
+pub fn exp_dir(cfg: &ExperimentConfig, opts: &SweepOptions) -> PathBuf {
+    let root = opts
+        .out_root
+        .clone()
+        .unwrap_or_else(|| cfg.out_root.clone());
+    root.join(plan::sanitize(
+        opts.exp_name.as_deref().unwrap_or(&cfg.name),
+    ))
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// True when `runs/<id>` holds a successful run of exactly this configuration.
+pub fn is_complete(run_dir: &Path, config_hash: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(run_dir.join("meta.json")) else {
+        return false;
+    };
+    let Ok(meta) = serde_json::from_str::<Value>(&text) else {
+        return false;
+    };
+    meta["exit_code"] == 0
+        && meta["config_hash"] == config_hash
+        && run_dir.join("out/summary.csv").is_file()
+}
+
+/// Runs (or, with `dry_run`, prints) a sweep.
+pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOutcome> {
+    let plan = expand(cfg, cfg.trace)?;
+    let dir = exp_dir(cfg, opts);
+    let mine: Vec<&PlannedRun> = plan
+        .iter()
+        .filter(|r| opts.shard.is_none_or(|s| s.owns(r.index)))
+        .collect();
+    let mut outcome = SweepOutcome {
+        exp_dir: dir.clone(),
+        planned: plan.len(),
+        in_shard: mine.len(),
+        ..Default::default()
+    };
+    let runs_dir = dir.join("runs");
+    if opts.dry_run {
+        for r in &mine {
+            println!(
+                "{}  {}",
+                r.run_id,
+                r.cmd(&runs_dir.join(&r.run_id).join("out")).join(" ")
+            );
+        }
+        println!(
+            "{} runs planned ({} in the full plan); dry run, nothing executed",
+            mine.len(),
+            plan.len()
+        );
+        return Ok(outcome);
+    }
+    std::fs::create_dir_all(&runs_dir).map_err(|source| Error::Write {
+        path: runs_dir.clone(),
+        source,
+    })?;
+    // Temporary files of a sweep killed while writing experiment.json.
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let record = json!({
+        "name": cfg.name,
+        "planned_runs": plan.len(),
+        "matrix": cfg.matrix.iter().map(|(k, v)| (k.clone(), Value::Array(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "seeds": cfg.seeds,
+        "ablations": cfg.ablations.iter().map(|a| json!({"name": a.name, "flags": a.flags})).collect::<Vec<_>>(),
+        "common_args": cfg.common_args,
+        "tool_version": concat!("agentsched ", env!("CARGO_PKG_VERSION")),
+    });
+    atomic_write(
+        &dir.join("experiment.json"),
+        format!("{:#}\n", record).as_bytes(),
+    )?;
+    crate::output::sync_dir(&dir);
+
+    let mut todo = Vec::new();
+    for r in mine {
+        // Leftovers of a run killed mid-write.
+        let partial = runs_dir.join(format!(".{}.partial", r.run_id));
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(|source| Error::Write {
+                path: partial,
+                source,
+            })?;
+        }
+        if opts.resume && is_complete(&runs_dir.join(&r.run_id), &r.config_hash) {
+            outcome.skipped += 1;
+        } else {
+            todo.push(r);
+        }
+    }
+
+    let jobs = opts
+        .jobs
+        .or(cfg.jobs)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .build()
+        .map_err(|e| Error::Execution(format!("cannot start {jobs} worker threads: {e}")))?;
+    let progress = Progress::new(todo.len(), outcome.skipped, opts.quiet);
+    let stop = AtomicBool::new(false);
+    let results: Vec<Option<bool>> = pool.install(|| {
+        todo.par_iter()
+            .map(|r| {
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+                let ok = execute(r, &runs_dir);
+                if !ok && opts.fail_fast {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                progress.done(&r.run_id, ok);
+                Some(ok)
+            })
+            .collect()
+    });
+    progress.finish();
+    outcome.executed = results.iter().flatten().count();
+    outcome.failed = results.iter().flatten().filter(|ok| !**ok).count();
+    outcome.not_started = results.iter().filter(|r| r.is_none()).count();
+    Ok(outcome)
+}
+
+/// Runs one planned run into its directory; returns success. Never panics:
+/// a panic inside the simulator is caught here and recorded as exit code 4.
+pub fn execute(r: &PlannedRun, runs_dir: &Path) -> bool {
+    let staging = runs_dir.join(format!(".{}.partial", r.run_id));
+    let final_dir = runs_dir.join(&r.run_id);
+    let out = staging.join("out");
+    let start_unix = unix_now();
+    let started = Instant::now();
+    let result: std::result::Result<(String, String), (u8, String)> = match &r.scenario {
+        Err(msg) => Err((2, format!("error: {msg}"))),
+        Ok(s) => {
+            match std::panic::catch_unwind(|| crate::output::simulate_to_dir(s, &out, r.trace)) {
+                Ok(Ok(o)) => Ok((
+                    crate::output::summary_lines(s, &o, &final_dir.join("out")),
+                    o.digest,
+                )),
+                Ok(Err(e)) => Err((e.exit_code(), format!("error: {e}"))),
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    Err((4, format!("error: the simulator panicked: {msg}")))
+                }
+            }
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let (exit_code, stdout, stderr, digest) = match result {
+        Ok((lines, digest)) => (0u8, lines, String::new(), Some(digest)),
+        Err((code, msg)) => (code, String::new(), format!("{msg}\n"), None),
+    };
+    let write_all = || -> Result<()> {
+        std::fs::create_dir_all(&staging).map_err(|source| Error::Write {
+            path: staging.clone(),
+            source,
+        })?;
+        atomic_write(&staging.join("stdout.txt"), stdout.as_bytes())?;
+        atomic_write(&staging.join("stderr.txt"), stderr.as_bytes())?;
+        let resolved = r.scenario.as_ref().ok().map(resolved_params);
+        let meta = json!({
+            "run_id": r.run_id,
+            "params": r.params,
+            "ablation_name": r.ablation.name,
+            "ablation_flags": r.ablation.flags,
+            "cmd": r.cmd(&final_dir.join("out")).join(" "),
+            "cwd": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+            "start_time_unix_s": start_unix,
+            "end_time_unix_s": unix_now(),
+            "wall_time_s": wall,
+            "exit_code": exit_code,
+            "sim_binary_version": concat!("agentsched ", env!("CARGO_PKG_VERSION")),
+            "config_hash": r.config_hash,
+            "output_digest": digest,
+            "resolved": resolved,
+        });
+        atomic_write(&staging.join("meta.json"), format!("{meta:#}\n").as_bytes())?;
+        crate::output::sync_dir(&staging);
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).map_err(|source| Error::Write {
+                path: final_dir.clone(),
+                source,
+            })?;
+        }
+        std::fs::rename(&staging, &final_dir).map_err(|source| Error::Write {
+            path: final_dir.clone(),
+            source,
+        })?;
+        crate::output::sync_dir(runs_dir);
+        Ok(())
+    };
+    match write_all() {
+        Ok(()) => exit_code == 0,
+        Err(e) => {
+            eprintln!("error: run {}: {e}", r.run_id);
+            false
+        }
+    }
+}
+
+/// The seed's configuration columns, from the resolved scenario.
+pub fn resolved_params(s: &crate::scenario::Scenario) -> Value {
+    json!({
+        "policy": s.policy.name(),
+        "workflows": s.workload.workflows,
+        "pdfs": s.workload.pdfs,
+        "iters": s.workload.iters,
+        "subqueries": s.workload.subqueries,
+        "seed": s.seed,
+        "time_scale": s.time_scale,
+        "enable_model_routing": s.ablations.enable_model_routing,
+        "heavy_tail_prob": s.heavy_tail.prob,
+        "heavy_tail_mult": s.heavy_tail.mult,
+        "disable_hedging": s.ablations.disable_hedging,
+        "disable_escalation": s.ablations.disable_escalation,
+        "disable_dag_priority": s.ablations.disable_dag_priority,
+    })
+}
+
+/// Progress: a bar on a terminal, plain lines otherwise, nothing when quiet.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    plain: bool,
+    state: Mutex<(usize, usize)>,
+    total: usize,
+}
+
+impl Progress {
+    fn new(total: usize, skipped: usize, quiet: bool) -> Progress {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (!quiet && tty).then(|| {
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} runs, {msg} [{elapsed_precise} elapsed, ETA {eta}]",
+                )
+                .expect("valid template"),
+            );
+            b.set_message("0 failed");
+            b
+        });
+        if !quiet && !tty && skipped > 0 {
+            eprintln!("resume: {skipped} complete runs skipped");
+        }
+        Progress {
+            bar,
+            plain: !quiet && !tty,
+            state: Mutex::new((0, 0)),
+            total,
+        }
+    }
+
+    fn done(&self, run_id: &str, ok: bool) {
+        let mut st = self.state.lock().expect("progress lock");
+        st.0 += 1;
+        if !ok {
+            st.1 += 1;
+        }
+        if let Some(b) = &self.bar {
+            b.inc(1);
+            b.set_message(format!("{} failed", st.1));
+        } else if self.plain {
+            eprintln!(
+                "[{}/{}] {} {run_id}",
+                st.0,
+                self.total,
+                if ok { "ok    " } else { "FAILED" }
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+    }
+}

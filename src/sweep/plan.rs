@@ -1,0 +1,701 @@
+//! Experiment configs (the seed runner's JSON format) and their expansion
+//! into a plan of runs with the seed's run ids.
+//!
+//! Matrix = Cartesian product over every key except `seeds` and
+//! `ablations` (in the config's key order, last key fastest), then seeds,
+//! then ablations. Each run's `params` are `common_args`, overridden by the
+//! combination, plus `seed`; its id is
+//! `{policy}__wf{workflows}__seed{seed}__{ablation}__{h}` with `h` the first
+//! 12 hex digits of the SHA-1 of Python's compact, key-sorted JSON of
+//! `{params, ablation_name, ablation_flags}`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use sha1::{Digest, Sha1};
+
+use crate::error::{Error, Result};
+use crate::policy::PolicyKind;
+use crate::scenario::Scenario;
+use crate::scenario::overrides::SetOverride;
+use crate::sweep::pyjson;
+
+/// One ablation: a name and simulator flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ablation {
+    /// Name (part of the run id).
+    pub name: String,
+    /// Flags as written, e.g. `--disable_hedging`.
+    pub flags: Vec<String>,
+}
+
+/// A parsed, validated experiment config.
+#[derive(Clone, Debug)]
+pub struct ExperimentConfig {
+    /// Experiment name (the directory under `out_root`).
+    pub name: String,
+    /// Output root.
+    pub out_root: PathBuf,
+    /// Applied to every run.
+    pub common_args: Map<String, Value>,
+    /// Matrix keys and their values, in config order.
+    pub matrix: Vec<(String, Vec<Value>)>,
+    /// Seeds.
+    pub seeds: Vec<Value>,
+    /// Ablations.
+    pub ablations: Vec<Ablation>,
+    /// Default parallelism.
+    pub jobs: Option<usize>,
+    /// Base scenario (default: the embedded one).
+    pub base: Value,
+    /// Write trace.json for every run.
+    pub trace: bool,
+    /// Where the config came from (messages).
+    pub origin: String,
+}
+
+/// The seed simulator's flags a matrix or `common_args` key may name.
+pub const SIM_FLAGS: [&str; 13] = [
+    "policy",
+    "workflows",
+    "pdfs",
+    "iters",
+    "subqueries",
+    "seed",
+    "time_scale",
+    "enable_model_routing",
+    "heavy_tail_prob",
+    "heavy_tail_mult",
+    "disable_hedging",
+    "disable_escalation",
+    "disable_dag_priority",
+];
+
+const TOP_KEYS: [&str; 8] = [
+    "name",
+    "sim_binary",
+    "out_root",
+    "common_args",
+    "matrix",
+    "jobs",
+    "scenario",
+    "trace",
+];
+
+fn bad(origin: &str, field: &str, msg: impl std::fmt::Display) -> Error {
+    Error::Input(format!("{origin}: {field}: {msg}"))
+}
+
+impl ExperimentConfig {
+    /// Reads and validates a config file. A relative `scenario` path is
+    /// resolved against the config's directory.
+    pub fn load(path: &Path) -> Result<ExperimentConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.into(),
+            source,
+        })?;
+        let origin = path.display().to_string();
+        let v: Value = serde_json::from_str(&text).map_err(|e| {
+            Error::Input(format!(
+                "{origin}: line {} column {}: invalid JSON: {e}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        ExperimentConfig::from_value(v, &origin, path.parent())
+    }
+
+    /// Validates a config document.
+    pub fn from_value(v: Value, origin: &str, dir: Option<&Path>) -> Result<ExperimentConfig> {
+        let Value::Object(top) = v else {
+            return Err(bad(origin, "config", "expected a JSON object"));
+        };
+        for k in top.keys() {
+            if !TOP_KEYS.contains(&k.as_str()) {
+                return Err(bad(
+                    origin,
+                    k,
+                    format!("unknown key; expected one of {}", TOP_KEYS.join(", ")),
+                ));
+            }
+        }
+        let string = |k: &str, default: &str| -> Result<String> {
+            match top.get(k) {
+                None => Ok(default.to_string()),
+                Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                Some(other) => Err(bad(
+                    origin,
+                    k,
+                    format!("expected a non-empty string, got {other}"),
+                )),
+            }
+        };
+        let name = string("name", "experiment")?;
+        let out_root = PathBuf::from(string("out_root", "bench_runs")?);
+        if let Some(x) = top.get("sim_binary")
+            && !x.is_string()
+        {
+            return Err(bad(
+                origin,
+                "sim_binary",
+                "expected a string (it is ignored)",
+            ));
+        }
+        let common_args = match top.get("common_args") {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => {
+                return Err(bad(
+                    origin,
+                    "common_args",
+                    format!("expected an object, got {other}"),
+                ));
+            }
+        };
+        for (k, v) in &common_args {
+            check_param(origin, &format!("common_args.{k}"), k, v)?;
+        }
+        let jobs = match top.get("jobs") {
+            None => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|j| j >= 1) => {
+                Some(n.as_u64().unwrap() as usize)
+            }
+            Some(other) => {
+                return Err(bad(
+                    origin,
+                    "jobs",
+                    format!("expected an integer >= 1, got {other}"),
+                ));
+            }
+        };
+        let trace = match top.get("trace") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(bad(
+                    origin,
+                    "trace",
+                    format!("expected true or false, got {other}"),
+                ));
+            }
+        };
+        let base = match top.get("scenario") {
+            None => {
+                serde_json::from_str(crate::scenario::DEFAULT_SCENARIO_JSON).expect("embedded JSON")
+            }
+            Some(Value::String(p)) => {
+                let path = match dir {
+                    Some(d) if Path::new(p).is_relative() => d.join(p),
+                    _ => PathBuf::from(p),
+                };
+                let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let v: Value = serde_json::from_str(&text)
+                    .map_err(|e| Error::Input(format!("{}: invalid JSON: {e}", path.display())))?;
+                Scenario::from_value(v.clone())
+                    .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+                v
+            }
+            Some(other) => {
+                return Err(bad(
+                    origin,
+                    "scenario",
+                    format!("expected a file path, got {other}"),
+                ));
+            }
+        };
+        let Some(Value::Object(matrix)) = top.get("matrix") else {
+            return Err(bad(origin, "matrix", "expected an object of lists"));
+        };
+        let mut keys = Vec::new();
+        let mut seeds = vec![Value::from(1)];
+        let mut ablations = vec![Ablation {
+            name: "baseline".into(),
+            flags: vec![],
+        }];
+        for (k, v) in matrix {
+            let field = format!("matrix.{k}");
+            let Value::Array(values) = v else {
+                return Err(bad(
+                    origin,
+                    &field,
+                    format!("expected a list of values, got {v}"),
+                ));
+            };
+            if values.is_empty() {
+                return Err(bad(
+                    origin,
+                    &field,
+                    "empty list: the matrix would have no runs",
+                ));
+            }
+            for (i, a) in values.iter().enumerate() {
+                if values[..i].contains(a) {
+                    return Err(bad(origin, &field, format!("duplicate value {a}")));
+                }
+            }
+            match k.as_str() {
+                "seeds" => {
+                    for s in values {
+                        if s.as_u64().is_none() {
+                            return Err(bad(
+                                origin,
+                                &field,
+                                format!("expected non-negative integers, got {s}"),
+                            ));
+                        }
+                    }
+                    seeds = values.clone();
+                }
+                "ablations" => ablations = parse_ablations(origin, values)?,
+                _ => {
+                    for x in values {
+                        check_param(origin, &field, k, x)?;
+                    }
+                    keys.push((k.clone(), values.clone()));
+                }
+            }
+        }
+        Ok(ExperimentConfig {
+            name,
+            out_root,
+            common_args,
+            matrix: keys,
+            seeds,
+            ablations,
+            jobs,
+            base,
+            trace,
+            origin: origin.to_string(),
+        })
+    }
+}
+
+fn parse_ablations(origin: &str, values: &[Value]) -> Result<Vec<Ablation>> {
+    let mut out: Vec<Ablation> = Vec::new();
+    for (i, a) in values.iter().enumerate() {
+        let field = format!("matrix.ablations.{i}");
+        let Some(obj) = a.as_object() else {
+            return Err(bad(
+                origin,
+                &field,
+                "expected {\"name\": ..., \"flags\": [...]}",
+            ));
+        };
+        for k in obj.keys() {
+            if k != "name" && k != "flags" {
+                return Err(bad(
+                    origin,
+                    &field,
+                    format!("unknown key `{k}`; expected name and flags"),
+                ));
+            }
+        }
+        let Some(name) = obj
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        else {
+            return Err(bad(
+                origin,
+                &format!("{field}.name"),
+                "expected a non-empty string",
+            ));
+        };
+        let flags: Vec<String> = match obj.get("flags") {
+            None => vec![],
+            Some(Value::Array(f)) => f
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| bad(origin, &format!("{field}.flags"), "expected strings"))
+                })
+                .collect::<Result<_>>()?,
+            Some(other) => {
+                return Err(bad(
+                    origin,
+                    &format!("{field}.flags"),
+                    format!("expected a list of flags, got {other}"),
+                ));
+            }
+        };
+        for f in &flags {
+            ablation_flag(f).map_err(|m| bad(origin, &format!("{field}.flags"), m))?;
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(bad(
+                origin,
+                &format!("{field}.name"),
+                format!("duplicate ablation name `{name}`"),
+            ));
+        }
+        out.push(Ablation {
+            name: name.to_string(),
+            flags,
+        });
+    }
+    Ok(out)
+}
+
+/// The ablation field a simulator flag sets.
+fn ablation_flag(flag: &str) -> std::result::Result<&'static str, String> {
+    match flag.trim_start_matches('-').replace('-', "_").as_str() {
+        "disable_hedging" => Ok("disable_hedging"),
+        "disable_escalation" => Ok("disable_escalation"),
+        "disable_dag_priority" => Ok("disable_dag_priority"),
+        "enable_model_routing" => Ok("enable_model_routing"),
+        _ => Err(format!(
+            "unknown flag `{flag}`; expected --disable_hedging, --disable_escalation, --disable_dag_priority or --enable_model_routing"
+        )),
+    }
+}
+
+/// Type-checks one parameter value early, so a bad config fails before any run.
+fn check_param(origin: &str, field: &str, key: &str, v: &Value) -> Result<()> {
+    let ok = match key {
+        "policy" => v
+            .as_str()
+            .is_some_and(|p| PolicyKind::ALL.iter().any(|k| k.name() == p)),
+        "workflows" | "pdfs" | "iters" | "subqueries" | "seed" => v.as_u64().is_some(),
+        "time_scale" | "heavy_tail_prob" | "heavy_tail_mult" => v.is_number(),
+        "enable_model_routing"
+        | "disable_hedging"
+        | "disable_escalation"
+        | "disable_dag_priority" => v.is_boolean(),
+        k if k.contains('.') || is_scenario_field(k) => return Ok(()),
+        _ => {
+            return Err(bad(
+                origin,
+                field,
+                format!(
+                    "unknown key `{key}`; expected a simulator flag ({}) or a scenario field path",
+                    SIM_FLAGS.join(", ")
+                ),
+            ));
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        let expected = match key {
+            "policy" => "one of fifo_cheapest, dag_cheapest, dag_escalation, full".to_string(),
+            "workflows" | "pdfs" | "iters" | "subqueries" | "seed" => {
+                "a non-negative integer".into()
+            }
+            "time_scale" | "heavy_tail_prob" | "heavy_tail_mult" => "a number".into(),
+            _ => "true or false".into(),
+        };
+        Err(bad(origin, field, format!("expected {expected}, got {v}")))
+    }
+}
+
+fn is_scenario_field(k: &str) -> bool {
+    Scenario::default_research_agent()
+        .to_value()
+        .as_object()
+        .is_some_and(|m| m.contains_key(k))
+}
+
+/// One planned run.
+#[derive(Clone, Debug)]
+pub struct PlannedRun {
+    /// Position in the full plan (before sharding).
+    pub index: usize,
+    /// The seed runner's id.
+    pub run_id: String,
+    /// common_args + combination + seed.
+    pub params: Map<String, Value>,
+    /// Ablation.
+    pub ablation: Ablation,
+    /// The resolved scenario, or why the parameters do not make one (the
+    /// run then fails with exit code 2; the sweep goes on).
+    pub scenario: std::result::Result<Scenario, String>,
+    /// SHA-1 of the resolved scenario (and trace switch): what resume compares.
+    pub config_hash: String,
+    /// Write trace.json.
+    pub trace: bool,
+}
+
+impl PlannedRun {
+    /// The equivalent `agentsched simulate` command line.
+    pub fn cmd(&self, out_dir: &Path) -> Vec<String> {
+        let mut cmd = vec!["agentsched".to_string(), "simulate".to_string()];
+        for (k, v) in &self.params {
+            if v.is_boolean() && SIM_FLAGS.contains(&k.as_str()) {
+                if v.as_bool() == Some(true) {
+                    cmd.push(format!("--{k}"));
+                }
+            } else if SIM_FLAGS.contains(&k.as_str()) {
+                cmd.push(format!("--{k}"));
+                cmd.push(v.as_str().map_or_else(|| v.to_string(), String::from));
+            } else {
+                cmd.push("--set".into());
+                cmd.push(format!(
+                    "{k}={}",
+                    v.as_str().map_or_else(|| v.to_string(), String::from)
+                ));
+            }
+        }
+        cmd.extend(self.ablation.flags.iter().cloned());
+        cmd.push("--out".into());
+        cmd.push(out_dir.display().to_string());
+        cmd
+    }
+}
+
+/// `[A-Za-z0-9._-]`, anything else becomes `_`: ids can never escape the runs directory.
+pub fn sanitize(token: &str) -> String {
+    let s: String = token
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.chars().all(|c| c == '.') {
+        "_".into()
+    } else {
+        s
+    }
+}
+
+fn token(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), String::from)
+}
+
+/// The seed runner's run id.
+pub fn run_id(params: &Map<String, Value>, ablation: &Ablation, base: &Value) -> String {
+    let key = serde_json::json!({
+        "params": Value::Object(params.clone()),
+        "ablation_name": ablation.name,
+        "ablation_flags": ablation.flags,
+    });
+    let h = Sha1::digest(pyjson::dumps(&key).as_bytes());
+    let hex: String = h.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    // Fall back to the base scenario's values when the matrix does not name them.
+    let policy = params
+        .get("policy")
+        .or_else(|| base.get("policy"))
+        .map_or_else(|| "full".into(), token);
+    let wf = params
+        .get("workflows")
+        .or_else(|| base.pointer("/workload/workflows"))
+        .map_or_else(|| "NA".into(), token);
+    let seed = params
+        .get("seed")
+        .or_else(|| base.get("seed"))
+        .map_or_else(|| "1".into(), token);
+    format!(
+        "{}__wf{}__seed{}__{}__{hex}",
+        sanitize(&policy),
+        sanitize(&wf),
+        sanitize(&seed),
+        sanitize(&ablation.name)
+    )
+}
+
+/// Applies run parameters and ablation flags to the base scenario.
+pub fn resolve(
+    base: &Value,
+    params: &Map<String, Value>,
+    ablation: &Ablation,
+) -> std::result::Result<Scenario, String> {
+    let mut doc = base.clone();
+    for (k, v) in params {
+        let path = match k.as_str() {
+            "policy" => "policy",
+            "workflows" => "workload.workflows",
+            "pdfs" => "workload.pdfs",
+            "iters" => "workload.iters",
+            "subqueries" => "workload.subqueries",
+            "seed" => "seed",
+            "time_scale" => "time_scale",
+            "heavy_tail_prob" => "heavy_tail.prob",
+            "heavy_tail_mult" => "heavy_tail.mult",
+            "enable_model_routing" => "ablations.enable_model_routing",
+            "disable_hedging" => "ablations.disable_hedging",
+            "disable_escalation" => "ablations.disable_escalation",
+            "disable_dag_priority" => "ablations.disable_dag_priority",
+            other => other,
+        };
+        let o = SetOverride {
+            path: path.split('.').map(String::from).collect(),
+            value: v.clone(),
+        };
+        o.apply(&mut doc)?;
+    }
+    for f in &ablation.flags {
+        let field = ablation_flag(f)?;
+        doc["ablations"][field] = Value::Bool(true);
+    }
+    Scenario::from_value(doc).map_err(|e| e.to_string())
+}
+
+/// Expands a config into its full plan (every run, unsharded).
+pub fn expand(cfg: &ExperimentConfig, trace: bool) -> Result<Vec<PlannedRun>> {
+    let mut combos: Vec<Vec<(String, Value)>> = vec![vec![]];
+    for (k, values) in &cfg.matrix {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((k.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    let mut plan = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for combo in &combos {
+        for seed in &cfg.seeds {
+            for ab in &cfg.ablations {
+                let mut params = cfg.common_args.clone();
+                for (k, v) in combo {
+                    params.insert(k.clone(), v.clone());
+                }
+                params.insert("seed".into(), seed.clone());
+                let scenario = resolve(&cfg.base, &params, ab);
+                let run_id = run_id(&params, ab, &cfg.base);
+                if !seen.insert(run_id.clone()) {
+                    return Err(Error::Input(format!(
+                        "{}: two runs share the id {run_id}",
+                        cfg.origin
+                    )));
+                }
+                let mut h = Sha1::new();
+                match &scenario {
+                    Ok(s) => h.update(s.to_pretty_json().as_bytes()),
+                    Err(e) => h.update(e.as_bytes()),
+                }
+                h.update([trace as u8]);
+                h.update(env!("CARGO_PKG_VERSION").as_bytes());
+                let config_hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                plan.push(PlannedRun {
+                    index: plan.len(),
+                    run_id,
+                    params,
+                    ablation: ab.clone(),
+                    scenario,
+                    config_hash,
+                    trace,
+                });
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// `K/N`: the K-th (1-based) of N slices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based slice number.
+    pub k: usize,
+    /// Number of slices.
+    pub n: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let err = || format!("--shard {s}: expected K/N with 1 <= K <= N, e.g. 2/8");
+        let (k, n) = s.split_once('/').ok_or_else(err)?;
+        let (k, n): (usize, usize) = (
+            k.trim().parse().map_err(|_| err())?,
+            n.trim().parse().map_err(|_| err())?,
+        );
+        if n == 0 || k == 0 || k > n {
+            return Err(err());
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+impl Shard {
+    /// Whether plan position `index` belongs to this shard (round-robin, so
+    /// every shard gets a similar mix of the matrix).
+    pub fn owns(&self, index: usize) -> bool {
+        index % self.n == self.k - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smoke() -> ExperimentConfig {
+        let text = include_str!("../../scenarios/smoke.json");
+        ExperimentConfig::from_value(serde_json::from_str(text).unwrap(), "smoke.json", None)
+            .unwrap()
+    }
+
+    #[test]
+    fn smoke_config_yields_the_seed_runners_ids() {
+        let plan = expand(&smoke(), false).unwrap();
+        let mut ids: Vec<&str> = plan.iter().map(|r| r.run_id.as_str()).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            [
+                "fifo_cheapest__wf5__seed1__baseline__c9768924ff6b",
+                "fifo_cheapest__wf5__seed1__no_hedge__34d4a264e819",
+                "fifo_cheapest__wf5__seed2__baseline__3282381ea875",
+                "fifo_cheapest__wf5__seed2__no_hedge__d896f4988e7f",
+                "full__wf5__seed1__baseline__fcdc4023c8cf",
+                "full__wf5__seed1__no_hedge__d85f95cd9565",
+                "full__wf5__seed2__baseline__901b070138c8",
+                "full__wf5__seed2__no_hedge__ff5d8334433a",
+            ]
+        );
+        let r = plan
+            .iter()
+            .find(|r| r.run_id.starts_with("full__wf5__seed1__no_hedge"))
+            .unwrap();
+        let r = r.scenario.as_ref().unwrap();
+        assert!(r.ablations.disable_hedging && r.ablations.enable_model_routing);
+        assert_eq!(r.heavy_tail.mult, 50.0);
+        assert_eq!(r.workload.workflows, 5);
+    }
+
+    #[test]
+    fn default_config_has_96_runs() {
+        let text = include_str!("../../scenarios/default.json");
+        let cfg =
+            ExperimentConfig::from_value(serde_json::from_str(text).unwrap(), "default.json", None)
+                .unwrap();
+        assert_eq!(expand(&cfg, false).unwrap().len(), 2 * 4 * 3 * 4);
+    }
+
+    #[test]
+    fn shards_partition_the_plan() {
+        for n in 1..6 {
+            let mut owners = [0; 23];
+            for k in 1..=n {
+                let s: Shard = format!("{k}/{n}").parse().unwrap();
+                for (i, o) in owners.iter_mut().enumerate() {
+                    *o += s.owns(i) as usize;
+                }
+            }
+            assert!(owners.iter().all(|&o| o == 1), "n = {n}");
+        }
+        assert!(
+            "0/3".parse::<Shard>().is_err()
+                && "4/3".parse::<Shard>().is_err()
+                && "x".parse::<Shard>().is_err()
+        );
+    }
+
+    #[test]
+    fn sanitize_keeps_ids_inside_the_runs_directory() {
+        assert_eq!(sanitize("../etc/passwd"), ".._etc_passwd");
+        assert_eq!(sanitize(".."), "_");
+        assert_eq!(sanitize("a b/c"), "a_b_c");
+    }
+}
