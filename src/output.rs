@@ -59,13 +59,58 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
+/// When a file becomes durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Temporary file, fsync, rename: atomic and durable on return.
+    Atomic,
+    /// Written in place, no fsync, and no `summary.json` (the seed's
+    /// per-run layout; meta.json carries the digest): for files inside a
+    /// staging directory that the caller makes durable ([`make_durable`])
+    /// and renames into place as a whole.
+    Staged,
+}
+
+/// Fsyncs every file under `dir`, then every directory, deepest first.
+pub fn make_durable(dir: &Path) -> Result<()> {
+    let w = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Write { path, source }
+    };
+    let mut dirs = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(w(&d))? {
+            let p = e.map_err(w(&d))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                File::open(&p).and_then(|f| f.sync_all()).map_err(w(&p))?;
+            }
+        }
+        dirs.push(d);
+    }
+    for d in dirs.iter().rev() {
+        sync_dir(d);
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename);
 /// call [`sync_dir`] on the directory once its files are written.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file(path, bytes, Durability::Atomic)
+}
+
+/// Writes `bytes` to `path` with the given durability.
+pub fn write_file(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let w = |source| Error::Write {
         path: path.to_path_buf(),
         source,
     };
+    if durability == Durability::Staged {
+        return fs::write(path, bytes).map_err(w);
+    }
     let tmp = tmp_path(path);
     let mut f = File::create(&tmp).map_err(w)?;
     f.write_all(bytes).map_err(w)?;
@@ -81,6 +126,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 pub struct StreamFile {
     path: PathBuf,
     tmp: PathBuf,
+    durability: Durability,
     out: Option<BufWriter<File>>,
     hasher: Sha1,
     error: Option<io::Error>,
@@ -88,8 +134,12 @@ pub struct StreamFile {
 
 impl StreamFile {
     /// Starts writing `path`.
-    pub fn create(path: &Path) -> Result<StreamFile> {
-        let tmp = tmp_path(path);
+    pub fn create(path: &Path, durability: Durability) -> Result<StreamFile> {
+        let tmp = if durability == Durability::Staged {
+            path.to_path_buf()
+        } else {
+            tmp_path(path)
+        };
         let f = File::create(&tmp).map_err(|source| Error::Write {
             path: path.to_path_buf(),
             source,
@@ -97,6 +147,7 @@ impl StreamFile {
         Ok(StreamFile {
             path: path.to_path_buf(),
             tmp,
+            durability,
             out: Some(BufWriter::with_capacity(1 << 16, f)),
             hasher: Sha1::new(),
             error: None,
@@ -125,9 +176,11 @@ impl StreamFile {
         }
         let out = self.out.take().expect("committed once");
         let f = out.into_inner().map_err(|e| w(e.into_error()))?;
-        f.sync_all().map_err(w)?;
-        drop(f);
-        fs::rename(&self.tmp, &self.path).map_err(w)?;
+        if self.durability == Durability::Atomic {
+            f.sync_all().map_err(w)?;
+            drop(f);
+            fs::rename(&self.tmp, &self.path).map_err(w)?;
+        }
         Ok(self.hasher.clone().finalize().into())
     }
 }
@@ -181,11 +234,16 @@ pub struct FileObserver {
 
 impl FileObserver {
     /// Starts `dir/workflows.csv` (and `dir/trace.json` when `trace`).
-    pub fn create(dir: &Path, trace: bool, names: NodeTable) -> Result<FileObserver> {
-        let mut workflows = StreamFile::create(&dir.join("workflows.csv"))?;
+    pub fn create(
+        dir: &Path,
+        trace: bool,
+        names: NodeTable,
+        durability: Durability,
+    ) -> Result<FileObserver> {
+        let mut workflows = StreamFile::create(&dir.join("workflows.csv"), durability)?;
         workflows.write(WORKFLOW_COLUMNS.as_bytes());
         let trace = if trace {
-            let mut t = StreamFile::create(&dir.join("trace.json"))?;
+            let mut t = StreamFile::create(&dir.join("trace.json"), durability)?;
             t.write(b"[\n");
             Some((t, true))
         } else {
@@ -361,6 +419,7 @@ pub fn write_run_files(
     workflows_sha: &[u8; 20],
     meta: &serde_json::Map<String, serde_json::Value>,
     policy: &str,
+    durability: Durability,
 ) -> Result<String> {
     let tiers = tiers_csv(&result.tiers);
     let digest = output_digest(workflows_sha, &tiers, &result.summary, policy);
@@ -380,7 +439,9 @@ pub fn write_run_files(
     }
     let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(json)).expect("json");
     text.push('\n');
-    atomic_write(&dir.join("summary.json"), text.as_bytes())?;
+    if durability == Durability::Atomic {
+        write_file(&dir.join("summary.json"), text.as_bytes(), durability)?;
+    }
     Ok(digest)
 }
 
@@ -395,6 +456,16 @@ pub struct SimulationOutput {
 
 /// Runs `s` and writes its outputs into `out`.
 pub fn simulate_to_dir(s: &Scenario, out: &Path, trace: bool) -> Result<SimulationOutput> {
+    simulate_to_dir_with(s, out, trace, Durability::Atomic)
+}
+
+/// [`simulate_to_dir`] with a choice of durability (sweeps stage runs).
+pub fn simulate_to_dir_with(
+    s: &Scenario,
+    out: &Path,
+    trace: bool,
+    durability: Durability,
+) -> Result<SimulationOutput> {
     if out.exists() && !out.is_dir() {
         return Err(Error::Input(format!(
             "--out {}: exists and is not a directory",
@@ -405,7 +476,7 @@ pub fn simulate_to_dir(s: &Scenario, out: &Path, trace: bool) -> Result<Simulati
         path: out.to_path_buf(),
         source,
     })?;
-    let mut obs = FileObserver::create(out, trace, NodeTable::build(s))?;
+    let mut obs = FileObserver::create(out, trace, NodeTable::build(s), durability)?;
     let started = std::time::Instant::now();
     let mut result = Simulator::new(s, &mut obs).run();
     result.summary.wall_time_s = started.elapsed().as_secs_f64();
@@ -415,8 +486,17 @@ pub fn simulate_to_dir(s: &Scenario, out: &Path, trace: bool) -> Result<Simulati
     meta.insert("seed".into(), s.seed.into());
     meta.insert("time_scale".into(), crate::output::json_f64(s.time_scale));
     meta.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-    let digest = write_run_files(out, &result, &workflows_sha, &meta, s.policy.name())?;
-    sync_dir(out);
+    let digest = write_run_files(
+        out,
+        &result,
+        &workflows_sha,
+        &meta,
+        s.policy.name(),
+        durability,
+    )?;
+    if durability == Durability::Atomic {
+        sync_dir(out);
+    }
     Ok(SimulationOutput { result, digest })
 }
 

@@ -644,14 +644,14 @@ impl Policy {
         out: &mut Vec<Decision>,
     ) -> u32 {
         let p16 = p as u16;
-        let speed = self.by_speed[p].clone();
-        for (rank, &fast) in speed.iter().enumerate() {
+        for rank in 0..self.by_speed[p].len() {
+            let fast = self.by_speed[p][rank];
             let f = fast as usize;
             while self.free[p][f] > 0 && global > 0 {
                 // The best-priority head among strictly slower tiers.
                 let mut best: Option<(usize, Queued)> = None;
-                for &slow in &speed[rank + 1..] {
-                    let s = slow as usize;
+                for slower in rank + 1..self.by_speed[p].len() {
+                    let s = self.by_speed[p][slower] as usize;
                     if self.providers[p][s].latency_scale <= self.providers[p][f].latency_scale {
                         continue;
                     }

@@ -115,7 +115,8 @@ pub fn makespan_by_policy(rows: &[&Row]) -> PlotResult {
                         )
                     })
                     .collect();
-            let ymax = upper(series.iter().flat_map(|(_, v)| v.iter().copied()));
+            // Headroom above the data keeps the legend clear of the points.
+            let ymax = upper(series.iter().flat_map(|(_, v)| v.iter().copied())) * 1.25;
             let n = pols.len().max(1) as f64;
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("workflows = {wf}"), ("sans-serif", 16))
@@ -161,7 +162,7 @@ pub fn makespan_by_policy(rows: &[&Row]) -> PlotResult {
             }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(SeriesLabelPosition::UpperRight)
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .draw()

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::output::atomic_write;
+
 pub use plan::{Ablation, ExperimentConfig, PlannedRun, Shard, expand};
 
 /// How to run a sweep.
@@ -182,31 +183,86 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
         .map_err(|e| Error::Execution(format!("cannot start {jobs} worker threads: {e}")))?;
     let progress = Progress::new(todo.len(), outcome.skipped, opts.quiet);
     let stop = AtomicBool::new(false);
-    let results: Vec<Option<bool>> = pool.install(|| {
-        todo.par_iter()
-            .map(|r| {
-                if stop.load(Ordering::SeqCst) {
-                    return None;
-                }
-                let ok = execute(r, &runs_dir);
-                if !ok && opts.fail_fast {
-                    stop.store(true, Ordering::SeqCst);
-                }
-                progress.done(&r.run_id, ok);
-                Some(ok)
-            })
-            .collect()
+    // Workers simulate and write each run into its staging directory; one
+    // committer thread makes it durable and renames it into place, so disk
+    // latency overlaps simulation instead of serialising it.
+    let (tx, rx) = std::sync::mpsc::channel::<Staged>();
+    let (started_runs, committed) = std::thread::scope(|scope| {
+        let committer = scope.spawn(|| {
+            let mut results = Vec::new();
+            for staged in rx {
+                let ok = match commit(&staged, &runs_dir) {
+                    Ok(()) => staged.ok,
+                    Err(e) => {
+                        eprintln!("error: run {}: {e}", staged.run_id);
+                        false
+                    }
+                };
+                progress.done(&staged.run_id, ok);
+                results.push(ok);
+            }
+            results
+        });
+        let started_runs: usize = pool.install(|| {
+            todo.par_iter()
+                .map_with(tx, |tx, r| {
+                    if stop.load(Ordering::SeqCst) {
+                        return 0;
+                    }
+                    let staged = execute(r, &runs_dir);
+                    if !staged.ok && opts.fail_fast {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    tx.send(staged).expect("the committer outlives the workers");
+                    1
+                })
+                .sum()
+        });
+        (
+            started_runs,
+            committer.join().expect("the committer does not panic"),
+        )
     });
     progress.finish();
-    outcome.executed = results.iter().flatten().count();
-    outcome.failed = results.iter().flatten().filter(|ok| !**ok).count();
-    outcome.not_started = results.iter().filter(|r| r.is_none()).count();
+    outcome.executed = committed.len();
+    outcome.failed = committed.iter().filter(|ok| !**ok).count();
+    outcome.not_started = todo.len() - started_runs;
     Ok(outcome)
 }
 
-/// Runs one planned run into its directory; returns success. Never panics:
-/// a panic inside the simulator is caught here and recorded as exit code 4.
-pub fn execute(r: &PlannedRun, runs_dir: &Path) -> bool {
+/// A run written into its staging directory, not yet durable or in place.
+#[derive(Debug)]
+pub struct Staged {
+    /// The run.
+    pub run_id: String,
+    /// Its staging directory.
+    pub staging: PathBuf,
+    /// Whether the run succeeded and its files were written.
+    pub ok: bool,
+}
+
+/// Makes a staged run durable and renames it into `runs/<run_id>`.
+pub fn commit(staged: &Staged, runs_dir: &Path) -> Result<()> {
+    let final_dir = runs_dir.join(&staged.run_id);
+    crate::output::make_durable(&staged.staging)?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|source| Error::Write {
+            path: final_dir.clone(),
+            source,
+        })?;
+    }
+    std::fs::rename(&staged.staging, &final_dir).map_err(|source| Error::Write {
+        path: final_dir.clone(),
+        source,
+    })?;
+    crate::output::sync_dir(runs_dir);
+    Ok(())
+}
+
+/// Runs one planned run into its staging directory. Never panics: a panic
+/// inside the simulator is caught here and recorded as exit code 4.
+pub fn execute(r: &PlannedRun, runs_dir: &Path) -> Staged {
+    use crate::output::{Durability, write_file};
     let staging = runs_dir.join(format!(".{}.partial", r.run_id));
     let final_dir = runs_dir.join(&r.run_id);
     let out = staging.join("out");
@@ -215,7 +271,9 @@ pub fn execute(r: &PlannedRun, runs_dir: &Path) -> bool {
     let result: std::result::Result<(String, String), (u8, String)> = match &r.scenario {
         Err(msg) => Err((2, format!("error: {msg}"))),
         Ok(s) => {
-            match std::panic::catch_unwind(|| crate::output::simulate_to_dir(s, &out, r.trace)) {
+            match std::panic::catch_unwind(|| {
+                crate::output::simulate_to_dir_with(s, &out, r.trace, Durability::Staged)
+            }) {
                 Ok(Ok(o)) => Ok((
                     crate::output::summary_lines(s, &o, &final_dir.join("out")),
                     o.digest,
@@ -242,8 +300,16 @@ pub fn execute(r: &PlannedRun, runs_dir: &Path) -> bool {
             path: staging.clone(),
             source,
         })?;
-        atomic_write(&staging.join("stdout.txt"), stdout.as_bytes())?;
-        atomic_write(&staging.join("stderr.txt"), stderr.as_bytes())?;
+        write_file(
+            &staging.join("stdout.txt"),
+            stdout.as_bytes(),
+            Durability::Staged,
+        )?;
+        write_file(
+            &staging.join("stderr.txt"),
+            stderr.as_bytes(),
+            Durability::Staged,
+        )?;
         let resolved = r.scenario.as_ref().ok().map(resolved_params);
         let meta = json!({
             "run_id": r.run_id,
@@ -261,27 +327,23 @@ pub fn execute(r: &PlannedRun, runs_dir: &Path) -> bool {
             "output_digest": digest,
             "resolved": resolved,
         });
-        atomic_write(&staging.join("meta.json"), format!("{meta:#}\n").as_bytes())?;
-        crate::output::sync_dir(&staging);
-        if final_dir.exists() {
-            std::fs::remove_dir_all(&final_dir).map_err(|source| Error::Write {
-                path: final_dir.clone(),
-                source,
-            })?;
-        }
-        std::fs::rename(&staging, &final_dir).map_err(|source| Error::Write {
-            path: final_dir.clone(),
-            source,
-        })?;
-        crate::output::sync_dir(runs_dir);
-        Ok(())
+        write_file(
+            &staging.join("meta.json"),
+            format!("{meta:#}\n").as_bytes(),
+            Durability::Staged,
+        )
     };
-    match write_all() {
+    let ok = match write_all() {
         Ok(()) => exit_code == 0,
         Err(e) => {
             eprintln!("error: run {}: {e}", r.run_id);
             false
         }
+    };
+    Staged {
+        run_id: r.run_id.clone(),
+        staging,
+        ok,
     }
 }
 

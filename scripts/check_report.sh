@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Renders a sweep report in headless Chromium and checks that every plot
+# loaded and the run table is filled; leaves a screenshot for people.
+# Usage: scripts/check_report.sh [SCREENSHOT.png]   (needs the `chromium` package)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shot=${1:-target/report-screenshot.png}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cargo build --release --quiet
+./target/release/agentsched sweep --config scenarios/smoke.json --out-root "$work" --quiet --report
+
+page="file://$work/smoke/report/index.html"
+chrome=(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run
+        --disable-background-networking --disable-component-update --disable-sync
+        --user-data-dir="$work/profile")
+dom=$("${chrome[@]}" --virtual-time-budget=5000 --dump-dom "$page" 2>/dev/null)
+loaded=$(grep -o 'data-plots-loaded="[0-9]*"' <<<"$dom" | grep -o '[0-9]*' || true)
+total=$(grep -o 'data-plots-total="[0-9]*"' <<<"$dom" | grep -o '[0-9]*' || true)
+rows=$(grep -o 'data-run-rows="[0-9]*"' <<<"$dom" | grep -o '[0-9]*' || true)
+echo "report: plots loaded ${loaded:-?}/${total:-?}, run rows ${rows:-?}"
+[ -n "$total" ] && [ "$total" -ge 4 ] && [ "$loaded" = "$total" ] || { echo "FAIL: plots did not all render"; exit 1; }
+[ "$rows" = 8 ] || { echo "FAIL: expected 8 run rows in the table"; exit 1; }
+
+mkdir -p "$(dirname "$shot")"
+"${chrome[@]}" --window-size=1400,2400 --screenshot="$shot" "$page" 2>/dev/null
+size=$(stat -c %s "$shot")
+[ "$size" -gt 50000 ] || { echo "FAIL: screenshot $shot is only $size bytes"; exit 1; }
+echo "report check passed; screenshot: $shot ($size bytes)"
