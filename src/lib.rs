@@ -39,6 +39,7 @@ pub mod scenario;
 pub mod sim;
 pub mod stats;
 pub mod sweep;
+pub mod tune;
 pub mod units;
 pub mod validate;
 pub mod workload;

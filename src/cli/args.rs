@@ -84,6 +84,11 @@ pub fn read_constants(path: &Path, base: &Constants) -> Result<Constants> {
     };
     let mut merged = serde_json::to_value(base).expect("constants serialize");
     for (k, v) in patch {
+        // The catalogue's form (`agentsched constants --json`): take its default.
+        let v = match v {
+            serde_json::Value::Object(ref o) if o.contains_key("default") => o["default"].clone(),
+            other => other,
+        };
         merged[k] = v;
     }
     let c: Constants = serde_path_to_error::deserialize(merged)

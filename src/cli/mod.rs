@@ -7,6 +7,7 @@ mod report_cmd;
 mod scenario_cmd;
 mod simulate;
 mod sweep_cmd;
+mod tune_cmd;
 mod validate_cmd;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,17 @@ pub enum Command {
     Collect(sweep_cmd::CollectArgs),
     /// Write a static HTML report with plots for an experiment.
     Report(report_cmd::ReportArgs),
+    /// Generate scenarios from seeds (the parametric scenario factory).
+    #[command(subcommand)]
+    Factory(tune_cmd::FactoryCmd),
+    /// List every tunable policy constant (default, unit, range, sweep values).
+    Constants(tune_cmd::ConstantsArgs),
+    /// Sweep one constant on train scenarios and validate the best value on held-out ones.
+    Split(tune_cmd::SplitArgs),
+    /// Split-test every constant; write ratchet.json, report.txt and proposed_constants.json.
+    Ratchet(tune_cmd::RatchetArgs),
+    /// Evaluate candidate constants against a baseline (JSON report for optimisation agents).
+    Eval(tune_cmd::EvalArgs),
 }
 
 /// Runs a parsed command; returns the exit code on success.
@@ -51,6 +63,11 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Sweep(a) => sweep_cmd::run(a),
         Command::Collect(a) => sweep_cmd::collect(a),
         Command::Report(a) => report_cmd::run(a),
+        Command::Factory(c) => tune_cmd::factory(c),
+        Command::Constants(a) => tune_cmd::constants(a),
+        Command::Split(a) => tune_cmd::split(a),
+        Command::Ratchet(a) => tune_cmd::ratchet(a),
+        Command::Eval(a) => tune_cmd::eval(a),
     }
 }
 

@@ -21,6 +21,7 @@
 //! queue of the cheapest tier, ordered by workflow age (`fifo_cheapest`) or by
 //! the DAG score; escalation moves queued calls to faster tiers.
 
+pub mod catalogue;
 pub mod estimates;
 pub mod params;
 

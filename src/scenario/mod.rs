@@ -8,6 +8,7 @@
 //! `--set PATH=VALUE` (see [`overrides`]).
 
 pub mod dist;
+pub mod factory;
 pub mod overrides;
 
 use std::collections::BTreeMap;

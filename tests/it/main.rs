@@ -4,3 +4,4 @@ mod cli;
 mod invariants;
 mod queueing;
 mod sweep;
+mod tune;
