@@ -2,6 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use plotters::coord::Shift;
+use plotters::coord::cartesian::Cartesian2d;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::policy::PolicyKind;
@@ -91,9 +94,49 @@ fn upper(vals: impl Iterator<Item = f64>) -> f64 {
     if m <= 0.0 { 1.0 } else { m * 1.1 }
 }
 
-/// Makespan p50/p95/p99 (seconds) by policy, one panel per workload size.
-pub fn makespan_by_policy(rows: &[&Row]) -> PlotResult {
-    let pols = policies(rows);
+type Area<'b> = DrawingArea<SVGBackend<'b>, Shift>;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart with one category per x position (labels under integer x) and
+/// a y axis from 0 to `ymax`, mesh drawn.
+fn categorical<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    labels: &[String],
+    ymax: f64,
+    y_desc: &str,
+) -> Result<Chart<'a, 'b>, String> {
+    let n = labels.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-0.5f64..(n - 0.5), 0f64..ymax)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_labels(labels.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_desc)
+        .disable_x_mesh()
+        .draw()
+        .map_err(e)?;
+    Ok(chart)
+}
+
+/// One panel per workload size, side by side; `panel` draws each.
+fn faceted(
+    rows: &[&Row],
+    mut panel: impl FnMut(&Area<'_>, u64, &[&Row]) -> Result<(), String>,
+) -> PlotResult {
     let groups = facets(rows);
     let mut svg = String::new();
     {
@@ -102,134 +145,112 @@ pub fn makespan_by_policy(rows: &[&Row]) -> PlotResult {
         root.fill(&WHITE).map_err(e)?;
         let panels = root.split_evenly((1, groups.len().max(1)));
         for ((wf, g), area) in groups.iter().zip(panels.iter()) {
-            let series: Vec<(&str, Vec<f64>)> =
-                ["makespan_p50_ms", "makespan_p95_ms", "makespan_p99_ms"]
-                    .iter()
-                    .map(|m| {
-                        (
-                            *m,
-                            policy_means(g, &pols, m)
-                                .into_iter()
-                                .map(|x| x / 1000.0)
-                                .collect(),
-                        )
-                    })
-                    .collect();
-            // Headroom above the data keeps the legend clear of the points.
-            let ymax = upper(series.iter().flat_map(|(_, v)| v.iter().copied())) * 1.25;
-            let n = pols.len().max(1) as f64;
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("workflows = {wf}"), ("sans-serif", 16))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(56)
-                .build_cartesian_2d(-0.5f64..(n - 0.5), 0f64..ymax)
-                .map_err(e)?;
-            let labels = pols.clone();
-            chart
-                .configure_mesh()
-                .x_labels(pols.len() * 2 + 1)
-                .x_label_formatter(&|x| {
-                    let i = x.round();
-                    if (x - i).abs() < 1e-6 && i >= 0.0 {
-                        labels.get(i as usize).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
-                .y_desc("makespan (s)")
-                .disable_x_mesh()
-                .draw()
-                .map_err(e)?;
-            for (k, (name, vals)) in series.iter().enumerate() {
-                let color = COLORS[k];
-                let pts: Vec<(f64, f64)> = vals
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.is_finite())
-                    .map(|(i, v)| (i as f64, *v))
-                    .collect();
-                chart
-                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                    .map_err(e)?
-                    .label(name.trim_start_matches("makespan_").trim_end_matches("_ms"))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                    });
-                chart
-                    .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
-                    .map_err(e)?;
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .map_err(e)?;
+            panel(area, *wf, g)?;
         }
         root.present().map_err(e)?;
     }
     Ok(svg)
+}
+
+/// Makespan p50/p95/p99 (seconds) by policy, one panel per workload size.
+pub fn makespan_by_policy(rows: &[&Row]) -> PlotResult {
+    let pols = policies(rows);
+    faceted(rows, |area, wf, g| {
+        let series: Vec<(&str, Vec<f64>)> =
+            ["makespan_p50_ms", "makespan_p95_ms", "makespan_p99_ms"]
+                .iter()
+                .map(|m| {
+                    (
+                        *m,
+                        policy_means(g, &pols, m)
+                            .into_iter()
+                            .map(|x| x / 1000.0)
+                            .collect(),
+                    )
+                })
+                .collect();
+        // Headroom above the data keeps the legend clear of the points.
+        let ymax = upper(series.iter().flat_map(|(_, v)| v.iter().copied())) * 1.25;
+        let mut chart = categorical(
+            area,
+            &format!("workflows = {wf}"),
+            &pols,
+            ymax,
+            "makespan (s)",
+        )?;
+        for (k, (name, vals)) in series.iter().enumerate() {
+            let color = COLORS[k];
+            let pts: Vec<(f64, f64)> = vals
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(i, v)| (i as f64, *v))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(e)?
+                .label(name.trim_start_matches("makespan_").trim_end_matches("_ms"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(e)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
+        Ok(())
+    })
+}
+
+/// Bars at category positions, coloured by `color(i, value)`.
+fn bars(
+    chart: &mut Chart<'_, '_>,
+    values: &[f64],
+    color: impl Fn(usize, f64) -> RGBColor,
+) -> Result<(), String> {
+    chart
+        .draw_series(
+            values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(i, &v)| {
+                    Rectangle::new(
+                        [(i as f64 - 0.3, 0.0), (i as f64 + 0.3, v)],
+                        color(i, v).filled(),
+                    )
+                }),
+        )
+        .map_err(e)?;
+    Ok(())
 }
 
 /// Mean cost per workflow by policy, one panel per workload size.
 pub fn cost_by_policy(rows: &[&Row]) -> PlotResult {
     let pols = policies(rows);
-    let groups = facets(rows);
-    let mut svg = String::new();
-    {
-        let width = 420 * groups.len().max(1) as u32;
-        let root = SVGBackend::with_string(&mut svg, (width, 380)).into_drawing_area();
-        root.fill(&WHITE).map_err(e)?;
-        let panels = root.split_evenly((1, groups.len().max(1)));
-        for ((wf, g), area) in groups.iter().zip(panels.iter()) {
-            let costs = policy_means(g, &pols, "cost_mean");
-            let ymax = upper(costs.iter().copied());
-            let n = pols.len().max(1) as f64;
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("workflows = {wf}"), ("sans-serif", 16))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(56)
-                .build_cartesian_2d(-0.5f64..(n - 0.5), 0f64..ymax)
-                .map_err(e)?;
-            let labels = pols.clone();
-            chart
-                .configure_mesh()
-                .x_labels(pols.len() * 2 + 1)
-                .x_label_formatter(&|x| {
-                    let i = x.round();
-                    if (x - i).abs() < 1e-6 && i >= 0.0 {
-                        labels.get(i as usize).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
-                .y_desc("cost per workflow ($)")
-                .disable_x_mesh()
-                .draw()
-                .map_err(e)?;
-            chart
-                .draw_series(costs.iter().enumerate().filter(|(_, c)| c.is_finite()).map(
-                    |(i, &c)| {
-                        Rectangle::new(
-                            [(i as f64 - 0.3, 0.0), (i as f64 + 0.3, c)],
-                            COLORS[i % COLORS.len()].filled(),
-                        )
-                    },
-                ))
-                .map_err(e)?;
-        }
-        root.present().map_err(e)?;
-    }
-    Ok(svg)
+    faceted(rows, |area, wf, g| {
+        let costs = policy_means(g, &pols, "cost_mean");
+        let mut chart = categorical(
+            area,
+            &format!("workflows = {wf}"),
+            &pols,
+            upper(costs.iter().copied()),
+            "cost per workflow ($)",
+        )?;
+        bars(&mut chart, &costs, |i, _| COLORS[i % COLORS.len()])
+    })
 }
 
 /// p95 makespan of each ablation over its baseline (policy `full`, or every
 /// policy when the sweep has no `full`), per workload size.
 pub fn ablation_ratio(agg: &Aggregate) -> PlotResult {
-    let mut bars: Vec<(String, f64)> = agg
+    let mut entries: Vec<(String, f64)> = agg
         .paired
         .iter()
         .filter(|p| p["metric"] == "makespan_p95_ms")
@@ -248,57 +269,29 @@ pub fn ablation_ratio(agg: &Aggregate) -> PlotResult {
             (label, p["ratio"].as_f64().unwrap_or(f64::NAN))
         })
         .collect();
-    bars.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 380)).into_drawing_area();
         root.fill(&WHITE).map_err(e)?;
-        let n = bars.len().max(1) as f64;
-        let ymax = upper(bars.iter().map(|b| b.1)).max(1.2);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                if bars.is_empty() {
-                    "no ablations with a baseline in this sweep"
-                } else {
-                    "p95 makespan: ablation / baseline"
-                },
-                ("sans-serif", 16),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(-0.5f64..(n - 0.5), 0f64..ymax)
-            .map_err(e)?;
-        let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
-        chart
-            .configure_mesh()
-            .x_labels(bars.len() * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 {
-                    labels.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc("ratio")
-            .disable_x_mesh()
-            .draw()
-            .map_err(e)?;
-        chart
-            .draw_series(
-                bars.iter()
-                    .enumerate()
-                    .filter(|(_, b)| b.1.is_finite())
-                    .map(|(i, b)| {
-                        let color = if b.1 > 1.0 { COLORS[3] } else { COLORS[2] };
-                        Rectangle::new(
-                            [(i as f64 - 0.3, 0.0), (i as f64 + 0.3, b.1)],
-                            color.filled(),
-                        )
-                    }),
-            )
-            .map_err(e)?;
+        let caption = if entries.is_empty() {
+            "no ablations with a baseline in this sweep"
+        } else {
+            "p95 makespan: ablation / baseline"
+        };
+        let labels: Vec<String> = entries.iter().map(|b| b.0.clone()).collect();
+        let ratios: Vec<f64> = entries.iter().map(|b| b.1).collect();
+        let mut chart = categorical(
+            &root,
+            caption,
+            &labels,
+            upper(ratios.iter().copied()).max(1.2),
+            "ratio",
+        )?;
+        bars(&mut chart, &ratios, |_, r| {
+            if r > 1.0 { COLORS[3] } else { COLORS[2] }
+        })?;
+        let n = labels.len().max(1) as f64;
         chart
             .draw_series(LineSeries::new(
                 vec![(-0.5, 1.0), (n - 0.5, 1.0)],

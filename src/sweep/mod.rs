@@ -324,6 +324,10 @@ pub fn execute(r: &PlannedRun, runs_dir: &Path) -> Staged {
             "exit_code": exit_code,
             "sim_binary_version": concat!("agentsched ", env!("CARGO_PKG_VERSION")),
             "config_hash": r.config_hash,
+            "scenario_hash": r.scenario.as_ref().ok().map(|s| {
+                use sha1::Digest;
+                sha1::Sha1::digest(s.to_pretty_json().as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
+            }),
             "output_digest": digest,
             "resolved": resolved,
         });

@@ -147,6 +147,48 @@ pub fn seeds(n: u64) -> (Vec<ScenarioSeed>, Vec<ScenarioSeed>) {
     (all, validation)
 }
 
+/// Train and validation seeds with the reference (current constants) run
+/// on each, computed once and shared by every candidate.
+#[derive(Debug)]
+pub struct Reference {
+    /// Train seeds.
+    pub train: Vec<ScenarioSeed>,
+    /// Validation seeds.
+    pub validation: Vec<ScenarioSeed>,
+    /// Reference scores, train seeds first.
+    pub scores: Vec<RunScore>,
+}
+
+impl Reference {
+    /// Runs `base` on the train and validation seeds of `n_seeds`.
+    pub fn new(base: &Constants, n_seeds: u64, policy: PolicyKind) -> Result<Reference, String> {
+        let (train, validation) = seeds(n_seeds);
+        if train.is_empty() || validation.is_empty() {
+            return Err(format!(
+                "--n-seeds {n_seeds}: expected at least 2 seeds (one to train, one to validate)"
+            ));
+        }
+        let jobs: Vec<(&ScenarioSeed, &Constants)> =
+            train.iter().chain(&validation).map(|s| (s, base)).collect();
+        let scores = score_all(&jobs, policy);
+        Ok(Reference {
+            train,
+            validation,
+            scores,
+        })
+    }
+
+    /// Reference scores of the train seeds.
+    pub fn train_scores(&self) -> &[RunScore] {
+        &self.scores[..self.train.len()]
+    }
+
+    /// Reference scores of the validation seeds.
+    pub fn validation_scores(&self) -> &[RunScore] {
+        &self.scores[self.train.len()..]
+    }
+}
+
 /// What `split` decides about one constant.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ValidationResult {

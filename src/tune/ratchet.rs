@@ -18,13 +18,9 @@
 
 use serde::Serialize;
 
-use super::{
-    Objective, Paired, RunScore, best_of, score_all, seeds, train_curve, validate_candidate,
-    verdict,
-};
+use super::{Objective, Paired, Reference, best_of, train_curve, validate_candidate, verdict};
 use crate::policy::catalogue::catalogue;
 use crate::policy::{Constants, PolicyKind};
-use crate::scenario::factory::ScenarioSeed;
 
 /// Relative jump between adjacent sweep values that makes a cliff.
 pub const CLIFF_THRESHOLD: f64 = 0.15;
@@ -197,16 +193,9 @@ pub fn run(
     threshold: f64,
 ) -> Result<RatchetResult, String> {
     let started = std::time::Instant::now();
-    let (train, validation) = seeds(n_seeds);
-    if train.is_empty() || validation.is_empty() {
-        return Err(format!(
-            "--n-seeds {n_seeds}: expected at least 2 seeds (one to train, one to validate)"
-        ));
-    }
-    let ref_jobs: Vec<(&ScenarioSeed, &Constants)> =
-        train.iter().chain(&validation).map(|s| (s, base)).collect();
-    let reference: Vec<RunScore> = score_all(&ref_jobs, policy);
-    let (ref_train, ref_val) = reference.split_at(train.len());
+    let r = Reference::new(base, n_seeds, policy)?;
+    let (train, validation) = (&r.train, &r.validation);
+    let (ref_train, ref_val) = (r.train_scores(), r.validation_scores());
     let mut decisions = Vec::new();
     let mut proposed = base.clone();
     for info in catalogue() {
@@ -217,7 +206,7 @@ pub fn run(
             values.sort_by(f64::total_cmp);
         }
         let curve = train_curve(
-            info.name, &values, base, &train, ref_train, policy, objective,
+            info.name, &values, base, train, ref_train, policy, objective,
         )?;
         let (best_value, _) = best_of(&curve);
         let val = if best_value == current {
@@ -225,7 +214,7 @@ pub fn run(
         } else {
             validate_candidate(
                 &base.with(info.name, best_value)?,
-                &validation,
+                validation,
                 ref_val,
                 policy,
                 objective,

@@ -1,14 +1,9 @@
 //! The binary as users run it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn agentsched(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agentsched"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
+use crate::util::agentsched;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

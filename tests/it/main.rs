@@ -5,3 +5,4 @@ mod invariants;
 mod queueing;
 mod sweep;
 mod tune;
+mod util;

@@ -2,15 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn agentsched(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agentsched"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
+use crate::util::{agentsched_in, err};
 
 fn smoke() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.json")
@@ -18,14 +12,6 @@ fn smoke() -> PathBuf {
 
 fn default_cfg() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/default.json")
-}
-
-fn err(o: &Output) -> String {
-    format!(
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// run id -> output digest, for every completed run of an experiment.
@@ -62,7 +48,7 @@ fn run_files(exp: &Path) -> BTreeMap<String, Vec<u8>> {
 #[test]
 fn dry_run_lists_the_plan_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "sweep",
@@ -75,7 +61,7 @@ fn dry_run_lists_the_plan_and_writes_nothing() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(text.lines().filter(|l| l.contains("__seed")).count(), 96);
     assert!(text.contains("96 runs planned"));
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "sweep",
@@ -105,7 +91,7 @@ fn results_do_not_depend_on_jobs_and_resume_reruns_exactly_the_incomplete() {
     let cfg = smoke();
     let cfg = cfg.to_str().unwrap();
     for (name, jobs) in [("j1", "1"), ("j2", "2")] {
-        let o = agentsched(
+        let o = agentsched_in(
             tmp.path(),
             &[
                 "sweep",
@@ -134,7 +120,7 @@ fn results_do_not_depend_on_jobs_and_resume_reruns_exactly_the_incomplete() {
         .unwrap()
         .replace("\"config_hash\": \"", "\"config_hash\": \"x");
     std::fs::write(&meta_path, meta).unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &["sweep", "--config", cfg, "--exp-name", "j1", "--resume"],
     );
@@ -144,7 +130,7 @@ fn results_do_not_depend_on_jobs_and_resume_reruns_exactly_the_incomplete() {
     assert_eq!(digests(&j1), digests(&j2));
     // Collected tables agree too, except the wall-clock columns.
     for dir in [&j1, &j2] {
-        let o = agentsched(tmp.path(), &["collect", "--exp_dir", dir.to_str().unwrap()]);
+        let o = agentsched_in(tmp.path(), &["collect", "--exp_dir", dir.to_str().unwrap()]);
         assert!(o.status.success(), "{}", err(&o));
     }
     let strip = |p: &Path| -> Vec<Vec<String>> {
@@ -182,7 +168,7 @@ fn shards_partition_the_plan_and_their_union_is_the_sweep() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = smoke();
     let cfg = cfg.to_str().unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &["sweep", "--config", cfg, "--exp-name", "whole", "--quiet"],
     );
@@ -190,7 +176,7 @@ fn shards_partition_the_plan_and_their_union_is_the_sweep() {
     let mut seen = 0;
     for k in 1..=3 {
         let shard = format!("{k}/3");
-        let o = agentsched(
+        let o = agentsched_in(
             tmp.path(),
             &[
                 "sweep",
@@ -219,7 +205,7 @@ fn a_sweep_killed_mid_write_and_resumed_ends_complete_and_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = default_cfg();
     let cfg = cfg.to_str().unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "sweep",
@@ -256,7 +242,7 @@ fn a_sweep_killed_mid_write_and_resumed_ends_complete_and_identical() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "sweep",
@@ -299,7 +285,7 @@ fn failed_runs_are_recorded_and_the_sweep_goes_on_unless_fail_fast() {
         r#"{"name": "partly_bad", "common_args": {"iters": 1}, "matrix": {"pdfs": [0, 2], "workflows": [3], "policy": ["full"], "seeds": [1, 2]}}"#,
     )
     .unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &["sweep", "--config", cfg.to_str().unwrap(), "--quiet"],
     );
@@ -323,14 +309,14 @@ fn failed_runs_are_recorded_and_the_sweep_goes_on_unless_fail_fast() {
         }
     }
     assert_eq!(failed, 2);
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &["collect", "--exp-dir", "bench_runs/partly_bad"],
     );
     assert!(o.status.success(), "{}", err(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("4 runs (2 failed)"));
 
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "sweep",
@@ -378,7 +364,7 @@ fn bad_configs_exit_2_naming_the_problem() {
     for (i, (text, needle)) in cases.iter().enumerate() {
         let p = tmp.path().join(format!("c{i}.json"));
         std::fs::write(&p, text).unwrap();
-        let o = agentsched(tmp.path(), &["sweep", "--config", p.to_str().unwrap()]);
+        let o = agentsched_in(tmp.path(), &["sweep", "--config", p.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(2), "{text}: {}", err(&o));
         let e = String::from_utf8_lossy(&o.stderr);
         assert!(
@@ -386,7 +372,7 @@ fn bad_configs_exit_2_naming_the_problem() {
             "{text}: `{needle}` not in {e}"
         );
     }
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "sweep",
@@ -417,7 +403,7 @@ fn matrix_keys_may_be_scenario_paths_and_a_base_scenario() {
         ),
     )
     .unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "sweep",

@@ -1,38 +1,21 @@
 //! The tuning commands as users and optimisation agents run them.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn agentsched(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agentsched"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn err(o: &Output) -> String {
-    format!(
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::util::{agentsched_in, err};
 
 #[test]
 fn factory_scenarios_are_deterministic_and_simulate_accepts_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = agentsched(tmp.path(), &["factory", "create", "--seed-id", "7"]);
-    let b = agentsched(tmp.path(), &["factory", "create", "--seed-id", "7"]);
+    let a = agentsched_in(tmp.path(), &["factory", "create", "--seed-id", "7"]);
+    let b = agentsched_in(tmp.path(), &["factory", "create", "--seed-id", "7"]);
     assert!(a.status.success(), "{}", err(&a));
     assert_eq!(a.stdout, b.stdout);
     std::fs::write(tmp.path().join("s7.json"), &a.stdout).unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &["simulate", "--scenario", "s7.json", "--quiet", "--out", "o"],
     );
     assert!(o.status.success(), "{}", err(&o));
-    let seeds = agentsched(tmp.path(), &["factory", "seeds", "--n", "12"]);
+    let seeds = agentsched_in(tmp.path(), &["factory", "seeds", "--n", "12"]);
     let v: serde_json::Value = serde_json::from_slice(&seeds.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 12);
     assert_eq!(v[7]["id"], 7);
@@ -41,13 +24,13 @@ fn factory_scenarios_are_deterministic_and_simulate_accepts_them() {
 #[test]
 fn the_catalogue_json_is_a_valid_constants_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = agentsched(tmp.path(), &["constants", "--json"]);
+    let o = agentsched_in(tmp.path(), &["constants", "--json"]);
     assert!(o.status.success());
     let cat: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(cat["alpha"]["default"], 1.0);
     assert!(cat["hedge_stretch"]["sweep"].as_array().unwrap().len() >= 3);
     std::fs::write(tmp.path().join("cat.json"), &o.stdout).unwrap();
-    let s = agentsched(
+    let s = agentsched_in(
         tmp.path(),
         &[
             "simulate",
@@ -67,7 +50,7 @@ fn the_catalogue_json_is_a_valid_constants_file() {
 fn eval_reports_for_agents_and_an_unchanged_candidate_is_not_acceptable() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("same.json"), "{}").unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "eval",
@@ -97,7 +80,7 @@ fn eval_reports_for_agents_and_an_unchanged_candidate_is_not_acceptable() {
         r#"{"routing_threshold": 0.8, "alpha": 0.25}"#,
     )
     .unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "eval",
@@ -126,7 +109,7 @@ fn eval_reports_for_agents_and_an_unchanged_candidate_is_not_acceptable() {
     );
     // Bad input: exit 2.
     std::fs::write(tmp.path().join("bad.json"), r#"{"alpah": 1}"#).unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &["eval", "--candidate", "bad.json", "--report", "e3.json"],
     );
@@ -141,7 +124,7 @@ fn the_ratchet_never_writes_its_input_and_decides_every_constant() {
     let input = tmp.path().join("mine.json");
     let original = "{\"alpha\": 2.0, \"gamma\": 0.2}\n";
     std::fs::write(&input, original).unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "ratchet",
@@ -188,7 +171,7 @@ fn the_ratchet_never_writes_its_input_and_decides_every_constant() {
 
     // Pointing --out at the input's directory is refused: it would overwrite it.
     std::fs::write(tmp.path().join("proposed_constants.json"), original).unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "ratchet",
@@ -210,7 +193,7 @@ fn the_ratchet_never_writes_its_input_and_decides_every_constant() {
 #[test]
 fn split_prints_a_validation_result() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &[
             "split",
@@ -229,7 +212,7 @@ fn split_prints_a_validation_result() {
     assert_eq!(r["current"], 1.5);
     assert!(["accept", "reject"].contains(&r["recommendation"].as_str().unwrap()));
     assert_eq!(r["train_curve"].as_array().unwrap().len(), 3);
-    let o = agentsched(
+    let o = agentsched_in(
         tmp.path(),
         &["split", "--constant", "hedge_stretch", "--values", "0.5"],
     );
