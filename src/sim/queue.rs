@@ -7,16 +7,17 @@ use std::collections::BinaryHeap;
 
 use crate::units::SimTime;
 
-/// `key` packs (time, seq) into one integer: one comparison per sift step.
+/// Ordered lexicographically by (time, seq): equal times pop in scheduling order.
 #[derive(Debug)]
 struct Entry<E> {
-    key: u128,
+    time: u64,
+    seq: u64,
     event: E,
 }
 
 impl<E> PartialEq for Entry<E> {
     fn eq(&self, o: &Self) -> bool {
-        self.key == o.key
+        (self.time, self.seq) == (o.time, o.seq)
     }
 }
 impl<E> Eq for Entry<E> {}
@@ -28,7 +29,7 @@ impl<E> PartialOrd for Entry<E> {
 impl<E> Ord for Entry<E> {
     fn cmp(&self, o: &Self) -> Ordering {
         // Reversed for a min-heap.
-        o.key.cmp(&self.key)
+        (o.time, o.seq).cmp(&(self.time, self.seq))
     }
 }
 
@@ -54,7 +55,8 @@ impl<E> EventQueue<E> {
     pub fn push(&mut self, time: SimTime, event: E) {
         self.seq += 1;
         self.heap.push(Entry {
-            key: ((time.0 as u128) << 64) | self.seq as u128,
+            time: time.0,
+            seq: self.seq,
             event,
         });
     }
@@ -62,9 +64,7 @@ impl<E> EventQueue<E> {
     /// The earliest event (FIFO among equal times).
     #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        self.heap
-            .pop()
-            .map(|e| (SimTime((e.key >> 64) as u64), e.event))
+        self.heap.pop().map(|e| (SimTime(e.time), e.event))
     }
 
     /// Events pending.
