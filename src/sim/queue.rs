@@ -7,17 +7,16 @@ use std::collections::BinaryHeap;
 
 use crate::units::SimTime;
 
-/// Ordered lexicographically by (time, seq): equal times pop in scheduling order.
+/// `key` packs (time, seq) into one integer: one comparison per sift step.
 #[derive(Debug)]
 struct Entry<E> {
-    time: u64,
-    seq: u64,
+    key: u128,
     event: E,
 }
 
 impl<E> PartialEq for Entry<E> {
     fn eq(&self, o: &Self) -> bool {
-        (self.time, self.seq) == (o.time, o.seq)
+        self.key == o.key
     }
 }
 impl<E> Eq for Entry<E> {}
@@ -29,7 +28,7 @@ impl<E> PartialOrd for Entry<E> {
 impl<E> Ord for Entry<E> {
     fn cmp(&self, o: &Self) -> Ordering {
         // Reversed for a min-heap.
-        (o.time, o.seq).cmp(&(self.time, self.seq))
+        o.key.cmp(&self.key)
     }
 }
 
@@ -55,8 +54,7 @@ impl<E> EventQueue<E> {
     pub fn push(&mut self, time: SimTime, event: E) {
         self.seq += 1;
         self.heap.push(Entry {
-            time: time.0,
-            seq: self.seq,
+            key: ((time.0 as u128) << 64) | self.seq as u128,
             event,
         });
     }
@@ -64,7 +62,9 @@ impl<E> EventQueue<E> {
     /// The earliest event (FIFO among equal times).
     #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        self.heap.pop().map(|e| (SimTime(e.time), e.event))
+        self.heap
+            .pop()
+            .map(|e| (SimTime((e.key >> 64) as u64), e.event))
     }
 
     /// Events pending.
