@@ -188,28 +188,45 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
     // latency overlaps simulation instead of serialising it.
     let (tx, rx) = std::sync::mpsc::channel::<Staged>();
     let (started_runs, committed) = std::thread::scope(|scope| {
-        let committer = scope.spawn(|| {
+        let (progress, runs_dir) = (&progress, &runs_dir);
+        let committer = scope.spawn(move || {
             let mut results = Vec::new();
-            for staged in rx {
-                let ok = match commit(&staged, &runs_dir) {
-                    Ok(()) => staged.ok,
-                    Err(e) => {
-                        eprintln!("error: run {}: {e}", staged.run_id);
-                        false
-                    }
-                };
-                progress.done(&staged.run_id, ok);
-                results.push(ok);
+            // Take every run staged so far, make them durable together, then
+            // rename each into place.
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                let dirs: Vec<PathBuf> = batch.iter().map(|b| b.staging.clone()).collect();
+                let durable = crate::output::make_durable_all(&dirs);
+                for staged in &batch {
+                    let ok = match durable
+                        .as_ref()
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| commit(staged, runs_dir).map_err(|e| e.to_string()))
+                    {
+                        Ok(()) => staged.ok,
+                        Err(e) => {
+                            eprintln!("error: run {}: {e}", staged.run_id);
+                            false
+                        }
+                    };
+                    progress.done(&staged.run_id, ok);
+                    results.push(ok);
+                }
+                crate::output::sync_dir(runs_dir);
             }
             results
         });
         let started_runs: usize = pool.install(|| {
             todo.par_iter()
+                .with_max_len(1)
                 .map_with(tx, |tx, r| {
                     if stop.load(Ordering::SeqCst) {
                         return 0;
                     }
-                    let staged = execute(r, &runs_dir);
+                    let staged = execute(r, runs_dir);
                     if !staged.ok && opts.fail_fast {
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -241,10 +258,10 @@ pub struct Staged {
     pub ok: bool,
 }
 
-/// Makes a staged run durable and renames it into `runs/<run_id>`.
+/// Renames a staged run, already made durable, into `runs/<run_id>`; the
+/// caller syncs `runs_dir` afterwards.
 pub fn commit(staged: &Staged, runs_dir: &Path) -> Result<()> {
     let final_dir = runs_dir.join(&staged.run_id);
-    crate::output::make_durable(&staged.staging)?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|source| Error::Write {
             path: final_dir.clone(),
@@ -255,7 +272,6 @@ pub fn commit(staged: &Staged, runs_dir: &Path) -> Result<()> {
         path: final_dir.clone(),
         source,
     })?;
-    crate::output::sync_dir(runs_dir);
     Ok(())
 }
 
