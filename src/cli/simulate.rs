@@ -27,6 +27,12 @@ pub struct SimulateArgs {
 
 pub(crate) fn run(a: SimulateArgs) -> Result<u8> {
     let s = a.scenario.resolve()?;
+    if !a.trace && a.out.join("trace.json").exists() {
+        eprintln!(
+            "warning: {} is from an earlier run (this run writes no trace); it is left as it was",
+            a.out.join("trace.json").display()
+        );
+    }
     let out = simulate_to_dir(&s, &a.out, a.trace)?;
     if !a.quiet {
         print!("{}", summary_lines(&s, &out, &a.out));
