@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::metrics::SUMMARY_COLUMNS;
 use crate::output::{atomic_write, json_f64};
 use crate::stats::{Describe, describe, pareto_front};
+use crate::sweep::plan::SIM_FLAGS;
 
 /// One row of runs.csv, by column name.
 pub type Row = BTreeMap<String, String>;
@@ -52,23 +53,16 @@ pub const HEADLINE: [&str; 8] = [
     "throughput_wf_per_s",
 ];
 
-/// Parameters that identify a configuration besides the ones in
-/// [`CONFIG_COLUMNS`]: everything but the seed.
-const CONFIG_KEYS: [&str; 13] = [
-    "policy",
-    "workflows",
-    "pdfs",
-    "iters",
-    "subqueries",
-    "time_scale",
-    "enable_model_routing",
-    "heavy_tail_prob",
-    "heavy_tail_mult",
-    "disable_hedging",
-    "disable_escalation",
-    "disable_dag_priority",
-    "ablation_name",
-];
+/// What identifies a configuration: every simulator parameter but the
+/// seed, plus the ablation's name (scenario-path parameters are added per
+/// sweep).
+fn config_keys() -> impl Iterator<Item = &'static str> {
+    SIM_FLAGS
+        .iter()
+        .copied()
+        .filter(|k| *k != "seed")
+        .chain(["ablation_name"])
+}
 
 /// A cell as pandas writes it: booleans `True`/`False`, strings bare,
 /// numbers as JSON writes them, null empty.
@@ -243,9 +237,8 @@ pub struct ConfigKey(pub Vec<(String, String)>);
 
 impl ConfigKey {
     fn of(r: &Row, extra: &[String]) -> ConfigKey {
-        let mut v: Vec<(String, String)> = CONFIG_KEYS
-            .iter()
-            .map(|k| (k.to_string(), r.get(*k).cloned().unwrap_or_default()))
+        let mut v: Vec<(String, String)> = config_keys()
+            .map(|k| (k.to_string(), r.get(k).cloned().unwrap_or_default()))
             .collect();
         v.extend(
             extra
@@ -253,6 +246,20 @@ impl ConfigKey {
                 .map(|k| (k.clone(), r.get(k).cloned().unwrap_or_default())),
         );
         ConfigKey(v)
+    }
+
+    /// This configuration with its ablation undone: name `baseline`, the
+    /// ablation switches (what an ablation changes) blanked.
+    fn as_baseline(&self) -> ConfigKey {
+        let mut k = self.clone();
+        for (name, v) in k.0.iter_mut() {
+            if name == "ablation_name" {
+                *v = "baseline".into();
+            } else if name.starts_with("disable_") || name == "enable_model_routing" {
+                v.clear();
+            }
+        }
+        k
     }
 
     fn get(&self, k: &str) -> &str {
@@ -419,25 +426,11 @@ pub fn aggregate(rows: &[Row]) -> Aggregate {
         if c.key.get("ablation_name") == "baseline" {
             continue;
         }
-        let mut base_key = c.key.clone();
-        for (k, v) in base_key.0.iter_mut() {
-            if k == "ablation_name" {
-                *v = "baseline".into();
-            }
-            // The ablation's own switches are what differs from the baseline.
-            if k.starts_with("disable_") || k == "enable_model_routing" {
-                *v = String::new();
-            }
-        }
-        let Some(base) = configs.iter().find(|b| {
-            let mut k = b.key.clone();
-            for (name, v) in k.0.iter_mut() {
-                if name.starts_with("disable_") || name == "enable_model_routing" {
-                    *v = String::new();
-                }
-            }
-            k == base_key
-        }) else {
+        let base_key = c.key.as_baseline();
+        let Some(base) = configs
+            .iter()
+            .find(|b| b.key.get("ablation_name") == "baseline" && b.key.as_baseline() == base_key)
+        else {
             continue;
         };
         for m in ["makespan_p95_ms", "makespan_p50_ms", "cost_mean"] {

@@ -392,11 +392,18 @@ fn check_param(origin: &str, field: &str, key: &str, v: &Value) -> Result<()> {
     }
 }
 
+/// Whether `k` is a top-level scenario field (field names read once).
 fn is_scenario_field(k: &str) -> bool {
-    Scenario::default_research_agent()
-        .to_value()
-        .as_object()
-        .is_some_and(|m| m.contains_key(k))
+    static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    FIELDS
+        .get_or_init(|| {
+            Scenario::default_research_agent()
+                .to_value()
+                .as_object()
+                .map_or_else(Vec::new, |m| m.keys().cloned().collect())
+        })
+        .iter()
+        .any(|f| f == k)
 }
 
 /// One planned run.
