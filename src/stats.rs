@@ -28,33 +28,41 @@ pub fn percentiles(data: &[f64], qs: &[f64]) -> Vec<f64> {
 
 /// Several percentiles of integer data (microseconds, nano-dollars),
 /// scaled by `unit`; sorting integers is several times faster than floats.
-/// Reorders `data` (selection, not a full sort: O(n) per percentile).
+/// Reorders `data` (selection, not a full sort). Percentiles are selected
+/// in ascending order, each in the part right of the previous one, so a
+/// list like p50, p95, p99, max costs about 1.6 passes instead of four.
 pub fn percentiles_u64(data: &mut [u64], qs: &[f64], unit: f64) -> Vec<f64> {
     let n = data.len();
-    qs.iter()
-        .map(|&q| {
-            if n == 0 {
-                return f64::NAN;
-            }
-            // Same interpolation as `percentile_sorted`, on the scaled values.
-            let pos = (n - 1) as f64 * (q / 100.0);
-            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-            let a = *data.select_nth_unstable(lo).1;
-            // After selection everything right of `lo` is >= data[lo], so the
-            // next order statistic is the minimum of that part.
-            let b = if hi == lo {
-                a
-            } else {
-                *data[lo + 1..].iter().min().expect("hi < n")
-            };
-            let (a, b) = (a as f64 * unit, b as f64 * unit);
-            if lo == hi {
-                a
-            } else {
-                a + (b - a) * (pos - lo as f64)
-            }
-        })
-        .collect()
+    let mut out = vec![f64::NAN; qs.len()];
+    if n == 0 {
+        return out;
+    }
+    let mut order: Vec<usize> = (0..qs.len()).collect();
+    order.sort_by(|&a, &b| qs[a].total_cmp(&qs[b]));
+    // Everything left of `from` ranks below every statistic still to come.
+    let mut from = 0;
+    for i in order {
+        // Same interpolation as `percentile_sorted`, on the scaled values.
+        let pos = (n - 1) as f64 * (qs[i] / 100.0);
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        let lo = lo.max(from);
+        let a = *data[from..].select_nth_unstable(lo - from).1;
+        // After selection everything right of `lo` is >= data[lo], so the
+        // next order statistic is the minimum of that part.
+        let b = if hi <= lo {
+            a
+        } else {
+            *data[lo + 1..].iter().min().expect("hi < n")
+        };
+        from = lo;
+        let (a, b) = (a as f64 * unit, b as f64 * unit);
+        out[i] = if hi <= lo {
+            a
+        } else {
+            a + (b - a) * (pos - lo as f64)
+        };
+    }
+    out
 }
 
 /// Arithmetic mean; NaN when empty.
@@ -189,6 +197,23 @@ mod tests {
         let got = percentiles_u64(&mut data.clone(), &qs, 1.0);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-9, "{got:?} vs {want:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any data, any percentiles in any order: selection agrees with a
+        /// full sort.
+        #[test]
+        fn integer_percentiles_match_a_full_sort(
+            data in proptest::collection::vec(0u64..50, 1..200),
+            qs in proptest::collection::vec(0.0f64..=100.0, 1..8),
+        ) {
+            let floats: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+            let want = percentiles(&floats, &qs);
+            let got = percentiles_u64(&mut data.clone(), &qs, 1.0);
+            for (g, w) in got.iter().zip(&want) {
+                proptest::prop_assert!((g - w).abs() < 1e-9, "{:?} vs {:?}", got, want);
+            }
         }
     }
 

@@ -330,6 +330,9 @@ pub struct Policy {
     learns: bool,
     /// Scratch: free capacity during one dispatch.
     free: Vec<Vec<u32>>,
+    /// Scratch: when a tier with free slots but no tokens gets its next
+    /// token, during one dispatch (the view does not change meanwhile).
+    token_wait: Vec<Vec<Option<SimTime>>>,
 }
 
 impl Policy {
@@ -376,6 +379,11 @@ impl Policy {
                 .collect(),
             waits: setup.providers.iter().map(per_tier).collect(),
             free: setup.providers.iter().map(|p| vec![0; p.len()]).collect(),
+            token_wait: setup
+                .providers
+                .iter()
+                .map(|p| vec![None; p.len()])
+                .collect(),
             c: setup.constants,
             providers: setup.providers,
             node_types: setup.node_types,
@@ -575,7 +583,10 @@ impl Policy {
         for p in 0..self.providers.len() {
             let p16 = p as u16;
             for t in 0..self.providers[p].len() {
-                self.free[p][t] = view.tier_load(p16, t as u16).free();
+                let load = view.tier_load(p16, t as u16);
+                self.free[p][t] = load.free();
+                self.token_wait[p][t] =
+                    (load.in_flight < load.slots && load.tokens == 0).then_some(load.next_token_at);
             }
             // 1. Each tier serves its own queue.
             for t in 0..self.providers[p].len() {
@@ -583,8 +594,11 @@ impl Policy {
                     let Some(q) = self.pop_live(view, p, t) else {
                         break;
                     };
-                    let r = view.call_facts(q.call);
-                    let model = self.model_for(&r, p16, t as u16);
+                    let model = if self.mech.model_routing {
+                        self.model_for(&view.call_facts(q.call), p16, t as u16)
+                    } else {
+                        0
+                    };
                     out.push(Decision::Start {
                         call: q.call,
                         provider: p16,
@@ -603,11 +617,10 @@ impl Policy {
             }
             // 3. Queued calls blocked only by the rate limit need a wake-up.
             for t in 0..self.providers[p].len() {
-                if !self.queues[p][t].is_empty() {
-                    let load = view.tier_load(p16, t as u16);
-                    if load.in_flight < load.slots && load.tokens == 0 {
-                        out.push(Decision::WakeAt(load.next_token_at));
-                    }
+                if let Some(at) = self.token_wait[p][t]
+                    && !self.queues[p][t].is_empty()
+                {
+                    out.push(Decision::WakeAt(at));
                 }
             }
         }

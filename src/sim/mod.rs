@@ -586,7 +586,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
     /// Runs to completion.
     pub fn run(mut self) -> RunResult {
         if self.workload.workflows > 0 {
-            self.st.queue.push(SimTime::ZERO, Event::Arrival);
+            self.st.queue.push_arrival(SimTime::ZERO, Event::Arrival);
         }
         while let Some((t, ev)) = self.st.queue.pop() {
             debug_assert!(t >= self.st.now, "time went backwards");
@@ -673,7 +673,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
         self.st.last_arrival = self.st.now;
         if self.st.next_arrival < self.workload.workflows {
             let t = self.arrival_time(self.st.next_arrival);
-            self.st.queue.push(t, Event::Arrival);
+            self.st.queue.push_arrival(t, Event::Arrival);
         }
         let slot = match self.st.free_wfs.pop() {
             Some(s) => s,
@@ -880,10 +880,11 @@ impl<'o, O: Observer> Simulator<'o, O> {
     }
 
     fn apply_decisions(&mut self) {
+        // Starting a call may arm a hedge timer; its wake-up request lands
+        // in `follow_up` and is applied in the next round.
         while !self.decisions.is_empty() {
-            let batch = std::mem::take(&mut self.decisions);
-            for d in &batch {
-                match *d {
+            for i in 0..self.decisions.len() {
+                match self.decisions[i] {
                     Decision::Start {
                         call,
                         provider,
@@ -901,7 +902,6 @@ impl<'o, O: Observer> Simulator<'o, O> {
                     }
                 }
             }
-            self.decisions = batch;
             self.decisions.clear();
             std::mem::swap(&mut self.decisions, &mut self.follow_up);
         }
@@ -1336,14 +1336,27 @@ impl<'o, O: Observer> Simulator<'o, O> {
         let mk = stats::percentiles_u64(&mut st.makespans, &[50.0, 95.0, 99.0, 100.0], 1e-3);
         let cost_p50 = stats::percentiles_u64(&mut st.costs, &[50.0], 1e-9)[0];
         let cost_total = Money(st.costs.iter().sum()).as_dollars();
+        // The run-wide wait p95 needs every remote wait in one slice, unless
+        // one tier holds them all (as in M/M/c): then it is that tier's p95.
+        let sources = st.tiers.iter().flatten().filter(|t| !t.waits.is_empty());
         let mut all_waits: Vec<u64> = Vec::new();
+        if sources.count() > 1 {
+            for t in st.tiers.iter().flatten() {
+                all_waits.extend_from_slice(&t.waits);
+            }
+        }
+        let (mut wait_sum, mut wait_count, mut single_wait_p95) = (0u128, 0usize, f64::NAN);
         let mut tiers = Vec::new();
         let (mut failures, mut timeouts, mut rate_limited, mut hedges, mut escalations) =
             (0, 0, 0, 0, 0);
         for (p, name) in self.table.providers.iter().enumerate() {
             for (k, t) in st.tiers[p].iter_mut().enumerate() {
-                all_waits.extend_from_slice(&t.waits);
+                wait_sum += t.waits.iter().map(|&x| x as u128).sum::<u128>();
+                wait_count += t.waits.len();
                 let q = stats::percentiles_u64(&mut t.waits, &[50.0, 95.0], 1e-3);
+                if !t.waits.is_empty() {
+                    single_wait_p95 = q[1];
+                }
                 failures += t.failures;
                 timeouts += t.timeouts;
                 rate_limited += t.rate_limited;
@@ -1407,7 +1420,11 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 cost: 0.0,
             });
         }
-        let wq = stats::percentiles_u64(&mut all_waits, &[95.0], 1e-3);
+        let wait_p95 = if all_waits.is_empty() {
+            single_wait_p95
+        } else {
+            stats::percentiles_u64(&mut all_waits, &[95.0], 1e-3)[0]
+        };
         let summary = Summary {
             makespan_mean_ms: mean_u64(&st.makespans, 1e-3),
             makespan_p50_ms: mk[0],
@@ -1422,8 +1439,12 @@ impl<'o, O: Observer> Simulator<'o, O> {
             makespan_max_ms: mk[3],
             calls: st.calls,
             attempts: st.attempts,
-            queue_wait_mean_ms: mean_u64(&all_waits, 1e-3),
-            queue_wait_p95_ms: wq[0],
+            queue_wait_mean_ms: if wait_count == 0 {
+                f64::NAN
+            } else {
+                wait_sum as f64 * 1e-3 / wait_count as f64
+            },
+            queue_wait_p95_ms: wait_p95,
             hedges,
             hedge_wins: st.hedge_wins,
             escalations,
