@@ -17,41 +17,13 @@ use agentsched::scenario::Scenario;
 use agentsched::sim;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// The fork-join model of `scenarios/fork_join.json` (lognormal mean 1 s:
+/// mu = ln(1000) - sigma^2/2) with `workflows` workflows.
 fn fork_join(workflows: u64) -> Scenario {
-    // lognormal mean 1000 ms with sigma 0.5: mu = ln(1000) - 0.125
-    let mu = 1000f64.ln() - 0.5 * 0.5 / 2.0;
-    let doc = serde_json::json!({
-        "name": "fork_join",
-        "seed": 1,
-        "workload": {
-            "template": "dag",
-            "workflows": workflows,
-            "dag": {
-                "nodes": [
-                    {"id": "plan", "node_type": "Plan"},
-                    {"id": "w0", "node_type": "Work"},
-                    {"id": "w1", "node_type": "Work"},
-                    {"id": "w2", "node_type": "Work"},
-                    {"id": "w3", "node_type": "Work"},
-                    {"id": "synth", "node_type": "Plan"}
-                ],
-                "edges": [["plan","w0"],["plan","w1"],["plan","w2"],["plan","w3"],
-                          ["w0","synth"],["w1","synth"],["w2","synth"],["w3","synth"]]
-            }
-        },
-        "arrivals": {"pattern": "poisson", "rate_per_s": 50.0},
-        "node_types": {
-            "Plan": {"resource": "plan", "latency": {"dist": "lognormal", "mu": mu, "sigma": 0.5}},
-            "Work": {"resource": "work", "latency": {"dist": "lognormal", "mu": mu, "sigma": 0.5}}
-        },
-        "pools": {},
-        "providers": {
-            "tier0": {"resource": "plan", "tiers": [{"slots": 112}]},
-            "tier1": {"resource": "work", "tiers": [{"slots": 224}]}
-        },
-        "policy": "fifo_cheapest"
-    });
-    Scenario::from_value(doc).expect("fork-join scenario")
+    let mut s = Scenario::from_json_str(include_str!("../scenarios/fork_join.json"))
+        .expect("scenarios/fork_join.json");
+    s.workload.workflows = workflows;
+    s
 }
 
 fn bench(c: &mut Criterion) {

@@ -51,6 +51,16 @@ impl TokenBucket {
         }
     }
 
+    /// When a token beyond those available at `now` arrives: the earliest
+    /// time another start is possible once every available token is taken
+    /// (the next refill when none is available).
+    pub fn next_after_available(&self, now: SimTime) -> SimTime {
+        let t = now.0 * 1000;
+        let k = self.available(now) as u64;
+        let tat = self.tat_ns.max(t) + k * self.interval_ns;
+        SimTime((tat - self.tolerance_ns).div_ceil(1000))
+    }
+
     /// Takes one token; the caller checked [`TokenBucket::available`].
     pub fn take(&mut self, now: SimTime) {
         let t = now.0 * 1000;
@@ -278,16 +288,25 @@ mod tests {
         let mut b = TokenBucket::new(5.0, 3);
         let t0 = SimTime(1_000_000);
         assert_eq!(b.available(t0), 3);
+        // Three tokens now, the fourth once they are gone: 200 ms later.
+        assert_eq!(b.next_after_available(t0), SimTime(1_200_000));
         for _ in 0..3 {
             b.take(t0);
         }
         assert_eq!(b.available(t0), 0);
         // One token every 200 ms.
         assert_eq!(b.next_available(t0), SimTime(1_200_000));
+        assert_eq!(b.next_after_available(t0), SimTime(1_200_000));
         assert_eq!(b.available(SimTime(1_199_999)), 0);
         assert_eq!(b.available(SimTime(1_200_000)), 1);
         assert_eq!(b.available(SimTime(1_600_000)), 3);
         assert_eq!(b.available(SimTime(9_000_000)), 3, "never above burst");
+        // Half-way through a refill, with one token back and taken.
+        let t1 = SimTime(1_300_000);
+        assert_eq!(b.available(t1), 1);
+        assert_eq!(b.next_after_available(t1), SimTime(1_400_000));
+        b.take(t1);
+        assert_eq!(b.next_available(t1), SimTime(1_400_000));
     }
 
     #[test]

@@ -8,14 +8,18 @@
 //! live.
 //!
 //! Driver protocol, for each driver event:
-//! 1. [`Policy::on_attempt_end`] for every attempt that ended;
+//! 1. [`Policy::on_attempt_end`] for every attempt that ended, whatever the
+//!    outcome (cancelled and rate-limited ones too: they free capacity);
 //! 2. [`Policy::on_ready`] for every call that became ready (new, or a retry);
 //! 3. [`Policy::dispatch`] once, to fill free capacity, escalate and hedge;
-//! 4. after applying each `Start`, [`Policy::on_started`].
+//! 4. after applying each `Start`, [`Policy::on_started`]; for a `Start` it
+//!    could not apply, [`Policy::recheck`].
 //!
 //! `WakeAt(t)` asks the driver to call `dispatch` again at `t` (token refill,
 //! hedge deadline). Decisions are applied in order; a `Start` is only ever
-//! emitted for capacity the view reported free.
+//! emitted for capacity the view reported free. `dispatch` skips its pass
+//! when nothing it depends on changed, so calling it after every event costs
+//! little.
 //!
 //! Per-tier queues live here: a call that cannot start at once waits in the
 //! queue of the cheapest tier, ordered by workflow age (`fifo_cheapest`) or by
@@ -134,7 +138,8 @@ pub struct TierLoad {
     /// Rate-limit tokens available now (`u32::MAX` when unlimited or
     /// enforced by the provider, which the client cannot see).
     pub tokens: u32,
-    /// When the next token is available.
+    /// When a token beyond the `tokens` available now arrives: the
+    /// earliest start once they are all taken.
     pub next_token_at: SimTime,
 }
 
@@ -238,6 +243,9 @@ pub struct AttemptEnded {
     pub service: SimDuration,
     /// True for a successful result.
     pub success: bool,
+    /// False for a cancelled or rate-limited attempt: it freed capacity,
+    /// but its times describe neither the tier's service nor its queue.
+    pub measured: bool,
     /// Why it started.
     pub kind: StartKind,
 }
@@ -330,9 +338,17 @@ pub struct Policy {
     learns: bool,
     /// Scratch: free capacity during one dispatch.
     free: Vec<Vec<u32>>,
-    /// Scratch: when a tier with free slots but no tokens gets its next
-    /// token, during one dispatch (the view does not change meanwhile).
-    token_wait: Vec<Vec<Option<SimTime>>>,
+    /// Scratch: each tier's load at the start of one dispatch pass (the
+    /// view does not change until the pass's decisions are applied).
+    loads: Vec<Vec<TierLoad>>,
+    /// Something a dispatch pass depends on changed since the last pass:
+    /// capacity was freed, a call was queued, or a driver asked for a recheck.
+    dirty: bool,
+    /// The earliest wake-up asked for since the last pass (token refill,
+    /// hedge deadline); NEVER when none.
+    next_wake: SimTime,
+    /// Run every pass, skipping none (tests compare the two modes).
+    exhaustive: bool,
 }
 
 impl Policy {
@@ -379,11 +395,24 @@ impl Policy {
                 .collect(),
             waits: setup.providers.iter().map(per_tier).collect(),
             free: setup.providers.iter().map(|p| vec![0; p.len()]).collect(),
-            token_wait: setup
+            loads: setup
                 .providers
                 .iter()
-                .map(|p| vec![None; p.len()])
+                .map(|p| {
+                    vec![
+                        TierLoad {
+                            in_flight: 0,
+                            slots: 0,
+                            tokens: 0,
+                            next_token_at: SimTime::NEVER,
+                        };
+                        p.len()
+                    ]
+                })
                 .collect(),
+            dirty: true,
+            next_wake: SimTime::NEVER,
+            exhaustive: false,
             c: setup.constants,
             providers: setup.providers,
             node_types: setup.node_types,
@@ -501,10 +530,19 @@ impl Policy {
     /// capacity and nobody queued, or queue it at the cheapest tier.
     pub fn on_ready<V: SystemView>(&mut self, view: &V, r: ReadyCall, out: &mut Vec<Decision>) {
         let p = r.provider;
+        let cheapest = self.by_price[p as usize][0];
+        let mut cheapest_load = None;
         if self.global_free(view) > 0 {
             for &t in &self.by_price[p as usize] {
-                if self.queues[p as usize][t as usize].is_empty() && view.tier_load(p, t).free() > 0
-                {
+                if !self.queues[p as usize][t as usize].is_empty() {
+                    continue;
+                }
+                let load = view.tier_load(p, t);
+                if load.free() > 0 {
+                    // Taking the last token with slots to spare leaves the
+                    // tier rate-blocked: a pass decides whether to wake up
+                    // for its next token.
+                    self.dirty |= load.tokens == 1 && load.in_flight + 1 < load.slots;
                     let model = self.model_for(&r, p, t);
                     out.push(Decision::Start {
                         call: r.call,
@@ -515,9 +553,20 @@ impl Policy {
                     });
                     return;
                 }
+                if t == cheapest {
+                    cheapest_load = Some(load);
+                }
             }
         }
-        let cheapest = self.by_price[p as usize][0];
+        // A pass could do something new with this call only by escalating
+        // it, or by waking up for the next token of the tier it queues at,
+        // if that tier had no queue yet (a queued tier has its wake-up).
+        if self.mech.escalation {
+            self.dirty = true;
+        } else if self.queues[p as usize][cheapest as usize].is_empty() {
+            let load = cheapest_load.unwrap_or_else(|| view.tier_load(p, cheapest));
+            self.dirty |= load.in_flight < load.slots && load.tokens == 0;
+        }
         self.enqueue(p, cheapest, r);
     }
 
@@ -557,12 +606,35 @@ impl Policy {
             seq: self.seq,
             started: s,
         });
+        self.wake_at(at, out);
+    }
+
+    /// Asks the driver for a dispatch at `at`.
+    fn wake_at(&mut self, at: SimTime, out: &mut Vec<Decision>) {
+        self.next_wake = self.next_wake.min(at);
         out.push(Decision::WakeAt(at));
     }
 
-    /// An attempt ended: learn from it.
+    /// Makes the next [`dispatch`](Self::dispatch) run a full pass. A driver
+    /// calls this when it could not apply a `Start` (the call stopped
+    /// waiting meanwhile), so that the capacity the policy counted on for
+    /// it is offered again.
+    pub fn recheck(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Makes every [`dispatch`](Self::dispatch) run a full pass, skipping
+    /// none. Decisions are the same either way (passes are skipped only
+    /// when they cannot find anything new); this exists to check that.
+    pub fn set_exhaustive(&mut self, on: bool) {
+        self.exhaustive = on;
+    }
+
+    /// An attempt ended (any outcome: it freed capacity); learn from it if
+    /// it was measured.
     pub fn on_attempt_end(&mut self, e: &AttemptEnded) {
-        if !self.learns {
+        self.dirty = true;
+        if !self.learns || !e.measured {
             return;
         }
         if e.success {
@@ -575,7 +647,16 @@ impl Policy {
 
     /// Fills free capacity from the queues, escalates, hedges, and asks for
     /// wake-ups for token refills and hedge deadlines.
+    ///
+    /// Cheap to call after every event: when no capacity was freed, no call
+    /// was queued and no requested wake-up time has come since the last
+    /// pass, a pass would find exactly what that one found, and is skipped.
     pub fn dispatch<V: SystemView>(&mut self, view: &V, out: &mut Vec<Decision>) {
+        if !self.dirty && view.now() < self.next_wake && !self.exhaustive {
+            return;
+        }
+        self.dirty = false;
+        self.next_wake = SimTime::NEVER;
         if self.queued == 0 && self.hedges.is_empty() && self.hedges_due.is_empty() {
             return;
         }
@@ -585,8 +666,7 @@ impl Policy {
             for t in 0..self.providers[p].len() {
                 let load = view.tier_load(p16, t as u16);
                 self.free[p][t] = load.free();
-                self.token_wait[p][t] =
-                    (load.in_flight < load.slots && load.tokens == 0).then_some(load.next_token_at);
+                self.loads[p][t] = load;
             }
             // 1. Each tier serves its own queue.
             for t in 0..self.providers[p].len() {
@@ -615,18 +695,42 @@ impl Policy {
             if self.mech.escalation {
                 global = self.escalate(view, p, global, out);
             }
-            // 3. Queued calls blocked only by the rate limit need a wake-up.
-            for t in 0..self.providers[p].len() {
-                if let Some(at) = self.token_wait[p][t]
-                    && !self.queues[p][t].is_empty()
-                {
-                    out.push(Decision::WakeAt(at));
-                }
-            }
         }
         if self.mech.hedging {
             self.hedge(view, global, out);
         }
+        // 3. A tier that this pass leaves blocked only by its rate limit
+        //    (out of tokens, slots to spare) gets a wake-up at its next token
+        //    when a queued call or a due hedge could use it.
+        for p in 0..self.providers.len() {
+            for t in 0..self.providers[p].len() {
+                let load = self.loads[p][t];
+                let started = load.free() - self.free[p][t];
+                if load.tokens != u32::MAX
+                    && load.tokens == started
+                    && load.in_flight + started < load.slots
+                    && self.could_use(p, t)
+                {
+                    self.wake_at(load.next_token_at, out);
+                }
+            }
+        }
+    }
+
+    /// Whether tier `t` of provider `p` has work waiting for it: its own
+    /// queue, a slower tier's queue it may take by escalation, or a due
+    /// hedge it may run.
+    fn could_use(&self, p: usize, t: usize) -> bool {
+        let scale = self.providers[p][t].latency_scale;
+        !self.queues[p][t].is_empty()
+            || (self.mech.escalation
+                && (0..self.providers[p].len()).any(|s| {
+                    self.providers[p][s].latency_scale > scale && !self.queues[p][s].is_empty()
+                }))
+            || self.hedges_due.iter().any(|h| {
+                h.provider as usize == p
+                    && self.providers[p][h.tier as usize].latency_scale >= scale
+            })
     }
 
     fn pop_live<V: SystemView>(&mut self, view: &V, p: usize, t: usize) -> Option<Queued> {
@@ -764,7 +868,8 @@ impl Policy {
             }
         }
         if let Some(top) = self.hedges.peek() {
-            out.push(Decision::WakeAt(top.at));
+            let at = top.at;
+            self.wake_at(at, out);
         }
     }
 }

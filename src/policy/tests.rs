@@ -223,6 +223,7 @@ fn escalation_moves_waiting_calls_to_a_faster_tier() {
             queue_wait: SimDuration::from_ms(20_000.0),
             service: SimDuration::from_ms(1000.0),
             success: true,
+            measured: true,
             kind: StartKind::Primary,
         });
     }
@@ -377,4 +378,51 @@ fn desc_key_orders_scores_descending() {
     for w in xs.windows(2) {
         assert!(desc_key(w[0]) >= desc_key(w[1]), "{w:?}");
     }
+}
+
+#[test]
+fn a_pass_that_uses_the_last_token_asks_to_wake_for_the_next() {
+    let mut p = Policy::new(setup(
+        PolicyKind::FifoCheapest,
+        Ablations::default(),
+        Constants::default(),
+    ));
+    let calls = [call(1, 0.0, 1.0), call(2, 0.0, 1.0), call(3, 0.0, 1.0)];
+    let full = view(vec![load(2, 2), load(4, 4)], &calls);
+    let mut out = vec![];
+    for c in &calls {
+        p.on_ready(&full, *c, &mut out);
+    }
+    assert!(out.is_empty());
+    // Tier 0 frees both slots but holds one token; the next comes at 100.2 s.
+    let next = SimTime(100_200_000);
+    let mut limited = view(vec![load(0, 2), load(4, 4)], &calls);
+    limited.loads[0][0].tokens = 1;
+    limited.loads[0][0].next_token_at = next;
+    p.on_attempt_end(&AttemptEnded {
+        provider: 0,
+        tier: 0,
+        node_type: 0,
+        queue_wait: SimDuration::ZERO,
+        service: SimDuration::from_ms(1000.0),
+        success: true,
+        measured: true,
+        kind: StartKind::Primary,
+    });
+    p.dispatch(&limited, &mut out);
+    assert_eq!(started(&out), vec![(1, 0, StartKind::Primary)]);
+    assert!(
+        out.contains(&Decision::WakeAt(next)),
+        "a slot is left and calls wait: wake up at the next token: {out:?}"
+    );
+    // Nothing changed since: the next call does no pass and asks for nothing.
+    let mut again = vec![];
+    p.dispatch(&limited, &mut again);
+    assert!(again.is_empty(), "{again:?}");
+    // At the wake-up time the pass runs again.
+    let mut refilled = view(vec![load(1, 2), load(4, 4)], &calls[1..]);
+    refilled.now = next;
+    refilled.loads[0][0].tokens = 1;
+    p.dispatch(&refilled, &mut again);
+    assert_eq!(started(&again), vec![(2, 0, StartKind::Primary)]);
 }

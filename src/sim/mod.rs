@@ -326,9 +326,10 @@ impl SystemView for View<'_> {
     fn tier_load(&self, provider: u16, tier: u16) -> TierLoad {
         let t = &self.st.tiers[provider as usize][tier as usize];
         let (tokens, next) = match (&t.model.bucket, t.model.enforcer) {
-            (Some(b), Enforcer::Client) => {
-                (b.available(self.st.now), b.next_available(self.st.now))
-            }
+            (Some(b), Enforcer::Client) => (
+                b.available(self.st.now),
+                b.next_after_available(self.st.now),
+            ),
             _ => (u32::MAX, self.st.now),
         };
         TierLoad {
@@ -571,6 +572,15 @@ impl<'o, O: Observer> Simulator<'o, O> {
             decisions: Vec::new(),
             follow_up: Vec::new(),
         }
+    }
+
+    /// Runs a full policy dispatch pass after every event instead of
+    /// skipping passes that cannot change anything. Outputs are the same,
+    /// except `events` (wake-ups may be requested at other moments); the
+    /// tests check exactly that.
+    pub fn with_exhaustive_dispatch(mut self) -> Self {
+        self.policy.set_exhaustive(true);
+        self
     }
 
     /// The node-type table (names for reports).
@@ -918,6 +928,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
         let now = self.st.now;
         let w = &self.st.wfs[call.slot as usize];
         if !w.live || w.generation != call.generation {
+            self.policy.recheck();
             return;
         }
         let n = w.nodes[call.node as usize];
@@ -933,6 +944,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
             "policy started a call on a full tier"
         );
         if !valid || (model as usize) >= t.model.models.len() {
+            self.policy.recheck();
             return;
         }
         let wf_id = w.id;
@@ -1139,17 +1151,16 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 cost: charge,
             },
         );
-        if outcome != Outcome::Cancelled && outcome != Outcome::RateLimited {
-            self.policy.on_attempt_end(&AttemptEnded {
-                provider: a.provider,
-                tier: a.tier,
-                node_type: ty,
-                queue_wait: a.queue_wait,
-                service: elapsed,
-                success: outcome == Outcome::Success,
-                kind: a.kind,
-            });
-        }
+        self.policy.on_attempt_end(&AttemptEnded {
+            provider: a.provider,
+            tier: a.tier,
+            node_type: ty,
+            queue_wait: a.queue_wait,
+            service: elapsed,
+            success: outcome == Outcome::Success,
+            measured: outcome != Outcome::Cancelled && outcome != Outcome::RateLimited,
+            kind: a.kind,
+        });
         a
     }
 
