@@ -9,7 +9,7 @@ mod queue;
 
 pub use queue::EventQueue;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::metrics::{
     Observer, Place, RunResult, Summary, TierRow, TraceEvent, TraceKind, WorkflowRecord,
@@ -254,7 +254,9 @@ struct State {
     free_atts: Vec<u32>,
     remote_in_flight: u32,
     queue: EventQueue<Event>,
-    wake_at: SimTime,
+    /// Wake-up times the policy asked for that are still ahead: each gets
+    /// one `Wake` event, however often it is asked for.
+    wakes: BTreeSet<SimTime>,
     next_arrival: u64,
     last_arrival: SimTime,
     events: u64,
@@ -549,7 +551,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 free_atts: Vec::new(),
                 remote_in_flight: 0,
                 queue: EventQueue::default(),
-                wake_at: SimTime::NEVER,
+                wakes: BTreeSet::new(),
                 next_arrival: 0,
                 last_arrival: SimTime::ZERO,
                 events: 0,
@@ -622,9 +624,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                     }
                 }
                 Event::Wake => {
-                    if self.st.wake_at == t {
-                        self.st.wake_at = SimTime::NEVER;
-                    }
+                    self.st.wakes.remove(&t);
                 }
             }
             self.dispatch();
@@ -905,8 +905,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                         self.start_attempt(call, provider, tier, model, kind);
                     }
                     Decision::WakeAt(t) => {
-                        if t > self.st.now && t < self.st.wake_at {
-                            self.st.wake_at = t;
+                        if t > self.st.now && self.st.wakes.insert(t) {
                             self.st.queue.push(t, Event::Wake);
                         }
                     }
