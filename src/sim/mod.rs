@@ -21,7 +21,7 @@ use crate::policy::{
 use crate::provider::{AttemptIds, DrawSpec, Outcome, TierModel, draw_attempt, draw_latency_ms};
 use crate::rng::{Keyer, Stream, keyed, unit};
 use crate::scenario::{Arrivals, Dist, Enforcer, Sampler, Scenario, Template};
-use crate::stats;
+use crate::stats::{self, Samples};
 use crate::units::{Money, SimDuration, SimTime};
 use crate::workload::{CompiledWorkload, TypeFacts};
 
@@ -197,7 +197,7 @@ struct TierRt {
     model: TierModel,
     in_flight: u32,
     busy: SimDuration,
-    waits: Vec<u64>,
+    waits: Samples,
     requests: u64,
     successes: u64,
     failures: u64,
@@ -216,7 +216,7 @@ struct PoolRt {
     busy_workers: u32,
     queue: VecDeque<(u32, u32, u32, SimTime)>,
     busy: SimDuration,
-    waits: Vec<u64>,
+    waits: Samples,
     tasks: u64,
     service_sum: SimDuration,
 }
@@ -260,8 +260,10 @@ struct State {
     next_arrival: u64,
     last_arrival: SimTime,
     events: u64,
-    makespans: Vec<u64>,
-    costs: Vec<u64>,
+    /// Per-workflow and per-attempt samples, for exact percentiles in
+    /// bounded memory (spilled to a temporary file past a cap).
+    makespans: Samples,
+    costs: Samples,
     completed: u64,
     failed: u64,
     hedge_wins: u64,
@@ -469,7 +471,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                         model: TierModel::new(t),
                         in_flight: 0,
                         busy: SimDuration::ZERO,
-                        waits: Vec::new(),
+                        waits: Samples::default(),
                         requests: 0,
                         successes: 0,
                         failures: 0,
@@ -515,7 +517,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 busy_workers: 0,
                 queue: VecDeque::new(),
                 busy: SimDuration::ZERO,
-                waits: Vec::new(),
+                waits: Samples::default(),
                 tasks: 0,
                 service_sum: SimDuration::ZERO,
             })
@@ -555,8 +557,8 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 next_arrival: 0,
                 last_arrival: SimTime::ZERO,
                 events: 0,
-                makespans: Vec::new(),
-                costs: Vec::new(),
+                makespans: Samples::default(),
+                costs: Samples::default(),
                 completed: 0,
                 failed: 0,
                 hedge_wins: 0,
@@ -582,6 +584,23 @@ impl<'o, O: Observer> Simulator<'o, O> {
     /// tests check exactly that.
     pub fn with_exhaustive_dispatch(mut self) -> Self {
         self.policy.set_exhaustive(true);
+        self
+    }
+
+    /// Keeps at most `cap` samples per metric (makespans, costs, each tier's
+    /// and pool's waits) in memory, spilling the rest to a temporary file
+    /// (default [`stats::samples::DEFAULT_IN_MEMORY`]). Results are the same
+    /// whatever the cap; only memory and speed change.
+    pub fn with_samples_in_memory(mut self, cap: usize) -> Self {
+        let st = &mut self.st;
+        st.makespans = Samples::new(cap);
+        st.costs = Samples::new(cap);
+        for t in st.tiers.iter_mut().flatten() {
+            t.waits = Samples::new(cap);
+        }
+        for p in &mut st.pools {
+            p.waits = Samples::new(cap);
+        }
         self
     }
 
@@ -1336,37 +1355,28 @@ impl<'o, O: Observer> Simulator<'o, O> {
         let end = st.now;
         let dur_us = end.0.max(1) as f64;
         // Percentiles over exact integer samples (us, nano-dollars).
-        let mean_u64 = |v: &[u64], unit: f64| {
-            if v.is_empty() {
-                f64::NAN
-            } else {
-                v.iter().map(|&x| x as u128).sum::<u128>() as f64 * unit / v.len() as f64
-            }
-        };
-        let mk = stats::percentiles_u64(&mut st.makespans, &[50.0, 95.0, 99.0, 100.0], 1e-3);
-        let cost_p50 = stats::percentiles_u64(&mut st.costs, &[50.0], 1e-9)[0];
-        let cost_total = Money(st.costs.iter().sum()).as_dollars();
-        // The run-wide wait p95 needs every remote wait in one slice, unless
-        // one tier holds them all (as in M/M/c): then it is that tier's p95.
-        let sources = st.tiers.iter().flatten().filter(|t| !t.waits.is_empty());
-        let mut all_waits: Vec<u64> = Vec::new();
-        if sources.count() > 1 {
-            for t in st.tiers.iter().flatten() {
-                all_waits.extend_from_slice(&t.waits);
-            }
-        }
-        let (mut wait_sum, mut wait_count, mut single_wait_p95) = (0u128, 0usize, f64::NAN);
+        let mk = percentiles(&mut st.makespans, &[50.0, 95.0, 99.0, 100.0], 1e-3);
+        let cost_p50 = percentiles(&mut st.costs, &[50.0], 1e-9)[0];
+        let cost_total = Money(st.costs.sum() as u64).as_dollars();
+        let mut remote_waits: Vec<&mut Samples> = st
+            .tiers
+            .iter_mut()
+            .flatten()
+            .map(|t| &mut t.waits)
+            .filter(|w| !w.is_empty())
+            .collect();
+        let wait_p95 = report(
+            stats::samples::percentiles_across(&mut remote_waits, &[95.0], 1e-3),
+            1,
+        )[0];
+        let wait_sum: u128 = remote_waits.iter().map(|w| w.sum()).sum();
+        let wait_count: u64 = remote_waits.iter().map(|w| w.len()).sum();
         let mut tiers = Vec::new();
         let (mut failures, mut timeouts, mut rate_limited, mut hedges, mut escalations) =
             (0, 0, 0, 0, 0);
         for (p, name) in self.table.providers.iter().enumerate() {
             for (k, t) in st.tiers[p].iter_mut().enumerate() {
-                wait_sum += t.waits.iter().map(|&x| x as u128).sum::<u128>();
-                wait_count += t.waits.len();
-                let q = stats::percentiles_u64(&mut t.waits, &[50.0, 95.0], 1e-3);
-                if !t.waits.is_empty() {
-                    single_wait_p95 = q[1];
-                }
+                let q = percentiles(&mut t.waits, &[50.0, 95.0], 1e-3);
                 failures += t.failures;
                 timeouts += t.timeouts;
                 rate_limited += t.rate_limited;
@@ -1389,7 +1399,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                     cancelled: t.cancelled,
                     hedges: t.hedges,
                     escalations_in: t.escalations_in,
-                    queue_wait_mean_ms: mean_u64(&t.waits, 1e-3),
+                    queue_wait_mean_ms: t.waits.mean(1e-3),
                     queue_wait_p50_ms: q[0],
                     service_mean_ms: if t.successes > 0 {
                         t.service_sum.as_ms() / t.successes as f64
@@ -1402,7 +1412,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
         }
         for (i, name) in self.table.pools.iter().enumerate() {
             let p = &mut st.pools[i];
-            let q = stats::percentiles_u64(&mut p.waits, &[50.0, 95.0], 1e-3);
+            let q = percentiles(&mut p.waits, &[50.0, 95.0], 1e-3);
             let in_flight_avg = p.busy.0 as f64 / dur_us;
             tiers.push(TierRow {
                 provider: name.clone(),
@@ -1420,7 +1430,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 cancelled: 0,
                 hedges: 0,
                 escalations_in: 0,
-                queue_wait_mean_ms: mean_u64(&p.waits, 1e-3),
+                queue_wait_mean_ms: p.waits.mean(1e-3),
                 queue_wait_p50_ms: q[0],
                 service_mean_ms: if p.tasks > 0 {
                     p.service_sum.as_ms() / p.tasks as f64
@@ -1430,17 +1440,12 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 cost: 0.0,
             });
         }
-        let wait_p95 = if all_waits.is_empty() {
-            single_wait_p95
-        } else {
-            stats::percentiles_u64(&mut all_waits, &[95.0], 1e-3)[0]
-        };
         let summary = Summary {
-            makespan_mean_ms: mean_u64(&st.makespans, 1e-3),
+            makespan_mean_ms: st.makespans.mean(1e-3),
             makespan_p50_ms: mk[0],
             makespan_p95_ms: mk[1],
             makespan_p99_ms: mk[2],
-            cost_mean: mean_u64(&st.costs, 1e-9),
+            cost_mean: st.costs.mean(1e-9),
             cost_p50,
             cost_total,
             workflows: self.workload.workflows,
@@ -1472,6 +1477,20 @@ impl<'o, O: Observer> Simulator<'o, O> {
         };
         RunResult { summary, tiers }
     }
+}
+
+/// Percentiles of a sample store (see [`report`]).
+fn percentiles(samples: &mut Samples, qs: &[f64], unit: f64) -> Vec<f64> {
+    report(samples.percentiles(qs, unit), qs.len())
+}
+
+/// Percentiles whose spilled samples could not be read back are NaN, with a
+/// warning: the run's other results stand.
+fn report(r: std::io::Result<Vec<f64>>, n: usize) -> Vec<f64> {
+    r.unwrap_or_else(|e| {
+        eprintln!("agentsched: cannot read back spilled samples ({e}); their percentiles are NaN");
+        vec![f64::NAN; n]
+    })
 }
 
 /// Validates and runs a scenario, streaming records to `obs`.

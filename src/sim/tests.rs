@@ -301,3 +301,17 @@ fn skipping_idle_dispatch_passes_is_exact_on_the_default_scenario() {
         assert!(skipping == exhaustive, "{policy:?}: outputs differ");
     }
 }
+
+#[test]
+fn spilling_samples_to_disk_changes_no_result() {
+    let mut research = research(400, PolicyKind::Full);
+    research.arrivals = Arrivals::Poisson { rate_per_s: 1.0 };
+    for s in [Scenario::mmc(8, 7.2, 1.0, 30_000, 3), research] {
+        let in_memory = run(&s, &mut NullObserver);
+        let spilled = Simulator::new(&s, &mut NullObserver)
+            .with_samples_in_memory(1000)
+            .run();
+        assert!(in_memory.summary.calls > 2000, "enough samples to spill");
+        assert_eq!(format!("{in_memory:?}"), format!("{spilled:?}"));
+    }
+}

@@ -1,6 +1,10 @@
 //! Descriptive statistics with numpy's conventions, so numbers match what
 //! users compute with pandas.
 
+pub mod samples;
+
+pub use samples::Samples;
+
 /// The `q`-th percentile (0..=100) of sorted data by linear interpolation
 /// between closest ranks (numpy's default `method="linear"`). NaN when empty.
 pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
@@ -55,14 +59,21 @@ pub fn percentiles_u64(data: &mut [u64], qs: &[f64], unit: f64) -> Vec<f64> {
             *data[lo + 1..].iter().min().expect("hi < n")
         };
         from = lo;
-        let (a, b) = (a as f64 * unit, b as f64 * unit);
-        out[i] = if hi <= lo {
-            a
-        } else {
-            a + (b - a) * (pos - lo as f64)
-        };
+        out[i] = interpolate(a, b, pos, unit);
     }
     out
+}
+
+/// numpy's linear interpolation at fractional rank `pos` between the order
+/// statistics `a` (rank floor(pos)) and `b` (rank ceil(pos)), scaled by `unit`.
+fn interpolate(a: u64, b: u64, pos: f64, unit: f64) -> f64 {
+    let (fa, fb) = (a as f64 * unit, b as f64 * unit);
+    let frac = pos.fract();
+    if frac == 0.0 {
+        fa
+    } else {
+        fa + (fb - fa) * frac
+    }
 }
 
 /// Arithmetic mean; NaN when empty.

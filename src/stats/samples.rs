@@ -1,0 +1,294 @@
+//! Integer samples (microseconds, nano-dollars) kept for exact percentiles
+//! in bounded memory.
+//!
+//! Up to `cap` samples stay in memory and percentiles are selections, as in
+//! [`percentiles_u64`]. Beyond that, full chunks are spilled to an unlinked
+//! temporary file, and percentiles are found by radix selection: four
+//! passes over the samples, each fixing the next 16 bits of every wanted
+//! order statistic. Memory then stays at `cap` samples however long the run,
+//! and the answer is the same, to the bit.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use super::{interpolate, percentiles_u64};
+
+/// Samples kept in memory per store by default (8 MiB); runs of up to
+/// about a million workflows never touch the disk.
+pub const DEFAULT_IN_MEMORY: usize = 1 << 20;
+
+/// One metric's samples.
+#[derive(Debug)]
+pub struct Samples {
+    mem: Vec<u64>,
+    cap: usize,
+    spill: Option<File>,
+    /// Samples written to `spill` (a failed write is not counted).
+    spilled: u64,
+    /// Their exact sum.
+    spilled_sum: u128,
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Samples::new(DEFAULT_IN_MEMORY)
+    }
+}
+
+impl Samples {
+    /// An empty store keeping up to `cap` samples in memory (at least 1).
+    pub fn new(cap: usize) -> Samples {
+        Samples {
+            mem: Vec::new(),
+            cap: cap.max(1),
+            spill: None,
+            spilled: 0,
+            spilled_sum: 0,
+        }
+    }
+
+    /// Records one sample.
+    #[inline]
+    pub fn push(&mut self, x: u64) {
+        if self.mem.len() >= self.cap {
+            self.spill_memory();
+        }
+        self.mem.push(x);
+    }
+
+    /// Moves the in-memory samples to the spill file. On an I/O error the
+    /// samples stay in memory (results stay exact; only memory grows).
+    #[cold]
+    fn spill_memory(&mut self) {
+        let result = (|| -> io::Result<()> {
+            if self.spill.is_none() {
+                self.spill = Some(tempfile::tempfile()?);
+            }
+            let file = self.spill.as_mut().expect("just created");
+            file.seek(SeekFrom::Start(self.spilled * 8))?;
+            let bytes: Vec<u8> = self.mem.iter().flat_map(|x| x.to_le_bytes()).collect();
+            file.write_all(&bytes)
+        })();
+        match result {
+            Ok(()) => {
+                self.spilled += self.mem.len() as u64;
+                self.spilled_sum += sum_of(&self.mem);
+                self.mem.clear();
+            }
+            Err(_) => self.cap = usize::MAX,
+        }
+    }
+
+    /// Samples recorded.
+    pub fn len(&self) -> u64 {
+        self.spilled + self.mem.len() as u64
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Exact sum of the samples.
+    pub fn sum(&self) -> u128 {
+        self.spilled_sum + sum_of(&self.mem)
+    }
+
+    /// Mean scaled by `unit`; NaN when empty.
+    pub fn mean(&self, unit: f64) -> f64 {
+        if self.is_empty() {
+            f64::NAN
+        } else {
+            self.sum() as f64 * unit / self.len() as f64
+        }
+    }
+
+    /// Whether some samples live on disk.
+    pub fn spilled(&self) -> bool {
+        self.spilled > 0
+    }
+
+    /// Percentiles `qs` (numpy's linear interpolation), scaled by `unit`.
+    /// May reorder the in-memory samples.
+    pub fn percentiles(&mut self, qs: &[f64], unit: f64) -> io::Result<Vec<f64>> {
+        percentiles_across(&mut [self], qs, unit)
+    }
+
+    /// Feeds every sample to `f`, chunk by chunk.
+    fn for_each_chunk(&mut self, f: &mut dyn FnMut(&[u64])) -> io::Result<()> {
+        if let Some(file) = self.spill.as_mut() {
+            file.seek(SeekFrom::Start(0))?;
+            let mut left = self.spilled;
+            let mut bytes = vec![0u8; 1 << 19];
+            let mut values = Vec::with_capacity(bytes.len() / 8);
+            while left > 0 {
+                let n = left.min((bytes.len() / 8) as u64) as usize;
+                file.read_exact(&mut bytes[..n * 8])?;
+                values.clear();
+                values.extend(
+                    bytes[..n * 8]
+                        .chunks_exact(8)
+                        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))),
+                );
+                f(&values);
+                left -= n as u64;
+            }
+        }
+        f(&self.mem);
+        Ok(())
+    }
+}
+
+fn sum_of(xs: &[u64]) -> u128 {
+    xs.iter().map(|&x| x as u128).sum()
+}
+
+/// Percentiles `qs` of the samples of all `stores` together, scaled by
+/// `unit`; NaN when they are all empty.
+pub fn percentiles_across(
+    stores: &mut [&mut Samples],
+    qs: &[f64],
+    unit: f64,
+) -> io::Result<Vec<f64>> {
+    let n: u64 = stores.iter().map(|s| s.len()).sum();
+    if n == 0 {
+        return Ok(vec![f64::NAN; qs.len()]);
+    }
+    if stores.iter().all(|s| !s.spilled()) {
+        // Everything is in memory: selection in place (or on one copy).
+        return Ok(match stores {
+            [one] => percentiles_u64(&mut one.mem, qs, unit),
+            _ => {
+                let mut all: Vec<u64> = stores.iter().flat_map(|s| s.mem.iter().copied()).collect();
+                percentiles_u64(&mut all, qs, unit)
+            }
+        });
+    }
+    // The order statistics each percentile interpolates between.
+    let positions: Vec<f64> = qs.iter().map(|q| (n - 1) as f64 * (q / 100.0)).collect();
+    let mut ranks: Vec<u64> = positions
+        .iter()
+        .flat_map(|p| [p.floor() as u64, p.ceil() as u64])
+        .collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let values = radix_select(stores, &ranks)?;
+    let at = |r: u64| values[ranks.binary_search(&r).expect("rank selected")];
+    Ok(positions
+        .iter()
+        .map(|&pos| {
+            let (lo, hi) = (pos.floor() as u64, pos.ceil() as u64);
+            interpolate(at(lo), at(hi), pos, unit)
+        })
+        .collect())
+}
+
+/// The values of the given 0-based ranks (sorted, distinct, below the
+/// sample count) among all samples of `stores`: four passes, each counting
+/// the next 16 bits of the samples that share the bits fixed so far.
+fn radix_select(stores: &mut [&mut Samples], ranks: &[u64]) -> io::Result<Vec<u64>> {
+    // Per rank: the bits fixed so far and the rank within that prefix.
+    let mut prefix = vec![0u64; ranks.len()];
+    let mut within = ranks.to_vec();
+    for pass in 0..4u32 {
+        let fixed = 16 * pass; // high bits already known
+        let shift = 48 - fixed; // the 16 bits counted in this pass
+        // Ranks with the same prefix share one histogram.
+        let mut groups: Vec<u64> = prefix.clone();
+        groups.sort_unstable();
+        groups.dedup();
+        let mut hist = vec![vec![0u64; 1 << 16]; groups.len()];
+        let mut count = |chunk: &[u64]| {
+            for &x in chunk {
+                let p = if fixed == 0 { 0 } else { x >> (64 - fixed) };
+                if let Some(g) = groups.iter().position(|&q| q == p) {
+                    hist[g][((x >> shift) & 0xffff) as usize] += 1;
+                }
+            }
+        };
+        for s in stores.iter_mut() {
+            s.for_each_chunk(&mut count)?;
+        }
+        for (i, r) in within.iter_mut().enumerate() {
+            let g = groups
+                .iter()
+                .position(|&q| q == prefix[i])
+                .expect("own group");
+            let mut below = 0;
+            let bucket = hist[g]
+                .iter()
+                .position(|&c| {
+                    below += c;
+                    below > *r
+                })
+                .expect("rank below the sample count");
+            *r -= below - hist[g][bucket];
+            prefix[i] = (prefix[i] << 16) | bucket as u64;
+        }
+    }
+    Ok(prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reference(data: &[u64], qs: &[f64]) -> Vec<f64> {
+        percentiles_u64(&mut data.to_vec(), qs, 1.0)
+    }
+
+    proptest! {
+        /// Spilled or not, in one store or several, the percentiles are
+        /// those of the whole data, to the bit.
+        #[test]
+        fn spilled_percentiles_are_exact(
+            data in proptest::collection::vec(
+                prop_oneof![0u64..40, any::<u64>(), (0u64..1000).prop_map(|x| x << 40)],
+                1..400,
+            ),
+            qs in proptest::collection::vec(0.0f64..=100.0, 1..6),
+            cap in 1usize..50,
+            split in 0usize..400,
+        ) {
+            let want = reference(&data, &qs);
+            let mut one = Samples::new(cap);
+            for &x in &data {
+                one.push(x);
+            }
+            prop_assert_eq!(one.spilled(), data.len() > cap);
+            let got = one.percentiles(&qs, 1.0).unwrap();
+            prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+            prop_assert_eq!(one.sum(), data.iter().map(|&x| x as u128).sum::<u128>());
+
+            let split = split.min(data.len());
+            let (mut a, mut b) = (Samples::new(cap), Samples::new(cap));
+            data[..split].iter().for_each(|&x| a.push(x));
+            data[split..].iter().for_each(|&x| b.push(x));
+            let got = percentiles_across(&mut [&mut a, &mut b], &qs, 1.0).unwrap();
+            prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+        }
+    }
+
+    #[test]
+    fn a_million_samples_in_a_small_memory() {
+        // Values spread over 40 bits with many duplicates, in 1,000-sample
+        // memory: the result equals in-memory selection.
+        let mut rng = crate::rng::keyed(9, crate::rng::Stream::Factory, [0; 4]);
+        use rand::Rng;
+        let data: Vec<u64> = (0..1_000_000)
+            .map(|_| rng.next_u64() >> 24 & !0xff)
+            .collect();
+        let mut s = Samples::new(1000);
+        data.iter().for_each(|&x| s.push(x));
+        assert!(s.spilled() && s.mem.len() <= 1000);
+        let qs = [0.0, 50.0, 95.0, 99.0, 99.9, 100.0];
+        assert_eq!(
+            s.percentiles(&qs, 1e-3).unwrap(),
+            percentiles_u64(&mut data.clone(), &qs, 1e-3)
+        );
+        let sum: u128 = data.iter().map(|&x| x as u128).sum();
+        assert_eq!(s.mean(1.0), sum as f64 / 1e6);
+        assert!(Samples::new(4).percentiles(&[50.0], 1.0).unwrap()[0].is_nan());
+    }
+}
