@@ -129,6 +129,9 @@ pub struct TierModel {
     pub prices: (f64, f64, f64),
     /// Models (at least one: the default).
     pub models: Vec<Model>,
+    /// Each model's price when it does not depend on tokens (no per-token
+    /// prices): the same value [`TierModel::price`] computes, once.
+    flat_prices: Option<Vec<Money>>,
 }
 
 impl TierModel {
@@ -156,7 +159,15 @@ impl TierModel {
         } else {
             t.models.clone()
         };
+        let prices = (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out);
+        let flat_prices = (prices.1 == 0.0 && prices.2 == 0.0).then(|| {
+            models
+                .iter()
+                .map(|m| price_of(prices, m.price_multiplier, 0, 0))
+                .collect()
+        });
         TierModel {
+            flat_prices,
             slots: t.slots,
             bucket,
             enforcer,
@@ -165,18 +176,37 @@ impl TierModel {
             failure_prob: t.failure_prob,
             timeout: t.timeout_ms.map(SimDuration::from_ms),
             max_retries: t.max_retries,
-            prices: (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out),
+            prices,
             models,
         }
     }
 
     /// Price of one attempt with `model` and the given token counts.
     pub fn price(&self, model: usize, input_tokens: u32, output_tokens: u32) -> Money {
-        let (call, tin, tout) = self.prices;
-        let dollars = (call + tin * input_tokens as f64 / 1e6 + tout * output_tokens as f64 / 1e6)
-            * self.models[model].price_multiplier;
-        Money::from_dollars(dollars)
+        match &self.flat_prices {
+            Some(flat) => flat[model],
+            None => price_of(
+                self.prices,
+                self.models[model].price_multiplier,
+                input_tokens,
+                output_tokens,
+            ),
+        }
     }
+}
+
+/// `(per call + per Mtok in x tokens + per Mtok out x tokens) x multiplier`,
+/// rounded to the nano-dollar.
+fn price_of(
+    prices: (f64, f64, f64),
+    multiplier: f64,
+    input_tokens: u32,
+    output_tokens: u32,
+) -> Money {
+    let (call, tin, tout) = prices;
+    let dollars =
+        (call + tin * input_tokens as f64 / 1e6 + tout * output_tokens as f64 / 1e6) * multiplier;
+    Money::from_dollars(dollars)
 }
 
 /// What an attempt's draw depends on besides its key.
