@@ -272,37 +272,6 @@ fn totals_agree_with_workflow_records() {
 }
 
 #[test]
-fn skipping_idle_dispatch_passes_is_exact_on_the_default_scenario() {
-    // Rate-limited tiers, retries, escalation and hedging under a heavy
-    // tail, Poisson arrivals so that the system fills and drains.
-    for policy in PolicyKind::ALL {
-        let mut s = research(300, policy);
-        s.heavy_tail.prob = 0.1;
-        s.heavy_tail.mult = 5.0;
-        s.arrivals = Arrivals::Poisson { rate_per_s: 0.5 };
-        s.ablations.enable_model_routing = true;
-        let run = |exhaustive: bool| {
-            let mut obs = MemoryObserver {
-                keep_trace: true,
-                ..MemoryObserver::default()
-            };
-            let sim = Simulator::new(&s, &mut obs);
-            let sim = if exhaustive {
-                sim.with_exhaustive_dispatch()
-            } else {
-                sim
-            };
-            let mut r = sim.run();
-            r.summary.events = 0;
-            (format!("{r:?}"), obs.trace, obs.workflows)
-        };
-        let (skipping, exhaustive) = (run(false), run(true));
-        assert!(skipping.1.len() > 10_000, "{policy:?}: a busy run");
-        assert!(skipping == exhaustive, "{policy:?}: outputs differ");
-    }
-}
-
-#[test]
 fn spilling_samples_to_disk_changes_no_result() {
     let mut research = research(400, PolicyKind::Full);
     research.arrivals = Arrivals::Poisson { rate_per_s: 1.0 };

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use agentsched::metrics::{MemoryObserver, Place, TraceKind};
+use agentsched::metrics::{MemoryObserver, Place, TraceEvent, TraceKind, WorkflowRecord};
+use agentsched::policy::PolicyKind;
 use agentsched::provider::Outcome;
-use agentsched::scenario::Scenario;
+use agentsched::scenario::{Arrivals, Scenario};
 use agentsched::sim::Simulator;
 use proptest::prelude::*;
 use serde_json::json;
@@ -313,32 +314,55 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The policy skips dispatch passes when nothing they depend on changed;
-/// running every pass instead must not change a single decision.
-fn skipping_passes_changes_nothing(c: &Case) -> Result<(), TestCaseError> {
-    let s = scenario(c);
-    let run = |exhaustive: bool| {
+/// Everything a run produces, wake-up counts aside, as comparable text
+/// and records: once with the policy skipping idle dispatch passes, once
+/// with every pass made.
+fn skipping_and_exhaustive(s: &Scenario) -> [(String, Vec<TraceEvent>, Vec<WorkflowRecord>); 2] {
+    [false, true].map(|exhaustive| {
         let mut obs = MemoryObserver {
             keep_trace: true,
             ..MemoryObserver::default()
         };
-        let sim = Simulator::new(&s, &mut obs);
+        let sim = Simulator::new(s, &mut obs);
         let sim = if exhaustive {
             sim.with_exhaustive_dispatch()
         } else {
             sim
         };
         let mut result = sim.run();
-        // Wake-up events may be requested at other moments; nothing else differs.
+        // Wake-up events may be requested at other moments; nothing else
+        // differs. Debug text, so that NaN (no samples) equals NaN.
         result.summary.events = 0;
-        (result, obs.trace, obs.workflows)
-    };
-    let (skipping, exhaustive) = (run(false), run(true));
+        (format!("{result:?}"), obs.trace, obs.workflows)
+    })
+}
+
+/// The policy skips dispatch passes when nothing they depend on changed;
+/// running every pass instead must not change a single decision.
+fn skipping_passes_changes_nothing(c: &Case) -> Result<(), TestCaseError> {
+    let [skipping, exhaustive] = skipping_and_exhaustive(&scenario(c));
     prop_assert_eq!(&skipping.1, &exhaustive.1, "traces differ");
     prop_assert_eq!(&skipping.2, &exhaustive.2, "workflow records differ");
-    // Debug text, so that NaN (no samples) compares equal to NaN.
-    prop_assert_eq!(format!("{:?}", skipping.0), format!("{:?}", exhaustive.0));
+    prop_assert_eq!(skipping.0, exhaustive.0);
     Ok(())
+}
+
+#[test]
+fn skipping_idle_dispatch_passes_is_exact_on_the_default_scenario() {
+    // Rate-limited tiers, retries, escalation and hedging under a heavy
+    // tail, Poisson arrivals so that the system fills and drains.
+    for policy in PolicyKind::ALL {
+        let mut s = Scenario::default_research_agent();
+        s.workload.workflows = 300;
+        s.policy = policy;
+        s.heavy_tail.prob = 0.1;
+        s.heavy_tail.mult = 5.0;
+        s.arrivals = Arrivals::Poisson { rate_per_s: 0.5 };
+        s.ablations.enable_model_routing = true;
+        let [skipping, exhaustive] = skipping_and_exhaustive(&s);
+        assert!(skipping.1.len() > 10_000, "{policy:?}: a busy run");
+        assert!(skipping == exhaustive, "{policy:?}: outputs differ");
+    }
 }
 
 proptest! {
