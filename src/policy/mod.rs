@@ -129,7 +129,7 @@ pub struct ReadyCall {
 }
 
 /// Load of one tier as the driver sees it now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TierLoad {
     /// Attempts in flight.
     pub in_flight: u32,
@@ -398,17 +398,7 @@ impl Policy {
             loads: setup
                 .providers
                 .iter()
-                .map(|p| {
-                    vec![
-                        TierLoad {
-                            in_flight: 0,
-                            slots: 0,
-                            tokens: 0,
-                            next_token_at: SimTime::NEVER,
-                        };
-                        p.len()
-                    ]
-                })
+                .map(|p| vec![TierLoad::default(); p.len()])
                 .collect(),
             dirty: true,
             next_wake: SimTime::NEVER,
