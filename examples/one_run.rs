@@ -1,12 +1,14 @@
 //! One timed run of a core benchmark model, for profiling outside criterion
 //! (e.g. under `valgrind --tool=callgrind`).
 //!
-//! `cargo run --release --example one_run -- [mmc|fork_join] [N]`: the
-//! M/M/8 model at utilisation 0.9 with N customers (default 1,000,000), or
-//! `scenarios/fork_join.json` with N workflows (default 100,000).
+//! `cargo run --release --example one_run -- [mmc|fork_join|research] [N]`:
+//! the M/M/8 model at utilisation 0.9 with N customers (default 1,000,000),
+//! `scenarios/fork_join.json` with N workflows (default 100,000), or the
+//! default research-agent scenario with N workflows (default 1,000) under
+//! the policy named third (default `full`).
 use std::time::Instant;
 
-use agentsched::{metrics::NullObserver, scenario::Scenario, sim};
+use agentsched::{metrics::NullObserver, policy::PolicyKind, scenario::Scenario, sim};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -20,8 +22,22 @@ fn main() {
             s.workload.workflows = n.unwrap_or(100_000);
             s
         }
+        "research" => {
+            let mut s = Scenario::default_research_agent();
+            s.workload.workflows = n.unwrap_or(1_000);
+            if let Some(name) = args.next() {
+                s.policy = *PolicyKind::ALL
+                    .iter()
+                    .find(|k| k.name() == name)
+                    .unwrap_or_else(|| {
+                        eprintln!("unknown policy {name:?}");
+                        std::process::exit(2);
+                    });
+            }
+            s
+        }
         other => {
-            eprintln!("unknown model {other:?}: expected mmc or fork_join");
+            eprintln!("unknown model {other:?}: expected mmc, fork_join or research");
             std::process::exit(2);
         }
     };

@@ -55,10 +55,16 @@ impl TokenBucket {
     /// time another start is possible once every available token is taken
     /// (the next refill when none is available).
     pub fn next_after_available(&self, now: SimTime) -> SimTime {
-        let t = now.0 * 1000;
-        let k = self.available(now) as u64;
-        let tat = self.tat_ns.max(t) + k * self.interval_ns;
-        SimTime((tat - self.tolerance_ns).div_ceil(1000))
+        self.state(now).1
+    }
+
+    /// [`available`](Self::available) and
+    /// [`next_after_available`](Self::next_after_available) together, with
+    /// one division.
+    pub fn state(&self, now: SimTime) -> (u32, SimTime) {
+        let k = self.available(now);
+        let tat = self.tat_ns.max(now.0 * 1000) + k as u64 * self.interval_ns;
+        (k, SimTime((tat - self.tolerance_ns).div_ceil(1000)))
     }
 
     /// Takes one token; the caller checked [`TokenBucket::available`].

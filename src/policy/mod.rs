@@ -16,7 +16,8 @@
 //!    could not apply, [`Policy::recheck`].
 //!
 //! `WakeAt(t)` asks the driver to call `dispatch` again at `t` (token refill,
-//! hedge deadline). Decisions are applied in order; a `Start` is only ever
+//! hedge deadline); the driver honours every such request (a policy asks for
+//! a time once, not again on every pass). Decisions are applied in order; a `Start` is only ever
 //! emitted for capacity the view reported free. `dispatch` skips its pass
 //! when nothing it depends on changed, so calling it after every event costs
 //! little.
@@ -349,6 +350,9 @@ pub struct Policy {
     next_wake: SimTime,
     /// Run every pass, skipping none (tests compare the two modes).
     exhaustive: bool,
+    /// The token wake-up last asked for per tier: drivers honour every
+    /// wake-up until it comes, so asking again for the same time is moot.
+    token_wakes: Vec<Vec<SimTime>>,
 }
 
 impl Policy {
@@ -403,6 +407,11 @@ impl Policy {
             dirty: true,
             next_wake: SimTime::NEVER,
             exhaustive: false,
+            token_wakes: setup
+                .providers
+                .iter()
+                .map(|p| vec![SimTime::NEVER; p.len()])
+                .collect(),
             c: setup.constants,
             providers: setup.providers,
             node_types: setup.node_types,
@@ -695,13 +704,20 @@ impl Policy {
         for p in 0..self.providers.len() {
             for t in 0..self.providers[p].len() {
                 let load = self.loads[p][t];
+                if load.tokens == u32::MAX {
+                    continue;
+                }
                 let started = load.free() - self.free[p][t];
-                if load.tokens != u32::MAX
-                    && load.tokens == started
+                if load.tokens == started
                     && load.in_flight + started < load.slots
                     && self.could_use(p, t)
                 {
-                    self.wake_at(load.next_token_at, out);
+                    let at = load.next_token_at;
+                    self.next_wake = self.next_wake.min(at);
+                    if self.token_wakes[p][t] != at {
+                        self.token_wakes[p][t] = at;
+                        out.push(Decision::WakeAt(at));
+                    }
                 }
             }
         }
@@ -857,9 +873,9 @@ impl Policy {
                 None => i += 1,
             }
         }
+        // Every hedge deadline was asked for when its attempt started.
         if let Some(top) = self.hedges.peek() {
-            let at = top.at;
-            self.wake_at(at, out);
+            self.next_wake = self.next_wake.min(top.at);
         }
     }
 }

@@ -330,10 +330,7 @@ impl SystemView for View<'_> {
     fn tier_load(&self, provider: u16, tier: u16) -> TierLoad {
         let t = &self.st.tiers[provider as usize][tier as usize];
         let (tokens, next) = match (&t.model.bucket, t.model.enforcer) {
-            (Some(b), Enforcer::Client) => (
-                b.available(self.st.now),
-                b.next_after_available(self.st.now),
-            ),
+            (Some(b), Enforcer::Client) => b.state(self.st.now),
             _ => (u32::MAX, self.st.now),
         };
         TierLoad {
