@@ -9,7 +9,7 @@ mod queue;
 
 pub use queue::EventQueue;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use crate::metrics::{
     Observer, Place, RunResult, Summary, TierRow, TraceEvent, TraceKind, WorkflowRecord,
@@ -254,9 +254,6 @@ struct State {
     free_atts: Vec<u32>,
     remote_in_flight: u32,
     queue: EventQueue<Event>,
-    /// Wake-up times the policy asked for that are still ahead: each gets
-    /// one `Wake` event, however often it is asked for.
-    wakes: BTreeSet<SimTime>,
     next_arrival: u64,
     last_arrival: SimTime,
     events: u64,
@@ -550,7 +547,6 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 free_atts: Vec::new(),
                 remote_in_flight: 0,
                 queue: EventQueue::default(),
-                wakes: BTreeSet::new(),
                 next_arrival: 0,
                 last_arrival: SimTime::ZERO,
                 events: 0,
@@ -639,9 +635,8 @@ impl<'o, O: Observer> Simulator<'o, O> {
                         self.make_ready(slot, node);
                     }
                 }
-                Event::Wake => {
-                    self.st.wakes.remove(&t);
-                }
+                // A wake-up the policy asked for: the dispatch below is the point.
+                Event::Wake => {}
             }
             self.dispatch();
         }
@@ -921,7 +916,8 @@ impl<'o, O: Observer> Simulator<'o, O> {
                         self.start_attempt(call, provider, tier, model, kind);
                     }
                     Decision::WakeAt(t) => {
-                        if t > self.st.now && self.st.wakes.insert(t) {
+                        // The policy asks for a time once; each gets its event.
+                        if t > self.st.now {
                             self.st.queue.push(t, Event::Wake);
                         }
                     }
