@@ -55,9 +55,9 @@ impl Window {
         }
         self.scratch.clear();
         self.scratch.extend_from_slice(&self.buf);
-        // Two selections instead of a sort: O(n) per refresh.
-        self.p50 = select_percentile(&mut self.scratch, 50.0);
-        self.p95 = select_percentile(&mut self.scratch, 95.0);
+        // Two selections instead of a sort, the second only in the part
+        // right of the median.
+        (self.p50, self.p95) = select_percentiles(&mut self.scratch, 50.0, 95.0);
         self.since_refresh = 0;
     }
 
@@ -86,10 +86,27 @@ impl Window {
 
 /// The `q`-th percentile (numpy's linear interpolation) by selection;
 /// reorders `v`.
+#[cfg(test)]
 fn select_percentile(v: &mut [f64], q: f64) -> f64 {
+    select_from(v, 0, q)
+}
+
+/// Percentiles `q1 <= q2` by selection, the second inside the part the
+/// first left to its right; reorders `v`.
+fn select_percentiles(v: &mut [f64], q1: f64, q2: f64) -> (f64, f64) {
+    let first = select_from(v, 0, q1);
+    let from = ((v.len() - 1) as f64 * (q1 / 100.0)).floor() as usize;
+    (first, select_from(v, from, q2))
+}
+
+/// The `q`-th percentile of all of `v`, where everything left of `from`
+/// ranks below it (so only `v[from..]` is searched); reorders `v`.
+fn select_from(v: &mut [f64], from: usize, q: f64) -> f64 {
     let pos = (v.len() - 1) as f64 * (q / 100.0);
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    let a = *v.select_nth_unstable_by(lo, f64::total_cmp).1;
+    let a = *v[from..]
+        .select_nth_unstable_by(lo - from, f64::total_cmp)
+        .1;
     if hi == lo {
         return a;
     }
@@ -109,6 +126,23 @@ mod tests {
         for q in [0.0, 12.5, 50.0, 95.0, 100.0] {
             let want = crate::stats::percentile_sorted(&sorted, q);
             assert_eq!(select_percentile(&mut data.clone(), q), want, "q = {q}");
+        }
+    }
+
+    #[test]
+    fn paired_selection_matches_sorted_percentiles() {
+        for n in [1usize, 2, 3, 20, 997, 1000] {
+            let data: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1013) as f64).collect();
+            let mut sorted = data.clone();
+            sorted.sort_by(f64::total_cmp);
+            for (q1, q2) in [(50.0, 95.0), (0.0, 100.0), (95.0, 95.0), (12.5, 50.0)] {
+                let want = (
+                    crate::stats::percentile_sorted(&sorted, q1),
+                    crate::stats::percentile_sorted(&sorted, q2),
+                );
+                let got = select_percentiles(&mut data.clone(), q1, q2);
+                assert_eq!(got, want, "n = {n}, q = {q1}, {q2}");
+            }
         }
     }
 
