@@ -530,7 +530,10 @@ impl Policy {
     pub fn on_ready<V: SystemView>(&mut self, view: &V, r: ReadyCall, out: &mut Vec<Decision>) {
         let p = r.provider;
         let cheapest = self.by_price[p as usize][0];
-        let mut cheapest_load = None;
+        let cheapest_scale = self.providers[p as usize][cheapest as usize].latency_scale;
+        // Whether a tier that could take this call once queued is out of
+        // tokens with slots to spare and had no queue to wake up for.
+        let mut wake_needed = false;
         if self.global_free(view) > 0 {
             for &t in &self.by_price[p as usize] {
                 if !self.queues[p as usize][t as usize].is_empty() {
@@ -552,20 +555,20 @@ impl Policy {
                     });
                     return;
                 }
-                if t == cheapest {
-                    cheapest_load = Some(load);
-                }
+                let could_take = t == cheapest
+                    || (self.mech.escalation
+                        && self.providers[p as usize][t as usize].latency_scale < cheapest_scale);
+                wake_needed |= could_take && load.in_flight < load.slots && load.tokens == 0;
             }
+        } else {
+            // Rare: the in-flight cap binds. Let a pass sort it out.
+            wake_needed = true;
         }
-        // A pass could do something new with this call only by escalating
-        // it, or by waking up for the next token of the tier it queues at,
-        // if that tier had no queue yet (a queued tier has its wake-up).
-        if self.mech.escalation {
-            self.dirty = true;
-        } else if self.queues[p as usize][cheapest as usize].is_empty() {
-            let load = cheapest_load.unwrap_or_else(|| view.tier_load(p, cheapest));
-            self.dirty |= load.in_flight < load.slots && load.tokens == 0;
-        }
+        // Every tier without a queue is full now (or the call would have
+        // started), and a tier with a queue and room would have been served
+        // by the last pass; so a pass can do something new with this call
+        // only by waking up for a token.
+        self.dirty |= wake_needed;
         self.enqueue(p, cheapest, r);
     }
 
