@@ -279,12 +279,13 @@ impl Ord for Queued {
     }
 }
 
-/// A hedge deadline.
+/// A hedge deadline; the attempt it is for waits in `Policy::armed`, so
+/// that heap entries stay small.
 #[derive(Clone, Copy, Debug)]
 struct HedgeTimer {
     at: SimTime,
     seq: u64,
-    started: AttemptStarted,
+    armed: u32,
 }
 
 impl PartialEq for HedgeTimer {
@@ -330,6 +331,10 @@ pub struct Policy {
     /// Queue-wait window per (provider, tier).
     waits: Vec<Vec<Window>>,
     hedges: BinaryHeap<HedgeTimer>,
+    /// The attempts of pending hedge timers, by `HedgeTimer::armed`, and
+    /// the free entries of that table.
+    armed: Vec<AttemptStarted>,
+    armed_free: Vec<u32>,
     /// Due hedges that found no capacity yet.
     hedges_due: Vec<AttemptStarted>,
     seq: u64,
@@ -418,6 +423,8 @@ impl Policy {
             by_price,
             by_speed,
             hedges: BinaryHeap::new(),
+            armed: Vec::new(),
+            armed_free: Vec::new(),
             hedges_due: Vec::new(),
             seq: 0,
             queued: 0,
@@ -603,10 +610,20 @@ impl Policy {
         }
         let at = start + SimDuration::from_ms(self.c.hedge_stretch * p95);
         self.seq += 1;
+        let armed = match self.armed_free.pop() {
+            Some(i) => {
+                self.armed[i as usize] = s;
+                i
+            }
+            None => {
+                self.armed.push(s);
+                (self.armed.len() - 1) as u32
+            }
+        };
         self.hedges.push(HedgeTimer {
             at,
             seq: self.seq,
-            started: s,
+            armed,
         });
         self.wake_at(at, out);
     }
@@ -837,7 +854,8 @@ impl Policy {
                 break;
             }
             let t = self.hedges.pop().expect("peeked");
-            self.hedges_due.push(t.started);
+            self.hedges_due.push(self.armed[t.armed as usize]);
+            self.armed_free.push(t.armed);
         }
         let mut i = 0;
         while i < self.hedges_due.len() {
