@@ -51,16 +51,9 @@ impl TokenBucket {
         }
     }
 
-    /// When a token beyond those available at `now` arrives: the earliest
-    /// time another start is possible once every available token is taken
-    /// (the next refill when none is available).
-    pub fn next_after_available(&self, now: SimTime) -> SimTime {
-        self.state(now).1
-    }
-
-    /// [`available`](Self::available) and
-    /// [`next_after_available`](Self::next_after_available) together, with
-    /// one division.
+    /// Tokens available at `now`, and when a token beyond those arrives:
+    /// the earliest time another start is possible once every available
+    /// token is taken (the next refill when none is available).
     pub fn state(&self, now: SimTime) -> (u32, SimTime) {
         let k = self.available(now);
         let tat = self.tat_ns.max(now.0 * 1000) + k as u64 * self.interval_ns;
@@ -325,14 +318,14 @@ mod tests {
         let t0 = SimTime(1_000_000);
         assert_eq!(b.available(t0), 3);
         // Three tokens now, the fourth once they are gone: 200 ms later.
-        assert_eq!(b.next_after_available(t0), SimTime(1_200_000));
+        assert_eq!(b.state(t0).1, SimTime(1_200_000));
         for _ in 0..3 {
             b.take(t0);
         }
         assert_eq!(b.available(t0), 0);
         // One token every 200 ms.
         assert_eq!(b.next_available(t0), SimTime(1_200_000));
-        assert_eq!(b.next_after_available(t0), SimTime(1_200_000));
+        assert_eq!(b.state(t0).1, SimTime(1_200_000));
         assert_eq!(b.available(SimTime(1_199_999)), 0);
         assert_eq!(b.available(SimTime(1_200_000)), 1);
         assert_eq!(b.available(SimTime(1_600_000)), 3);
@@ -340,7 +333,7 @@ mod tests {
         // Half-way through a refill, with one token back and taken.
         let t1 = SimTime(1_300_000);
         assert_eq!(b.available(t1), 1);
-        assert_eq!(b.next_after_available(t1), SimTime(1_400_000));
+        assert_eq!(b.state(t1).1, SimTime(1_400_000));
         b.take(t1);
         assert_eq!(b.next_available(t1), SimTime(1_400_000));
     }

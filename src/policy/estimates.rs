@@ -84,13 +84,6 @@ impl Window {
     }
 }
 
-/// The `q`-th percentile (numpy's linear interpolation) by selection;
-/// reorders `v`.
-#[cfg(test)]
-fn select_percentile(v: &mut [f64], q: f64) -> f64 {
-    select_from(v, 0, q)
-}
-
 /// Percentiles `q1 <= q2` by selection, the second inside the part the
 /// first left to its right; reorders `v`.
 fn select_percentiles(v: &mut [f64], q1: f64, q2: f64) -> (f64, f64) {
@@ -99,8 +92,9 @@ fn select_percentiles(v: &mut [f64], q1: f64, q2: f64) -> (f64, f64) {
     (first, select_from(v, from, q2))
 }
 
-/// The `q`-th percentile of all of `v`, where everything left of `from`
-/// ranks below it (so only `v[from..]` is searched); reorders `v`.
+/// The `q`-th percentile (numpy's linear interpolation) of all of `v`,
+/// where everything left of `from` ranks below it (so only `v[from..]` is
+/// searched); reorders `v`.
 fn select_from(v: &mut [f64], from: usize, q: f64) -> f64 {
     let pos = (v.len() - 1) as f64 * (q / 100.0);
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
@@ -125,7 +119,7 @@ mod tests {
         sorted.sort_by(f64::total_cmp);
         for q in [0.0, 12.5, 50.0, 95.0, 100.0] {
             let want = crate::stats::percentile_sorted(&sorted, q);
-            assert_eq!(select_percentile(&mut data.clone(), q), want, "q = {q}");
+            assert_eq!(select_from(&mut data.clone(), 0, q), want, "q = {q}");
         }
     }
 
