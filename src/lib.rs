@@ -29,12 +29,14 @@
 
 pub mod cli;
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod output;
 pub mod policy;
 pub mod provider;
 pub mod report;
 pub mod rng;
+pub mod runtime;
 pub mod scenario;
 pub mod sim;
 pub mod stats;

@@ -43,6 +43,9 @@ pub struct WorkflowRecord {
     pub attempts: u32,
     /// Summed queue wait of its remote attempts.
     pub queue_wait: SimDuration,
+    /// The run was stopped (Ctrl-C) before this workflow finished: `ok` is
+    /// false and `workflows.csv` says `interrupted`.
+    pub interrupted: bool,
 }
 
 impl WorkflowRecord {

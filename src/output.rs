@@ -230,7 +230,13 @@ fn workflow_row(r: &WorkflowRecord) -> String {
         fmt_f64(r.wasted.as_ms()),
         fmt_f64(r.arrival.as_ms()),
         fmt_f64(r.finish.as_ms()),
-        if r.ok { "ok" } else { "failed" },
+        if r.ok {
+            "ok"
+        } else if r.interrupted {
+            "interrupted"
+        } else {
+            "failed"
+        },
         r.iterations,
         r.nodes,
         r.calls,
@@ -399,7 +405,13 @@ timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_w
 
 /// `summary.csv` bytes: a header and one row.
 pub fn summary_csv(s: &Summary, policy: &str) -> Vec<u8> {
-    let fields = s.fields();
+    summary_csv_with(s, policy, &[])
+}
+
+/// `summary.csv` with `extra` columns after the simulator's (a live run's).
+pub fn summary_csv_with(s: &Summary, policy: &str, extra: &[(&str, serde_json::Value)]) -> Vec<u8> {
+    let mut fields = s.fields();
+    fields.extend(extra.iter().cloned());
     let mut head = String::from("policy");
     let mut row = policy.to_string();
     for (k, v) in fields {
@@ -442,16 +454,36 @@ pub fn write_run_files(
     policy: &str,
     durability: Durability,
 ) -> Result<String> {
+    write_run_files_with(dir, result, workflows_sha, meta, policy, durability, &[])
+}
+
+/// [`write_run_files`] with `extra` summary columns (a live run's metrics),
+/// appended to `summary.csv` and `summary.json`; the digest covers the
+/// simulator's columns only.
+pub fn write_run_files_with(
+    dir: &Path,
+    result: &RunResult,
+    workflows_sha: &[u8; 20],
+    meta: &serde_json::Map<String, serde_json::Value>,
+    policy: &str,
+    durability: Durability,
+    extra: &[(&str, serde_json::Value)],
+) -> Result<String> {
     let tiers = tiers_csv(&result.tiers);
     let digest = output_digest(workflows_sha, &tiers, &result.summary, policy);
     atomic_write(&dir.join("tiers.csv"), &tiers)?;
     atomic_write(
         &dir.join("summary.csv"),
-        &summary_csv(&result.summary, policy),
+        &summary_csv_with(&result.summary, policy, extra),
     )?;
     let mut json = serde_json::Map::new();
     json.insert("policy".into(), policy.into());
-    for (k, v) in result.summary.fields() {
+    for (k, v) in result
+        .summary
+        .fields()
+        .into_iter()
+        .chain(extra.iter().cloned())
+    {
         json.insert(k.into(), v);
     }
     json.insert("output_digest".into(), digest.clone().into());
@@ -464,6 +496,20 @@ pub fn write_run_files(
         write_file(&dir.join("summary.json"), text.as_bytes(), durability)?;
     }
     Ok(digest)
+}
+
+/// Creates `out` if missing; refuses an existing file.
+pub fn prepare_out_dir(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Input(format!(
+            "--out {}: exists and is not a directory",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|source| Error::Write {
+        path: out.to_path_buf(),
+        source,
+    })
 }
 
 /// What a simulation wrote.
@@ -487,16 +533,7 @@ pub fn simulate_to_dir_with(
     trace: bool,
     durability: Durability,
 ) -> Result<SimulationOutput> {
-    if out.exists() && !out.is_dir() {
-        return Err(Error::Input(format!(
-            "--out {}: exists and is not a directory",
-            out.display()
-        )));
-    }
-    std::fs::create_dir_all(out).map_err(|source| Error::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    prepare_out_dir(out)?;
     let mut obs = FileObserver::create(out, trace, NodeTable::build(s), durability)?;
     let started = std::time::Instant::now();
     let mut result = Simulator::new(s, &mut obs).run();

@@ -208,6 +208,110 @@ fn price_of(
     Money::from_dollars(dollars)
 }
 
+/// The provider's side of every attempt: the keyed latency and outcome
+/// draw, and provider-enforced rate limits (a 429 after the tier's reject
+/// latency, with the wait until the next token as Retry-After). One model
+/// for the simulator, the in-process transport and the emulator.
+#[derive(Clone, Debug)]
+pub struct ProviderSide {
+    keyer: Keyer,
+    /// Provider-enforced buckets, per (provider, tier).
+    buckets: Vec<Vec<Option<TokenBucket>>>,
+}
+
+/// A provider-enforced bucket as `x-ratelimit-*` headers report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketReport {
+    /// Capacity (`x-ratelimit-limit-requests`).
+    pub limit: u32,
+    /// Requests that could be sent now (`x-ratelimit-remaining-requests`).
+    pub remaining: u32,
+    /// Until the next token arrives (`x-ratelimit-reset-requests`).
+    pub reset: SimDuration,
+}
+
+impl ProviderSide {
+    /// The provider side of a validated scenario.
+    pub fn new(s: &crate::scenario::Scenario) -> ProviderSide {
+        ProviderSide {
+            keyer: attempt_keyer(s.seed),
+            buckets: s
+                .providers
+                .values()
+                .map(|p| {
+                    p.tiers
+                        .iter()
+                        .map(|t| {
+                            t.rate_limit
+                                .as_ref()
+                                .filter(|r| r.enforced_by == Enforcer::Provider)
+                                .map(|r| TokenBucket::new(r.rate_per_s, r.burst))
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// The attempt `ids` arriving at `now`: a 429 when a provider-enforced
+    /// bucket is empty (with the wait until its next token), else the
+    /// keyed draw.
+    pub fn attempt(
+        &mut self,
+        now: SimTime,
+        ids: AttemptIds,
+        tier: &TierModel,
+        model: usize,
+        spec: &DrawSpec<'_>,
+    ) -> (AttemptDraw, SimDuration) {
+        let keyer = self.keyer;
+        self.attempt_keyed(&keyer, now, ids, tier, model, spec)
+    }
+
+    /// [`attempt`](Self::attempt) with draws from another keyer (the
+    /// emulator's own stream, for requests without an identity).
+    pub fn attempt_keyed(
+        &mut self,
+        keyer: &Keyer,
+        now: SimTime,
+        ids: AttemptIds,
+        tier: &TierModel,
+        model: usize,
+        spec: &DrawSpec<'_>,
+    ) -> (AttemptDraw, SimDuration) {
+        let bucket = &mut self.buckets[ids.provider as usize][ids.tier as usize];
+        match bucket {
+            Some(b) if b.available(now) == 0 => (
+                AttemptDraw {
+                    duration: tier.reject_latency,
+                    outcome: Outcome::RateLimited,
+                },
+                b.next_available(now) - now,
+            ),
+            _ => {
+                if let Some(b) = bucket {
+                    b.take(now);
+                }
+                (
+                    draw_attempt(keyer, ids, tier, model, spec),
+                    SimDuration::ZERO,
+                )
+            }
+        }
+    }
+
+    /// The provider-enforced bucket of (provider, tier) at `now`, if any.
+    pub fn bucket(&self, provider: u16, tier: u16, now: SimTime) -> Option<BucketReport> {
+        let b = self.buckets[provider as usize][tier as usize].as_ref()?;
+        let remaining = b.available(now);
+        Some(BucketReport {
+            limit: b.burst,
+            remaining,
+            reset: b.state(now).1 - now,
+        })
+    }
+}
+
 /// What an attempt's draw depends on besides its key.
 #[derive(Clone, Copy, Debug)]
 pub struct DrawSpec<'a> {

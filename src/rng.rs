@@ -35,6 +35,9 @@ pub enum Stream {
     Factory = 7,
     /// Priors computed from the scenario (Monte Carlo quantiles).
     Prior = 8,
+    /// The provider emulator's own draws: injected faults, and attempts
+    /// that arrive without an identity.
+    Emulator = 9,
 }
 
 /// SplitMix64 finaliser (Steele, Lea, Flood 2014): a bijective avalanche mix.

@@ -3,6 +3,7 @@
 //! [`run`] and maps errors to exit codes.
 
 pub mod args;
+pub mod live_cmd;
 mod report_cmd;
 mod scenario_cmd;
 mod simulate;
@@ -52,6 +53,11 @@ pub enum Command {
     Ratchet(tune_cmd::RatchetArgs),
     /// Evaluate candidate constants against a baseline (JSON report for optimisation agents).
     Eval(tune_cmd::EvalArgs),
+    /// Run a scenario live against OpenAI-compatible endpoints (`live run`).
+    #[command(subcommand)]
+    Live(live_cmd::LiveCmd),
+    /// Serve a scenario's tiers as an OpenAI-compatible HTTP server (loopback by default).
+    Emulate(live_cmd::EmulateArgs),
 }
 
 /// Runs a parsed command; returns the exit code on success.
@@ -68,6 +74,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Split(a) => tune_cmd::split(a),
         Command::Ratchet(a) => tune_cmd::ratchet(a),
         Command::Eval(a) => tune_cmd::eval(a),
+        Command::Live(c) => live_cmd::run(c),
+        Command::Emulate(a) => live_cmd::emulate(a),
     }
 }
 

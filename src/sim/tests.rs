@@ -2,7 +2,10 @@
 
 use super::*;
 use crate::metrics::{MemoryObserver, NullObserver};
+use crate::metrics::{Place, TraceKind};
 use crate::policy::PolicyKind;
+use crate::scenario::Arrivals;
+use crate::units::Money;
 
 fn research(workflows: u64, policy: PolicyKind) -> Scenario {
     let mut s = Scenario::default_research_agent();

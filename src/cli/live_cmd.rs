@@ -1,0 +1,280 @@
+//! `agentsched live run` and `agentsched emulate`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+
+use crate::cli::ScenarioArgs;
+use crate::error::{Error, Result};
+use crate::live::emulator::{self, EmulatorConfig, Fault};
+use crate::live::{self, EndpointsFile, HttpTransport, LiveConfig, ModelTransport, RequestLog};
+use crate::output::{self, Durability, FileObserver};
+use crate::runtime::NodeTable;
+use crate::scenario::Scenario;
+
+/// Exit code of a run stopped by Ctrl-C (outputs written, marked interrupted).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// `live` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum LiveCmd {
+    /// Replay a scenario against OpenAI-compatible endpoints with the simulator's policy code.
+    Run(LiveRunArgs),
+}
+
+/// `live run` flags.
+#[derive(Args, Debug)]
+pub struct LiveRunArgs {
+    /// The scenario (the `simulate` flags; `--time-scale N` runs N scenario seconds per real second).
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// endpoints.json: base URL, model and key variable per (provider, tier).
+    #[arg(long, value_name = "FILE", required_unless_present = "in_process")]
+    pub endpoints: Option<PathBuf>,
+    /// No network: answer every attempt from the provider model in process (a dry run of the executor).
+    #[arg(long, conflicts_with = "endpoints")]
+    pub in_process: bool,
+    /// Output directory (created if missing).
+    #[arg(long, alias = "out_dir", alias = "out-dir", default_value = "out/live")]
+    pub out: PathBuf,
+    /// Also write trace.json.
+    #[arg(long)]
+    pub trace: bool,
+    /// 429s in a row after which a call's next 429 counts as a failure.
+    #[arg(long, default_value_t = 32)]
+    pub max_consecutive_429: u32,
+    /// Do not send the attempt identity header (x-agentsched-attempt).
+    #[arg(long)]
+    pub no_identity: bool,
+    /// Print nothing on success (no progress either).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `emulate` flags.
+#[derive(Args, Debug)]
+pub struct EmulateArgs {
+    /// The scenario whose tiers to serve.
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Address to bind (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free one; the address is printed).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Inject a fault with a probability per request: reset, malformed, stall, slow_headers, truncated.
+    #[arg(long, value_name = "KIND=PROB")]
+    pub fault: Vec<String>,
+    /// Share of a streamed answer's latency before its first token.
+    #[arg(long, default_value_t = 0.3)]
+    pub ttft_fraction: f64,
+    /// Write an endpoints.json for this emulator (for `live run --endpoints`).
+    #[arg(long, value_name = "FILE")]
+    pub write_endpoints: Option<PathBuf>,
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Execution(format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs `live` subcommands.
+pub(crate) fn run(c: LiveCmd) -> Result<u8> {
+    match c {
+        LiveCmd::Run(a) => live_run(a),
+    }
+}
+
+fn live_run(a: LiveRunArgs) -> Result<u8> {
+    let mut s = a.scenario.resolve()?;
+    let mut cfg = LiveConfig::new(&s);
+    cfg.max_consecutive_429 = a.max_consecutive_429;
+    cfg.send_identity = !a.no_identity;
+    cfg.progress = !a.quiet && std::io::stderr().is_terminal();
+    if let Some(path) = &a.endpoints {
+        let file = EndpointsFile::read(path)?;
+        cfg.endpoints = file
+            .resolve(&path.display().to_string(), &mut s, |k| {
+                std::env::var(k).ok()
+            })?
+            .into_iter()
+            .map(|tiers| tiers.into_iter().map(Arc::new).collect())
+            .collect();
+    }
+    if !(s.time_scale.is_finite() && s.time_scale > 0.0) {
+        return Err(Error::Input(format!(
+            "--time-scale: expected a finite number > 0, got {}",
+            s.time_scale
+        )));
+    }
+    output::prepare_out_dir(&a.out)?;
+    let rt = tokio_runtime()?;
+    let endpoints_meta: Vec<serde_json::Value> = cfg
+        .endpoints
+        .iter()
+        .zip(s.providers.keys())
+        .flat_map(|(tiers, p)| {
+            tiers.iter().enumerate().map(move |(k, e)| {
+                serde_json::json!({"provider": p, "tier": k, "base_url": e.base_url, "models": e.models})
+            })
+        })
+        .collect();
+    let out = &a.out;
+    let trace = a.trace;
+    let done = rt.block_on(async {
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        if a.in_process {
+            cfg.drain_timers = true;
+            run_to_dir(&s, out, trace, ModelTransport::new(&s), cfg, stop).await
+        } else {
+            run_to_dir(&s, out, trace, HttpTransport::new(), cfg, stop).await
+        }
+    })?;
+    let mut meta = serde_json::Map::new();
+    meta.insert("mode".into(), "live".into());
+    meta.insert("endpoints".into(), endpoints_meta.into());
+    let digest = write_outputs(&s, out, &done, meta)?;
+    let m = &done.outcome.result.summary;
+    if !a.quiet {
+        println!(
+            "{} live {} workflows ({} failed{}): makespan p50 {:.0} ms, p95 {:.0} ms; cost mean {:.4}; \
+             {} attempts, {} 429s, {} errors, {:.2} s real at time scale {}; digest {}; outputs in {}",
+            s.policy.name(),
+            m.workflows,
+            m.failed,
+            if done.outcome.interrupted {
+                ", interrupted"
+            } else {
+                ""
+            },
+            m.makespan_p50_ms,
+            m.makespan_p95_ms,
+            m.cost_mean,
+            m.attempts,
+            done.outcome.metrics.http_429,
+            done.outcome.metrics.errors,
+            done.outcome.wall_time_s,
+            s.time_scale,
+            &digest[..12],
+            out.display()
+        );
+    }
+    Ok(if done.outcome.interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        0
+    })
+}
+
+/// A finished live run and its workflows file.
+#[derive(Debug)]
+pub struct LiveDone {
+    /// The run.
+    pub outcome: live::LiveOutcome,
+    workflows_sha: [u8; 20],
+}
+
+/// Runs `s` live with `transport`, streaming workflows.csv, trace.json and
+/// requests.jsonl into `out`.
+pub async fn run_to_dir<T: live::Transport>(
+    s: &Scenario,
+    out: &Path,
+    trace: bool,
+    transport: T,
+    cfg: LiveConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<LiveDone> {
+    let mut obs = FileObserver::create(out, trace, NodeTable::build(s), Durability::Atomic)?;
+    let log = RequestLog::create(&out.join("requests.jsonl"))?;
+    let outcome = live::run(s, &mut obs, transport, cfg, Some(log), stop).await?;
+    let workflows_sha = obs.finish()?;
+    Ok(LiveDone {
+        outcome,
+        workflows_sha,
+    })
+}
+
+/// Writes summary.csv/json and tiers.csv of a live run; returns the digest.
+pub fn write_outputs(
+    s: &Scenario,
+    out: &Path,
+    done: &LiveDone,
+    mut meta: serde_json::Map<String, serde_json::Value>,
+) -> Result<String> {
+    let mut metrics = done.outcome.metrics.clone();
+    meta.insert("scenario".into(), s.name.clone().into());
+    meta.insert("seed".into(), s.seed.into());
+    meta.insert("time_scale".into(), output::json_f64(s.time_scale));
+    meta.insert("interrupted".into(), done.outcome.interrupted.into());
+    meta.insert("requests_logged".into(), done.outcome.request_lines.into());
+    meta.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    let digest = output::write_run_files_with(
+        out,
+        &done.outcome.result,
+        &done.workflows_sha,
+        &meta,
+        s.policy.name(),
+        Durability::Atomic,
+        &metrics.columns(),
+    )?;
+    output::sync_dir(out);
+    Ok(digest)
+}
+
+/// Runs `emulate` until Ctrl-C.
+pub(crate) fn emulate(a: EmulateArgs) -> Result<u8> {
+    let s = a.scenario.resolve()?;
+    let mut faults = BTreeMap::new();
+    for f in &a.fault {
+        let (k, p) = Fault::parse(f).map_err(Error::Input)?;
+        if faults.insert(k, p).is_some() {
+            return Err(Error::Input(format!(
+                "--fault {f:?}: this kind is given twice"
+            )));
+        }
+    }
+    if !(0.0..=1.0).contains(&a.ttft_fraction) {
+        return Err(Error::Input(format!(
+            "--ttft-fraction: expected a number in [0, 1], got {}",
+            a.ttft_fraction
+        )));
+    }
+    let ip: std::net::IpAddr = a
+        .host
+        .parse()
+        .map_err(|_| Error::Input(format!("--host: expected an IP address, got {:?}", a.host)))?;
+    let cfg = EmulatorConfig {
+        time_scale: s.time_scale,
+        faults,
+        ttft_fraction: a.ttft_fraction,
+    };
+    let rt = tokio_runtime()?;
+    rt.block_on(async {
+        let h = emulator::start(&s, cfg, SocketAddr::new(ip, a.port)).await?;
+        if let Some(path) = &a.write_endpoints {
+            let file = emulator::endpoints_for(&s, h.addr);
+            let mut text = serde_json::to_string_pretty(&file).expect("endpoints serialize");
+            text.push('\n');
+            output::atomic_write(path, text.as_bytes())?;
+        }
+        println!(
+            "listening on http://{}/v1 (time scale {})",
+            h.addr, s.time_scale
+        );
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = tokio::signal::ctrl_c().await;
+        h.shutdown().await;
+        Ok::<_, Error>(())
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,355 @@
+//! `endpoints.json`: where each (provider, tier) of a scenario is served.
+//!
+//! ```json
+//! {"providers": {
+//!   "llm_provider": [
+//!     {"base_url": "http://127.0.0.1:8080/v1", "model": "small-model",
+//!      "models": {"small": "tiny-model"}, "api_key_env": "MY_KEY",
+//!      "headers": {"x-team": "research"}, "slots": 4,
+//!      "rate_limit": {"rate_per_s": 5, "burst": 20}},
+//!     {"base_url": "http://127.0.0.1:8081/v1", "model": "big-model"}],
+//!   "embed_provider": [ ... ]}}
+//! ```
+//!
+//! `model` is the name sent for the tier's default model; `models` maps the
+//! scenario's other model names (model routing) to endpoint names (a
+//! missing one is sent under its scenario name). `api_key_env` names an
+//! environment variable: the key itself is never written anywhere.
+//! `slots` and `rate_limit` override the scenario's tier.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::scenario::{RateLimit, Scenario};
+
+/// The file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointsFile {
+    /// Provider name -> one endpoint per tier, in tier order.
+    pub providers: BTreeMap<String, Vec<TierEndpoint>>,
+}
+
+/// One tier's endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierEndpoint {
+    /// `http://host:port/v1` (requests go to `{base_url}/chat/completions`
+    /// and `{base_url}/embeddings`).
+    pub base_url: String,
+    /// Model name for the tier's default model.
+    pub model: String,
+    /// Scenario model name -> endpoint model name, for the others.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, String>,
+    /// Name of the environment variable holding the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Extra request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Overrides the scenario tier's slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// Overrides the scenario tier's rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A tier endpoint, resolved: the URL split, the key read.
+#[derive(Clone)]
+pub struct ResolvedEndpoint {
+    /// `host:port`.
+    pub authority: String,
+    /// Path prefix (`/v1`).
+    pub path: String,
+    /// Model names by scenario model index.
+    pub models: Vec<String>,
+    /// `Authorization: Bearer ...` value, if a key is configured.
+    pub(crate) auth: Option<http::HeaderValue>,
+    /// Extra headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The base URL as given (for reports; never holds the key).
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for ResolvedEndpoint {
+    // The key stays out of debug output too.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedEndpoint")
+            .field("base_url", &self.base_url)
+            .field("models", &self.models)
+            .field("auth", &self.auth.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+fn bad(file: &str, field: &str, msg: impl std::fmt::Display) -> Error {
+    Error::Input(format!("{file}: {field}: {msg}"))
+}
+
+impl EndpointsFile {
+    /// Reads and parses a file (exit 2 naming the file and field on error).
+    pub fn read(path: &Path) -> Result<EndpointsFile> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            bad(&path.display().to_string(), &field, e.inner())
+        })
+    }
+
+    /// Checks the file against a scenario, applies its slot and rate-limit
+    /// overrides to `s` (then re-validated), and resolves every endpoint:
+    /// `[provider][tier]` in the scenario's order.
+    pub fn resolve(
+        &self,
+        file: &str,
+        s: &mut Scenario,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Vec<ResolvedEndpoint>>> {
+        for name in self.providers.keys() {
+            if !s.providers.contains_key(name) {
+                let known: Vec<&str> = s.providers.keys().map(String::as_str).collect();
+                return Err(bad(
+                    file,
+                    &format!("providers.{name}"),
+                    format!(
+                        "not a provider of the scenario (expected one of {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut out = Vec::new();
+        for (pname, provider) in s.providers.iter_mut() {
+            let Some(eps) = self.providers.get(pname) else {
+                return Err(bad(
+                    file,
+                    &format!("providers.{pname}"),
+                    "missing: every provider of the scenario needs an endpoint per tier",
+                ));
+            };
+            if eps.len() != provider.tiers.len() {
+                return Err(bad(
+                    file,
+                    &format!("providers.{pname}"),
+                    format!(
+                        "expected {} tier endpoints (one per scenario tier), got {}",
+                        provider.tiers.len(),
+                        eps.len()
+                    ),
+                ));
+            }
+            let mut tiers = Vec::new();
+            for (k, (ep, tier)) in eps.iter().zip(provider.tiers.iter_mut()).enumerate() {
+                let field = format!("providers.{pname}.{k}");
+                if let Some(x) = ep.slots {
+                    tier.slots = x;
+                }
+                if let Some(r) = &ep.rate_limit {
+                    tier.rate_limit = Some(r.clone());
+                }
+                let (authority, path) = split_url(&ep.base_url)
+                    .map_err(|m| bad(file, &format!("{field}.base_url"), m))?;
+                if ep.model.is_empty() {
+                    return Err(bad(
+                        file,
+                        &format!("{field}.model"),
+                        "expected a model name",
+                    ));
+                }
+                let scenario_models: Vec<String> = if tier.models.is_empty() {
+                    vec!["default".into()]
+                } else {
+                    tier.models.iter().map(|m| m.name.clone()).collect()
+                };
+                for m in ep.models.keys() {
+                    if !scenario_models.contains(m) {
+                        return Err(bad(
+                            file,
+                            &format!("{field}.models.{m}"),
+                            format!(
+                                "not a model of this scenario tier (expected one of {})",
+                                scenario_models.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                let models = scenario_models
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| match ep.models.get(m) {
+                        Some(x) => x.clone(),
+                        None if i == 0 => ep.model.clone(),
+                        None => m.clone(),
+                    })
+                    .collect();
+                let auth = match &ep.api_key_env {
+                    None => None,
+                    Some(var) => {
+                        let key = env(var).ok_or_else(|| {
+                            bad(
+                                file,
+                                &format!("{field}.api_key_env"),
+                                format!("environment variable {var} is not set"),
+                            )
+                        })?;
+                        let v = http::HeaderValue::from_str(&format!("Bearer {key}")).map_err(
+                            |_| {
+                                bad(
+                                    file,
+                                    &format!("{field}.api_key_env"),
+                                    format!("the value of {var} is not a valid header value"),
+                                )
+                            },
+                        )?;
+                        Some(v)
+                    }
+                };
+                let mut headers = Vec::new();
+                for (h, v) in &ep.headers {
+                    let name = http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                        bad(
+                            file,
+                            &format!("{field}.headers.{h}"),
+                            "not a valid header name",
+                        )
+                    })?;
+                    let value = http::HeaderValue::from_str(v).map_err(|_| {
+                        bad(
+                            file,
+                            &format!("{field}.headers.{h}"),
+                            "not a valid header value",
+                        )
+                    })?;
+                    headers.push((name, value));
+                }
+                tiers.push(ResolvedEndpoint {
+                    authority,
+                    path,
+                    models,
+                    auth,
+                    headers,
+                    base_url: ep.base_url.clone(),
+                });
+            }
+            out.push(tiers);
+        }
+        // The overrides must leave a valid scenario.
+        *s = Scenario::from_value(s.to_value())
+            .map_err(|e| Error::Input(format!("{file}: after its overrides, the scenario: {e}")))?;
+        Ok(out)
+    }
+}
+
+/// Splits `http://host:port/prefix` into (`host:port`, `/prefix`).
+fn split_url(url: &str) -> std::result::Result<(String, String), String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!(
+            "expected an http:// URL such as http://127.0.0.1:8080/v1, got {url:?} \
+             (https is not supported yet: put a TLS-terminating proxy in front)"
+        ));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return Err(format!("expected a host in {url:?}"));
+    }
+    http::uri::Authority::try_from(authority)
+        .map_err(|e| format!("invalid host:port in {url:?}: {e}"))?;
+    Ok((
+        authority.to_string(),
+        path.trim_end_matches('/').to_string(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(json: &str) -> EndpointsFile {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn two_tiers(p: &str) -> String {
+        format!(
+            r#"{{"base_url":"http://127.0.0.1:1/v1","model":"{p}0","api_key_env":"K"}},
+               {{"base_url":"http://127.0.0.1:2/v1/","model":"{p}1","slots":9}}"#
+        )
+    }
+
+    #[test]
+    fn resolves_every_tier_and_applies_overrides() {
+        let mut s = Scenario::default_research_agent();
+        let f = file(&format!(
+            r#"{{"providers":{{"llm_provider":[{}],"embed_provider":[{}]}}}}"#,
+            two_tiers("l"),
+            two_tiers("e")
+        ));
+        let r = f
+            .resolve("e.json", &mut s, |k| (k == "K").then(|| "sk-123".into()))
+            .unwrap();
+        assert_eq!(r.len(), 2);
+        // Providers in scenario order: embed_provider, llm_provider.
+        assert_eq!(r[1][0].models, vec!["l0".to_string(), "small".to_string()]);
+        assert_eq!(r[1][1].path, "/v1");
+        assert_eq!(r[1][0].authority, "127.0.0.1:1");
+        assert_eq!(s.providers["llm_provider"].tiers[1].slots, 9);
+        assert!(!format!("{:?}", r[1][0]).contains("sk-123"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let mut s = Scenario::default_research_agent();
+        let f = file(&format!(
+            r#"{{"providers":{{"llm_provider":[{}]}}}}"#,
+            two_tiers("l")
+        ));
+        let e = f
+            .resolve("e.json", &mut s, |_| Some("k".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("e.json: providers.embed_provider: missing"),
+            "{e}"
+        );
+        let f = file(
+            r#"{"providers":{"llm_provider":[{"base_url":"https://x/v1","model":"m"}],"embed_provider":[]}}"#,
+        );
+        let e = f
+            .resolve("e.json", &mut s, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("providers.embed_provider: expected 2 tier endpoints"),
+            "{e}"
+        );
+        let f = file(&format!(
+            r#"{{"providers":{{"llm_provider":[{}],"embed_provider":[{}]}}}}"#,
+            two_tiers("l"),
+            two_tiers("e")
+        ));
+        let e = f
+            .resolve("e.json", &mut s, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("providers.embed_provider.0.api_key_env: environment variable K"),
+            "{e}"
+        );
+        assert!(split_url("https://api.example/v1").is_err());
+        assert_eq!(
+            split_url("http://127.0.0.1:9/v1").unwrap(),
+            ("127.0.0.1:9".into(), "/v1".into())
+        );
+    }
+}

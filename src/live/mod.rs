@@ -1,0 +1,844 @@
+//! The live executor: the second driver of the workflow runtime, on tokio.
+//!
+//! The runtime and the policy are the simulator's; this driver supplies
+//! time from a tokio clock and outcomes from a [`Transport`] (HTTP to
+//! OpenAI-compatible endpoints, or the in-process provider model).
+//!
+//! **Time.** The scenario is written in scenario time; `time_scale` N
+//! compresses it: real time = scenario time / N. The runtime, the policy
+//! and every output see scenario time (real elapsed x N), so a live run's
+//! files compare column for column with a simulation's.
+//!
+//! **Ordering.** Everything that will happen (timers the runtime asked
+//! for, attempt ends) waits in one queue ordered by (scenario time,
+//! sequence of scheduling), the simulator's own order. An item is handled
+//! once the clock has reached its time and is reported at its own time (a
+//! timer that fires late is still reported at its deadline; a reply is
+//! stamped with the moment it arrived), one at a time, each followed by a
+//! dispatch. A transport that knows an attempt's reply at send time (the
+//! in-process model) has it delivered at exactly its planned end, which is
+//! what makes the live driver reproduce the simulator on tokio's paused
+//! clock (the parity test).
+//!
+//! **Cancellation.** A hedge loser or an attempt of a failed workflow is
+//! aborted: its request is dropped mid-flight, it is recorded as cancelled
+//! and charged pro rata for the time it ran against its expected duration.
+//!
+//! **429s.** A 429 frees the attempt's slot at once (the answer came back),
+//! and the call waits outside the queues for the `retry-after-ms`,
+//! `x-ratelimit-reset-requests` or `Retry-After` the server sent (without
+//! one: the scenario's retry backoff), then becomes ready again and is
+//! queued like any ready call. A call that meets more than
+//! [`LiveConfig::max_consecutive_429`] 429s in a row counts the next one
+//! as a failure, so that a misconfigured endpoint cannot hold a run forever.
+
+pub mod emulator;
+pub mod endpoints;
+pub mod sse;
+pub mod transport;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::metrics::{Observer, RunResult};
+use crate::policy::{AttemptKey, StartKind};
+use crate::provider::Outcome;
+use crate::runtime::{AttemptReport, Driver, NodeTable, Runtime, SendAttempt, Timer};
+use crate::scenario::Scenario;
+use crate::stats;
+use crate::units::{SimDuration, SimTime};
+
+pub use endpoints::{EndpointsFile, ResolvedEndpoint};
+pub use transport::{CallKind, CallRequest, HttpTransport, ModelTransport, Reply, Transport};
+
+/// The request header carrying an attempt's identity, so that the
+/// emulator draws exactly what the simulator would for it:
+/// `seed=1;wf=3;node=17;provider=1;tier=0;attempt=0;model=0;type=ExtractEvidence;out=150`.
+pub const IDENTITY_HEADER: &str = "x-agentsched-attempt";
+
+/// Converts between a tokio instant and scenario time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    t0: Instant,
+    scale: f64,
+}
+
+impl Clock {
+    /// Scenario time 0 is now; `scale` scenario seconds pass per real second.
+    pub fn start(scale: f64) -> Clock {
+        Clock {
+            t0: Instant::now(),
+            scale,
+        }
+    }
+
+    /// Scenario time at `at` (rounded down to the microsecond).
+    pub fn sim(&self, at: Instant) -> SimTime {
+        let ns = at.saturating_duration_since(self.t0).as_nanos() as f64;
+        SimTime((ns * self.scale / 1000.0) as u64)
+    }
+
+    /// The real instant of scenario time `t` (rounded up to the nanosecond).
+    pub fn real(&self, t: SimTime) -> Instant {
+        self.t0 + Duration::from_nanos((t.0 as f64 * 1000.0 / self.scale).ceil() as u64)
+    }
+
+    /// A real duration as scenario time.
+    pub fn to_sim(&self, d: Duration) -> SimDuration {
+        SimDuration((d.as_nanos() as f64 * self.scale / 1000.0) as u64)
+    }
+
+    /// Microseconds of real time since the start.
+    pub fn real_us(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.t0).as_micros() as u64
+    }
+}
+
+/// How a live run behaves.
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    /// Scenario seconds per real second.
+    pub time_scale: f64,
+    /// Endpoints per (provider, tier), for transports that send requests.
+    pub endpoints: Vec<Vec<Arc<ResolvedEndpoint>>>,
+    /// Send the attempt identity header.
+    pub send_identity: bool,
+    /// 429s in a row after which a call's next 429 counts as a failure.
+    pub max_consecutive_429: u32,
+    /// Keep running until every timer the runtime asked for has fired, as
+    /// the simulator does (its end time counts them). Off for real runs:
+    /// they end with their last workflow.
+    pub drain_timers: bool,
+    /// Show progress on stderr.
+    pub progress: bool,
+    /// Spend the last 1.5 ms before a deadline yielding instead of on the
+    /// timer wheel (which wakes up to a millisecond late). Off on a paused
+    /// clock, which only moves when every task sleeps.
+    pub precise_timers: bool,
+}
+
+impl LiveConfig {
+    /// Defaults for a run of `s` (no endpoints: the model transport).
+    pub fn new(s: &Scenario) -> LiveConfig {
+        LiveConfig {
+            time_scale: s.time_scale,
+            endpoints: Vec::new(),
+            send_identity: true,
+            max_consecutive_429: 32,
+            drain_timers: false,
+            progress: false,
+            precise_timers: true,
+        }
+    }
+}
+
+/// One line of `requests.jsonl`: one attempt, written when it ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestRecord {
+    /// Workflow id.
+    pub workflow: u64,
+    /// Node index.
+    pub node: u32,
+    /// Node type.
+    pub node_type: String,
+    /// Attempt number of the node.
+    pub attempt: u32,
+    /// `primary`, `escalated` or `hedge`.
+    pub role: &'static str,
+    /// Provider name.
+    pub provider: String,
+    /// Tier index.
+    pub tier: u16,
+    /// Model name sent.
+    pub model: String,
+    /// When the call became ready for this start (scenario ms).
+    pub scheduled_ms: f64,
+    /// Sent (scenario ms).
+    pub sent_ms: f64,
+    /// Response headers (scenario ms).
+    pub first_byte_ms: Option<f64>,
+    /// First non-empty content (scenario ms).
+    pub first_token_ms: Option<f64>,
+    /// Ended (scenario ms).
+    pub done_ms: f64,
+    /// Sent, real microseconds since the run started.
+    pub sent_us: u64,
+    /// Response headers, real microseconds.
+    pub first_byte_us: Option<u64>,
+    /// First token, real microseconds.
+    pub first_token_us: Option<u64>,
+    /// Ended, real microseconds.
+    pub done_us: u64,
+    /// HTTP status.
+    pub status: Option<u16>,
+    /// `success`, `failure`, `timeout`, `rate_limited` or `cancelled`.
+    pub outcome: &'static str,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// The wait a 429 asked for (scenario ms).
+    pub retry_after_ms: Option<f64>,
+    /// Prompt tokens the server reported.
+    pub usage_prompt_tokens: Option<u32>,
+    /// Completion tokens the server reported.
+    pub usage_completion_tokens: Option<u32>,
+    /// Dropped by the scheduler (hedge loser, failed workflow, interrupt).
+    pub cancelled: bool,
+}
+
+/// Streaming metrics only a live run has.
+#[derive(Clone, Debug, Default)]
+pub struct LiveMetrics {
+    ttft_ms: Vec<f64>,
+    e2e_ms: Vec<f64>,
+    tpot_sum_ms: f64,
+    tpot_n: u64,
+    /// HTTP 429 answers.
+    pub http_429: u64,
+    /// Attempts that ended with an error (any kind but 429).
+    pub errors: u64,
+    /// Requests whose replies arrived.
+    pub replies: u64,
+}
+
+impl LiveMetrics {
+    /// The summary columns a live run adds (scenario ms): `ttft_p50_ms
+    /// ttft_p95_ms tpot_mean_ms e2e_p50_ms e2e_p95_ms e2e_p99_ms
+    /// http_429 errors`.
+    pub fn columns(&mut self) -> Vec<(&'static str, serde_json::Value)> {
+        let pct = |xs: &mut Vec<f64>, q: f64| {
+            xs.sort_unstable_by(f64::total_cmp);
+            if xs.is_empty() {
+                f64::NAN
+            } else {
+                stats::percentile_sorted(xs, q)
+            }
+        };
+        let j = crate::output::json_f64;
+        vec![
+            ("ttft_p50_ms", j(pct(&mut self.ttft_ms, 50.0))),
+            ("ttft_p95_ms", j(pct(&mut self.ttft_ms, 95.0))),
+            (
+                "tpot_mean_ms",
+                j(if self.tpot_n == 0 {
+                    f64::NAN
+                } else {
+                    self.tpot_sum_ms / self.tpot_n as f64
+                }),
+            ),
+            ("e2e_p50_ms", j(pct(&mut self.e2e_ms, 50.0))),
+            ("e2e_p95_ms", j(pct(&mut self.e2e_ms, 95.0))),
+            ("e2e_p99_ms", j(pct(&mut self.e2e_ms, 99.0))),
+            ("http_429", self.http_429.into()),
+            ("errors", self.errors.into()),
+        ]
+    }
+}
+
+/// What is waiting to happen.
+#[derive(Debug)]
+enum Item {
+    Timer(Timer),
+    /// An attempt whose reply the transport gave at send time.
+    Planned(AttemptKey, AttemptReport),
+    /// A reply that came over the wire.
+    Replied(AttemptKey, Box<Reply>),
+}
+
+#[derive(Debug)]
+struct Pending {
+    t: SimTime,
+    seq: u64,
+    item: Item,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.t, self.seq) == (o.t, o.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.t, self.seq).cmp(&(o.t, o.seq))
+    }
+}
+
+/// An attempt in flight.
+#[derive(Debug)]
+struct InFlight {
+    workflow: u64,
+    node: u32,
+    node_type: u16,
+    attempt: u32,
+    kind: StartKind,
+    provider: u16,
+    tier: u16,
+    model: u8,
+    scheduled: SimTime,
+    sent: SimTime,
+    sent_real: Instant,
+    planned: Option<SimDuration>,
+    abort: Option<tokio::task::AbortHandle>,
+}
+
+/// Names for `requests.jsonl`.
+#[derive(Debug)]
+struct Names {
+    providers: Vec<String>,
+    node_types: Vec<String>,
+    /// Model names sent, per (provider, tier), by model index.
+    models: Vec<Vec<Vec<String>>>,
+    /// Whether each provider serves embeddings.
+    embed: Vec<bool>,
+}
+
+/// The live driver: the queue of what will happen, the transport, the
+/// attempts in flight and the request log.
+pub struct LiveDriver<T: Transport> {
+    clock: Clock,
+    transport: T,
+    cfg: LiveConfig,
+    seed: u64,
+    heap: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
+    tx: mpsc::UnboundedSender<(AttemptKey, Box<Reply>)>,
+    inflight: HashMap<AttemptKey, InFlight>,
+    /// 429s in a row per (workflow, node).
+    consecutive_429: HashMap<(u64, u32), u32>,
+    retry_backoff_ms: f64,
+    names: Names,
+    log: Option<RequestLog>,
+    metrics: LiveMetrics,
+    /// The time of the event being handled.
+    now: SimTime,
+    attempts_sent: u64,
+}
+
+impl<T: Transport> std::fmt::Debug for LiveDriver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveDriver")
+            .field("now", &self.now)
+            .field("in_flight", &self.inflight.len())
+            .finish()
+    }
+}
+
+/// `requests.jsonl`, one line per attempt, flushed line by line so that a
+/// killed run loses at most the line being written.
+#[derive(Debug)]
+pub struct RequestLog {
+    out: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+    error: Option<std::io::Error>,
+    lines: u64,
+}
+
+impl RequestLog {
+    /// Starts (truncates) `path`.
+    pub fn create(path: &std::path::Path) -> crate::error::Result<RequestLog> {
+        let f = std::fs::File::create(path).map_err(|source| crate::error::Error::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(RequestLog {
+            out: std::io::BufWriter::new(f),
+            path: path.to_path_buf(),
+            error: None,
+            lines: 0,
+        })
+    }
+
+    fn write(&mut self, r: &RequestRecord) {
+        if self.error.is_some() {
+            return;
+        }
+        let mut line = serde_json::to_vec(r).expect("record serializes");
+        line.push(b'\n');
+        if let Err(e) = self.out.write_all(&line).and_then(|_| self.out.flush()) {
+            self.error = Some(e);
+        }
+        self.lines += 1;
+    }
+
+    /// Flushes and fsyncs; reports the first write error.
+    pub fn finish(mut self) -> crate::error::Result<u64> {
+        let w = |source| crate::error::Error::Write {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(e) = self.error.take() {
+            return Err(w(e));
+        }
+        self.out.flush().map_err(w)?;
+        self.out.get_ref().sync_all().map_err(w)?;
+        Ok(self.lines)
+    }
+}
+
+impl<T: Transport> LiveDriver<T> {
+    fn push(&mut self, t: SimTime, item: Item) {
+        self.seq += 1;
+        self.heap.push(Reverse(Pending {
+            t,
+            seq: self.seq,
+            item,
+        }));
+    }
+
+    fn ms(&self, t: SimTime) -> f64 {
+        t.as_ms()
+    }
+
+    fn record(&mut self, f: &InFlight, done: SimTime, reply: Option<&Reply>, outcome: Outcome) {
+        let clock = self.clock;
+        let at = |i: Option<Instant>| i.map(|x| clock.sim(x).as_ms());
+        let us = |i: Option<Instant>| i.map(|x| clock.real_us(x));
+        let now_real = Instant::now();
+        let rec = RequestRecord {
+            workflow: f.workflow,
+            node: f.node,
+            node_type: self.names.node_types[f.node_type as usize].clone(),
+            attempt: f.attempt,
+            role: f.kind.name(),
+            provider: self.names.providers[f.provider as usize].clone(),
+            tier: f.tier,
+            model: self.names.models[f.provider as usize][f.tier as usize]
+                .get(f.model as usize)
+                .cloned()
+                .unwrap_or_default(),
+            scheduled_ms: self.ms(f.scheduled),
+            sent_ms: self.ms(f.sent),
+            first_byte_ms: reply.and_then(|r| at(r.first_byte)),
+            first_token_ms: reply.and_then(|r| at(r.first_token)),
+            done_ms: self.ms(done),
+            sent_us: clock.real_us(f.sent_real),
+            first_byte_us: reply.and_then(|r| us(r.first_byte)),
+            first_token_us: reply.and_then(|r| us(r.first_token)),
+            done_us: reply
+                .and_then(|r| us(r.done))
+                .unwrap_or_else(|| clock.real_us(now_real)),
+            status: reply.and_then(|r| r.status),
+            outcome: outcome.name(),
+            error: reply.and_then(|r| r.error.clone()),
+            retry_after_ms: reply
+                .and_then(|r| r.retry_after)
+                .filter(|_| outcome == Outcome::RateLimited)
+                .map(|d| match f.planned {
+                    // A model reply's wait is already scenario time.
+                    Some(_) => SimDuration(d.as_micros() as u64).as_ms(),
+                    None => clock.to_sim(d).as_ms(),
+                }),
+            usage_prompt_tokens: reply.and_then(|r| r.usage.map(|u| u.0)),
+            usage_completion_tokens: reply.and_then(|r| r.usage.map(|u| u.1)),
+            cancelled: outcome == Outcome::Cancelled,
+        };
+        if let Some(log) = self.log.as_mut() {
+            log.write(&rec);
+        }
+    }
+
+    /// Turns a reply into the runtime's report: the 429 wait in scenario
+    /// time, the cap on consecutive 429s, the streaming metrics.
+    fn report(&mut self, f: &InFlight, reply: &Reply) -> AttemptReport {
+        let mut outcome = reply.outcome.unwrap_or(Outcome::Failure);
+        let key = (f.workflow, f.node);
+        let mut retry_after = SimDuration::ZERO;
+        if outcome == Outcome::RateLimited {
+            self.metrics.http_429 += 1;
+            let n = self.consecutive_429.entry(key).or_insert(0);
+            *n += 1;
+            if *n > self.cfg.max_consecutive_429 {
+                self.consecutive_429.remove(&key);
+                outcome = Outcome::Failure;
+            } else {
+                let k = *n;
+                retry_after = match (reply.retry_after, f.planned) {
+                    (Some(d), Some(_)) => SimDuration(d.as_micros() as u64),
+                    (Some(d), None) => self.clock.to_sim(d),
+                    // No hint: the scenario's backoff, doubling.
+                    (None, _) => SimDuration::from_ms(
+                        self.retry_backoff_ms * 2f64.powi(k.saturating_sub(1).min(30) as i32),
+                    ),
+                };
+            }
+        } else {
+            self.consecutive_429.remove(&key);
+            if outcome != Outcome::Success {
+                self.metrics.errors += 1;
+            }
+        }
+        if f.planned.is_none() {
+            self.metrics.replies += 1;
+            let scale = self.clock.scale;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3 * scale;
+            if let Some(done) = reply.done
+                && outcome == Outcome::Success
+            {
+                self.metrics.e2e_ms.push(ms(done - f.sent_real));
+                if let Some(first) = reply.first_token {
+                    self.metrics.ttft_ms.push(ms(first - f.sent_real));
+                    if reply.chunks > 1 {
+                        self.metrics.tpot_sum_ms += ms(done - first) / (reply.chunks - 1) as f64;
+                        self.metrics.tpot_n += 1;
+                    }
+                }
+            }
+        } else if outcome == Outcome::Success {
+            self.metrics
+                .e2e_ms
+                .push(f.planned.unwrap_or_default().as_ms());
+        }
+        AttemptReport {
+            outcome,
+            retry_after,
+            usage: reply.usage,
+        }
+    }
+}
+
+impl<T: Transport> Driver for LiveDriver<T> {
+    fn send(&mut self, now: SimTime, a: &SendAttempt<'_>) -> Option<SimDuration> {
+        self.attempts_sent += 1;
+        let mut f = InFlight {
+            workflow: a.ids.workflow,
+            node: a.ids.node,
+            node_type: a.node_type,
+            attempt: a.ids.attempt,
+            kind: a.kind,
+            provider: a.ids.provider,
+            tier: a.ids.tier,
+            model: a.model,
+            scheduled: SimTime(now.0 - a.queue_wait.0),
+            sent: now,
+            sent_real: Instant::now(),
+            planned: None,
+            abort: None,
+        };
+        if let Some((duration, reply)) = self.transport.immediate(now, a) {
+            f.planned = Some(duration);
+            let report = self.report(&f, &reply);
+            self.inflight.insert(a.key, f);
+            self.push(now + duration, Item::Planned(a.key, report));
+            return Some(duration);
+        }
+        let (p, t) = (a.ids.provider as usize, a.ids.tier as usize);
+        let identity = self.cfg.send_identity.then(|| {
+            format!(
+                "seed={};wf={};node={};provider={};tier={};attempt={};model={};type={};out={}",
+                self.seed,
+                a.ids.workflow,
+                a.ids.node,
+                a.ids.provider,
+                a.ids.tier,
+                a.ids.attempt,
+                a.model,
+                self.names.node_types[a.node_type as usize],
+                a.output_tokens
+            )
+        });
+        let req = CallRequest {
+            endpoint: self.cfg.endpoints[p][t].clone(),
+            kind: if self.names.embed[p] {
+                CallKind::Embed
+            } else {
+                CallKind::Chat
+            },
+            model: a.model as usize,
+            input_tokens: a.input_tokens,
+            output_tokens: a.output_tokens,
+            timeout: a
+                .tier
+                .timeout
+                .map(|d| Duration::from_nanos((d.0 as f64 * 1000.0 / self.clock.scale) as u64)),
+            identity,
+        };
+        let fut = self.transport.call(req);
+        let tx = self.tx.clone();
+        let key = a.key;
+        let handle = tokio::spawn(async move {
+            let reply = fut.await;
+            // The run may be over (interrupted): nobody listens then.
+            let _ = tx.send((key, Box::new(reply)));
+        });
+        f.abort = Some(handle.abort_handle());
+        self.inflight.insert(a.key, f);
+        None
+    }
+
+    fn cancel(&mut self, attempt: AttemptKey) {
+        if let Some(f) = self.inflight.remove(&attempt) {
+            if let Some(h) = &f.abort {
+                h.abort();
+            }
+            let now = self.now;
+            self.record(&f, now, None, Outcome::Cancelled);
+        }
+    }
+
+    fn set_timer(&mut self, at: SimTime, timer: Timer) {
+        self.push(at, Item::Timer(timer));
+    }
+}
+
+/// What a live run returns.
+#[derive(Debug)]
+pub struct LiveOutcome {
+    /// The runtime's results, as the simulator reports them.
+    pub result: RunResult,
+    /// Streaming metrics.
+    pub metrics: LiveMetrics,
+    /// Stopped by Ctrl-C (or the stop signal) before the end.
+    pub interrupted: bool,
+    /// Attempts sent (one `requests.jsonl` line each).
+    pub attempts_sent: u64,
+    /// Lines written to `requests.jsonl`.
+    pub request_lines: u64,
+    /// Real seconds the run took.
+    pub wall_time_s: f64,
+}
+
+/// Runs `s` live: the runtime and policy of the simulator, time from the
+/// tokio clock, outcomes from `transport`. Records stream to `obs`; one
+/// line per attempt to `log`. Resolves when every workflow finished, or
+/// when `stop` resolves first (then the run is interrupted: nothing more is
+/// admitted, what is in flight is cancelled, and every unfinished workflow
+/// is recorded as interrupted).
+pub async fn run<O: Observer, T: Transport>(
+    s: &Scenario,
+    obs: &mut O,
+    transport: T,
+    cfg: LiveConfig,
+    log: Option<RequestLog>,
+    stop: impl std::future::Future<Output = ()>,
+) -> crate::error::Result<LiveOutcome> {
+    let table = NodeTable::build(s);
+    let names = Names {
+        providers: table.providers.clone(),
+        node_types: table.names.clone(),
+        models: s
+            .providers
+            .values()
+            .enumerate()
+            .map(|(p, prov)| {
+                prov.tiers
+                    .iter()
+                    .enumerate()
+                    .map(
+                        |(t, tier)| match cfg.endpoints.get(p).and_then(|e| e.get(t)) {
+                            Some(ep) => ep.models.clone(),
+                            None if tier.models.is_empty() => vec!["default".into()],
+                            None => tier.models.iter().map(|m| m.name.clone()).collect(),
+                        },
+                    )
+                    .collect()
+            })
+            .collect(),
+        embed: s
+            .providers
+            .values()
+            .map(|p| p.resource == "embed")
+            .collect(),
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let clock = Clock::start(cfg.time_scale);
+    let progress = cfg.progress;
+    let drain = cfg.drain_timers;
+    let precise = cfg.precise_timers;
+    let driver = LiveDriver {
+        clock,
+        transport,
+        seed: s.seed,
+        heap: BinaryHeap::new(),
+        seq: 0,
+        tx,
+        inflight: HashMap::new(),
+        consecutive_429: HashMap::new(),
+        retry_backoff_ms: s.constants.retry_backoff_ms,
+        names,
+        log,
+        metrics: LiveMetrics::default(),
+        now: SimTime::ZERO,
+        attempts_sent: 0,
+        cfg,
+    };
+    let mut rt = Runtime::new(s, obs, driver);
+    // Scenario time 0 is now, after the set-up work.
+    rt.io.clock = Clock::start(rt.io.cfg.time_scale);
+    let started = Instant::now();
+    rt.start();
+    let total = s.workload.workflows;
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} workflows  {msg}  [{elapsed_precise}]",
+            )
+            .expect("valid template"),
+        );
+        b
+    });
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_tick = (Instant::now(), 0u64);
+    let mut events = 0u64;
+    let mut interrupted = false;
+    tokio::pin!(stop);
+    loop {
+        while let Ok((key, reply)) = rx.try_recv() {
+            accept_reply(&mut rt, key, reply);
+        }
+        let clock_now = rt.io.clock.sim(Instant::now());
+        let due = rt
+            .io
+            .heap
+            .peek()
+            .is_some_and(|Reverse(p)| p.t.0 <= clock_now.0 + 1);
+        if due {
+            let Reverse(p) = rt.io.heap.pop().expect("peeked");
+            let t = p.t.max(rt.now());
+            rt.io.now = t;
+            events += 1;
+            match p.item {
+                Item::Timer(timer) => rt.on_timer(t, timer),
+                Item::Planned(key, report) => {
+                    if let Some(f) = rt.io.inflight.remove(&key) {
+                        let reply = Reply {
+                            outcome: Some(report.outcome),
+                            retry_after: Some(Duration::from_micros(report.retry_after.0)),
+                            ..Reply::default()
+                        };
+                        rt.io.record(&f, t, Some(&reply), report.outcome);
+                    }
+                    // A cancelled attempt's end still passes, as in the
+                    // simulator (the runtime ignores it).
+                    rt.on_attempt_end(t, key, report);
+                }
+                Item::Replied(key, reply) => {
+                    if let Some(f) = rt.io.inflight.remove(&key) {
+                        let report = rt.io.report(&f, &reply);
+                        rt.io.record(&f, t, Some(&reply), report.outcome);
+                        rt.on_attempt_end(t, key, report);
+                    } else {
+                        events -= 1; // aborted meanwhile: not an event
+                    }
+                }
+            }
+            continue;
+        }
+        let finished = if drain {
+            rt.io.heap.is_empty() && rt.io.inflight.is_empty()
+        } else {
+            rt.all_done()
+        };
+        if finished {
+            break;
+        }
+        let deadline = rt.io.heap.peek().map(|Reverse(p)| rt.io.clock.real(p.t));
+        tokio::select! {
+            biased;
+            _ = &mut stop, if !interrupted => {
+                interrupted = true;
+                let now = rt.io.clock.sim(Instant::now()).max(rt.now());
+                rt.io.now = now;
+                rt.interrupt(now);
+                break;
+            }
+            m = rx.recv() => {
+                if let Some((key, reply)) = m {
+                    accept_reply(&mut rt, key, reply);
+                }
+            }
+            _ = precise_sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && precise => {}
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && !precise => {}
+            _ = tick.tick(), if bar.is_some() => {
+                if let Some(b) = &bar {
+                    let (t0, n0) = last_tick;
+                    let n = rt.io.attempts_sent;
+                    let rps = (n - n0) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                    last_tick = (Instant::now(), n);
+                    b.set_position(total.saturating_sub(rt.active_workflows()).min(total));
+                    b.set_message(format!(
+                        "{rps:.0} req/s, {} in flight, {} 429s, {} errors",
+                        rt.io.inflight.len(),
+                        rt.io.metrics.http_429,
+                        rt.io.metrics.errors
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    // Abandon whatever is left (an interrupt's local tasks and timers).
+    for f in rt.io.inflight.values() {
+        if let Some(h) = &f.abort {
+            h.abort();
+        }
+    }
+    let wall_time_s = started.elapsed().as_secs_f64();
+    let metrics = std::mem::take(&mut rt.io.metrics);
+    let attempts_sent = rt.io.attempts_sent;
+    let log = rt.io.log.take();
+    let mut result = rt.finish(events);
+    result.summary.wall_time_s = wall_time_s;
+    let request_lines = match log {
+        Some(l) => l.finish()?,
+        None => 0,
+    };
+    Ok(LiveOutcome {
+        result,
+        metrics,
+        interrupted,
+        attempts_sent,
+        request_lines,
+        wall_time_s,
+    })
+}
+
+/// How much earlier than a deadline to stop sleeping on the timer wheel
+/// (tokio timers round up to the next millisecond and wake late) and yield
+/// until it instead.
+const TIMER_SLACK: Duration = Duration::from_micros(1500);
+
+/// Sleeps until `at`, to within tens of microseconds rather than the timer
+/// wheel's millisecond: the last [`TIMER_SLACK`] is spent yielding to other
+/// tasks. On a paused clock this is an ordinary sleep.
+pub async fn precise_sleep_until(at: Instant) {
+    if at > Instant::now() + TIMER_SLACK {
+        tokio::time::sleep_until(at - TIMER_SLACK).await;
+    }
+    let mut spins = 0u32;
+    while Instant::now() < at {
+        spins += 1;
+        if spins > 100_000 {
+            // A paused clock does not move by itself: let the timer do it.
+            tokio::time::sleep_until(at).await;
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Queues a reply that came over the wire, stamped with its arrival.
+fn accept_reply<O: Observer, T: Transport>(
+    rt: &mut Runtime<'_, O, LiveDriver<T>>,
+    key: AttemptKey,
+    reply: Box<Reply>,
+) {
+    let at = reply.done.unwrap_or_else(Instant::now);
+    let t = rt.io.clock.sim(at).max(rt.now());
+    rt.io.push(t, Item::Replied(key, reply));
+}

@@ -1,0 +1,128 @@
+//! An incremental parser of OpenAI-style server-sent events
+//! (`data: {json}` lines, `data: [DONE]` at the end), fed with whatever
+//! byte chunks the connection delivers.
+
+/// What one `data:` line said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SseEvent {
+    /// A chunk with non-empty content.
+    Content,
+    /// The usage chunk (prompt, completion tokens).
+    Usage(u32, u32),
+    /// A choice with a `finish_reason`.
+    Finish,
+    /// `[DONE]`.
+    Done,
+    /// A line that is not valid JSON, or an `error` object.
+    Error(String),
+}
+
+/// Buffers partial lines between chunks.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the events of every complete line.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        let mut start = 0;
+        while let Some(i) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let line = &self.buf[start..start + i];
+            start += i + 1;
+            parse_line(line, &mut out);
+        }
+        self.buf.drain(..start);
+        out
+    }
+}
+
+fn parse_line(line: &[u8], out: &mut Vec<SseEvent>) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(data) = line.strip_prefix(b"data:") else {
+        return; // blank separators, comments, `event:` and `id:` fields
+    };
+    let data = data.trim_ascii();
+    if data == b"[DONE]" {
+        out.push(SseEvent::Done);
+        return;
+    }
+    let v: serde_json::Value = match serde_json::from_slice(data) {
+        Ok(v) => v,
+        Err(_) => {
+            out.push(SseEvent::Error("malformed_sse".into()));
+            return;
+        }
+    };
+    if v.get("error").is_some_and(|e| !e.is_null()) {
+        out.push(SseEvent::Error("stream_error".into()));
+        return;
+    }
+    if let Some(choices) = v.get("choices").and_then(|c| c.as_array()) {
+        for c in choices {
+            let content = c
+                .get("delta")
+                .and_then(|d| d.get("content"))
+                .and_then(|x| x.as_str());
+            if content.is_some_and(|x| !x.is_empty()) {
+                out.push(SseEvent::Content);
+            }
+            if c.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                out.push(SseEvent::Finish);
+            }
+        }
+    }
+    if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+        let n = |k: &str| u.get(k).and_then(|x| x.as_u64()).unwrap_or(0) as u32;
+        out.push(SseEvent::Usage(n("prompt_tokens"), n("completion_tokens")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_across_chunk_boundaries() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\r\n\r\n",
+            ": keep-alive\n\n",
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        // Every split point gives the same events.
+        let whole = SseParser::default().push(stream.as_bytes());
+        assert_eq!(
+            whole,
+            vec![
+                SseEvent::Content,
+                SseEvent::Finish,
+                SseEvent::Usage(7, 2),
+                SseEvent::Done
+            ]
+        );
+        for cut in 0..stream.len() {
+            let mut p = SseParser::default();
+            let mut evs = p.push(&stream.as_bytes()[..cut]);
+            evs.extend(p.push(&stream.as_bytes()[cut..]));
+            assert_eq!(evs, whole, "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        let evs = SseParser::default()
+            .push(b"data: {not json\n\ndata: {\"error\":{\"message\":\"x\"}}\n");
+        assert_eq!(
+            evs,
+            vec![
+                SseEvent::Error("malformed_sse".into()),
+                SseEvent::Error("stream_error".into())
+            ]
+        );
+    }
+}

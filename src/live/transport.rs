@@ -1,0 +1,408 @@
+//! How the live executor reaches a provider: an OpenAI-compatible HTTP
+//! client, or an in-process model of the provider (the simulator's own
+//! keyed draws) for parity tests and dry runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+
+use super::endpoints::ResolvedEndpoint;
+use super::sse::{SseEvent, SseParser};
+use crate::provider::{Outcome, ProviderSide};
+use crate::runtime::SendAttempt;
+use crate::units::{SimDuration, SimTime};
+
+/// A boxed reply future.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// Which API a call uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    /// `POST /chat/completions`, streamed.
+    Chat,
+    /// `POST /embeddings`.
+    Embed,
+}
+
+/// One attempt, as the transport sends it.
+#[derive(Clone, Debug)]
+pub struct CallRequest {
+    /// Where.
+    pub endpoint: Arc<ResolvedEndpoint>,
+    /// Which API.
+    pub kind: CallKind,
+    /// Model index on the tier.
+    pub model: usize,
+    /// Prompt size in tokens (a synthetic prompt of about that many).
+    pub input_tokens: u32,
+    /// `max_tokens`.
+    pub output_tokens: u32,
+    /// The tier's timeout in real time: the request is aborted then.
+    pub timeout: Option<Duration>,
+    /// The attempt's identity (`x-agentsched-attempt`), so that the
+    /// emulator draws what the simulator would.
+    pub identity: Option<String>,
+}
+
+/// How an attempt ended, with its real timestamps.
+#[derive(Clone, Debug, Default)]
+pub struct Reply {
+    /// Success, Failure, Timeout or RateLimited.
+    pub outcome: Option<Outcome>,
+    /// HTTP status, when a response came.
+    pub status: Option<u16>,
+    /// What went wrong (`connect`, `reset`, `http_500`, `malformed_sse`,
+    /// `truncated`, `timeout`, `rate_limited`, ...).
+    pub error: Option<String>,
+    /// The wait a 429 asked for, in real time.
+    pub retry_after: Option<Duration>,
+    /// Usage the server reported (prompt, completion tokens).
+    pub usage: Option<(u32, u32)>,
+    /// Response headers arrived.
+    pub first_byte: Option<Instant>,
+    /// First non-empty content.
+    pub first_token: Option<Instant>,
+    /// The attempt ended.
+    pub done: Option<Instant>,
+    /// Content chunks received.
+    pub chunks: u32,
+}
+
+impl Reply {
+    fn failed(kind: impl Into<String>) -> Reply {
+        Reply {
+            outcome: Some(Outcome::Failure),
+            error: Some(kind.into()),
+            done: Some(Instant::now()),
+            ..Reply::default()
+        }
+    }
+}
+
+/// What sends attempts.
+pub trait Transport {
+    /// A reply known at send time, with the attempt's duration in scenario
+    /// time: an in-process model answers this way, so that the executor can
+    /// deliver it at exactly that time. Real transports return `None`.
+    fn immediate(&mut self, _now: SimTime, _a: &SendAttempt<'_>) -> Option<(SimDuration, Reply)> {
+        None
+    }
+    /// Sends `req`; the future resolves when the attempt ended.
+    fn call(&mut self, req: CallRequest) -> ReplyFuture;
+}
+
+/// The provider model in process: the simulator's keyed draws and
+/// provider-enforced buckets, answered at send time. Used by the parity
+/// test (on tokio's paused clock) and for dry runs of the executor.
+#[derive(Debug)]
+pub struct ModelTransport {
+    provider: ProviderSide,
+}
+
+impl ModelTransport {
+    /// The model of `s`'s providers.
+    pub fn new(s: &crate::scenario::Scenario) -> ModelTransport {
+        ModelTransport {
+            provider: ProviderSide::new(s),
+        }
+    }
+}
+
+impl Transport for ModelTransport {
+    fn immediate(&mut self, now: SimTime, a: &SendAttempt<'_>) -> Option<(SimDuration, Reply)> {
+        let (draw, retry_after) =
+            self.provider
+                .attempt(now, a.ids, a.tier, a.model as usize, &a.spec);
+        let reply = Reply {
+            outcome: Some(draw.outcome),
+            retry_after: Some(Duration::from_micros(retry_after.0)),
+            ..Reply::default()
+        };
+        Some((draw.duration, reply))
+    }
+
+    fn call(&mut self, _req: CallRequest) -> ReplyFuture {
+        unreachable!("the model transport answers every attempt at send time")
+    }
+}
+
+/// An OpenAI-compatible HTTP/1.1 client with a connection pool.
+#[derive(Clone, Debug)]
+pub struct HttpTransport {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpTransport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpTransport {
+    /// A client keeping idle connections per host.
+    pub fn new() -> HttpTransport {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        HttpTransport { client }
+    }
+}
+
+/// A synthetic prompt of about `tokens` tokens ("tok " is one token in
+/// common tokenizers).
+fn prompt(tokens: u32) -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    const MAX: usize = 1 << 17;
+    let text = TEXT.get_or_init(|| "tok ".repeat(MAX));
+    &text[..4 * (tokens as usize).min(MAX)]
+}
+
+fn request_body(req: &CallRequest) -> Bytes {
+    let model = &req.endpoint.models[req.model];
+    let body = match req.kind {
+        CallKind::Chat => serde_json::json!({
+            "model": model,
+            "messages": [{"role": "user", "content": prompt(req.input_tokens)}],
+            "max_tokens": req.output_tokens.max(1),
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        }),
+        CallKind::Embed => serde_json::json!({
+            "model": model,
+            "input": prompt(req.input_tokens),
+        }),
+    };
+    Bytes::from(serde_json::to_vec(&body).expect("request serializes"))
+}
+
+/// The wait a 429 asks for: `retry-after-ms`, then
+/// `x-ratelimit-reset-requests` (`1s`, `20ms`, `1m30s`), then `retry-after`
+/// (seconds).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1e3));
+    }
+    if let Some(d) = get("x-ratelimit-reset-requests").and_then(parse_go_duration) {
+        return Some(d);
+    }
+    get("retry-after")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// Parses durations like `1s`, `250ms`, `1m30s`, `0.5s`, `6m0s`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_end] {
+            "ms" => 1e-3,
+            "s" | "" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "us" | "µs" => 1e-6,
+            _ => return None,
+        };
+        total += value * factor;
+        rest = &rest[unit_end..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest) -> Reply {
+    let ep = &req.endpoint;
+    let path = match req.kind {
+        CallKind::Chat => "/chat/completions",
+        CallKind::Embed => "/embeddings",
+    };
+    let uri = format!("http://{}{}{}", ep.authority, ep.path, path);
+    let mut b = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "text/event-stream, application/json");
+    if let Some(auth) = &ep.auth {
+        b = b.header(http::header::AUTHORIZATION, auth.clone());
+    }
+    for (k, v) in &ep.headers {
+        b = b.header(k, v);
+    }
+    if let Some(id) = &req.identity {
+        b = b.header(super::IDENTITY_HEADER, id.as_str());
+    }
+    let request = match b.body(Full::new(request_body(&req))) {
+        Ok(r) => r,
+        Err(_) => return Reply::failed("bad_request"),
+    };
+    let resp = match client.request(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            let kind = if e.is_connect() { "connect" } else { "reset" };
+            return Reply::failed(kind);
+        }
+    };
+    let mut reply = Reply {
+        status: Some(resp.status().as_u16()),
+        first_byte: Some(Instant::now()),
+        ..Reply::default()
+    };
+    let status = resp.status();
+    if status == http::StatusCode::TOO_MANY_REQUESTS {
+        reply.retry_after = retry_after(resp.headers());
+        // Drain the body so that the connection can be reused.
+        let _ = resp.into_body().collect().await;
+        reply.outcome = Some(Outcome::RateLimited);
+        reply.error = Some("rate_limited".into());
+        reply.done = Some(Instant::now());
+        return reply;
+    }
+    if !status.is_success() {
+        let _ = resp.into_body().collect().await;
+        reply.outcome = Some(Outcome::Failure);
+        reply.error = Some(format!("http_{}", status.as_u16()));
+        reply.done = Some(Instant::now());
+        return reply;
+    }
+    let mut body = resp.into_body();
+    match req.kind {
+        CallKind::Embed => {
+            let bytes = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return Reply::failed("truncated"),
+            };
+            reply.done = Some(Instant::now());
+            match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(v) if v.get("data").is_some() => {
+                    reply.outcome = Some(Outcome::Success);
+                    reply.usage = v
+                        .get("usage")
+                        .and_then(|u| u.get("prompt_tokens"))
+                        .and_then(|t| t.as_u64())
+                        .map(|t| (t as u32, 0));
+                }
+                _ => {
+                    reply.outcome = Some(Outcome::Failure);
+                    reply.error = Some("malformed_json".into());
+                }
+            }
+            reply
+        }
+        CallKind::Chat => {
+            let mut parser = SseParser::default();
+            let mut finished = false;
+            loop {
+                let frame = match body.frame().await {
+                    None => break,
+                    Some(Ok(f)) => f,
+                    Some(Err(_)) => {
+                        reply.error = Some("reset".into());
+                        break;
+                    }
+                };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                for ev in parser.push(&data) {
+                    match ev {
+                        SseEvent::Content => {
+                            reply.chunks += 1;
+                            if reply.first_token.is_none() {
+                                reply.first_token = Some(Instant::now());
+                            }
+                        }
+                        SseEvent::Usage(p, c) => reply.usage = Some((p, c)),
+                        SseEvent::Finish => finished = true,
+                        SseEvent::Done => finished = true,
+                        SseEvent::Error(kind) => {
+                            reply.error.get_or_insert(kind);
+                        }
+                    }
+                }
+            }
+            reply.done = Some(Instant::now());
+            if reply.error.is_none() && !finished {
+                reply.error = Some("truncated".into());
+            }
+            reply.outcome = Some(if reply.error.is_none() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            });
+            reply
+        }
+    }
+}
+
+impl Transport for HttpTransport {
+    fn call(&mut self, req: CallRequest) -> ReplyFuture {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let timeout = req.timeout;
+            let work = send_http(client, req);
+            match timeout {
+                None => work.await,
+                Some(limit) => match tokio::time::timeout(limit, work).await {
+                    Ok(r) => r,
+                    Err(_) => Reply {
+                        outcome: Some(Outcome::Timeout),
+                        error: Some("timeout".into()),
+                        done: Some(Instant::now()),
+                        ..Reply::default()
+                    },
+                },
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_headers_in_order_of_precision() {
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("x-ratelimit-reset-requests", "1m30s".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(90)));
+        h.insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("20ms"), Some(Duration::from_millis(20)));
+        assert_eq!(parse_go_duration("0.5s"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("soon"), None);
+        assert_eq!(retry_after(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn prompts_have_the_asked_size() {
+        assert_eq!(prompt(3), "tok tok tok ");
+        assert_eq!(prompt(0), "");
+    }
+}

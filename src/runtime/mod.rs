@@ -1,0 +1,1559 @@
+//! The workflow runtime: the state machine of workflows, nodes and
+//! attempts that both drivers share.
+//!
+//! Everything here is clock-independent bookkeeping: arrivals, iteration
+//! expansion, readiness and slack, local pools, applying the policy's
+//! decisions, booking starts (slots, the client-side bucket), release,
+//! cost and waste, hedge winner and loser, retries and backoff, the
+//! DecideNext stop rule, failure and cancellation, per-workflow records and
+//! the metrics reduction. A [`Driver`] supplies time and outcomes: the
+//! simulator ([`crate::sim`]) from its event queue and keyed draws, the live
+//! executor ([`crate::live`]) from tokio and HTTP. The [`Policy`] is the same
+//! object under both.
+//!
+//! ```text
+//!   driver ──on_timer / on_attempt_end(now, ..)──▶ Runtime ──▶ Policy
+//!      ▲                                              │
+//!      └──── send / cancel / set_timer ◀──────────────┘
+//! ```
+//!
+//! Each entry point handles one event and then runs the policy's dispatch,
+//! so a driver only has to deliver events one at a time, in time order,
+//! with a time no earlier than the last one.
+
+mod driver;
+
+pub use driver::{AttemptReport, Driver, SendAttempt, Timer};
+
+use std::collections::VecDeque;
+
+use crate::metrics::{
+    Observer, Place, RunResult, Summary, TierRow, TraceEvent, TraceKind, WorkflowRecord,
+};
+use crate::policy::{
+    AttemptEnded, AttemptKey, AttemptStarted, CallKey, Decision, NodeTypeInfo, Policy, PolicySetup,
+    ReadyCall, StartKind, SystemView, TierInfo, TierLoad,
+};
+use crate::provider::{AttemptIds, DrawSpec, Outcome, TierModel, draw_latency_ms};
+use crate::rng::{Keyer, Stream, keyed, unit};
+use crate::scenario::{Arrivals, Dist, Enforcer, Sampler, Scenario, Template};
+use crate::stats::{self, Samples};
+use crate::units::{Money, SimDuration, SimTime};
+use crate::workload::{CompiledWorkload, TypeFacts};
+
+/// Where nodes of a type run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exec {
+    /// On a provider (index).
+    Remote(u16),
+    /// On a local pool (index).
+    Local(u16),
+}
+
+/// The run's node-type table, in the scenario's (sorted) name order.
+#[derive(Clone, Debug)]
+pub struct NodeTable {
+    /// Names.
+    pub names: Vec<String>,
+    /// Where each type runs.
+    pub exec: Vec<Exec>,
+    /// Base latency distributions.
+    pub dists: Vec<Dist>,
+    /// Samplers.
+    pub samplers: Vec<Sampler>,
+    /// Node-specific tails.
+    pub tails: Vec<Option<(f64, f64)>>,
+    /// Default tokens.
+    pub tokens: Vec<(u32, u32)>,
+    /// Provider names, in index order.
+    pub providers: Vec<String>,
+    /// Pool names, in index order.
+    pub pools: Vec<String>,
+}
+
+impl NodeTable {
+    /// Builds the table from a validated scenario.
+    pub fn build(s: &Scenario) -> NodeTable {
+        let providers: Vec<String> = s.providers.keys().cloned().collect();
+        let pools: Vec<String> = s.pools.keys().cloned().collect();
+        let mut t = NodeTable {
+            names: vec![],
+            exec: vec![],
+            dists: vec![],
+            samplers: vec![],
+            tails: vec![],
+            tokens: vec![],
+            providers,
+            pools,
+        };
+        for (name, nt) in &s.node_types {
+            let exec = if let Some(i) = s.providers.values().position(|p| p.resource == nt.resource)
+            {
+                Exec::Remote(i as u16)
+            } else {
+                let i = t
+                    .pools
+                    .iter()
+                    .position(|p| *p == nt.resource)
+                    .expect("validated resource class");
+                Exec::Local(i as u16)
+            };
+            t.names.push(name.clone());
+            t.exec.push(exec);
+            t.dists.push(nt.latency.clone());
+            t.samplers.push(nt.latency.sampler());
+            t.tails.push(nt.tail.as_ref().map(|x| (x.prob, x.mult)));
+            t.tokens.push((nt.input_tokens, nt.output_tokens));
+        }
+        t
+    }
+
+    /// The facts the workload compiler needs.
+    pub fn facts(&self) -> TypeFacts {
+        TypeFacts {
+            index: self
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i as u16))
+                .collect(),
+            latency: self
+                .dists
+                .iter()
+                .zip(&self.tails)
+                .map(|(d, t)| (d.clone(), t.map_or(1.0, |(p, m)| 1.0 + p * (m - 1.0))))
+                .collect(),
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeState {
+    Blocked,
+    Waiting,
+    Running,
+    Backoff,
+    Done,
+}
+
+const NO_ATTEMPT: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    ty: u16,
+    /// Provider index for remote nodes.
+    provider: u16,
+    state: NodeState,
+    deps_left: u32,
+    /// Index of this node's block's first node in the workflow.
+    block_base: u32,
+    /// Index within the block.
+    block_idx: u32,
+    iteration: u32,
+    rcp: SimDuration,
+    input_tokens: u32,
+    output_tokens: u32,
+    attempts: u32,
+    failures: u32,
+    running: [u32; 2],
+    ready_at: SimTime,
+    /// Slack computed when the node last became ready.
+    slack: SimDuration,
+}
+
+#[derive(Debug, Default)]
+struct Workflow {
+    id: u64,
+    generation: u32,
+    live: bool,
+    arrival: SimTime,
+    nodes: Vec<Node>,
+    unfinished: u32,
+    iteration: u32,
+    relevant: u32,
+    propensity: f64,
+    expected_finish: SimTime,
+    cost: Money,
+    retries: u32,
+    rate_limited: u32,
+    cancellations: u32,
+    hedges: u32,
+    escalations: u32,
+    wasted: SimDuration,
+    calls: u32,
+    attempts: u32,
+    queue_wait: SimDuration,
+    /// Local tasks running; a dead workflow's slot is reused only at 0, so
+    /// their end events can still read the node they ran.
+    local_running: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    generation: u32,
+    live: bool,
+    wf_slot: u32,
+    node: u32,
+    provider: u16,
+    tier: u16,
+    model: u8,
+    kind: StartKind,
+    attempt_no: u32,
+    start: SimTime,
+    /// Start plus the planned (or, live, the expected) duration: cancelled
+    /// attempts pay in proportion to the part of it they ran.
+    end: SimTime,
+    price: Money,
+    queue_wait: SimDuration,
+}
+
+#[derive(Debug)]
+struct TierRt {
+    model: TierModel,
+    in_flight: u32,
+    busy: SimDuration,
+    waits: Samples,
+    requests: u64,
+    successes: u64,
+    failures: u64,
+    timeouts: u64,
+    rate_limited: u64,
+    cancelled: u64,
+    hedges: u64,
+    escalations_in: u64,
+    cost: Money,
+    service_sum: SimDuration,
+}
+
+#[derive(Debug)]
+struct PoolRt {
+    workers: u32,
+    busy_workers: u32,
+    queue: VecDeque<(u32, u32, u32, SimTime)>,
+    busy: SimDuration,
+    waits: Samples,
+    tasks: u64,
+    service_sum: SimDuration,
+}
+
+/// Mutable run state, separate from the policy so both can be borrowed.
+#[derive(Debug)]
+struct State {
+    now: SimTime,
+    tiers: Vec<Vec<TierRt>>,
+    pools: Vec<PoolRt>,
+    wfs: Vec<Workflow>,
+    free_wfs: Vec<u32>,
+    atts: Vec<Attempt>,
+    free_atts: Vec<u32>,
+    remote_in_flight: u32,
+    next_arrival: u64,
+    last_arrival: SimTime,
+    /// Per-workflow and per-attempt samples, for exact percentiles in
+    /// bounded memory (spilled to a temporary file past a cap).
+    makespans: Samples,
+    costs: Samples,
+    completed: u64,
+    failed: u64,
+    hedge_wins: u64,
+    retries: u64,
+    cancellations: u64,
+    wasted: SimDuration,
+    calls: u64,
+    attempts: u64,
+    /// Workflows in the system and the integral of that count over time
+    /// (count x us), for the time-average L of Little's law.
+    active: u64,
+    active_area: u128,
+    active_since: SimTime,
+}
+
+impl State {
+    fn active_changed(&mut self, delta: i64) {
+        self.active_area += self.active as u128 * (self.now - self.active_since).0 as u128;
+        self.active_since = self.now;
+        self.active = self.active.wrapping_add_signed(delta);
+    }
+}
+
+struct View<'a> {
+    st: &'a State,
+    seed: u64,
+    routing: bool,
+}
+
+impl View<'_> {
+    fn ready_call(&self, call: CallKey) -> ReadyCall {
+        let w = &self.st.wfs[call.slot as usize];
+        let n = &w.nodes[call.node as usize];
+        ReadyCall {
+            call,
+            workflow_id: w.id,
+            provider: n.provider,
+            node_type: n.ty,
+            workflow_arrival: w.arrival,
+            remaining_cp: n.rcp,
+            slack: n.slack,
+            // Drawn only when routing reads it; keyed, so laziness changes nothing.
+            difficulty: if self.routing {
+                unit(&mut keyed(
+                    self.seed,
+                    Stream::Difficulty,
+                    [w.id, call.node as u64, 0, 0],
+                ))
+            } else {
+                0.0
+            },
+            workflow_spent: w.cost,
+            input_tokens: n.input_tokens,
+            output_tokens: n.output_tokens,
+        }
+    }
+}
+
+impl SystemView for View<'_> {
+    fn now(&self) -> SimTime {
+        self.st.now
+    }
+
+    fn tier_load(&self, provider: u16, tier: u16) -> TierLoad {
+        let t = &self.st.tiers[provider as usize][tier as usize];
+        let (tokens, next) = match (&t.model.bucket, t.model.enforcer) {
+            (Some(b), Enforcer::Client) => b.state(self.st.now),
+            _ => (u32::MAX, self.st.now),
+        };
+        TierLoad {
+            in_flight: t.in_flight,
+            slots: t.model.slots,
+            tokens,
+            next_token_at: next,
+        }
+    }
+
+    fn remote_in_flight(&self) -> u32 {
+        self.st.remote_in_flight
+    }
+
+    fn call_waiting(&self, call: CallKey) -> bool {
+        let w = &self.st.wfs[call.slot as usize];
+        w.live
+            && w.generation == call.generation
+            && w.nodes[call.node as usize].state == NodeState::Waiting
+    }
+
+    fn attempt_running(&self, a: AttemptKey) -> bool {
+        let at = &self.st.atts[a.slot as usize];
+        at.live && at.generation == a.generation
+    }
+
+    fn call_facts(&self, call: CallKey) -> ReadyCall {
+        self.ready_call(call)
+    }
+}
+
+/// Attempt details of a traced event (zero for node- and workflow-level events).
+#[derive(Clone, Copy, Debug)]
+struct AttemptTag {
+    attempt: u32,
+    model: u8,
+    cost: Money,
+}
+
+impl AttemptTag {
+    const NONE: AttemptTag = AttemptTag {
+        attempt: 0,
+        model: 0,
+        cost: Money::ZERO,
+    };
+}
+
+/// A view borrowing only the state fields, so the policy can be borrowed
+/// mutably beside it.
+macro_rules! view {
+    ($sim:ident) => {
+        View {
+            st: &$sim.st,
+            seed: $sim.seed,
+            routing: $sim.routing,
+        }
+    };
+}
+
+/// The workflow state machine of one run, driven by `D`: the scenario
+/// compiled, the policy built, every workflow, node and attempt.
+pub struct Runtime<'o, O: Observer, D: Driver> {
+    /// The driver: what sends attempts and keeps timers.
+    pub io: D,
+    seed: u64,
+    heavy_tail: (f64, f64),
+    arrivals: Arrivals,
+    table: NodeTable,
+    workload: CompiledWorkload,
+    policy: Policy,
+    st: State,
+    obs: &'o mut O,
+    tracing: bool,
+    /// Model routing on: draw call difficulties.
+    routing: bool,
+    /// Hedging on: tell the policy about starts.
+    hedging: bool,
+    arrival_gap: Option<rand_distr::Exp<f64>>,
+    /// Premixed keys of the hot streams.
+    local_keyer: Keyer,
+    arrival_keyer: Keyer,
+    decisions: Vec<Decision>,
+    follow_up: Vec<Decision>,
+    /// Prior median service time per node type (ms, tier scale 1): what a
+    /// cancelled attempt of unknown planned duration is charged against.
+    prior_p50_ms: Vec<f64>,
+}
+
+impl<O: Observer, D: Driver> std::fmt::Debug for Runtime<'_, O, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("seed", &self.seed)
+            .field("now", &self.st.now)
+            .finish()
+    }
+}
+
+/// Priors for the policy: Monte Carlo p50/p95 of each node type's latency
+/// (node tail and heavy tail included), from a fixed keyed stream.
+fn priors(s: &Scenario, table: &NodeTable, cw: &CompiledWorkload) -> Vec<NodeTypeInfo> {
+    const N: usize = 2000;
+    (0..table.names.len())
+        .map(|ty| {
+            // Use the token count the workload actually gives this type, if any.
+            let tokens = cw
+                .blocks
+                .iter()
+                .flat_map(|b| b.nodes.iter())
+                .find(|n| n.node_type as usize == ty)
+                .map_or(table.tokens[ty].1, |n| n.output_tokens);
+            let spec = DrawSpec {
+                sampler: &table.samplers[ty],
+                tail: table.tails[ty],
+                heavy_tail: (s.heavy_tail.prob, s.heavy_tail.mult),
+                output_tokens: tokens,
+            };
+            let mut rng = keyed(s.seed, Stream::Prior, [ty as u64, 0, 0, 0]);
+            let mut xs: Vec<f64> = (0..N).map(|_| draw_latency_ms(&mut rng, &spec)).collect();
+            xs.sort_unstable_by(f64::total_cmp);
+            NodeTypeInfo {
+                prior_p50_ms: stats::percentile_sorted(&xs, 50.0),
+                prior_p95_ms: stats::percentile_sorted(&xs, 95.0),
+            }
+        })
+        .collect()
+}
+
+impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
+    /// Compiles a validated scenario for `io` to drive.
+    pub fn new(s: &Scenario, obs: &'o mut O, io: D) -> Runtime<'o, O, D> {
+        let table = NodeTable::build(s);
+        let workload = crate::workload::compile(s, &table.facts());
+        let tiers: Vec<Vec<TierRt>> = s
+            .providers
+            .values()
+            .map(|p| {
+                p.tiers
+                    .iter()
+                    .map(|t| TierRt {
+                        model: TierModel::new(t),
+                        in_flight: 0,
+                        busy: SimDuration::ZERO,
+                        waits: Samples::default(),
+                        requests: 0,
+                        successes: 0,
+                        failures: 0,
+                        timeouts: 0,
+                        rate_limited: 0,
+                        cancelled: 0,
+                        hedges: 0,
+                        escalations_in: 0,
+                        cost: Money::ZERO,
+                        service_sum: SimDuration::ZERO,
+                    })
+                    .collect()
+            })
+            .collect();
+        let setup = PolicySetup {
+            kind: s.policy,
+            ablations: s.ablations,
+            constants: s.constants.clone(),
+            providers: tiers
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .map(|t| TierInfo {
+                            latency_scale: t.model.latency_scale,
+                            prices: t.model.prices,
+                            models: t
+                                .model
+                                .models
+                                .iter()
+                                .map(|m| (m.price_multiplier, m.latency_scale))
+                                .collect(),
+                        })
+                        .collect()
+                })
+                .collect(),
+            node_types: priors(s, &table, &workload),
+        };
+        let pools = s
+            .pools
+            .values()
+            .map(|p| PoolRt {
+                workers: p.workers,
+                busy_workers: 0,
+                queue: VecDeque::new(),
+                busy: SimDuration::ZERO,
+                waits: Samples::default(),
+                tasks: 0,
+                service_sum: SimDuration::ZERO,
+            })
+            .collect();
+        let tracing = obs.wants_trace();
+        let mech = crate::policy::Mechanisms::of(s.policy, &s.ablations);
+        let arrival_gap = match s.arrivals {
+            Arrivals::Poisson { rate_per_s } => {
+                Some(rand_distr::Exp::new(rate_per_s).expect("validated rate"))
+            }
+            _ => None,
+        };
+        let prior_p50_ms = setup.node_types.iter().map(|n| n.prior_p50_ms).collect();
+        Runtime {
+            io,
+            prior_p50_ms,
+            routing: mech.model_routing,
+            hedging: mech.hedging,
+            arrival_gap,
+            local_keyer: Keyer::new(s.seed, Stream::Local),
+            arrival_keyer: Keyer::new(s.seed, Stream::Arrival),
+            seed: s.seed,
+            heavy_tail: (s.heavy_tail.prob, s.heavy_tail.mult),
+            arrivals: s.arrivals.clone(),
+            table,
+            workload,
+            policy: Policy::new(setup),
+            st: State {
+                now: SimTime::ZERO,
+                tiers,
+                pools,
+                wfs: Vec::new(),
+                free_wfs: Vec::new(),
+                atts: Vec::new(),
+                free_atts: Vec::new(),
+                remote_in_flight: 0,
+                next_arrival: 0,
+                last_arrival: SimTime::ZERO,
+                makespans: Samples::default(),
+                costs: Samples::default(),
+                completed: 0,
+                failed: 0,
+                hedge_wins: 0,
+                retries: 0,
+                cancellations: 0,
+                wasted: SimDuration::ZERO,
+                calls: 0,
+                attempts: 0,
+                active: 0,
+                active_area: 0,
+                active_since: SimTime::ZERO,
+            },
+            obs,
+            tracing,
+            decisions: Vec::new(),
+            follow_up: Vec::new(),
+        }
+    }
+
+    /// Runs a full policy dispatch pass after every event instead of
+    /// skipping passes that cannot change anything. Outputs are the same,
+    /// except `events` (wake-ups may be requested at other moments); the
+    /// tests check exactly that.
+    pub fn with_exhaustive_dispatch(mut self) -> Self {
+        self.policy.set_exhaustive(true);
+        self
+    }
+
+    /// Keeps at most `cap` samples per metric (makespans, costs, each tier's
+    /// and pool's waits) in memory, spilling the rest to a temporary file
+    /// (default [`stats::samples::DEFAULT_IN_MEMORY`]). Results are the same
+    /// whatever the cap; only memory and speed change.
+    pub fn with_samples_in_memory(mut self, cap: usize) -> Self {
+        let st = &mut self.st;
+        st.makespans = Samples::new(cap);
+        st.costs = Samples::new(cap);
+        for t in st.tiers.iter_mut().flatten() {
+            t.waits = Samples::new(cap);
+        }
+        for p in &mut st.pools {
+            p.waits = Samples::new(cap);
+        }
+        self
+    }
+
+    /// The node-type table (names for reports).
+    pub fn table(&self) -> &NodeTable {
+        &self.table
+    }
+
+    /// The compiled workload (tests check traces against its blocks).
+    pub fn workload(&self) -> &CompiledWorkload {
+        &self.workload
+    }
+
+    /// The current time (the last event's).
+    pub fn now(&self) -> SimTime {
+        self.st.now
+    }
+
+    /// The policy (tests and drivers read its state).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Schedules the first arrival; call once, before any event.
+    pub fn start(&mut self) {
+        if self.workload.workflows > 0 {
+            self.io.set_timer(SimTime::ZERO, Timer::Arrival);
+        }
+    }
+
+    /// Workflows in the system (arrived, not yet finished).
+    pub fn active_workflows(&self) -> u64 {
+        self.st.active
+    }
+
+    /// True once every workflow has arrived and finished.
+    pub fn all_done(&self) -> bool {
+        self.st.next_arrival >= self.workload.workflows && self.st.active == 0
+    }
+
+    fn advance(&mut self, now: SimTime) {
+        debug_assert!(now >= self.st.now, "time went backwards");
+        self.st.now = now;
+    }
+
+    /// A timer the runtime asked for fired at `now`; then a dispatch.
+    pub fn on_timer(&mut self, now: SimTime, timer: Timer) {
+        self.advance(now);
+        match timer {
+            Timer::Arrival => self.arrive(),
+            Timer::LocalEnd {
+                slot,
+                generation,
+                node,
+                pool,
+            } => self.local_end(slot, generation, node, pool),
+            Timer::RetryReady {
+                slot,
+                generation,
+                node,
+            } => {
+                let w = &self.st.wfs[slot as usize];
+                if w.live && w.generation == generation {
+                    self.make_ready(slot, node);
+                }
+            }
+            // A wake-up the policy asked for: the dispatch below is the point.
+            Timer::Wake => {}
+        }
+        self.dispatch();
+    }
+
+    /// An attempt sent by [`Driver::send`] ended at `now`; then a dispatch.
+    /// Reports of attempts cancelled meanwhile are ignored.
+    pub fn on_attempt_end(&mut self, now: SimTime, attempt: AttemptKey, report: AttemptReport) {
+        self.advance(now);
+        self.attempt_end(attempt.slot, attempt.generation, report);
+        self.dispatch();
+    }
+
+    /// Stops the run at `now`: no more arrivals, every running attempt is
+    /// cancelled (and charged for what it ran), and every unfinished
+    /// workflow is recorded as interrupted. Local tasks still running are
+    /// abandoned; their timers must not be reported afterwards.
+    pub fn interrupt(&mut self, now: SimTime) {
+        self.advance(now);
+        self.st.next_arrival = self.workload.workflows;
+        for slot in 0..self.st.wfs.len() as u32 {
+            if self.st.wfs[slot as usize].live {
+                self.workflow_done_as(slot, false, true);
+            }
+        }
+    }
+
+    fn trace(&mut self, kind: TraceKind, slot: u32, node: u32, place: Place, tag: AttemptTag) {
+        if !self.tracing {
+            return;
+        }
+        let w = &self.st.wfs[slot as usize];
+        let node_type = w.nodes.get(node as usize).map_or(0, |n| n.ty);
+        let ev = TraceEvent {
+            t: self.st.now,
+            kind,
+            workflow: w.id,
+            node,
+            node_type,
+            place,
+            attempt: tag.attempt,
+            model: tag.model,
+            cost: tag.cost,
+        };
+        self.obs.trace(&ev);
+    }
+
+    fn arrival_time(&self, id: u64) -> SimTime {
+        match self.arrivals {
+            Arrivals::AllAtOnce => SimTime::ZERO,
+            Arrivals::Poisson { .. } => {
+                if id == 0 {
+                    return SimTime::ZERO;
+                }
+                use rand_distr::Distribution;
+                let exp = self
+                    .arrival_gap
+                    .as_ref()
+                    .expect("poisson arrivals have a gap distribution");
+                let gap_s = exp.sample(&mut self.arrival_keyer.rng(id, 0));
+                self.st.last_arrival + SimDuration::from_secs_f64(gap_s)
+            }
+            Arrivals::Uniform { interval_ms } => {
+                SimTime(SimDuration::from_ms(interval_ms * id as f64).0)
+            }
+            Arrivals::Burst { size, interval_ms } => {
+                SimTime(SimDuration::from_ms(interval_ms * (id / size as u64) as f64).0)
+            }
+        }
+    }
+
+    fn arrive(&mut self) {
+        let id = self.st.next_arrival;
+        self.st.next_arrival += 1;
+        self.st.active_changed(1);
+        self.st.last_arrival = self.st.now;
+        if self.st.next_arrival < self.workload.workflows {
+            let t = self.arrival_time(self.st.next_arrival);
+            self.io.set_timer(t, Timer::Arrival);
+        }
+        let slot = match self.st.free_wfs.pop() {
+            Some(s) => s,
+            None => {
+                self.st.wfs.push(Workflow::default());
+                (self.st.wfs.len() - 1) as u32
+            }
+        };
+        let w = &mut self.st.wfs[slot as usize];
+        let generation = w.generation;
+        let mut nodes = std::mem::take(&mut w.nodes);
+        nodes.clear();
+        *w = Workflow {
+            id,
+            generation,
+            live: true,
+            arrival: self.st.now,
+            nodes,
+            propensity: if self.workload.template == Template::ResearchAgent {
+                CompiledWorkload::evidence_propensity(self.seed, id)
+            } else {
+                0.0
+            },
+            expected_finish: self.st.now,
+            ..Workflow::default()
+        };
+        self.trace(TraceKind::Arrive, slot, 0, Place::None, AttemptTag::NONE);
+        self.instantiate(slot, 0);
+    }
+
+    /// Appends the block of `iteration` and readies its roots.
+    fn instantiate(&mut self, slot: u32, iteration: u32) {
+        let block = self.workload.block(iteration);
+        let later = self.workload.later_iterations_cp(iteration);
+        let w = &mut self.st.wfs[slot as usize];
+        let base = w.nodes.len() as u32;
+        w.iteration = iteration;
+        w.unfinished += block.nodes.len() as u32;
+        for (i, b) in block.nodes.iter().enumerate() {
+            let remote = matches!(self.table.exec[b.node_type as usize], Exec::Remote(_));
+            w.calls += remote as u32;
+            let provider = match self.table.exec[b.node_type as usize] {
+                Exec::Remote(p) => p,
+                Exec::Local(_) => u16::MAX,
+            };
+            w.nodes.push(Node {
+                ty: b.node_type,
+                provider,
+                state: NodeState::Blocked,
+                deps_left: b.preds,
+                block_base: base,
+                block_idx: i as u32,
+                iteration,
+                rcp: b.rcp_in_block + later,
+                input_tokens: b.input_tokens,
+                output_tokens: b.output_tokens,
+                attempts: 0,
+                failures: 0,
+                running: [NO_ATTEMPT; 2],
+                ready_at: SimTime::ZERO,
+                slack: SimDuration::ZERO,
+            });
+        }
+        for i in 0..block.roots.len() {
+            let root = self.workload.block(iteration).roots[i];
+            self.make_ready(slot, base + root);
+        }
+    }
+
+    fn make_ready(&mut self, slot: u32, node: u32) {
+        let now = self.st.now;
+        let exec = {
+            let n = &mut self.st.wfs[slot as usize].nodes[node as usize];
+            n.state = NodeState::Waiting;
+            n.ready_at = now;
+            self.table.exec[n.ty as usize]
+        };
+        match exec {
+            Exec::Local(pool) => {
+                self.trace(
+                    TraceKind::Ready,
+                    slot,
+                    node,
+                    Place::Pool(pool),
+                    AttemptTag::NONE,
+                );
+                let generation = self.st.wfs[slot as usize].generation;
+                let p = &mut self.st.pools[pool as usize];
+                if p.busy_workers < p.workers && p.queue.is_empty() {
+                    self.start_local(slot, generation, node, pool, now);
+                } else {
+                    p.queue.push_back((slot, generation, node, now));
+                }
+            }
+            Exec::Remote(_) => {
+                self.trace(TraceKind::Ready, slot, node, Place::None, AttemptTag::NONE);
+                let w = &mut self.st.wfs[slot as usize];
+                let n = w.nodes[node as usize];
+                // Slack: how far this call's expected finish path is ahead of
+                // the workflow's latest expected finish among ready nodes.
+                let own_finish = now + n.rcp;
+                w.expected_finish = w.expected_finish.max(own_finish);
+                w.nodes[node as usize].slack = w.expected_finish - own_finish;
+                let view = view!(self);
+                let r = view.ready_call(CallKey {
+                    slot,
+                    generation: view.st.wfs[slot as usize].generation,
+                    node,
+                });
+                self.policy.on_ready(&view, r, &mut self.decisions);
+                self.apply_decisions();
+            }
+        }
+    }
+
+    fn start_local(
+        &mut self,
+        slot: u32,
+        generation: u32,
+        node: u32,
+        pool: u16,
+        queued_at: SimTime,
+    ) {
+        let now = self.st.now;
+        let w = &self.st.wfs[slot as usize];
+        let n = &w.nodes[node as usize];
+        let spec = DrawSpec {
+            sampler: &self.table.samplers[n.ty as usize],
+            tail: self.table.tails[n.ty as usize],
+            heavy_tail: self.heavy_tail,
+            output_tokens: n.output_tokens,
+        };
+        let mut rng = self.local_keyer.rng(w.id, node as u64);
+        let duration = SimDuration::from_ms(draw_latency_ms(&mut rng, &spec));
+        let p = &mut self.st.pools[pool as usize];
+        p.busy_workers += 1;
+        p.tasks += 1;
+        p.waits.push((now - queued_at).0);
+        let w = &mut self.st.wfs[slot as usize];
+        w.local_running += 1;
+        let n = &mut w.nodes[node as usize];
+        n.state = NodeState::Running;
+        // A local task's start time is kept in `ready_at` (its wait is recorded).
+        n.ready_at = now;
+        self.io.set_timer(
+            now + duration,
+            Timer::LocalEnd {
+                slot,
+                generation,
+                node,
+                pool,
+            },
+        );
+        self.trace(
+            TraceKind::Start(StartKind::Primary),
+            slot,
+            node,
+            Place::Pool(pool),
+            AttemptTag::NONE,
+        );
+    }
+
+    fn local_end(&mut self, slot: u32, generation: u32, node: u32, pool: u16) {
+        // The slot is not reused while a local task of it runs, so the node
+        // is still there even if its workflow failed meanwhile.
+        let w = &mut self.st.wfs[slot as usize];
+        w.local_running -= 1;
+        let live = w.live && w.generation == generation;
+        let duration = self.st.now - w.nodes[node as usize].ready_at;
+        let p = &mut self.st.pools[pool as usize];
+        p.busy_workers -= 1;
+        p.busy += duration;
+        p.service_sum += duration;
+        self.trace(
+            TraceKind::End(Outcome::Success),
+            slot,
+            node,
+            Place::Pool(pool),
+            AttemptTag::NONE,
+        );
+        if live {
+            self.node_done(slot, node);
+        } else if self.st.wfs[slot as usize].local_running == 0 {
+            self.st.free_wfs.push(slot);
+        }
+        // FIFO: the oldest task of a live workflow takes the worker.
+        while let Some(&(s, g, n, q)) = self.st.pools[pool as usize].queue.front() {
+            let p = &self.st.pools[pool as usize];
+            if p.busy_workers >= p.workers {
+                break;
+            }
+            self.st.pools[pool as usize].queue.pop_front();
+            let w = &self.st.wfs[s as usize];
+            if w.live && w.generation == g {
+                self.start_local(s, g, n, pool, q);
+            }
+        }
+    }
+
+    fn dispatch(&mut self) {
+        let view = view!(self);
+        self.policy.dispatch(&view, &mut self.decisions);
+        self.apply_decisions();
+    }
+
+    fn apply_decisions(&mut self) {
+        // Starting a call may arm a hedge timer; its wake-up request lands
+        // in `follow_up` and is applied in the next round.
+        while !self.decisions.is_empty() {
+            for i in 0..self.decisions.len() {
+                match self.decisions[i] {
+                    Decision::Start {
+                        call,
+                        provider,
+                        tier,
+                        model,
+                        kind,
+                    } => {
+                        self.start_attempt(call, provider, tier, model, kind);
+                    }
+                    Decision::WakeAt(t) => {
+                        // The policy asks for a time once; each gets its event.
+                        if t > self.st.now {
+                            self.io.set_timer(t, Timer::Wake);
+                        }
+                    }
+                }
+            }
+            self.decisions.clear();
+            std::mem::swap(&mut self.decisions, &mut self.follow_up);
+        }
+    }
+
+    fn start_attempt(
+        &mut self,
+        call: CallKey,
+        provider: u16,
+        tier: u16,
+        model: u8,
+        kind: StartKind,
+    ) {
+        let now = self.st.now;
+        let w = &self.st.wfs[call.slot as usize];
+        if !w.live || w.generation != call.generation {
+            self.policy.recheck();
+            return;
+        }
+        let n = w.nodes[call.node as usize];
+        let valid = match kind {
+            StartKind::Hedge => n.state == NodeState::Running && n.running.contains(&NO_ATTEMPT),
+            _ => n.state == NodeState::Waiting,
+        };
+        let t = &self.st.tiers[provider as usize][tier as usize];
+        // A policy may only start what the view reported free; anything
+        // else is a policy bug, and starting it would break the tier model.
+        assert!(
+            t.in_flight < t.model.slots,
+            "policy started a call on a full tier"
+        );
+        if !valid || (model as usize) >= t.model.models.len() {
+            self.policy.recheck();
+            return;
+        }
+        let wf_id = w.id;
+        let attempt_no = n.attempts;
+        let ids = AttemptIds {
+            workflow: wf_id,
+            node: call.node,
+            provider,
+            tier,
+            attempt: attempt_no,
+        };
+        let t = &mut self.st.tiers[provider as usize][tier as usize];
+        // The client-side bucket is booked here; a provider-enforced one
+        // is the provider's (the driver's) business.
+        if let (Some(b), Enforcer::Client) = (&mut t.model.bucket, t.model.enforcer) {
+            b.take(now);
+        }
+        let price = t
+            .model
+            .price(model as usize, n.input_tokens, n.output_tokens);
+        t.in_flight += 1;
+        t.requests += 1;
+        let queue_wait = if kind == StartKind::Hedge {
+            SimDuration::ZERO
+        } else {
+            now - n.ready_at
+        };
+        if kind != StartKind::Hedge {
+            t.waits.push(queue_wait.0);
+        }
+        match kind {
+            StartKind::Hedge => t.hedges += 1,
+            StartKind::Escalated => t.escalations_in += 1,
+            StartKind::Primary => {}
+        }
+        self.st.remote_in_flight += 1;
+        self.st.attempts += 1;
+        let a = Attempt {
+            generation: 0,
+            live: true,
+            wf_slot: call.slot,
+            node: call.node,
+            provider,
+            tier,
+            model,
+            kind,
+            attempt_no,
+            start: now,
+            end: now,
+            price,
+            queue_wait,
+        };
+        let aslot = match self.st.free_atts.pop() {
+            Some(s) => {
+                let g = self.st.atts[s as usize].generation;
+                self.st.atts[s as usize] = Attempt { generation: g, ..a };
+                s
+            }
+            None => {
+                self.st.atts.push(a);
+                (self.st.atts.len() - 1) as u32
+            }
+        };
+        let generation = self.st.atts[aslot as usize].generation;
+        let w = &mut self.st.wfs[call.slot as usize];
+        let node = &mut w.nodes[call.node as usize];
+        node.attempts += 1;
+        node.state = NodeState::Running;
+        let free_idx = node
+            .running
+            .iter()
+            .position(|&x| x == NO_ATTEMPT)
+            .expect("checked a free attempt slot");
+        node.running[free_idx] = aslot;
+        w.attempts += 1;
+        w.queue_wait += queue_wait;
+        match kind {
+            StartKind::Hedge => w.hedges += 1,
+            StartKind::Escalated => w.escalations += 1,
+            StartKind::Primary => {}
+        }
+        let (ty, output_tokens) = (n.ty, n.output_tokens);
+        let send = SendAttempt {
+            key: AttemptKey {
+                slot: aslot,
+                generation,
+            },
+            ids,
+            model,
+            kind,
+            node_type: ty,
+            input_tokens: n.input_tokens,
+            output_tokens,
+            queue_wait,
+            spec: DrawSpec {
+                sampler: &self.table.samplers[ty as usize],
+                tail: self.table.tails[ty as usize],
+                heavy_tail: self.heavy_tail,
+                output_tokens,
+            },
+            tier: &self.st.tiers[provider as usize][tier as usize].model,
+        };
+        let planned = self.io.send(now, &send).unwrap_or_else(|| {
+            let info = &self.st.tiers[provider as usize][tier as usize].model;
+            SimDuration::from_ms(
+                self.prior_p50_ms[ty as usize]
+                    * info.latency_scale
+                    * info.models[model as usize].latency_scale,
+            )
+        });
+        self.st.atts[aslot as usize].end = now + planned;
+        self.trace(
+            TraceKind::Start(kind),
+            call.slot,
+            call.node,
+            Place::Tier { provider, tier },
+            AttemptTag {
+                attempt: attempt_no,
+                model,
+                cost: Money::ZERO,
+            },
+        );
+        if self.hedging {
+            let ready = view!(self).ready_call(call);
+            let started = AttemptStarted {
+                call,
+                attempt: AttemptKey {
+                    slot: aslot,
+                    generation,
+                },
+                provider,
+                tier,
+                model,
+                ready,
+                kind,
+            };
+            let view = view!(self);
+            self.policy
+                .on_started(&view, started, now, &mut self.follow_up);
+        }
+    }
+
+    /// Releases an attempt's slot and accounts for it; returns it.
+    fn release_attempt(
+        &mut self,
+        aslot: u32,
+        outcome: Outcome,
+        usage: Option<(u32, u32)>,
+    ) -> Attempt {
+        let now = self.st.now;
+        let a = self.st.atts[aslot as usize];
+        if outcome == Outcome::Cancelled {
+            self.io.cancel(AttemptKey {
+                slot: aslot,
+                generation: a.generation,
+            });
+        }
+        let st = &mut self.st;
+        st.atts[aslot as usize].live = false;
+        st.atts[aslot as usize].generation = a.generation.wrapping_add(1);
+        st.free_atts.push(aslot);
+        st.remote_in_flight -= 1;
+        let elapsed = now - a.start;
+        let price = match usage {
+            // What the provider says it used, where the tier prices tokens.
+            Some((input, output)) => {
+                let m = &st.tiers[a.provider as usize][a.tier as usize].model;
+                m.price(a.model as usize, input, output)
+            }
+            None => a.price,
+        };
+        let charge = match outcome {
+            Outcome::Success | Outcome::Failure | Outcome::Timeout => price,
+            Outcome::RateLimited => Money::ZERO,
+            // A cancelled attempt pays in proportion to the time it ran.
+            Outcome::Cancelled => a.price.prorate(elapsed.0, (a.end - a.start).0),
+        };
+        let t = &mut st.tiers[a.provider as usize][a.tier as usize];
+        t.in_flight -= 1;
+        t.busy += elapsed;
+        t.cost += charge;
+        match outcome {
+            Outcome::Success => {
+                t.successes += 1;
+                t.service_sum += elapsed;
+            }
+            Outcome::Failure => t.failures += 1,
+            Outcome::Timeout => t.timeouts += 1,
+            Outcome::RateLimited => t.rate_limited += 1,
+            Outcome::Cancelled => t.cancelled += 1,
+        }
+        let w = &mut st.wfs[a.wf_slot as usize];
+        w.cost += charge;
+        if matches!(
+            outcome,
+            Outcome::Failure | Outcome::Timeout | Outcome::Cancelled
+        ) {
+            w.wasted += elapsed;
+            st.wasted += elapsed;
+        }
+        if outcome == Outcome::Cancelled {
+            w.cancellations += 1;
+            st.cancellations += 1;
+        }
+        let node = &mut w.nodes[a.node as usize];
+        for r in node.running.iter_mut() {
+            if *r == aslot {
+                *r = NO_ATTEMPT;
+            }
+        }
+        let ty = node.ty;
+        self.trace(
+            TraceKind::End(outcome),
+            a.wf_slot,
+            a.node,
+            Place::Tier {
+                provider: a.provider,
+                tier: a.tier,
+            },
+            AttemptTag {
+                attempt: a.attempt_no,
+                model: a.model,
+                cost: charge,
+            },
+        );
+        self.policy.on_attempt_end(&AttemptEnded {
+            provider: a.provider,
+            tier: a.tier,
+            node_type: ty,
+            queue_wait: a.queue_wait,
+            service: elapsed,
+            success: outcome == Outcome::Success,
+            measured: outcome != Outcome::Cancelled && outcome != Outcome::RateLimited,
+            kind: a.kind,
+        });
+        a
+    }
+
+    fn attempt_end(&mut self, aslot: u32, generation: u32, report: AttemptReport) {
+        let a = self.st.atts[aslot as usize];
+        if !a.live || a.generation != generation {
+            return; // cancelled earlier
+        }
+        let a = self.release_attempt(aslot, report.outcome, report.usage);
+        let (slot, node) = (a.wf_slot, a.node);
+        let n = self.st.wfs[slot as usize].nodes[node as usize];
+        let sibling_running = n.running.iter().any(|&r| r != NO_ATTEMPT);
+        match report.outcome {
+            Outcome::Success => {
+                for r in n.running {
+                    if r != NO_ATTEMPT {
+                        self.release_attempt(r, Outcome::Cancelled, None);
+                    }
+                }
+                if a.kind == StartKind::Hedge {
+                    self.st.hedge_wins += 1;
+                }
+                self.node_done(slot, node);
+            }
+            _ if sibling_running => {} // the other attempt may still succeed
+            Outcome::RateLimited => {
+                let w = &mut self.st.wfs[slot as usize];
+                w.rate_limited += 1;
+                w.nodes[node as usize].state = NodeState::Backoff;
+                let g = w.generation;
+                self.io.set_timer(
+                    self.st.now + report.retry_after,
+                    Timer::RetryReady {
+                        slot,
+                        generation: g,
+                        node,
+                    },
+                );
+            }
+            Outcome::Failure | Outcome::Timeout => {
+                let max_retries = self.st.tiers[a.provider as usize][a.tier as usize]
+                    .model
+                    .max_retries;
+                let w = &mut self.st.wfs[slot as usize];
+                let nd = &mut w.nodes[node as usize];
+                nd.failures += 1;
+                if nd.failures > max_retries {
+                    self.workflow_done(slot, false);
+                } else {
+                    nd.state = NodeState::Backoff;
+                    let delay = self.policy.retry_delay(nd.failures);
+                    w.retries += 1;
+                    self.st.retries += 1;
+                    let g = w.generation;
+                    self.io.set_timer(
+                        self.st.now + delay,
+                        Timer::RetryReady {
+                            slot,
+                            generation: g,
+                            node,
+                        },
+                    );
+                }
+            }
+            // A driver never reports a cancellation; treat one like a
+            // failure that needs no retry accounting of its own.
+            Outcome::Cancelled => {
+                debug_assert!(false, "drivers do not report cancellations");
+            }
+        }
+    }
+
+    fn node_done(&mut self, slot: u32, node: u32) {
+        let now = self.st.now;
+        self.trace(
+            TraceKind::NodeDone,
+            slot,
+            node,
+            Place::None,
+            AttemptTag::NONE,
+        );
+        let w = &mut self.st.wfs[slot as usize];
+        let n = &mut w.nodes[node as usize];
+        n.state = NodeState::Done;
+        let (ty, base, idx, iteration) = (n.ty, n.block_base, n.block_idx, n.iteration);
+        w.unfinished -= 1;
+        if Some(ty) == self.workload.decide_type {
+            w.relevant +=
+                self.workload
+                    .relevant_in_iteration(self.seed, w.id, iteration, w.propensity);
+            let stop =
+                w.relevant >= self.workload.stop_relevant || iteration + 1 >= self.workload.iters;
+            if !stop {
+                self.instantiate(slot, iteration + 1);
+            }
+        }
+        let block = self.workload.block(iteration);
+        let succ_range =
+            block.succ_off[idx as usize] as usize..block.succ_off[idx as usize + 1] as usize;
+        for k in succ_range {
+            let s = base + self.workload.block(iteration).succ[k];
+            let w = &mut self.st.wfs[slot as usize];
+            if !w.live {
+                return;
+            }
+            let sn = &mut w.nodes[s as usize];
+            sn.deps_left -= 1;
+            if sn.deps_left == 0 {
+                self.make_ready(slot, s);
+            }
+        }
+        let w = &self.st.wfs[slot as usize];
+        if w.live && w.unfinished == 0 {
+            let _ = now;
+            self.workflow_done(slot, true);
+        }
+    }
+
+    fn workflow_done(&mut self, slot: u32, ok: bool) {
+        self.workflow_done_as(slot, ok, false);
+    }
+
+    fn workflow_done_as(&mut self, slot: u32, ok: bool, interrupted: bool) {
+        if !ok {
+            // Cancel whatever still runs remotely; local tasks finish and are ignored.
+            let running: Vec<u32> = self.st.wfs[slot as usize]
+                .nodes
+                .iter()
+                .flat_map(|n| n.running)
+                .filter(|&r| r != NO_ATTEMPT)
+                .collect();
+            for r in running {
+                self.release_attempt(r, Outcome::Cancelled, None);
+            }
+        }
+        self.trace(
+            TraceKind::WorkflowDone(ok),
+            slot,
+            0,
+            Place::None,
+            AttemptTag::NONE,
+        );
+        let now = self.st.now;
+        let w = &mut self.st.wfs[slot as usize];
+        let rec = WorkflowRecord {
+            workflow_id: w.id,
+            arrival: w.arrival,
+            finish: now,
+            ok,
+            cost: w.cost,
+            retries: w.retries,
+            rate_limited: w.rate_limited,
+            cancellations: w.cancellations,
+            hedges_launched: w.hedges,
+            escalations: w.escalations,
+            wasted: w.wasted,
+            iterations: w.iteration + 1,
+            nodes: w.nodes.len() as u32,
+            calls: w.calls,
+            attempts: w.attempts,
+            queue_wait: w.queue_wait,
+            interrupted,
+        };
+        w.live = false;
+        w.generation = w.generation.wrapping_add(1);
+        if w.local_running == 0 {
+            self.st.free_wfs.push(slot);
+        }
+        self.st.active_changed(-1);
+        if ok {
+            self.st.completed += 1;
+            self.st.makespans.push(rec.makespan().0);
+        } else {
+            self.st.failed += 1;
+        }
+        self.st.costs.push(rec.cost.0);
+        self.st.calls += rec.calls as u64;
+        self.obs.workflow_done(&rec);
+    }
+
+    /// The run's results; `events` is the driver's count of handled events.
+    pub fn finish(mut self, events: u64) -> RunResult {
+        let st = &mut self.st;
+        let end = st.now;
+        let dur_us = end.0.max(1) as f64;
+        // Percentiles over exact integer samples (us, nano-dollars).
+        let mk = percentiles(&mut st.makespans, &[50.0, 95.0, 99.0, 100.0], 1e-3);
+        let cost_p50 = percentiles(&mut st.costs, &[50.0], 1e-9)[0];
+        let cost_total = Money(st.costs.sum() as u64).as_dollars();
+        let mut remote_waits: Vec<&mut Samples> = st
+            .tiers
+            .iter_mut()
+            .flatten()
+            .map(|t| &mut t.waits)
+            .filter(|w| !w.is_empty())
+            .collect();
+        let wait_p95 = report(
+            stats::samples::percentiles_across(&mut remote_waits, &[95.0], 1e-3),
+            1,
+        )[0];
+        let wait_sum: u128 = remote_waits.iter().map(|w| w.sum()).sum();
+        let wait_count: u64 = remote_waits.iter().map(|w| w.len()).sum();
+        let mut tiers = Vec::new();
+        let (mut failures, mut timeouts, mut rate_limited, mut hedges, mut escalations) =
+            (0, 0, 0, 0, 0);
+        for (p, name) in self.table.providers.iter().enumerate() {
+            for (k, t) in st.tiers[p].iter_mut().enumerate() {
+                let q = percentiles(&mut t.waits, &[50.0, 95.0], 1e-3);
+                failures += t.failures;
+                timeouts += t.timeouts;
+                rate_limited += t.rate_limited;
+                hedges += t.hedges;
+                escalations += t.escalations_in;
+                let in_flight_avg = t.busy.0 as f64 / dur_us;
+                tiers.push(TierRow {
+                    provider: name.clone(),
+                    tier_id: k as u16,
+                    utilization: in_flight_avg / t.model.slots as f64,
+                    queue_wait_p95_ms: q[1],
+                    in_flight_avg,
+                    kind: "remote".into(),
+                    slots: t.model.slots,
+                    requests: t.requests,
+                    successes: t.successes,
+                    failures: t.failures,
+                    timeouts: t.timeouts,
+                    rate_limited: t.rate_limited,
+                    cancelled: t.cancelled,
+                    hedges: t.hedges,
+                    escalations_in: t.escalations_in,
+                    queue_wait_mean_ms: t.waits.mean(1e-3),
+                    queue_wait_p50_ms: q[0],
+                    service_mean_ms: if t.successes > 0 {
+                        t.service_sum.as_ms() / t.successes as f64
+                    } else {
+                        f64::NAN
+                    },
+                    cost: t.cost.as_dollars(),
+                });
+            }
+        }
+        for (i, name) in self.table.pools.iter().enumerate() {
+            let p = &mut st.pools[i];
+            let q = percentiles(&mut p.waits, &[50.0, 95.0], 1e-3);
+            let in_flight_avg = p.busy.0 as f64 / dur_us;
+            tiers.push(TierRow {
+                provider: name.clone(),
+                tier_id: 0,
+                utilization: in_flight_avg / p.workers as f64,
+                queue_wait_p95_ms: q[1],
+                in_flight_avg,
+                kind: "local".into(),
+                slots: p.workers,
+                requests: p.tasks,
+                successes: p.tasks,
+                failures: 0,
+                timeouts: 0,
+                rate_limited: 0,
+                cancelled: 0,
+                hedges: 0,
+                escalations_in: 0,
+                queue_wait_mean_ms: p.waits.mean(1e-3),
+                queue_wait_p50_ms: q[0],
+                service_mean_ms: if p.tasks > 0 {
+                    p.service_sum.as_ms() / p.tasks as f64
+                } else {
+                    f64::NAN
+                },
+                cost: 0.0,
+            });
+        }
+        let summary = Summary {
+            makespan_mean_ms: st.makespans.mean(1e-3),
+            makespan_p50_ms: mk[0],
+            makespan_p95_ms: mk[1],
+            makespan_p99_ms: mk[2],
+            cost_mean: st.costs.mean(1e-9),
+            cost_p50,
+            cost_total,
+            workflows: self.workload.workflows,
+            completed: st.completed,
+            failed: st.failed,
+            makespan_max_ms: mk[3],
+            calls: st.calls,
+            attempts: st.attempts,
+            queue_wait_mean_ms: if wait_count == 0 {
+                f64::NAN
+            } else {
+                wait_sum as f64 * 1e-3 / wait_count as f64
+            },
+            queue_wait_p95_ms: wait_p95,
+            hedges,
+            hedge_wins: st.hedge_wins,
+            escalations,
+            retries: st.retries,
+            failures,
+            timeouts,
+            rate_limited,
+            cancellations: st.cancellations,
+            wasted_ms: st.wasted.as_ms(),
+            sim_time_ms: end.as_ms(),
+            throughput_wf_per_s: st.completed as f64 / end.as_secs().max(1e-9),
+            in_system_avg: st.active_area as f64 / dur_us,
+            events,
+            wall_time_s: 0.0,
+        };
+        RunResult { summary, tiers }
+    }
+}
+
+/// Percentiles of a sample store (see [`report`]).
+fn percentiles(samples: &mut Samples, qs: &[f64], unit: f64) -> Vec<f64> {
+    report(samples.percentiles(qs, unit), qs.len())
+}
+
+/// Percentiles whose spilled samples could not be read back are NaN, with a
+/// warning: the run's other results stand.
+fn report(r: std::io::Result<Vec<f64>>, n: usize) -> Vec<f64> {
+    r.unwrap_or_else(|e| {
+        eprintln!("agentsched: cannot read back spilled samples ({e}); their percentiles are NaN");
+        vec![f64::NAN; n]
+    })
+}
