@@ -21,8 +21,8 @@
 //!   output size is closest to `max_tokens`.
 //! - Faults (`--fault KIND=PROB`, drawn once per request): `reset` (the
 //!   connection is dropped half-way), `malformed` (a broken SSE line
-//!   mid-stream), `stall` (the stream stops half-way for 3x the latency,
-//!   then ends unfinished), `slow_headers` (headers only after the drawn
+//!   mid-stream), `stall` (the stream stops half-way until past the tier's
+//!   timeout, or for 3x the latency without one, then ends unfinished), `slow_headers` (headers only after the drawn
 //!   latency), `truncated` (the body ends half-way without usage or
 //!   `[DONE]`).
 
@@ -591,6 +591,12 @@ async fn handle(
         "data: {{\"id\":\"emu-{n}\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"{model}\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"length\"}}]}}\n\ndata: {{\"id\":\"emu-{n}\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"{model}\",\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n"
     );
     let half = tokens.div_ceil(2);
+    // A stall outlasts the tier's timeout (the client cuts it), or lasts
+    // 3x the latency where there is none.
+    let stall = match tier_model.timeout {
+        Some(limit) => real(limit).mul_f64(1.5),
+        None => total * 3,
+    } + Duration::from_millis(1);
     tokio::spawn(async move {
         let mut k = 1;
         while k <= tokens {
@@ -617,7 +623,7 @@ async fn handle(
                         }
                         Some(Fault::Stall) => {
                             let _ = tx.send(Ok(Bytes::from(batch))).await;
-                            tokio::time::sleep(total * 3 + Duration::from_millis(1)).await;
+                            tokio::time::sleep(stall).await;
                             return;
                         }
                         Some(Fault::Malformed) => {

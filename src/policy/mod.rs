@@ -7,20 +7,34 @@
 //! same policy objects, which is what makes an offline winner meaningful
 //! live.
 //!
-//! Driver protocol, for each driver event:
-//! 1. [`Policy::on_attempt_end`] for every attempt that ended, whatever the
-//!    outcome (cancelled and rate-limited ones too: they free capacity);
-//! 2. [`Policy::on_ready`] for every call that became ready (new, or a retry);
-//! 3. [`Policy::dispatch`] once, to fill free capacity, escalate and hedge;
-//! 4. after applying each `Start`, [`Policy::on_started`]; for a `Start` it
-//!    could not apply, [`Policy::recheck`].
+//! Driver protocol. The shared runtime ([`crate::runtime`]) implements it
+//! for both drivers (the simulator and the live executor); anything else
+//! that drives a `Policy` must honour all of it:
+//! 1. **One event at a time.** Handle driver events (a timer, an ended
+//!    attempt, an arrival) one by one, in time order, each followed by one
+//!    [`Policy::dispatch`]. Within an event: first
+//!    [`Policy::on_attempt_end`] for every attempt that ended, whatever the
+//!    outcome (cancelled and rate-limited ones too: they free capacity;
+//!    report cancelled attempts inline, at the moment they are cancelled);
+//!    then [`Policy::on_ready`] for every call that became ready (new, or a
+//!    retry); then `dispatch`.
+//! 2. **Apply each `Start` before the next call into the policy.**
+//!    `on_ready` and `dispatch` reserve nothing: a `Start` is emitted only
+//!    for capacity the view reported free, and the view must show it taken
+//!    (slot, client-side token, in-flight count) before the policy is asked
+//!    anything else. After applying a `Start`, call [`Policy::on_started`];
+//!    for a `Start` that could not be applied (the call stopped waiting
+//!    meanwhile), call [`Policy::recheck`].
+//! 3. **Keep every `WakeAt`.** `WakeAt(t)` asks for a `dispatch` at `t`
+//!    (token refill, hedge deadline). A policy asks for each time once, not
+//!    again on every pass, so a driver that drops one may stall a queue.
+//! 4. **Report no time earlier than requested.** At the wake-up, the view's
+//!    `now()` must be at least `t` and never go backwards. A driver on a
+//!    real clock converts the clock first and then clamps (timers wake a
+//!    little late; reporting the requested time itself is allowed).
 //!
-//! `WakeAt(t)` asks the driver to call `dispatch` again at `t` (token refill,
-//! hedge deadline); the driver honours every such request (a policy asks for
-//! a time once, not again on every pass). Decisions are applied in order; a `Start` is only ever
-//! emitted for capacity the view reported free. `dispatch` skips its pass
-//! when nothing it depends on changed, so calling it after every event costs
-//! little.
+//! Decisions are applied in order. `dispatch` skips its pass when nothing it
+//! depends on changed, so calling it after every event costs little.
 //!
 //! Per-tier queues live here: a call that cannot start at once waits in the
 //! queue of the cheapest tier, ordered by workflow age (`fifo_cheapest`) or by

@@ -8,7 +8,7 @@
 //! DecideNext stop rule, failure and cancellation, per-workflow records and
 //! the metrics reduction. A [`Driver`] supplies time and outcomes: the
 //! simulator ([`crate::sim`]) from its event queue and keyed draws, the live
-//! executor ([`crate::live`]) from tokio and HTTP. The [`Policy`] is the same
+//! executor ([`crate::live`]) from a real clock and HTTP. The [`Policy`] is the same
 //! object under both.
 //!
 //! ```text

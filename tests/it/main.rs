@@ -2,6 +2,8 @@
 
 mod cli;
 mod invariants;
+mod live_loopback;
+mod parity;
 mod queueing;
 mod sweep;
 mod tune;
