@@ -601,11 +601,13 @@ async fn handle(
         let mut k = 1;
         while k <= tokens {
             // Only the end needs the precise (yielding) wait: intermediate
-            // tokens go out on the timer wheel, in batches.
-            if k == tokens {
-                sleep_until(deadline(k)).await;
-            } else {
+            // tokens go out on the timer wheel, in batches, unless a late
+            // wake-up could carry them past the end.
+            let end = deadline(tokens);
+            if deadline(k) + Duration::from_millis(2) < end {
                 tokio::time::sleep_until(deadline(k)).await;
+            } else {
+                sleep_until(deadline(k)).await;
             }
             let now = Instant::now();
             let mut batch = String::new();

@@ -12,10 +12,12 @@
 //! **Ordering.** Everything that will happen (timers the runtime asked
 //! for, attempt ends) waits in one queue ordered by (scenario time,
 //! sequence of scheduling), the simulator's own order. An item is handled
-//! once the clock has reached its time and is reported at its own time (a
-//! timer that fires late is still reported at its deadline; a reply is
-//! stamped with the moment it arrived), one at a time, each followed by a
-//! dispatch. A transport that knows an attempt's reply at send time (the
+//! once the clock has reached its time and is reported at its own time,
+//! one at a time, each followed by a dispatch: a timer that fires late is
+//! still reported at its deadline, and a reply at its decision time plus
+//! the real time since its request went out (x N). So the executor's own
+//! lag (a late timer, a busy loop) is not charged to the endpoint; the
+//! endpoint's and the network's time is. A transport that knows an attempt's reply at send time (the
 //! in-process model) has it delivered at exactly its planned end, which is
 //! what makes the live driver reproduce the simulator on tokio's paused
 //! clock (the parity test).
@@ -119,8 +121,10 @@ pub struct LiveConfig {
     /// Show progress on stderr.
     pub progress: bool,
     /// Spend the last 1.5 ms before a deadline yielding instead of on the
-    /// timer wheel (which wakes up to a millisecond late). Off on a paused
-    /// clock, which only moves when every task sleeps.
+    /// timer wheel (which wakes up to a millisecond late). Off by default:
+    /// replies are placed relative to their own send, so a late timer
+    /// costs nothing but the spin's CPU; never on a paused clock, which
+    /// only moves when every task sleeps.
     pub precise_timers: bool,
 }
 
@@ -134,7 +138,7 @@ impl LiveConfig {
             max_consecutive_429: 32,
             drain_timers: false,
             progress: false,
-            precise_timers: true,
+            precise_timers: false,
         }
     }
 }
@@ -401,9 +405,26 @@ impl<T: Transport> LiveDriver<T> {
         t.as_ms()
     }
 
+    /// Where the real instant `at` of an attempt's reply falls in scenario
+    /// time: its decision time plus the real time since the request went
+    /// out, x N. The executor's own lag between deciding and sending (a
+    /// busy event loop, a timer that woke late) is thus not charged to
+    /// the endpoint; what the endpoint and the network took is.
+    fn on_timeline(&self, f: &InFlight, reply: &Reply, at: Instant) -> SimTime {
+        match reply.sent {
+            Some(sent) => f.sent + self.clock.to_sim(at.saturating_duration_since(sent)),
+            None => self.clock.sim(at),
+        }
+    }
+
     fn record(&mut self, f: &InFlight, done: SimTime, reply: Option<&Reply>, outcome: Outcome) {
         let clock = self.clock;
-        let at = |i: Option<Instant>| i.map(|x| clock.sim(x).as_ms());
+        let at = |i: Option<Instant>| {
+            i.map(|x| match reply {
+                Some(r) => self.on_timeline(f, r, x).as_ms(),
+                None => clock.sim(x).as_ms(),
+            })
+        };
         let us = |i: Option<Instant>| i.map(|x| clock.real_us(x));
         let now_real = Instant::now();
         let rec = RequestRecord {
@@ -423,7 +444,7 @@ impl<T: Transport> LiveDriver<T> {
             first_byte_ms: reply.and_then(|r| at(r.first_byte)),
             first_token_ms: reply.and_then(|r| at(r.first_token)),
             done_ms: self.ms(done),
-            sent_us: clock.real_us(f.sent_real),
+            sent_us: clock.real_us(reply.and_then(|r| r.sent).unwrap_or(f.sent_real)),
             first_byte_us: reply.and_then(|r| us(r.first_byte)),
             first_token_us: reply.and_then(|r| us(r.first_token)),
             done_us: reply
@@ -483,12 +504,17 @@ impl<T: Transport> LiveDriver<T> {
             self.metrics.replies += 1;
             let scale = self.clock.scale;
             let ms = |d: Duration| d.as_secs_f64() * 1e3 * scale;
+            let sent = reply.sent.unwrap_or(f.sent_real);
             if let Some(done) = reply.done
                 && outcome == Outcome::Success
             {
-                self.metrics.e2e_ms.push(ms(done - f.sent_real));
+                self.metrics
+                    .e2e_ms
+                    .push(ms(done.saturating_duration_since(sent)));
                 if let Some(first) = reply.first_token {
-                    self.metrics.ttft_ms.push(ms(first - f.sent_real));
+                    self.metrics
+                        .ttft_ms
+                        .push(ms(first.saturating_duration_since(sent)));
                     if reply.chunks > 1 {
                         self.metrics.tpot_sum_ms += ms(done - first) / (reply.chunks - 1) as f64;
                         self.metrics.tpot_n += 1;
@@ -839,6 +865,10 @@ fn accept_reply<O: Observer, T: Transport>(
     reply: Box<Reply>,
 ) {
     let at = reply.done.unwrap_or_else(Instant::now);
-    let t = rt.io.clock.sim(at).max(rt.now());
+    let t = match rt.io.inflight.get(&key) {
+        Some(f) => rt.io.on_timeline(f, &reply, at),
+        None => rt.io.clock.sim(at),
+    };
+    let t = t.max(rt.now());
     rt.io.push(t, Item::Replied(key, reply));
 }

@@ -64,6 +64,8 @@ pub struct Reply {
     pub error: Option<String>,
     /// The wait a 429 asked for, in real time.
     pub retry_after: Option<Duration>,
+    /// The request went out (the transport started on it).
+    pub sent: Option<Instant>,
     /// Usage the server reported (prompt, completion tokens).
     pub usage: Option<(u32, u32)>,
     /// Response headers arrived.
@@ -338,14 +340,19 @@ async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest)
                         }
                         SseEvent::Usage(p, c) => reply.usage = Some((p, c)),
                         SseEvent::Finish => finished = true,
-                        SseEvent::Done => finished = true,
+                        SseEvent::Done => {
+                            // The answer is complete here; the end of the
+                            // body is only the connection's bookkeeping.
+                            finished = true;
+                            reply.done.get_or_insert_with(Instant::now);
+                        }
                         SseEvent::Error(kind) => {
                             reply.error.get_or_insert(kind);
                         }
                     }
                 }
             }
-            reply.done = Some(Instant::now());
+            reply.done.get_or_insert_with(Instant::now);
             if reply.error.is_none() && !finished {
                 reply.error = Some("truncated".into());
             }
@@ -363,9 +370,10 @@ impl Transport for HttpTransport {
     fn call(&mut self, req: CallRequest) -> ReplyFuture {
         let client = self.client.clone();
         Box::pin(async move {
+            let sent = Instant::now();
             let timeout = req.timeout;
             let work = send_http(client, req);
-            match timeout {
+            let mut reply = match timeout {
                 None => work.await,
                 Some(limit) => match tokio::time::timeout(limit, work).await {
                     Ok(r) => r,
@@ -376,7 +384,9 @@ impl Transport for HttpTransport {
                         ..Reply::default()
                     },
                 },
-            }
+            };
+            reply.sent = Some(sent);
+            reply
         })
     }
 }
