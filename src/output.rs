@@ -445,22 +445,10 @@ pub fn output_digest(
 }
 
 /// Writes `summary.csv`, `summary.json` and `tiers.csv` into `dir`; returns
-/// the output digest.
-pub fn write_run_files(
-    dir: &Path,
-    result: &RunResult,
-    workflows_sha: &[u8; 20],
-    meta: &serde_json::Map<String, serde_json::Value>,
-    policy: &str,
-    durability: Durability,
-) -> Result<String> {
-    write_run_files_with(dir, result, workflows_sha, meta, policy, durability, &[])
-}
-
-/// [`write_run_files`] with `extra` summary columns (a live run's metrics),
+/// the output digest. `extra` summary columns (a live run's metrics) are
 /// appended to `summary.csv` and `summary.json`; the digest covers the
 /// simulator's columns only.
-pub fn write_run_files_with(
+pub fn write_run_files(
     dir: &Path,
     result: &RunResult,
     workflows_sha: &[u8; 20],
@@ -551,6 +539,7 @@ pub fn simulate_to_dir_with(
         &meta,
         s.policy.name(),
         durability,
+        &[],
     )?;
     if durability == Durability::Atomic {
         sync_dir(out);

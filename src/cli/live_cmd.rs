@@ -217,7 +217,7 @@ pub fn write_outputs(
     meta.insert("interrupted".into(), done.outcome.interrupted.into());
     meta.insert("requests_logged".into(), done.outcome.request_lines.into());
     meta.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-    let digest = output::write_run_files_with(
+    let digest = output::write_run_files(
         out,
         &done.outcome.result,
         &done.workflows_sha,

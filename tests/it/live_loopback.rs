@@ -255,3 +255,78 @@ fn api_keys_never_reach_an_output() {
     );
     rt.block_on(h.shutdown());
 }
+
+#[test]
+fn ctrl_c_writes_every_output_marked_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut s = small(PolicyKind::Full);
+    s.workload.workflows = 40;
+    s.time_scale = 5.0; // long enough to be interrupted
+    let h = rt
+        .block_on(emulator::start(
+            &s,
+            EmulatorConfig {
+                time_scale: 5.0,
+                faults: BTreeMap::new(),
+                ttft_fraction: 0.3,
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+        .unwrap();
+    let file = emulator::endpoints_for(&s, h.addr);
+    std::fs::write(d.join("ep.json"), serde_json::to_string(&file).unwrap()).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_agentsched"))
+        .current_dir(d)
+        .args([
+            "live",
+            "run",
+            "--endpoints",
+            "ep.json",
+            "--workflows",
+            "40",
+            "--pdfs",
+            "2",
+            "--subqueries",
+            "2",
+            "--time-scale",
+            "5",
+            "--out",
+            "o",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    rt.block_on(h.shutdown());
+    assert_eq!(o.status.code(), Some(130), "{}", err(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("o/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["interrupted"], true);
+    let completed = summary["completed"].as_u64().unwrap();
+    assert!(completed < 40, "interrupted before the end: {summary}");
+    let workflows = std::fs::read_to_string(d.join("o/workflows.csv")).unwrap();
+    assert!(
+        workflows.lines().any(|l| l.contains(",interrupted,")),
+        "{workflows}"
+    );
+    let requests = std::fs::read_to_string(d.join("o/requests.jsonl")).unwrap();
+    assert_eq!(
+        requests.lines().count() as u64,
+        summary["attempts"].as_u64().unwrap(),
+        "one line per attempt, cancelled ones included"
+    );
+    assert!(requests.lines().any(|l| l.contains("\"cancelled\":true")));
+}
