@@ -2,7 +2,9 @@
 # Live runs of the research agent against third-party OpenAI-compatible servers from PyPI,
 # each started here on 127.0.0.1 and stopped by PID:
 #   - llmock 0.2.2: every tier; then again with 20% injected 429s (retry-after honoured);
-#   - stubllm 0.1.5: every tier (fixture-free answers, streams without usage).
+#   - stubllm 0.1.5: every tier (fixture-free answers, streams without usage);
+#   - guidellm 0.8.1's mock server for the llm tiers (TTFT and inter-token gaps), stubllm for
+#     the embeddings (guidellm serves none).
 # Checks: every workflow completes, one requests.jsonl line per attempt, no error kinds
 # except the injected ones.  Usage: scripts/live_third_party.sh [BINARY]
 set -euo pipefail
@@ -99,4 +101,33 @@ endpoints "http://127.0.0.1:$P/v1" gpt-4o > "$WORK/stub.json"
 run "$WORK/stub.json" "$WORK/stub" 4
 check "$WORK/stub" 4 '^$'
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+echo "== guidellm 0.8.1 mock-server (llm tiers: TTFT 20 ms, ITL 1 ms) + stubllm (embeddings)"
+# guidellm without torch (368 MB instead of 5.9 GB): --no-deps plus its light dependencies.
+G="$CACHE/venv-guidellm"
+if [ ! -f "$G/.installed" ]; then
+  python3 -m venv "$G" >&2
+  "$G/bin/pip" install -q --disable-pip-version-check --no-deps "guidellm==0.8.1" >&2
+  "$G/bin/pip" install -q --disable-pip-version-check "click~=8.4.0" "culsans~=0.10.0" eval_type_backport faker ftfy \
+    httpx loguru more-itertools msgpack numpy protobuf pydantic pydantic-settings pyyaml rich sanic \
+    tabulate transformers typing-extensions uvloop websockets >&2
+  touch "$G/.installed"
+fi
+PG=$(free_port); PS=$(free_port)
+"$G/bin/guidellm" mock-server --host 127.0.0.1 --port "$PG" --workers 1 --model mock-model \
+  --ttft-ms 20 --itl-ms 1 --output-tokens 16 > "$WORK/guidellm.log" 2>&1 &
+pids+=($!)
+"$V/bin/stubllm" serve --host 127.0.0.1 --port "$PS" --log-level warning > "$WORK/stub2.log" 2>&1 &
+pids+=($!)
+wait_up "http://127.0.0.1:$PG/v1"
+wait_up "http://127.0.0.1:$PS/v1"
+python3 - "http://127.0.0.1:$PG/v1" "http://127.0.0.1:$PS/v1" > "$WORK/guidellm.json" <<'EOF'
+import json, sys
+llm = {"base_url": sys.argv[1], "model": "mock-model"}
+embed = {"base_url": sys.argv[2], "model": "text-embedding-3-small"}
+print(json.dumps({"providers": {"llm_provider": [llm, llm], "embed_provider": [embed, embed]}}))
+EOF
+run "$WORK/guidellm.json" "$WORK/guidellm" 4
+check "$WORK/guidellm" 4 '^$'
+# guidellm paces real token timings: the first token comes after its TTFT (20 ms = 80 scenario ms at N = 4).
+python3 -c "import csv; s=next(csv.DictReader(open('$WORK/guidellm/summary.csv'))); t=float(s['ttft_p50_ms']); assert t >= 72, t"
 echo "live runs against third-party servers: ok"
