@@ -180,28 +180,32 @@ fn each_fault_kind_is_recorded_without_a_hang() {
     }
 }
 
-#[test]
-fn api_keys_never_reach_an_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // Emulator in this process; the CLI runs against it.
+/// An emulator of `s` on 127.0.0.1 in its own runtime, for tests that run
+/// the command-line binary against it.
+fn background_emulator(s: &Scenario) -> (tokio::runtime::Runtime, emulator::EmulatorHandle) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let s = small(PolicyKind::Full);
+    let cfg = EmulatorConfig {
+        time_scale: s.time_scale,
+        faults: BTreeMap::new(),
+        ttft_fraction: 0.3,
+    };
     let h = rt
-        .block_on(emulator::start(
-            &s,
-            EmulatorConfig {
-                time_scale: 50.0,
-                faults: BTreeMap::new(),
-                ttft_fraction: 0.3,
-            },
-            "127.0.0.1:0".parse().unwrap(),
-        ))
+        .block_on(emulator::start(s, cfg, "127.0.0.1:0".parse().unwrap()))
         .unwrap();
+    (rt, h)
+}
+
+#[test]
+fn api_keys_never_reach_an_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Emulator in this process; the CLI runs against it.
+    let s = small(PolicyKind::Full);
+    let (rt, h) = background_emulator(&s);
     let mut file = emulator::endpoints_for(&s, h.addr);
     for tiers in file.providers.values_mut() {
         for t in tiers {
@@ -260,25 +264,10 @@ fn api_keys_never_reach_an_output() {
 fn ctrl_c_writes_every_output_marked_interrupted() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut s = small(PolicyKind::Full);
     s.workload.workflows = 40;
     s.time_scale = 5.0; // long enough to be interrupted
-    let h = rt
-        .block_on(emulator::start(
-            &s,
-            EmulatorConfig {
-                time_scale: 5.0,
-                faults: BTreeMap::new(),
-                ttft_fraction: 0.3,
-            },
-            "127.0.0.1:0".parse().unwrap(),
-        ))
-        .unwrap();
+    let (rt, h) = background_emulator(&s);
     let file = emulator::endpoints_for(&s, h.addr);
     std::fs::write(d.join("ep.json"), serde_json::to_string(&file).unwrap()).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_agentsched"))
