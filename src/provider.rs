@@ -217,6 +217,9 @@ pub struct ProviderSide {
     keyer: Keyer,
     /// Provider-enforced buckets, per (provider, tier).
     buckets: Vec<Vec<Option<TokenBucket>>>,
+    /// Whether any tier has one (most scenarios: none, and the hot path
+    /// skips the lookup).
+    any_bucket: bool,
 }
 
 /// A provider-enforced bucket as `x-ratelimit-*` headers report it.
@@ -233,23 +236,25 @@ pub struct BucketReport {
 impl ProviderSide {
     /// The provider side of a validated scenario.
     pub fn new(s: &crate::scenario::Scenario) -> ProviderSide {
+        let buckets: Vec<Vec<Option<TokenBucket>>> = s
+            .providers
+            .values()
+            .map(|p| {
+                p.tiers
+                    .iter()
+                    .map(|t| {
+                        t.rate_limit
+                            .as_ref()
+                            .filter(|r| r.enforced_by == Enforcer::Provider)
+                            .map(|r| TokenBucket::new(r.rate_per_s, r.burst))
+                    })
+                    .collect()
+            })
+            .collect();
         ProviderSide {
             keyer: attempt_keyer(s.seed),
-            buckets: s
-                .providers
-                .values()
-                .map(|p| {
-                    p.tiers
-                        .iter()
-                        .map(|t| {
-                            t.rate_limit
-                                .as_ref()
-                                .filter(|r| r.enforced_by == Enforcer::Provider)
-                                .map(|r| TokenBucket::new(r.rate_per_s, r.burst))
-                        })
-                        .collect()
-                })
-                .collect(),
+            any_bucket: buckets.iter().flatten().any(Option::is_some),
+            buckets,
         }
     }
 
@@ -279,6 +284,12 @@ impl ProviderSide {
         model: usize,
         spec: &DrawSpec<'_>,
     ) -> (AttemptDraw, SimDuration) {
+        if !self.any_bucket {
+            return (
+                draw_attempt(keyer, ids, tier, model, spec),
+                SimDuration::ZERO,
+            );
+        }
         let bucket = &mut self.buckets[ids.provider as usize][ids.tier as usize];
         match bucket {
             Some(b) if b.available(now) == 0 => (
