@@ -46,8 +46,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::Clock;
 use super::endpoints::{EndpointsFile, TierEndpoint};
+use super::{Clock, precise_sleep_until};
 use crate::error::{Error, Result};
 use crate::provider::{AttemptIds, DrawSpec, Outcome, ProviderSide, TierModel};
 use crate::rng::{Keyer, Stream, keyed, unit};
@@ -362,10 +362,6 @@ fn parse_identity(v: &str, seed: u64) -> Option<Identity> {
     })
 }
 
-async fn sleep_until(at: Instant) {
-    super::precise_sleep_until(at).await;
-}
-
 async fn handle(
     state: Arc<State>,
     req: http::Request<Incoming>,
@@ -489,7 +485,7 @@ async fn handle(
     };
     match draw.outcome {
         Outcome::RateLimited => {
-            sleep_until(done_at).await;
+            precise_sleep_until(done_at).await;
             let wait = real(retry_after);
             let mut r = error(429, "rate limited (provider-enforced bucket)");
             let h = r.headers_mut();
@@ -520,18 +516,18 @@ async fn handle(
             return Ok(r);
         }
         Outcome::Failure => {
-            sleep_until(done_at).await;
+            precise_sleep_until(done_at).await;
             return Ok(error(500, "drawn failure"));
         }
         Outcome::Timeout => {
             // The drawn latency exceeds the tier's timeout: answer late.
-            sleep_until(received + real(draw.duration) * 3).await;
+            precise_sleep_until(received + real(draw.duration) * 3).await;
             return Ok(error(504, "drawn timeout"));
         }
         _ => {}
     }
     if fault == Some(Fault::SlowHeaders) {
-        sleep_until(done_at).await;
+        precise_sleep_until(done_at).await;
     }
     let start = Instant::now();
     let tokens = out.max(1);
@@ -543,13 +539,13 @@ async fn handle(
     let model = doc["model"].as_str().unwrap_or_default().to_string();
     if embed || !stream {
         if fault == Some(Fault::Reset) {
-            sleep_until(received + (done_at - received) / 2).await;
+            precise_sleep_until(received + (done_at - received) / 2).await;
             let (tx, rx) = mpsc::channel(1);
             let _ = tx.send(Err(std::io::Error::other("reset"))).await;
             return Ok(http::Response::new(EmuBody::Chan(rx)));
         }
         if fault != Some(Fault::SlowHeaders) {
-            sleep_until(done_at).await;
+            precise_sleep_until(done_at).await;
         }
         let v = if embed {
             serde_json::json!({
@@ -607,7 +603,7 @@ async fn handle(
             if deadline(k) + Duration::from_millis(2) < end {
                 tokio::time::sleep_until(deadline(k)).await;
             } else {
-                sleep_until(deadline(k)).await;
+                precise_sleep_until(deadline(k)).await;
             }
             let now = Instant::now();
             let mut batch = String::new();

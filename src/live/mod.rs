@@ -207,8 +207,6 @@ pub struct LiveMetrics {
     pub http_429: u64,
     /// Attempts that ended with an error (any kind but 429).
     pub errors: u64,
-    /// Requests whose replies arrived.
-    pub replies: u64,
 }
 
 impl LiveMetrics {
@@ -401,10 +399,6 @@ impl<T: Transport> LiveDriver<T> {
         }));
     }
 
-    fn ms(&self, t: SimTime) -> f64 {
-        t.as_ms()
-    }
-
     /// Where the real instant `at` of an attempt's reply falls in scenario
     /// time: its decision time plus the real time since the request went
     /// out, x N. The executor's own lag between deciding and sending (a
@@ -439,11 +433,11 @@ impl<T: Transport> LiveDriver<T> {
                 .get(f.model as usize)
                 .cloned()
                 .unwrap_or_default(),
-            scheduled_ms: self.ms(f.scheduled),
-            sent_ms: self.ms(f.sent),
+            scheduled_ms: f.scheduled.as_ms(),
+            sent_ms: f.sent.as_ms(),
             first_byte_ms: reply.and_then(|r| at(r.first_byte)),
             first_token_ms: reply.and_then(|r| at(r.first_token)),
-            done_ms: self.ms(done),
+            done_ms: done.as_ms(),
             sent_us: clock.real_us(reply.and_then(|r| r.sent).unwrap_or(f.sent_real)),
             first_byte_us: reply.and_then(|r| us(r.first_byte)),
             first_token_us: reply.and_then(|r| us(r.first_token)),
@@ -501,7 +495,6 @@ impl<T: Transport> LiveDriver<T> {
             }
         }
         if f.planned.is_none() {
-            self.metrics.replies += 1;
             let scale = self.clock.scale;
             let ms = |d: Duration| d.as_secs_f64() * 1e3 * scale;
             let sent = reply.sent.unwrap_or(f.sent_real);
