@@ -1,72 +1,10 @@
 //! The tier model, shared by the simulator and the live emulator: token
 //! buckets, keyed latency and outcome draws, prices.
 
+pub use crate::bucket::TokenBucket;
 use crate::rng::{Keyer, SimRng, Stream, unit};
 use crate::scenario::{Enforcer, Model, RateLimit, Sampler, Tier};
 use crate::units::{Money, SimDuration, SimTime};
-
-/// A token bucket as the generic cell rate algorithm: integer-exact, with
-/// `burst` tokens of capacity refilled at one token per `interval`.
-///
-/// Time is kept in nanoseconds internally so that rates like 3/s do not
-/// round to a whole microsecond per token.
-#[derive(Clone, Debug)]
-pub struct TokenBucket {
-    interval_ns: u64,
-    tolerance_ns: u64,
-    burst: u32,
-    /// Theoretical arrival time of the next conforming request.
-    tat_ns: u64,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate_per_s: f64, burst: u32) -> TokenBucket {
-        let interval_ns = ((1e9 / rate_per_s).round() as u64).max(1);
-        TokenBucket {
-            interval_ns,
-            tolerance_ns: interval_ns * (burst as u64 - 1),
-            burst,
-            tat_ns: 0,
-        }
-    }
-
-    /// Tokens that could be taken back-to-back at `now`.
-    pub fn available(&self, now: SimTime) -> u32 {
-        let t = now.0 * 1000;
-        let tat = self.tat_ns.max(t);
-        if t + self.tolerance_ns < tat {
-            0
-        } else {
-            (((t + self.tolerance_ns - tat) / self.interval_ns + 1) as u32).min(self.burst)
-        }
-    }
-
-    /// The earliest time a token is available (now if one is).
-    pub fn next_available(&self, now: SimTime) -> SimTime {
-        if self.available(now) > 0 {
-            now
-        } else {
-            SimTime((self.tat_ns - self.tolerance_ns).div_ceil(1000))
-        }
-    }
-
-    /// Tokens available at `now`, and when a token beyond those arrives:
-    /// the earliest time another start is possible once every available
-    /// token is taken (the next refill when none is available).
-    pub fn state(&self, now: SimTime) -> (u32, SimTime) {
-        let k = self.available(now);
-        let tat = self.tat_ns.max(now.0 * 1000) + k as u64 * self.interval_ns;
-        (k, SimTime((tat - self.tolerance_ns).div_ceil(1000)))
-    }
-
-    /// Takes one token; the caller checked [`TokenBucket::available`].
-    pub fn take(&mut self, now: SimTime) {
-        let t = now.0 * 1000;
-        debug_assert!(self.available(now) > 0, "token taken from an empty bucket");
-        self.tat_ns = self.tat_ns.max(t) + self.interval_ns;
-    }
-}
 
 /// How an attempt ends, as drawn before it starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -143,7 +81,7 @@ impl TierModel {
                 enforced_by,
                 reject_latency_ms,
             }) => (
-                Some(TokenBucket::new(*rate_per_s, *burst)),
+                Some(TokenBucket::new(*rate_per_s, *burst as u64)),
                 *enforced_by,
                 SimDuration::from_ms(*reject_latency_ms),
             ),
@@ -246,7 +184,7 @@ impl ProviderSide {
                         t.rate_limit
                             .as_ref()
                             .filter(|r| r.enforced_by == Enforcer::Provider)
-                            .map(|r| TokenBucket::new(r.rate_per_s, r.burst))
+                            .map(|r| TokenBucket::new(r.rate_per_s, r.burst as u64))
                     })
                     .collect()
             })
@@ -297,11 +235,11 @@ impl ProviderSide {
                     duration: tier.reject_latency,
                     outcome: Outcome::RateLimited,
                 },
-                b.next_available(now) - now,
+                b.ready_at(now, 1) - now,
             ),
             _ => {
                 if let Some(b) = bucket {
-                    b.take(now);
+                    b.take(now, 1);
                 }
                 (
                     draw_attempt(keyer, ids, tier, model, spec),
@@ -314,9 +252,9 @@ impl ProviderSide {
     /// The provider-enforced bucket of (provider, tier) at `now`, if any.
     pub fn bucket(&self, provider: u16, tier: u16, now: SimTime) -> Option<BucketReport> {
         let b = self.buckets[provider as usize][tier as usize].as_ref()?;
-        let remaining = b.available(now);
+        let remaining = b.available(now) as u32;
         Some(BucketReport {
-            limit: b.burst,
+            limit: b.capacity() as u32,
             remaining,
             reset: b.state(now).1 - now,
         })
@@ -426,32 +364,6 @@ pub struct AttemptIds {
 mod tests {
     use super::*;
     use crate::scenario::Dist;
-
-    #[test]
-    fn bucket_allows_burst_then_rate() {
-        let mut b = TokenBucket::new(5.0, 3);
-        let t0 = SimTime(1_000_000);
-        assert_eq!(b.available(t0), 3);
-        // Three tokens now, the fourth once they are gone: 200 ms later.
-        assert_eq!(b.state(t0).1, SimTime(1_200_000));
-        for _ in 0..3 {
-            b.take(t0);
-        }
-        assert_eq!(b.available(t0), 0);
-        // One token every 200 ms.
-        assert_eq!(b.next_available(t0), SimTime(1_200_000));
-        assert_eq!(b.state(t0).1, SimTime(1_200_000));
-        assert_eq!(b.available(SimTime(1_199_999)), 0);
-        assert_eq!(b.available(SimTime(1_200_000)), 1);
-        assert_eq!(b.available(SimTime(1_600_000)), 3);
-        assert_eq!(b.available(SimTime(9_000_000)), 3, "never above burst");
-        // Half-way through a refill, with one token back and taken.
-        let t1 = SimTime(1_300_000);
-        assert_eq!(b.available(t1), 1);
-        assert_eq!(b.state(t1).1, SimTime(1_400_000));
-        b.take(t1);
-        assert_eq!(b.next_available(t1), SimTime(1_400_000));
-    }
 
     #[test]
     fn same_key_same_draw_and_tiers_differ() {

@@ -320,7 +320,10 @@ impl SystemView for View<'_> {
     fn tier_load(&self, provider: u16, tier: u16) -> TierLoad {
         let t = &self.st.tiers[provider as usize][tier as usize];
         let (tokens, next) = match (&t.model.bucket, t.model.enforcer) {
-            (Some(b), Enforcer::Client) => b.state(self.st.now),
+            (Some(b), Enforcer::Client) => {
+                let (k, next) = b.state(self.st.now);
+                (k.min(u32::MAX as u64 - 1) as u32, next)
+            }
             _ => (u32::MAX, self.st.now),
         };
         TierLoad {
@@ -1014,7 +1017,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         // The client-side bucket is booked here; a provider-enforced one
         // is the provider's (the driver's) business.
         if let (Some(b), Enforcer::Client) = (&mut t.model.bucket, t.model.enforcer) {
-            b.take(now);
+            b.take(now, 1);
         }
         let price = t
             .model
