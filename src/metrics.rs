@@ -41,6 +41,8 @@ pub struct WorkflowRecord {
     pub calls: u32,
     /// Remote attempts started.
     pub attempts: u32,
+    /// Answers rejected and redone (quality curves).
+    pub redos: u32,
     /// Summed queue wait of its remote attempts.
     pub queue_wait: SimDuration,
     /// The run was stopped (Ctrl-C) before this workflow finished: `ok` is
@@ -86,6 +88,9 @@ pub enum TraceKind {
     NodeDone,
     /// A workflow finished (`true`) or failed.
     WorkflowDone(bool),
+    /// A successful attempt's answer was rejected (quality curve); the
+    /// call is redone.
+    Redo,
 }
 
 /// One traced event.
@@ -179,6 +184,9 @@ pub struct TierRow {
     pub timeouts: u64,
     /// 429 responses.
     pub rate_limited: u64,
+    /// 429s from the tokens-per-minute limit; present when the scenario
+    /// has token limits.
+    pub rate_limited_tokens: Option<u64>,
     /// Cancelled attempts.
     pub cancelled: u64,
     /// Hedged duplicates started here.
@@ -193,6 +201,8 @@ pub struct TierRow {
     pub service_mean_ms: f64,
     /// Money charged here.
     pub cost: f64,
+    /// Answers rejected here and redone; present when redos are possible.
+    pub redos: Option<u64>,
 }
 
 /// The run summary (`summary.csv` / `summary.json`).
@@ -256,6 +266,20 @@ pub struct Summary {
     pub events: u64,
     /// Seconds of wall time spent simulating (not deterministic).
     pub wall_time_s: f64,
+    /// 429s from tokens-per-minute limits (also in `rate_limited`);
+    /// present when the scenario has token limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limited_tokens: Option<u64>,
+    /// Answers rejected by quality curves and redone; the three redo
+    /// fields are present when the scenario makes redos possible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redos: Option<u64>,
+    /// Time spent on rejected answers (ms; also in `wasted_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redo_wasted_ms: Option<f64>,
+    /// Money spent on rejected answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redo_cost: Option<f64>,
 }
 
 impl Summary {
@@ -264,8 +288,12 @@ impl Summary {
     pub fn fields(&self) -> Vec<(&'static str, serde_json::Value)> {
         let v = serde_json::to_value(self).expect("summary serializes");
         let obj = v.as_object().expect("summary is an object");
+        let optional = OPTIONAL_SUMMARY_COLUMNS
+            .iter()
+            .filter(|k| obj.contains_key(**k));
         SUMMARY_COLUMNS
             .iter()
+            .chain(optional)
             .map(|&k| (k, obj.get(k).cloned().unwrap_or(serde_json::Value::Null)))
             .collect()
     }
@@ -303,6 +331,11 @@ pub const SUMMARY_COLUMNS: [&str; 29] = [
     "events",
     "wall_time_s",
 ];
+
+/// Columns after [`SUMMARY_COLUMNS`] that only runs of scenarios with the
+/// mechanism have (token limits; quality curves), in order.
+pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 4] =
+    ["rate_limited_tokens", "redos", "redo_wasted_ms", "redo_cost"];
 
 /// Everything a run returns besides what it streamed to its observer.
 #[derive(Clone, Debug, PartialEq)]

@@ -218,9 +218,9 @@ impl Drop for StreamFile {
 pub const WORKFLOW_COLUMNS: &str = "workflow_id,makespan_ms,cost,retries,cancellations,hedges_launched,wasted_ms,\
 arrival_ms,finish_ms,status,iterations,nodes,calls,attempts,escalations,rate_limited,queue_wait_ms\n";
 
-fn workflow_row(r: &WorkflowRecord) -> String {
-    format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+fn workflow_row(r: &WorkflowRecord, redos: bool) -> String {
+    let mut row = format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
         r.workflow_id,
         fmt_f64(r.makespan().as_ms()),
         fmt_f64(r.cost.as_dollars()),
@@ -244,7 +244,12 @@ fn workflow_row(r: &WorkflowRecord) -> String {
         r.escalations,
         r.rate_limited,
         fmt_f64(r.queue_wait.as_ms()),
-    )
+    );
+    if redos {
+        row.push_str(&format!(",{}", r.redos));
+    }
+    row.push('\n');
+    row
 }
 
 /// Streams `workflows.csv` in id order (records arrive in completion order
@@ -257,18 +262,28 @@ pub struct FileObserver {
     next_id: u64,
     trace: Option<(StreamFile, bool)>,
     names: NodeTable,
+    /// The scenario can redo calls: `workflows.csv` has a `redos` column.
+    redos: bool,
 }
 
 impl FileObserver {
-    /// Starts `dir/workflows.csv` (and `dir/trace.json` when `trace`).
+    /// Starts `dir/workflows.csv` (and `dir/trace.json` when `trace`) for
+    /// a run of `s`.
     pub fn create(
         dir: &Path,
         trace: bool,
-        names: NodeTable,
+        s: &Scenario,
         durability: Durability,
     ) -> Result<FileObserver> {
+        let names = NodeTable::build(s);
+        let redos = s.redos_possible();
         let mut workflows = StreamFile::create(&dir.join("workflows.csv"), durability)?;
-        workflows.write(WORKFLOW_COLUMNS.as_bytes());
+        if redos {
+            workflows.write(WORKFLOW_COLUMNS.trim_end().as_bytes());
+            workflows.write(b",redos\n");
+        } else {
+            workflows.write(WORKFLOW_COLUMNS.as_bytes());
+        }
         let trace = if trace {
             let mut t = StreamFile::create(&dir.join("trace.json"), durability)?;
             t.write(b"[\n");
@@ -282,6 +297,7 @@ impl FileObserver {
             next_id: 0,
             trace,
             names,
+            redos,
         })
     }
 
@@ -289,7 +305,7 @@ impl FileObserver {
     pub fn finish(mut self) -> Result<[u8; 20]> {
         // Every workflow finished, so the buffer drains completely.
         for (_, r) in std::mem::take(&mut self.pending) {
-            self.workflows.write(workflow_row(&r).as_bytes());
+            self.workflows.write(workflow_row(&r, self.redos).as_bytes());
         }
         if let Some((mut t, _)) = self.trace.take() {
             t.write(b"\n]\n");
@@ -313,6 +329,7 @@ impl FileObserver {
             ),
             TraceKind::NodeDone => ("node_done", String::new()),
             TraceKind::WorkflowDone(ok) => ("workflow_done", format!(",\"ok\":{ok}")),
+            TraceKind::Redo => ("redo", format!(",\"cost\":{}", e.cost.as_dollars())),
         };
         let place = match e.place {
             Place::None => String::new(),
@@ -343,10 +360,10 @@ impl FileObserver {
 impl Observer for FileObserver {
     fn workflow_done(&mut self, rec: &WorkflowRecord) {
         if rec.workflow_id == self.next_id {
-            self.workflows.write(workflow_row(rec).as_bytes());
+            self.workflows.write(workflow_row(rec, self.redos).as_bytes());
             self.next_id += 1;
             while let Some(r) = self.pending.remove(&self.next_id) {
-                self.workflows.write(workflow_row(&r).as_bytes());
+                self.workflows.write(workflow_row(&r, self.redos).as_bytes());
                 self.next_id += 1;
             }
         } else {
@@ -370,15 +387,25 @@ impl Observer for FileObserver {
     }
 }
 
-/// `tiers.csv` bytes.
+/// `tiers.csv` bytes. Rows of runs with token limits add
+/// `rate_limited_tokens`, and of runs that can redo calls `redos`.
 pub fn tiers_csv(rows: &[TierRow]) -> Vec<u8> {
+    let tokens = rows.iter().any(|r| r.rate_limited_tokens.is_some());
+    let redos = rows.iter().any(|r| r.redos.is_some());
     let mut out = String::from(
         "provider,tier_id,utilization,queue_wait_p95_ms,in_flight_avg,kind,slots,requests,successes,failures,\
-timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_wait_p50_ms,service_mean_ms,cost\n",
+timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_wait_p50_ms,service_mean_ms,cost",
     );
+    if tokens {
+        out.push_str(",rate_limited_tokens");
+    }
+    if redos {
+        out.push_str(",redos");
+    }
+    out.push('\n');
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.provider,
             r.tier_id,
             fmt_f64(r.utilization),
@@ -399,6 +426,13 @@ timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_w
             fmt_f64(r.service_mean_ms),
             fmt_f64(r.cost),
         ));
+        if tokens {
+            out.push_str(&format!(",{}", r.rate_limited_tokens.unwrap_or(0)));
+        }
+        if redos {
+            out.push_str(&format!(",{}", r.redos.unwrap_or(0)));
+        }
+        out.push('\n');
     }
     out.into_bytes()
 }
@@ -522,7 +556,7 @@ pub fn simulate_to_dir_with(
     durability: Durability,
 ) -> Result<SimulationOutput> {
     prepare_out_dir(out)?;
-    let mut obs = FileObserver::create(out, trace, NodeTable::build(s), durability)?;
+    let mut obs = FileObserver::create(out, trace, s, durability)?;
     let started = std::time::Instant::now();
     let mut result = Simulator::new(s, &mut obs).run();
     result.summary.wall_time_s = started.elapsed().as_secs_f64();

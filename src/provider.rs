@@ -3,7 +3,7 @@
 
 pub use crate::bucket::TokenBucket;
 use crate::rng::{Keyer, SimRng, Stream, unit};
-use crate::scenario::{Enforcer, Model, RateLimit, Sampler, Tier};
+use crate::scenario::{Enforcer, Model, RateLimit, Sampler, Tier, TokenLimit};
 use crate::units::{Money, SimDuration, SimTime};
 
 /// How an attempt ends, as drawn before it starts.
@@ -43,6 +43,16 @@ pub struct AttemptDraw {
     pub outcome: Outcome,
 }
 
+/// Which limit a 429 came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Limit {
+    /// The request bucket (`rate_limit`).
+    #[default]
+    Requests,
+    /// The tokens-per-minute bucket (`token_limit`).
+    Tokens,
+}
+
 /// A tier ready for the simulator: the spec plus its bucket state.
 #[derive(Clone, Debug)]
 pub struct TierModel {
@@ -54,6 +64,12 @@ pub struct TierModel {
     pub enforcer: Enforcer,
     /// Time a 429 takes to come back.
     pub reject_latency: SimDuration,
+    /// The tokens-per-minute limit, if any.
+    pub token_bucket: Option<TokenBucket>,
+    /// Who enforces the tokens-per-minute limit.
+    pub token_enforcer: Enforcer,
+    /// Time a 429 of the token limit takes to come back.
+    pub token_reject_latency: SimDuration,
     /// Latency multiplier.
     pub latency_scale: f64,
     /// Failure probability per attempt.
@@ -87,11 +103,25 @@ impl TierModel {
             ),
             None => (None, Enforcer::Client, SimDuration::ZERO),
         };
+        let (token_bucket, token_enforcer, token_reject) = match &t.token_limit {
+            Some(TokenLimit {
+                tokens_per_min,
+                token_burst,
+                enforced_by,
+                reject_latency_ms,
+            }) => (
+                Some(TokenBucket::per_minute(*tokens_per_min, *token_burst)),
+                *enforced_by,
+                SimDuration::from_ms(*reject_latency_ms),
+            ),
+            None => (None, Enforcer::Client, SimDuration::ZERO),
+        };
         let models = if t.models.is_empty() {
             vec![Model {
                 name: "default".into(),
                 price_multiplier: 1.0,
                 latency_scale: 1.0,
+                quality: None,
             }]
         } else {
             t.models.clone()
@@ -109,6 +139,9 @@ impl TierModel {
             bucket,
             enforcer,
             reject_latency: reject,
+            token_bucket,
+            token_enforcer,
+            token_reject_latency: token_reject,
             latency_scale: t.latency_scale,
             failure_prob: t.failure_prob,
             timeout: t.timeout_ms.map(SimDuration::from_ms),
@@ -153,8 +186,10 @@ fn price_of(
 #[derive(Clone, Debug)]
 pub struct ProviderSide {
     keyer: Keyer,
-    /// Provider-enforced buckets, per (provider, tier).
+    /// Provider-enforced request buckets, per (provider, tier).
     buckets: Vec<Vec<Option<TokenBucket>>>,
+    /// Provider-enforced tokens-per-minute buckets, per (provider, tier).
+    token_buckets: Vec<Vec<Option<TokenBucket>>>,
     /// Whether any tier has one (most scenarios: none, and the hot path
     /// skips the lookup).
     any_bucket: bool,
@@ -163,42 +198,62 @@ pub struct ProviderSide {
 /// A provider-enforced bucket as `x-ratelimit-*` headers report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BucketReport {
-    /// Capacity (`x-ratelimit-limit-requests`).
-    pub limit: u32,
-    /// Requests that could be sent now (`x-ratelimit-remaining-requests`).
-    pub remaining: u32,
-    /// Until the next token arrives (`x-ratelimit-reset-requests`).
+    /// Capacity (`x-ratelimit-limit-requests` or `-tokens`).
+    pub limit: u64,
+    /// Units available now (`x-ratelimit-remaining-requests` or `-tokens`).
+    pub remaining: u64,
+    /// Until the bucket is full again (`x-ratelimit-reset-requests` or
+    /// `-tokens`), as OpenAI reports it.
     pub reset: SimDuration,
+}
+
+/// The provider's answer to one attempt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProviderReply {
+    /// The draw (a 429's duration is the reject latency).
+    pub draw: AttemptDraw,
+    /// For a 429: the wait until every limit admits the request again.
+    pub retry_after: SimDuration,
+    /// For a 429: the limit that refused it (the one with the longer wait).
+    pub limited_by: Limit,
 }
 
 impl ProviderSide {
     /// The provider side of a validated scenario.
     pub fn new(s: &crate::scenario::Scenario) -> ProviderSide {
-        let buckets: Vec<Vec<Option<TokenBucket>>> = s
-            .providers
-            .values()
-            .map(|p| {
-                p.tiers
-                    .iter()
-                    .map(|t| {
-                        t.rate_limit
-                            .as_ref()
-                            .filter(|r| r.enforced_by == Enforcer::Provider)
-                            .map(|r| TokenBucket::new(r.rate_per_s, r.burst as u64))
-                    })
-                    .collect()
-            })
-            .collect();
+        let per_tier = |f: &dyn Fn(&Tier) -> Option<TokenBucket>| -> Vec<Vec<Option<TokenBucket>>> {
+            s.providers
+                .values()
+                .map(|p| p.tiers.iter().map(f).collect())
+                .collect()
+        };
+        let buckets = per_tier(&|t| {
+            t.rate_limit
+                .as_ref()
+                .filter(|r| r.enforced_by == Enforcer::Provider)
+                .map(|r| TokenBucket::new(r.rate_per_s, r.burst as u64))
+        });
+        let token_buckets = per_tier(&|t| {
+            t.token_limit
+                .as_ref()
+                .filter(|r| r.enforced_by == Enforcer::Provider)
+                .map(|r| TokenBucket::per_minute(r.tokens_per_min, r.token_burst))
+        });
         ProviderSide {
             keyer: attempt_keyer(s.seed),
-            any_bucket: buckets.iter().flatten().any(Option::is_some),
+            any_bucket: buckets
+                .iter()
+                .chain(&token_buckets)
+                .flatten()
+                .any(Option::is_some),
             buckets,
+            token_buckets,
         }
     }
 
     /// The attempt `ids` arriving at `now`: a 429 when a provider-enforced
-    /// bucket is empty (with the wait until its next token), else the
-    /// keyed draw.
+    /// bucket cannot admit it (with the wait until every one can), else
+    /// the keyed draw. A refused attempt takes nothing from any bucket.
     pub fn attempt(
         &mut self,
         now: SimTime,
@@ -206,7 +261,7 @@ impl ProviderSide {
         tier: &TierModel,
         model: usize,
         spec: &DrawSpec<'_>,
-    ) -> (AttemptDraw, SimDuration) {
+    ) -> ProviderReply {
         let keyer = self.keyer;
         self.attempt_keyed(&keyer, now, ids, tier, model, spec)
     }
@@ -221,44 +276,64 @@ impl ProviderSide {
         tier: &TierModel,
         model: usize,
         spec: &DrawSpec<'_>,
-    ) -> (AttemptDraw, SimDuration) {
+    ) -> ProviderReply {
+        let drawn = |keyer: &Keyer| ProviderReply {
+            draw: draw_attempt(keyer, ids, tier, model, spec),
+            retry_after: SimDuration::ZERO,
+            limited_by: Limit::Requests,
+        };
         if !self.any_bucket {
-            return (
-                draw_attempt(keyer, ids, tier, model, spec),
-                SimDuration::ZERO,
-            );
+            return drawn(keyer);
         }
-        let bucket = &mut self.buckets[ids.provider as usize][ids.tier as usize];
-        match bucket {
-            Some(b) if b.available(now) == 0 => (
-                AttemptDraw {
-                    duration: tier.reject_latency,
+        let (p, t) = (ids.provider as usize, ids.tier as usize);
+        let cost = spec.reserved_tokens();
+        let request_wait = self.buckets[p][t].map_or(SimDuration::ZERO, |b| b.ready_at(now, 1) - now);
+        let token_wait = self.token_buckets[p][t]
+            .map_or(SimDuration::ZERO, |b| b.ready_at(now, cost) - now);
+        if request_wait > SimDuration::ZERO || token_wait > SimDuration::ZERO {
+            let (limited_by, duration) = if token_wait > request_wait {
+                (Limit::Tokens, tier.token_reject_latency)
+            } else {
+                (Limit::Requests, tier.reject_latency)
+            };
+            return ProviderReply {
+                draw: AttemptDraw {
+                    duration,
                     outcome: Outcome::RateLimited,
                 },
-                b.ready_at(now, 1) - now,
-            ),
-            _ => {
-                if let Some(b) = bucket {
-                    b.take(now, 1);
-                }
-                (
-                    draw_attempt(keyer, ids, tier, model, spec),
-                    SimDuration::ZERO,
-                )
-            }
+                retry_after: request_wait.max(token_wait),
+                limited_by,
+            };
         }
+        if let Some(b) = &mut self.buckets[p][t] {
+            b.take(now, 1);
+        }
+        if let Some(b) = &mut self.token_buckets[p][t] {
+            b.take(now, cost);
+        }
+        drawn(keyer)
     }
 
-    /// The provider-enforced bucket of (provider, tier) at `now`, if any.
+    /// The provider-enforced request bucket of (provider, tier) at `now`.
     pub fn bucket(&self, provider: u16, tier: u16, now: SimTime) -> Option<BucketReport> {
-        let b = self.buckets[provider as usize][tier as usize].as_ref()?;
-        let remaining = b.available(now) as u32;
-        Some(BucketReport {
-            limit: b.capacity() as u32,
-            remaining,
-            reset: b.state(now).1 - now,
-        })
+        report(self.buckets[provider as usize][tier as usize].as_ref()?, now)
     }
+
+    /// The provider-enforced tokens-per-minute bucket of (provider, tier) at `now`.
+    pub fn token_bucket(&self, provider: u16, tier: u16, now: SimTime) -> Option<BucketReport> {
+        report(
+            self.token_buckets[provider as usize][tier as usize].as_ref()?,
+            now,
+        )
+    }
+}
+
+fn report(b: &TokenBucket, now: SimTime) -> Option<BucketReport> {
+    Some(BucketReport {
+        limit: b.capacity(),
+        remaining: b.available(now),
+        reset: b.ready_at(now, b.capacity()) - now,
+    })
 }
 
 /// What an attempt's draw depends on besides its key.
@@ -270,8 +345,18 @@ pub struct DrawSpec<'a> {
     pub tail: Option<(f64, f64)>,
     /// The global heavy tail `(prob, mult)`.
     pub heavy_tail: (f64, f64),
-    /// Output tokens (shift the lognormal's mu).
+    /// Prompt tokens.
+    pub input_tokens: u32,
+    /// Output tokens (`max_tokens`; shift the lognormal's mu).
     pub output_tokens: u32,
+}
+
+impl DrawSpec<'_> {
+    /// What a tokens-per-minute limit reserves for the attempt: its prompt
+    /// tokens plus its `max_tokens`.
+    pub fn reserved_tokens(&self) -> u64 {
+        self.input_tokens as u64 + self.output_tokens as u64
+    }
 }
 
 /// Draws one latency in ms from `rng`: base x node tail x heavy tail. The
@@ -377,11 +462,13 @@ mod tests {
             sampler: &s,
             tail: None,
             heavy_tail: (0.0, 1.0),
+            input_tokens: 0,
             output_tokens: 0,
         };
         let tier = TierModel::new(&Tier {
             slots: 1,
             rate_limit: None,
+            token_limit: None,
             latency_scale: 1.0,
             failure_prob: 0.0,
             timeout_ms: None,
@@ -431,11 +518,13 @@ mod tests {
             sampler: &s,
             tail: None,
             heavy_tail: (1.0, 10.0),
+            input_tokens: 0,
             output_tokens: 0,
         };
         let mut t = Tier {
             slots: 1,
             rate_limit: None,
+            token_limit: None,
             latency_scale: 1.0,
             failure_prob: 0.0,
             timeout_ms: Some(1000.0),

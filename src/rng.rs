@@ -38,6 +38,8 @@ pub enum Stream {
     /// The provider emulator's own draws: injected faults, and attempts
     /// that arrive without an identity.
     Emulator = 9,
+    /// Whether a model's answer to a call is accepted (quality curves).
+    Quality = 10,
 }
 
 /// SplitMix64 finaliser (Steele, Lea, Flood 2014): a bijective avalanche mix.

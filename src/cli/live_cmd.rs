@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::live::emulator::{self, EmulatorConfig, Fault};
 use crate::live::{self, EndpointsFile, HttpTransport, LiveConfig, ModelTransport, RequestLog};
 use crate::output::{self, Durability, FileObserver};
-use crate::runtime::NodeTable;
 use crate::scenario::Scenario;
 
 /// Exit code of a run stopped by Ctrl-C (outputs written, marked interrupted).
@@ -193,7 +192,7 @@ pub async fn run_to_dir<T: live::Transport>(
     cfg: LiveConfig,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<LiveDone> {
-    let mut obs = FileObserver::create(out, trace, NodeTable::build(s), Durability::Atomic)?;
+    let mut obs = FileObserver::create(out, trace, s, Durability::Atomic)?;
     let log = RequestLog::create(&out.join("requests.jsonl"))?;
     let outcome = live::run(s, &mut obs, transport, cfg, Some(log), stop).await?;
     let workflows_sha = obs.finish()?;

@@ -49,7 +49,7 @@ use tokio::time::Instant;
 use super::endpoints::{EndpointsFile, TierEndpoint};
 use super::{Clock, precise_sleep_until};
 use crate::error::{Error, Result};
-use crate::provider::{AttemptIds, DrawSpec, Outcome, ProviderSide, TierModel};
+use crate::provider::{AttemptIds, DrawSpec, Limit, Outcome, ProviderSide, TierModel};
 use crate::rng::{Keyer, Stream, keyed, unit};
 use crate::runtime::NodeTable;
 use crate::scenario::Scenario;
@@ -454,17 +454,19 @@ async fn handle(
         sampler: &state.table.samplers[ty],
         tail: state.table.tails[ty],
         heavy_tail: state.heavy_tail,
+        input_tokens: prompt_tokens,
         output_tokens: out,
     };
     let now = state.clock.sim(received);
-    let (draw, retry_after, bucket) = {
+    let (reply, buckets) = {
         let mut side = state.provider.lock().expect("provider lock");
-        let (d, r) = match &keyer {
+        let r = match &keyer {
             None => side.attempt(now, ids, tier_model, serve.model, &spec),
             Some(k) => side.attempt_keyed(k, now, ids, tier_model, serve.model, &spec),
         };
-        (d, r, side.bucket(p, t, now))
+        (r, [side.bucket(p, t, now), side.token_bucket(p, t, now)])
     };
+    let (draw, retry_after) = (reply.draw, reply.retry_after);
     let real =
         |d: SimDuration| Duration::from_nanos((d.0 as f64 * 1000.0 / state.cfg.time_scale) as u64);
     let done_at = received + real(draw.duration);
@@ -487,7 +489,12 @@ async fn handle(
         Outcome::RateLimited => {
             precise_sleep_until(done_at).await;
             let wait = real(retry_after);
-            let mut r = error(429, "rate limited (provider-enforced bucket)");
+            // OpenAI's wording, which names the limit.
+            let message = match reply.limited_by {
+                Limit::Requests => "Rate limit reached on requests per min (RPM)",
+                Limit::Tokens => "Rate limit reached on tokens per min (TPM)",
+            };
+            let mut r = error(429, message);
             let h = r.headers_mut();
             let ms = wait.as_secs_f64() * 1e3;
             h.insert(
@@ -498,18 +505,21 @@ async fn handle(
                     .expect("num"),
             );
             h.insert("retry-after-ms", format!("{ms:.3}").parse().expect("num"));
-            if let Some(b) = bucket {
+            for (b, unit) in buckets.iter().zip(["requests", "tokens"]) {
+                let Some(b) = b else { continue };
+                let num = |x: u64| http::HeaderValue::from(x);
                 h.insert(
-                    "x-ratelimit-limit-requests",
-                    b.limit.to_string().parse().expect("num"),
+                    http::HeaderName::try_from(format!("x-ratelimit-limit-{unit}")).expect("name"),
+                    num(b.limit),
                 );
                 h.insert(
-                    "x-ratelimit-remaining-requests",
-                    b.remaining.to_string().parse().expect("num"),
+                    http::HeaderName::try_from(format!("x-ratelimit-remaining-{unit}"))
+                        .expect("name"),
+                    num(b.remaining),
                 );
                 let reset_ms = b.reset.0 as f64 / 1e3 / state.cfg.time_scale;
                 h.insert(
-                    "x-ratelimit-reset-requests",
+                    http::HeaderName::try_from(format!("x-ratelimit-reset-{unit}")).expect("name"),
                     format!("{reset_ms:.3}ms").parse().expect("num"),
                 );
             }

@@ -522,6 +522,7 @@ impl<T: Transport> LiveDriver<T> {
         AttemptReport {
             outcome,
             retry_after,
+            limited_by: reply.limited_by.unwrap_or_default(),
             usage: reply.usage,
         }
     }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::endpoints::ResolvedEndpoint;
 use super::sse::{SseEvent, SseParser};
-use crate::provider::{Outcome, ProviderSide};
+use crate::provider::{Limit, Outcome, ProviderSide};
 use crate::runtime::SendAttempt;
 use crate::units::{SimDuration, SimTime};
 
@@ -64,6 +64,8 @@ pub struct Reply {
     pub error: Option<String>,
     /// The wait a 429 asked for, in real time.
     pub retry_after: Option<Duration>,
+    /// The limit a 429 named.
+    pub limited_by: Option<Limit>,
     /// The request went out (the transport started on it).
     pub sent: Option<Instant>,
     /// Usage the server reported (prompt, completion tokens).
@@ -120,15 +122,16 @@ impl ModelTransport {
 
 impl Transport for ModelTransport {
     fn immediate(&mut self, now: SimTime, a: &SendAttempt<'_>) -> Option<(SimDuration, Reply)> {
-        let (draw, retry_after) =
-            self.provider
-                .attempt(now, a.ids, a.tier, a.model as usize, &a.spec);
+        let r = self
+            .provider
+            .attempt(now, a.ids, a.tier, a.model as usize, &a.spec);
         let reply = Reply {
-            outcome: Some(draw.outcome),
-            retry_after: Some(Duration::from_micros(retry_after.0)),
+            outcome: Some(r.draw.outcome),
+            retry_after: Some(Duration::from_micros(r.retry_after.0)),
+            limited_by: (r.draw.outcome == Outcome::RateLimited).then_some(r.limited_by),
             ..Reply::default()
         };
-        Some((draw.duration, reply))
+        Some((r.draw.duration, reply))
     }
 
     fn call(&mut self, _req: CallRequest) -> ReplyFuture {
@@ -188,10 +191,37 @@ fn request_body(req: &CallRequest) -> Bytes {
     Bytes::from(serde_json::to_vec(&body).expect("request serializes"))
 }
 
-/// The wait a 429 asks for: `retry-after-ms`, then
-/// `x-ratelimit-reset-requests` (`1s`, `20ms`, `1m30s`), then `retry-after`
-/// (seconds).
-pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+/// Which limit a 429 is about. OpenAI names it in the message ("... on
+/// tokens per min (TPM)" / "on requests per min (RPM)"); without that, the
+/// exhausted bucket in the `x-ratelimit-remaining-*` headers decides, and
+/// requests are the default.
+pub fn limit_of_429(headers: &http::HeaderMap, body: &[u8]) -> Limit {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    if text.contains("tokens per min") || text.contains("(tpm)") {
+        return Limit::Tokens;
+    }
+    if text.contains("requests per min") || text.contains("(rpm)") {
+        return Limit::Requests;
+    }
+    let remaining = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    match (
+        remaining("x-ratelimit-remaining-requests"),
+        remaining("x-ratelimit-remaining-tokens"),
+    ) {
+        (Some(0), _) | (_, None) => Limit::Requests,
+        (_, Some(_)) => Limit::Tokens,
+    }
+}
+
+/// The wait a 429 asks for: `retry-after-ms`, then the refused limit's
+/// `x-ratelimit-reset-requests` or `-tokens` (`1s`, `20ms`, `1m30s`), then
+/// `retry-after` (seconds).
+pub fn retry_after(headers: &http::HeaderMap, limit: Limit) -> Option<Duration> {
     let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
         && ms.is_finite()
@@ -199,7 +229,11 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     {
         return Some(Duration::from_secs_f64(ms / 1e3));
     }
-    if let Some(d) = get("x-ratelimit-reset-requests").and_then(parse_go_duration) {
+    let reset = match limit {
+        Limit::Requests => "x-ratelimit-reset-requests",
+        Limit::Tokens => "x-ratelimit-reset-tokens",
+    };
+    if let Some(d) = get(reset).and_then(parse_go_duration) {
         return Some(d);
     }
     get("retry-after")
@@ -276,9 +310,17 @@ async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest)
     };
     let status = resp.status();
     if status == http::StatusCode::TOO_MANY_REQUESTS {
-        reply.retry_after = retry_after(resp.headers());
-        // Drain the body so that the connection can be reused.
-        let _ = resp.into_body().collect().await;
+        let headers = resp.headers().clone();
+        // Read the body (it names the limit) so the connection can be reused.
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let limit = limit_of_429(&headers, &body);
+        reply.retry_after = retry_after(&headers, limit);
+        reply.limited_by = Some(limit);
         reply.outcome = Some(Outcome::RateLimited);
         reply.error = Some("rate_limited".into());
         reply.done = Some(Instant::now());
@@ -398,16 +440,33 @@ mod tests {
     #[test]
     fn retry_after_headers_in_order_of_precision() {
         let mut h = http::HeaderMap::new();
+        let r = Limit::Requests;
         h.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&h, r), Some(Duration::from_secs(2)));
         h.insert("x-ratelimit-reset-requests", "1m30s".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(90)));
+        h.insert("x-ratelimit-reset-tokens", "6s".parse().unwrap());
+        assert_eq!(retry_after(&h, r), Some(Duration::from_secs(90)));
+        assert_eq!(retry_after(&h, Limit::Tokens), Some(Duration::from_secs(6)));
         h.insert("retry-after-ms", "250".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+        assert_eq!(retry_after(&h, r), Some(Duration::from_millis(250)));
         assert_eq!(parse_go_duration("20ms"), Some(Duration::from_millis(20)));
         assert_eq!(parse_go_duration("0.5s"), Some(Duration::from_millis(500)));
         assert_eq!(parse_go_duration("soon"), None);
-        assert_eq!(retry_after(&http::HeaderMap::new()), None);
+        assert_eq!(retry_after(&http::HeaderMap::new(), r), None);
+    }
+
+    #[test]
+    fn a_429_names_its_limit_by_message_then_headers() {
+        let mut h = http::HeaderMap::new();
+        let openai_tpm = br#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000."}}"#;
+        assert_eq!(limit_of_429(&h, openai_tpm), Limit::Tokens);
+        assert_eq!(limit_of_429(&h, b"on requests per min (RPM)"), Limit::Requests);
+        assert_eq!(limit_of_429(&h, b""), Limit::Requests);
+        h.insert("x-ratelimit-remaining-requests", "3".parse().unwrap());
+        h.insert("x-ratelimit-remaining-tokens", "120".parse().unwrap());
+        assert_eq!(limit_of_429(&h, b"slow down"), Limit::Tokens);
+        h.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
+        assert_eq!(limit_of_429(&h, b"slow down"), Limit::Requests);
     }
 
     #[test]

@@ -49,6 +49,7 @@ use std::collections::BinaryHeap;
 
 pub use params::{Ablations, Constants, Mechanisms, PolicyKind};
 
+use crate::bucket::TokenBucket;
 use crate::units::{Money, SimDuration, SimTime};
 use estimates::Window;
 
@@ -81,6 +82,8 @@ pub struct TierInfo {
     pub prices: (f64, f64, f64),
     /// Models: (price multiplier, latency multiplier); the first is the default.
     pub models: Vec<(f64, f64)>,
+    /// Each model's quality curve `(midpoint, slope)`, if it has one.
+    pub quality: Vec<Option<(f64, f64)>>,
 }
 
 impl TierInfo {
@@ -89,6 +92,28 @@ impl TierInfo {
         let (c, i, o) = self.prices;
         (c + i * input_tokens as f64 / 1e6 + o * output_tokens as f64 / 1e6)
             * self.models[model as usize].0
+    }
+
+    /// The model whose answers to calls of difficulty `d` are accepted
+    /// most often (a model without a curve accepts all; ties go to the
+    /// lower index): where a rejected answer is redone.
+    pub fn best_model(&self, d: f64) -> u8 {
+        let accept = |m: usize| {
+            self.quality.get(m).copied().flatten().map_or(1.0, |(mid, slope)| {
+                crate::scenario::QualityCurve {
+                    midpoint: mid,
+                    slope,
+                }
+                .accept(d)
+            })
+        };
+        let mut best = 0;
+        for m in 1..self.models.len() {
+            if accept(m) > accept(best) {
+                best = m;
+            }
+        }
+        best as u8
     }
 }
 
@@ -141,6 +166,16 @@ pub struct ReadyCall {
     pub input_tokens: u32,
     /// Completion tokens.
     pub output_tokens: u32,
+    /// Answers rejected so far: a call with redos goes to the best model.
+    pub redos: u8,
+}
+
+impl ReadyCall {
+    /// What a tokens-per-minute limit reserves for it: prompt tokens plus
+    /// `max_tokens`.
+    pub fn reserved_tokens(&self) -> u64 {
+        self.input_tokens as u64 + self.output_tokens as u64
+    }
 }
 
 /// Load of one tier as the driver sees it now.
@@ -156,12 +191,21 @@ pub struct TierLoad {
     /// When a token beyond the `tokens` available now arrives: the
     /// earliest start once they are all taken.
     pub next_token_at: SimTime,
+    /// A copy of the client-enforced tokens-per-minute bucket, if any: a
+    /// call starts only when it admits the call's reserved tokens.
+    pub token_bucket: Option<TokenBucket>,
 }
 
 impl TierLoad {
-    /// Attempts that could start now.
+    /// Attempts that could start now, as far as slots and the request
+    /// bucket go.
     pub fn free(&self) -> u32 {
         self.slots.saturating_sub(self.in_flight).min(self.tokens)
+    }
+
+    /// Whether the tokens-per-minute limit admits `cost` tokens at `now`.
+    pub fn admits(&self, now: SimTime, cost: u64) -> bool {
+        self.token_bucket.is_none_or(|b| b.admits(now, cost))
     }
 }
 
@@ -372,6 +416,11 @@ pub struct Policy {
     /// The token wake-up last asked for per tier: drivers honour every
     /// wake-up until it comes, so asking again for the same time is moot.
     token_wakes: Vec<Vec<SimTime>>,
+    /// Scratch: per tier, when the tokens-per-minute limit admits the
+    /// call this pass could not start there (NEVER when none waited).
+    tpm_blocked: Vec<Vec<SimTime>>,
+    /// The tokens-per-minute wake-up last asked for per tier.
+    tpm_wakes: Vec<Vec<SimTime>>,
 }
 
 impl Policy {
@@ -427,6 +476,16 @@ impl Policy {
             next_wake: SimTime::NEVER,
             exhaustive: false,
             token_wakes: setup
+                .providers
+                .iter()
+                .map(|p| vec![SimTime::NEVER; p.len()])
+                .collect(),
+            tpm_blocked: setup
+                .providers
+                .iter()
+                .map(|p| vec![SimTime::NEVER; p.len()])
+                .collect(),
+            tpm_wakes: setup
                 .providers
                 .iter()
                 .map(|p| vec![SimTime::NEVER; p.len()])
@@ -505,10 +564,13 @@ impl Policy {
 
     /// The model a call uses on `tier`.
     fn model_for(&self, r: &ReadyCall, provider: u16, tier: u16) -> u8 {
+        let info = &self.providers[provider as usize][tier as usize];
+        if r.redos > 0 {
+            return info.best_model(r.difficulty);
+        }
         if !self.mech.model_routing {
             return 0;
         }
-        let info = &self.providers[provider as usize][tier as usize];
         let cheapest = (0..info.models.len())
             .min_by(|&a, &b| {
                 info.models[a]
@@ -561,11 +623,13 @@ impl Policy {
                     continue;
                 }
                 let load = view.tier_load(p, t);
-                if load.free() > 0 {
+                let admitted = load.admits(view.now(), r.reserved_tokens());
+                if load.free() > 0 && admitted {
                     // Taking the last token with slots to spare leaves the
                     // tier rate-blocked: a pass decides whether to wake up
-                    // for its next token.
-                    self.dirty |= load.tokens == 1 && load.in_flight + 1 < load.slots;
+                    // for its next token (always, under a token limit).
+                    self.dirty |= (load.tokens == 1 && load.in_flight + 1 < load.slots)
+                        || load.token_bucket.is_some();
                     let model = self.model_for(&r, p, t);
                     out.push(Decision::Start {
                         call: r.call,
@@ -579,7 +643,8 @@ impl Policy {
                 let could_take = t == cheapest
                     || (self.mech.escalation
                         && self.providers[p as usize][t as usize].latency_scale < cheapest_scale);
-                wake_needed |= could_take && load.in_flight < load.slots && load.tokens == 0;
+                wake_needed |=
+                    could_take && load.in_flight < load.slots && (load.tokens == 0 || !admitted);
             }
         } else {
             // Rare: the in-flight cap binds. Let a pass sort it out.
@@ -700,12 +765,28 @@ impl Policy {
                 let load = view.tier_load(p16, t as u16);
                 self.free[p][t] = load.free();
                 self.loads[p][t] = load;
+                self.tpm_blocked[p][t] = SimTime::NEVER;
             }
-            // 1. Each tier serves its own queue.
+            // 1. Each tier serves its own queue, in order: a head its token
+            //    limit does not admit yet blocks the calls behind it.
             for t in 0..self.providers[p].len() {
                 while self.free[p][t] > 0 && global > 0 {
-                    let Some(q) = self.pop_live(view, p, t) else {
-                        break;
+                    let q = if self.loads[p][t].token_bucket.is_some() {
+                        let Some(q) = self.peek_live(view, p, t) else {
+                            break;
+                        };
+                        let r = view.call_facts(q.call);
+                        if !self.take_tokens(view.now(), p, t, &r) {
+                            break;
+                        }
+                        self.queues[p][t].pop();
+                        self.queued -= 1;
+                        q
+                    } else {
+                        let Some(q) = self.pop_live(view, p, t) else {
+                            break;
+                        };
+                        q
                     };
                     let model = if self.mech.model_routing {
                         self.model_for(&view.call_facts(q.call), p16, t as u16)
@@ -754,6 +835,39 @@ impl Policy {
                     }
                 }
             }
+        }
+        // 4. The same for tokens-per-minute limits: a tier that left a call
+        //    waiting for tokens wakes up when they suffice.
+        for p in 0..self.providers.len() {
+            for t in 0..self.providers[p].len() {
+                let at = self.tpm_blocked[p][t];
+                if at == SimTime::NEVER {
+                    continue;
+                }
+                self.next_wake = self.next_wake.min(at);
+                if self.tpm_wakes[p][t] != at {
+                    self.tpm_wakes[p][t] = at;
+                    out.push(Decision::WakeAt(at));
+                }
+            }
+        }
+    }
+
+    /// Takes `r`'s reserved tokens from this pass's copy of tier `t`'s
+    /// token bucket, if it has one and admits them; otherwise records when
+    /// it will, for a wake-up, and returns false.
+    fn take_tokens(&mut self, now: SimTime, p: usize, t: usize, r: &ReadyCall) -> bool {
+        let Some(b) = self.loads[p][t].token_bucket.as_mut() else {
+            return true;
+        };
+        let cost = r.reserved_tokens();
+        if b.admits(now, cost) {
+            b.take(now, cost);
+            true
+        } else {
+            let at = b.ready_at(now, cost);
+            self.tpm_blocked[p][t] = self.tpm_blocked[p][t].min(at);
+            false
         }
     }
 
@@ -821,7 +935,9 @@ impl Policy {
                 }
                 let Some((s, q)) = best else { break };
                 let r = view.call_facts(q.call);
-                if !self.worth_escalating(&r, p16, s as u16, fast) {
+                if !self.worth_escalating(&r, p16, s as u16, fast)
+                    || !self.take_tokens(view.now(), p, f, &r)
+                {
                     break;
                 }
                 self.queues[p][s].pop();
@@ -881,14 +997,17 @@ impl Policy {
             let p = s.provider as usize;
             let current = self.providers[p][s.tier as usize].latency_scale;
             // The fastest tier with free capacity, if not slower than the current one.
-            let target = if global == 0 {
-                None
-            } else {
-                self.by_speed[p].iter().copied().find(|&t| {
-                    self.providers[p][t as usize].latency_scale <= current
-                        && self.free[p][t as usize] > 0
-                })
-            };
+            let mut target = None;
+            for i in 0..if global == 0 { 0 } else { self.by_speed[p].len() } {
+                let t = self.by_speed[p][i];
+                if self.providers[p][t as usize].latency_scale <= current
+                    && self.free[p][t as usize] > 0
+                    && self.take_tokens(now, p, t as usize, &s.ready)
+                {
+                    target = Some(t);
+                    break;
+                }
+            }
             match target {
                 Some(t) => {
                     let model = self.model_for(&s.ready, s.provider, t);

@@ -6,7 +6,7 @@
 //! timer fired, an attempt ended). Nothing here knows what a clock is.
 
 use crate::policy::{AttemptKey, StartKind};
-use crate::provider::{AttemptIds, DrawSpec, Outcome, TierModel};
+use crate::provider::{AttemptIds, DrawSpec, Limit, Outcome, TierModel};
 use crate::units::{SimDuration, SimTime};
 
 /// A timer the runtime asks for; the driver hands it back through
@@ -73,6 +73,8 @@ pub struct AttemptReport {
     pub outcome: Outcome,
     /// For a 429: how long to wait before sending again.
     pub retry_after: SimDuration,
+    /// For a 429: which limit refused it.
+    pub limited_by: Limit,
     /// Tokens the provider reported using (prompt, completion), if any;
     /// a tier priced per token is charged for these instead of the
     /// scenario's sizes.
@@ -85,6 +87,7 @@ impl AttemptReport {
         AttemptReport {
             outcome,
             retry_after: SimDuration::ZERO,
+            limited_by: Limit::Requests,
             usage: None,
         }
     }

@@ -34,7 +34,7 @@ use crate::policy::{
     AttemptEnded, AttemptKey, AttemptStarted, CallKey, Decision, NodeTypeInfo, Policy, PolicySetup,
     ReadyCall, StartKind, SystemView, TierInfo, TierLoad,
 };
-use crate::provider::{AttemptIds, DrawSpec, Outcome, TierModel, draw_latency_ms};
+use crate::provider::{AttemptIds, DrawSpec, Limit, Outcome, TierModel, draw_latency_ms};
 use crate::rng::{Keyer, Stream, keyed, unit};
 use crate::scenario::{Arrivals, Dist, Enforcer, Sampler, Scenario, Template};
 use crate::stats::{self, Samples};
@@ -139,6 +139,10 @@ enum NodeState {
 
 const NO_ATTEMPT: u32 = u32::MAX;
 
+/// At most this many redos per call: a guard, since a redo goes to the
+/// tier's best model, whose answer is final.
+const MAX_REDOS: u8 = 8;
+
 #[derive(Clone, Copy, Debug)]
 struct Node {
     ty: u16,
@@ -157,6 +161,9 @@ struct Node {
     attempts: u32,
     failures: u32,
     running: [u32; 2],
+    /// Answers rejected so far (quality curves): the call is redone on a
+    /// better model.
+    redos: u8,
     ready_at: SimTime,
     /// Slack computed when the node last became ready.
     slack: SimDuration,
@@ -183,6 +190,7 @@ struct Workflow {
     wasted: SimDuration,
     calls: u32,
     attempts: u32,
+    redos: u32,
     queue_wait: SimDuration,
     /// Local tasks running; a dead workflow's slot is reused only at 0, so
     /// their end events can still read the node they ran.
@@ -219,9 +227,13 @@ struct TierRt {
     failures: u64,
     timeouts: u64,
     rate_limited: u64,
+    /// 429s from the tokens-per-minute limit (also in `rate_limited`).
+    rate_limited_tokens: u64,
     cancelled: u64,
     hedges: u64,
     escalations_in: u64,
+    /// Answers from this tier that were rejected and redone.
+    redos: u64,
     cost: Money,
     service_sum: SimDuration,
 }
@@ -262,6 +274,10 @@ struct State {
     wasted: SimDuration,
     calls: u64,
     attempts: u64,
+    redos: u64,
+    /// Time and money spent on answers that were rejected.
+    redo_wasted: SimDuration,
+    redo_cost: Money,
     /// Workflows in the system and the integral of that count over time
     /// (count x us), for the time-average L of Little's law.
     active: u64,
@@ -280,7 +296,18 @@ impl State {
 struct View<'a> {
     st: &'a State,
     seed: u64,
-    routing: bool,
+    /// Whether anything reads call difficulties (routing, quality curves).
+    difficulty: bool,
+}
+
+/// A call's keyed difficulty in [0, 1): what model routing and quality
+/// curves read.
+fn difficulty(seed: u64, workflow: u64, node: u32) -> f64 {
+    unit(&mut keyed(
+        seed,
+        Stream::Difficulty,
+        [workflow, node as u64, 0, 0],
+    ))
 }
 
 impl View<'_> {
@@ -295,16 +322,13 @@ impl View<'_> {
             workflow_arrival: w.arrival,
             remaining_cp: n.rcp,
             slack: n.slack,
-            // Drawn only when routing reads it; keyed, so laziness changes nothing.
-            difficulty: if self.routing {
-                unit(&mut keyed(
-                    self.seed,
-                    Stream::Difficulty,
-                    [w.id, call.node as u64, 0, 0],
-                ))
+            // Drawn only when something reads it; keyed, so laziness changes nothing.
+            difficulty: if self.difficulty {
+                difficulty(self.seed, w.id, call.node)
             } else {
                 0.0
             },
+            redos: n.redos,
             workflow_spent: w.cost,
             input_tokens: n.input_tokens,
             output_tokens: n.output_tokens,
@@ -331,6 +355,10 @@ impl SystemView for View<'_> {
             slots: t.model.slots,
             tokens,
             next_token_at: next,
+            token_bucket: t
+                .model
+                .token_bucket
+                .filter(|_| t.model.token_enforcer == Enforcer::Client),
         }
     }
 
@@ -378,7 +406,7 @@ macro_rules! view {
         View {
             st: &$sim.st,
             seed: $sim.seed,
-            routing: $sim.routing,
+            difficulty: $sim.routing || $sim.judging,
         }
     };
 }
@@ -399,6 +427,10 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     tracing: bool,
     /// Model routing on: draw call difficulties.
     routing: bool,
+    /// Some answer can be rejected (quality curves): judge successes.
+    judging: bool,
+    /// Some tier has a tokens-per-minute limit: report 429s by cause.
+    token_limits: bool,
     /// Hedging on: tell the policy about starts.
     hedging: bool,
     arrival_gap: Option<rand_distr::Exp<f64>>,
@@ -438,6 +470,7 @@ fn priors(s: &Scenario, table: &NodeTable, cw: &CompiledWorkload) -> Vec<NodeTyp
                 sampler: &table.samplers[ty],
                 tail: table.tails[ty],
                 heavy_tail: (s.heavy_tail.prob, s.heavy_tail.mult),
+                input_tokens: 0,
                 output_tokens: tokens,
             };
             let mut rng = keyed(s.seed, Stream::Prior, [ty as u64, 0, 0, 0]);
@@ -472,9 +505,11 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                         failures: 0,
                         timeouts: 0,
                         rate_limited: 0,
+                        rate_limited_tokens: 0,
                         cancelled: 0,
                         hedges: 0,
                         escalations_in: 0,
+                        redos: 0,
                         cost: Money::ZERO,
                         service_sum: SimDuration::ZERO,
                     })
@@ -497,6 +532,12 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                                 .models
                                 .iter()
                                 .map(|m| (m.price_multiplier, m.latency_scale))
+                                .collect(),
+                            quality: t
+                                .model
+                                .models
+                                .iter()
+                                .map(|m| m.quality.as_ref().map(|q| (q.midpoint, q.slope)))
                                 .collect(),
                         })
                         .collect()
@@ -530,6 +571,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             io,
             prior_p50_ms,
             routing: mech.model_routing,
+            judging: s.redos_possible(),
+            token_limits: s.has_token_limits(),
             hedging: mech.hedging,
             arrival_gap,
             local_keyer: Keyer::new(s.seed, Stream::Local),
@@ -561,6 +604,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 wasted: SimDuration::ZERO,
                 calls: 0,
                 attempts: 0,
+                redos: 0,
+                redo_wasted: SimDuration::ZERO,
+                redo_cost: Money::ZERO,
                 active: 0,
                 active_area: 0,
                 active_since: SimTime::ZERO,
@@ -800,6 +846,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 attempts: 0,
                 failures: 0,
                 running: [NO_ATTEMPT; 2],
+                redos: 0,
                 ready_at: SimTime::ZERO,
                 slack: SimDuration::ZERO,
             });
@@ -871,6 +918,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             sampler: &self.table.samplers[n.ty as usize],
             tail: self.table.tails[n.ty as usize],
             heavy_tail: self.heavy_tail,
+            input_tokens: n.input_tokens,
             output_tokens: n.output_tokens,
         };
         let mut rng = self.local_keyer.rng(w.id, node as u64);
@@ -1019,6 +1067,14 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         if let (Some(b), Enforcer::Client) = (&mut t.model.bucket, t.model.enforcer) {
             b.take(now, 1);
         }
+        if let (Some(b), Enforcer::Client) = (&mut t.model.token_bucket, t.model.token_enforcer) {
+            let cost = n.input_tokens as u64 + n.output_tokens as u64;
+            assert!(
+                b.admits(now, cost),
+                "policy started a call its tier's token limit does not admit"
+            );
+            b.take(now, cost);
+        }
         let price = t
             .model
             .price(model as usize, n.input_tokens, n.output_tokens);
@@ -1100,6 +1156,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 sampler: &self.table.samplers[ty as usize],
                 tail: self.table.tails[ty as usize],
                 heavy_tail: self.heavy_tail,
+                input_tokens: n.input_tokens,
                 output_tokens,
             },
             tier: &self.st.tiers[provider as usize][tier as usize].model,
@@ -1245,8 +1302,13 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         if !a.live || a.generation != generation {
             return; // cancelled earlier
         }
+        let cost_before = self.st.wfs[a.wf_slot as usize].cost;
         let a = self.release_attempt(aslot, report.outcome, report.usage);
         let (slot, node) = (a.wf_slot, a.node);
+        let charge = Money(self.st.wfs[slot as usize].cost.0 - cost_before.0);
+        if report.outcome == Outcome::RateLimited && report.limited_by == Limit::Tokens {
+            self.st.tiers[a.provider as usize][a.tier as usize].rate_limited_tokens += 1;
+        }
         let n = self.st.wfs[slot as usize].nodes[node as usize];
         let sibling_running = n.running.iter().any(|&r| r != NO_ATTEMPT);
         match report.outcome {
@@ -1259,7 +1321,11 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 if a.kind == StartKind::Hedge {
                     self.st.hedge_wins += 1;
                 }
-                self.node_done(slot, node);
+                if self.judging && self.rejected(&a) {
+                    self.redo(&a, charge);
+                } else {
+                    self.node_done(slot, node);
+                }
             }
             _ if sibling_running => {} // the other attempt may still succeed
             Outcome::RateLimited => {
@@ -1307,6 +1373,67 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 debug_assert!(false, "drivers do not report cancellations");
             }
         }
+    }
+
+    /// Whether the answer of successful attempt `a` is rejected: its
+    /// model's quality curve says no (a draw keyed by the call and its redo
+    /// count, the same under every policy) and the tier has a model that
+    /// accepts more calls of this difficulty. The best model's answer is
+    /// final.
+    fn rejected(&self, a: &Attempt) -> bool {
+        let w = &self.st.wfs[a.wf_slot as usize];
+        let n = &w.nodes[a.node as usize];
+        let models = &self.st.tiers[a.provider as usize][a.tier as usize]
+            .model
+            .models;
+        let Some(curve) = &models[a.model as usize].quality else {
+            return false;
+        };
+        if n.redos >= MAX_REDOS {
+            return false;
+        }
+        let d = difficulty(self.seed, w.id, a.node);
+        let p = curve.accept(d);
+        let better = models
+            .iter()
+            .any(|m| m.quality.as_ref().map_or(1.0, |q| q.accept(d)) > p);
+        better
+            && unit(&mut keyed(
+                self.seed,
+                Stream::Quality,
+                [w.id, a.node as u64, n.redos as u64, 0],
+            )) >= p
+    }
+
+    /// Accounts for a rejected answer and makes its call ready again; the
+    /// policy places it on a better model ([`ReadyCall::redos`]).
+    fn redo(&mut self, a: &Attempt, charge: Money) {
+        let elapsed = self.st.now - a.start;
+        let st = &mut self.st;
+        st.tiers[a.provider as usize][a.tier as usize].redos += 1;
+        st.redos += 1;
+        st.redo_wasted += elapsed;
+        st.redo_cost += charge;
+        st.wasted += elapsed;
+        let w = &mut st.wfs[a.wf_slot as usize];
+        w.redos += 1;
+        w.wasted += elapsed;
+        w.nodes[a.node as usize].redos += 1;
+        self.trace(
+            TraceKind::Redo,
+            a.wf_slot,
+            a.node,
+            Place::Tier {
+                provider: a.provider,
+                tier: a.tier,
+            },
+            AttemptTag {
+                attempt: a.attempt_no,
+                model: a.model,
+                cost: charge,
+            },
+        );
+        self.make_ready(a.wf_slot, a.node);
     }
 
     fn node_done(&mut self, slot: u32, node: u32) {
@@ -1397,6 +1524,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             nodes: w.nodes.len() as u32,
             calls: w.calls,
             attempts: w.attempts,
+            redos: w.redos,
             queue_wait: w.queue_wait,
             interrupted,
         };
@@ -1464,6 +1592,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                     failures: t.failures,
                     timeouts: t.timeouts,
                     rate_limited: t.rate_limited,
+                    rate_limited_tokens: self.token_limits.then_some(t.rate_limited_tokens),
+                    redos: self.judging.then_some(t.redos),
                     cancelled: t.cancelled,
                     hedges: t.hedges,
                     escalations_in: t.escalations_in,
@@ -1495,6 +1625,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 failures: 0,
                 timeouts: 0,
                 rate_limited: 0,
+                rate_limited_tokens: self.token_limits.then_some(0),
+                redos: self.judging.then_some(0),
                 cancelled: 0,
                 hedges: 0,
                 escalations_in: 0,
@@ -1542,6 +1674,16 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             in_system_avg: st.active_area as f64 / dur_us,
             events,
             wall_time_s: 0.0,
+            rate_limited_tokens: self.token_limits.then(|| {
+                st.tiers
+                    .iter()
+                    .flatten()
+                    .map(|t| t.rate_limited_tokens)
+                    .sum()
+            }),
+            redos: self.judging.then_some(st.redos),
+            redo_wasted_ms: self.judging.then(|| st.redo_wasted.as_ms()),
+            redo_cost: self.judging.then(|| st.redo_cost.as_dollars()),
         };
         RunResult { summary, tiers }
     }

@@ -241,9 +241,12 @@ pub struct Provider {
 pub struct Tier {
     /// Concurrency slots.
     pub slots: u32,
-    /// Token-bucket rate limit; none when absent.
+    /// Token-bucket rate limit on requests; none when absent.
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Tokens-per-minute limit; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_limit: Option<TokenLimit>,
     /// Multiplies every latency draw on this tier (the fast tier is < 1).
     #[serde(default = "one")]
     pub latency_scale: f64,
@@ -287,6 +290,53 @@ pub struct Model {
     /// Multiplies the tier's latency.
     #[serde(default = "one")]
     pub latency_scale: f64,
+    /// How often its answers are good enough; every answer is when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityCurve>,
+}
+
+/// The probability that a model's answer to a call of difficulty `d` (in
+/// [0, 1)) is accepted: `1 / (1 + exp(slope * (d - midpoint)))`, a logistic
+/// that falls from easy to hard calls and crosses 1/2 at `midpoint`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityCurve {
+    /// Difficulty at which half the answers are accepted.
+    pub midpoint: f64,
+    /// Steepness (>= 0; 0 accepts half of every call).
+    pub slope: f64,
+}
+
+impl QualityCurve {
+    /// Acceptance probability at difficulty `d`.
+    pub fn accept(&self, d: f64) -> f64 {
+        1.0 / (1.0 + (self.slope * (d - self.midpoint)).exp())
+    }
+
+    /// Whether it rejects some calls: the curve falls with difficulty, so
+    /// the hardest difficulty (just below 1) decides.
+    pub fn ever_rejects(&self) -> bool {
+        self.accept(1.0) < 1.0
+    }
+}
+
+/// A tokens-per-minute limit: a bucket of `token_burst` tokens refilled
+/// at `tokens_per_min`. An attempt takes its prompt tokens plus its
+/// `max_tokens` (what providers reserve when a request is admitted).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenLimit {
+    /// Refill rate, tokens per minute.
+    pub tokens_per_min: f64,
+    /// Bucket capacity in tokens (providers that reset per minute have
+    /// `token_burst` = `tokens_per_min`).
+    pub token_burst: u64,
+    /// Who enforces it.
+    #[serde(default)]
+    pub enforced_by: Enforcer,
+    /// How long a 429 takes to come back (provider-enforced only).
+    #[serde(default = "default_reject_ms")]
+    pub reject_latency_ms: f64,
 }
 
 /// Who enforces a tier's rate limit.
@@ -404,7 +454,52 @@ fn check_nonneg(field: &str, v: f64) -> Result<(), ScenarioError> {
     }
 }
 
+/// The slowest refill a rate limit may have (one unit a day): slower
+/// limits would put the next unit beyond any run's horizon.
+pub const MIN_RATE_PER_S: f64 = 1.0 / 86_400.0;
+/// The fastest tokens-per-minute limit (a trillion a minute).
+pub const MAX_TOKENS_PER_MIN: f64 = 1e12;
+/// The largest token bucket.
+pub const MAX_TOKEN_BURST: u64 = 1_000_000_000_000;
+/// The longest time a scenario may name, in ms (about 31.7 years): sums of
+/// such times stay far inside the µs clock's range (about 292,000 years).
+pub const MAX_MS: f64 = 1e12;
+
+fn check_range(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), ScenarioError> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(ScenarioError::new(
+            field,
+            format!("expected a number in [{lo}, {hi}], got {v}"),
+        ))
+    }
+}
+
 impl Scenario {
+    /// Whether a run of this scenario can redo calls: some tier offers a
+    /// model that is used (the default one, or any under model routing)
+    /// and whose quality curve rejects some calls, and a model that
+    /// accepts more of them. Runs that cannot get no redo columns.
+    pub fn redos_possible(&self) -> bool {
+        let routing = self.ablations.enable_model_routing;
+        self.providers.values().flat_map(|p| &p.tiers).any(|t| {
+            t.models.len() > 1
+                && t.models.iter().enumerate().any(|(i, m)| {
+                    (routing || i == 0) && m.quality.as_ref().is_some_and(|q| q.ever_rejects())
+                })
+        })
+    }
+
+    /// Whether any tier has a tokens-per-minute limit (runs that do get
+    /// 429 counts by cause).
+    pub fn has_token_limits(&self) -> bool {
+        self.providers
+            .values()
+            .flat_map(|p| &p.tiers)
+            .any(|t| t.token_limit.is_some())
+    }
+
     /// The embedded default scenario.
     pub fn default_research_agent() -> Scenario {
         Scenario::from_json_str(DEFAULT_SCENARIO_JSON).expect("embedded default scenario is valid")
@@ -461,6 +556,7 @@ impl Scenario {
         let tier = Tier {
             slots: servers,
             rate_limit: None,
+            token_limit: None,
             latency_scale: 1.0,
             failure_prob: 0.0,
             timeout_ms: None,
@@ -742,6 +838,29 @@ fn validate_tier(at: &str, t: &Tier) -> Result<(), ScenarioError> {
             rl.reject_latency_ms,
         )?;
     }
+    if let Some(tl) = &t.token_limit {
+        check_range(
+            &format!("{at}.token_limit.tokens_per_min"),
+            tl.tokens_per_min,
+            MIN_RATE_PER_S * 60.0,
+            MAX_TOKENS_PER_MIN,
+        )?;
+        if !(1..=MAX_TOKEN_BURST).contains(&tl.token_burst) {
+            return Err(ScenarioError::new(
+                format!("{at}.token_limit.token_burst"),
+                format!(
+                    "expected an integer in [1, {MAX_TOKEN_BURST}], got {}",
+                    tl.token_burst
+                ),
+            ));
+        }
+        check_range(
+            &format!("{at}.token_limit.reject_latency_ms"),
+            tl.reject_latency_ms,
+            0.0,
+            MAX_MS,
+        )?;
+    }
     for (m, model) in t.models.iter().enumerate() {
         check_nonneg(
             &format!("{at}.models.{m}.price_multiplier"),
@@ -751,6 +870,15 @@ fn validate_tier(at: &str, t: &Tier) -> Result<(), ScenarioError> {
             &format!("{at}.models.{m}.latency_scale"),
             model.latency_scale,
         )?;
+        if let Some(q) = &model.quality {
+            check_range(
+                &format!("{at}.models.{m}.quality.midpoint"),
+                q.midpoint,
+                -1e6,
+                1e6,
+            )?;
+            check_range(&format!("{at}.models.{m}.quality.slope"), q.slope, 0.0, 1e6)?;
+        }
     }
     Ok(())
 }

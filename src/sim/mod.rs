@@ -14,7 +14,7 @@ pub use crate::runtime::{Exec, NodeTable};
 
 use crate::metrics::{Observer, RunResult};
 use crate::policy::AttemptKey;
-use crate::provider::{Outcome, ProviderSide};
+use crate::provider::{Limit, Outcome, ProviderSide};
 use crate::runtime::{AttemptReport, Driver, Runtime, SendAttempt, Timer};
 use crate::scenario::Scenario;
 use crate::units::{SimDuration, SimTime};
@@ -32,21 +32,23 @@ enum Event {
 pub struct SimDriver {
     queue: EventQueue<Event>,
     provider: ProviderSide,
-    /// The drawn end of each attempt slot: outcome and Retry-After.
-    ends: Vec<(Outcome, SimDuration)>,
+    /// The drawn end of each attempt slot: outcome, Retry-After and the
+    /// limit behind a 429.
+    ends: Vec<(Outcome, SimDuration, Limit)>,
 }
 
 impl Driver for SimDriver {
     fn send(&mut self, now: SimTime, a: &SendAttempt<'_>) -> Option<SimDuration> {
-        let (draw, retry_after) =
-            self.provider
-                .attempt(now, a.ids, a.tier, a.model as usize, &a.spec);
+        let reply = self
+            .provider
+            .attempt(now, a.ids, a.tier, a.model as usize, &a.spec);
+        let draw = reply.draw;
         let slot = a.key.slot as usize;
         if slot >= self.ends.len() {
             self.ends
-                .resize(slot + 1, (Outcome::Success, SimDuration::ZERO));
+                .resize(slot + 1, (Outcome::Success, SimDuration::ZERO, Limit::Requests));
         }
-        self.ends[slot] = (draw.outcome, retry_after);
+        self.ends[slot] = (draw.outcome, reply.retry_after, reply.limited_by);
         self.queue.push(
             now + draw.duration,
             Event::AttemptEnd {
@@ -133,13 +135,14 @@ impl<'o, O: Observer> Simulator<'o, O> {
             match ev {
                 Event::Timer(timer) => self.rt.on_timer(t, timer),
                 Event::AttemptEnd { slot, generation } => {
-                    let (outcome, retry_after) = self.rt.io.ends[slot as usize];
+                    let (outcome, retry_after, limited_by) = self.rt.io.ends[slot as usize];
                     self.rt.on_attempt_end(
                         t,
                         AttemptKey { slot, generation },
                         AttemptReport {
                             outcome,
                             retry_after,
+                            limited_by,
                             usage: None,
                         },
                     );
