@@ -58,7 +58,9 @@ impl TokenBucket {
     pub fn available(&self, now: SimTime) -> u64 {
         let t = ns(now);
         let full_span = self.capacity.saturating_mul(self.interval_ns);
-        let room = t.saturating_add(full_span).saturating_sub(self.tat_ns.max(t));
+        let room = t
+            .saturating_add(full_span)
+            .saturating_sub(self.tat_ns.max(t));
         (room / self.interval_ns).min(self.capacity)
     }
 
@@ -146,7 +148,11 @@ mod tests {
         // 301 tokens: 1 ms for the one missing.
         assert_eq!(b.ready_at(t0, 301), SimTime(1_000));
         assert_eq!(b.ready_at(t0, 1000), SimTime(700_000));
-        assert_eq!(b.ready_at(t0, 5000), SimTime(700_000), "clamped to capacity");
+        assert_eq!(
+            b.ready_at(t0, 5000),
+            SimTime(700_000),
+            "clamped to capacity"
+        );
         assert_eq!(b.ready_at(t0, 10), t0, "available now");
     }
 

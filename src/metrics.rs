@@ -334,8 +334,12 @@ pub const SUMMARY_COLUMNS: [&str; 29] = [
 
 /// Columns after [`SUMMARY_COLUMNS`] that only runs of scenarios with the
 /// mechanism have (token limits; quality curves), in order.
-pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 4] =
-    ["rate_limited_tokens", "redos", "redo_wasted_ms", "redo_cost"];
+pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 4] = [
+    "rate_limited_tokens",
+    "redos",
+    "redo_wasted_ms",
+    "redo_cost",
+];
 
 /// Everything a run returns besides what it streamed to its observer.
 #[derive(Clone, Debug, PartialEq)]

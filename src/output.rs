@@ -305,7 +305,8 @@ impl FileObserver {
     pub fn finish(mut self) -> Result<[u8; 20]> {
         // Every workflow finished, so the buffer drains completely.
         for (_, r) in std::mem::take(&mut self.pending) {
-            self.workflows.write(workflow_row(&r, self.redos).as_bytes());
+            self.workflows
+                .write(workflow_row(&r, self.redos).as_bytes());
         }
         if let Some((mut t, _)) = self.trace.take() {
             t.write(b"\n]\n");
@@ -360,10 +361,12 @@ impl FileObserver {
 impl Observer for FileObserver {
     fn workflow_done(&mut self, rec: &WorkflowRecord) {
         if rec.workflow_id == self.next_id {
-            self.workflows.write(workflow_row(rec, self.redos).as_bytes());
+            self.workflows
+                .write(workflow_row(rec, self.redos).as_bytes());
             self.next_id += 1;
             while let Some(r) = self.pending.remove(&self.next_id) {
-                self.workflows.write(workflow_row(&r, self.redos).as_bytes());
+                self.workflows
+                    .write(workflow_row(&r, self.redos).as_bytes());
                 self.next_id += 1;
             }
         } else {

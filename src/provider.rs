@@ -287,9 +287,10 @@ impl ProviderSide {
         }
         let (p, t) = (ids.provider as usize, ids.tier as usize);
         let cost = spec.reserved_tokens();
-        let request_wait = self.buckets[p][t].map_or(SimDuration::ZERO, |b| b.ready_at(now, 1) - now);
-        let token_wait = self.token_buckets[p][t]
-            .map_or(SimDuration::ZERO, |b| b.ready_at(now, cost) - now);
+        let request_wait =
+            self.buckets[p][t].map_or(SimDuration::ZERO, |b| b.ready_at(now, 1) - now);
+        let token_wait =
+            self.token_buckets[p][t].map_or(SimDuration::ZERO, |b| b.ready_at(now, cost) - now);
         if request_wait > SimDuration::ZERO || token_wait > SimDuration::ZERO {
             let (limited_by, duration) = if token_wait > request_wait {
                 (Limit::Tokens, tier.token_reject_latency)
@@ -316,7 +317,10 @@ impl ProviderSide {
 
     /// The provider-enforced request bucket of (provider, tier) at `now`.
     pub fn bucket(&self, provider: u16, tier: u16, now: SimTime) -> Option<BucketReport> {
-        report(self.buckets[provider as usize][tier as usize].as_ref()?, now)
+        report(
+            self.buckets[provider as usize][tier as usize].as_ref()?,
+            now,
+        )
     }
 
     /// The provider-enforced tokens-per-minute bucket of (provider, tier) at `now`.

@@ -8,6 +8,8 @@
 //! - M/D/1 (Pollaczek-Khinchine with deterministic service): `Wq = rho / (2 mu (1 - rho))`;
 //! - Little's law: the time-averaged number in system `L` (its own
 //!   integral in the simulator) against `lambda (Wq + 1/mu)` from Erlang C.
+//! - A tier bound only by a tokens-per-minute limit: throughput equals the
+//!   bucket's rate over the tokens each call reserves.
 //!
 //! Tolerances are relative and sized from the seed-to-seed spread of the
 //! simulated means (about 2% of Erlang C at c = 8, utilisation 0.9 and 1M
@@ -16,7 +18,7 @@
 use serde::Serialize;
 
 use crate::metrics::NullObserver;
-use crate::scenario::{Dist, Scenario};
+use crate::scenario::{Arrivals, Dist, Scenario, TokenLimit};
 use crate::sim;
 
 /// Erlang's C formula: the probability that an arrival waits in M/M/c.
@@ -145,12 +147,52 @@ pub fn run_all(customers: u64, seed: u64) -> Vec<Check> {
         1000.0 * md1_wq(l, m),
         0.04 * scale,
     ));
+
+    // Token bucket only: plenty of slots, every call queued at once, each
+    // reserving 800 prompt + 200 completion tokens of a 600,000 a minute
+    // limit: 10 calls a second once the burst is spent.
+    let n = (customers / 40).max(1000);
+    let mut s = Scenario::mmc(64, 1.0, 10.0, n, seed);
+    s.arrivals = Arrivals::AllAtOnce;
+    let call = s.node_types.get_mut("Call").expect("mmc has Call");
+    (call.input_tokens, call.output_tokens) = (800, 200);
+    s.providers
+        .get_mut("llm_provider")
+        .expect("mmc has llm_provider")
+        .tiers[0]
+        .token_limit = Some(TokenLimit {
+        tokens_per_min: 600_000.0,
+        token_burst: 5_000,
+        enforced_by: Default::default(),
+        reject_latency_ms: 20.0,
+    });
+    let r = sim::run(&s, &mut NullObserver).summary;
+    out.push(check(
+        "token limit only",
+        "throughput (calls/s)",
+        r.throughput_wf_per_s,
+        600_000.0 / 60.0 / 1000.0,
+        // Deterministic spacing: the error is the burst and the last
+        // call's service over n calls.
+        0.01,
+    ));
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_limited_throughput_matches_the_bucket_rate() {
+        let checks = run_all(40_000, 1);
+        let c = checks
+            .iter()
+            .find(|c| c.case == "token limit only")
+            .expect("token case ran");
+        assert!(c.pass, "{c:?}");
+        assert!(c.rel_error < 0.01, "{c:?}");
+    }
 
     #[test]
     fn erlang_c_matches_hand_computed_values() {

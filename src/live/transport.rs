@@ -460,7 +460,10 @@ mod tests {
         let mut h = http::HeaderMap::new();
         let openai_tpm = br#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000."}}"#;
         assert_eq!(limit_of_429(&h, openai_tpm), Limit::Tokens);
-        assert_eq!(limit_of_429(&h, b"on requests per min (RPM)"), Limit::Requests);
+        assert_eq!(
+            limit_of_429(&h, b"on requests per min (RPM)"),
+            Limit::Requests
+        );
         assert_eq!(limit_of_429(&h, b""), Limit::Requests);
         h.insert("x-ratelimit-remaining-requests", "3".parse().unwrap());
         h.insert("x-ratelimit-remaining-tokens", "120".parse().unwrap());

@@ -99,13 +99,17 @@ impl TierInfo {
     /// lower index): where a rejected answer is redone.
     pub fn best_model(&self, d: f64) -> u8 {
         let accept = |m: usize| {
-            self.quality.get(m).copied().flatten().map_or(1.0, |(mid, slope)| {
-                crate::scenario::QualityCurve {
-                    midpoint: mid,
-                    slope,
-                }
-                .accept(d)
-            })
+            self.quality
+                .get(m)
+                .copied()
+                .flatten()
+                .map_or(1.0, |(mid, slope)| {
+                    crate::scenario::QualityCurve {
+                        midpoint: mid,
+                        slope,
+                    }
+                    .accept(d)
+                })
         };
         let mut best = 0;
         for m in 1..self.models.len() {
@@ -998,7 +1002,11 @@ impl Policy {
             let current = self.providers[p][s.tier as usize].latency_scale;
             // The fastest tier with free capacity, if not slower than the current one.
             let mut target = None;
-            for i in 0..if global == 0 { 0 } else { self.by_speed[p].len() } {
+            for i in 0..if global == 0 {
+                0
+            } else {
+                self.by_speed[p].len()
+            } {
                 let t = self.by_speed[p][i];
                 if self.providers[p][t as usize].latency_scale <= current
                     && self.free[p][t as usize] > 0

@@ -39,6 +39,7 @@ fn load(in_flight: u32, slots: u32) -> TierLoad {
         slots,
         tokens: u32::MAX,
         next_token_at: SimTime::ZERO,
+        token_bucket: None,
     }
 }
 
@@ -53,11 +54,13 @@ fn setup(kind: PolicyKind, ablations: Ablations, constants: Constants) -> Policy
                 latency_scale: 1.0,
                 prices: (0.01, 0.0, 0.0),
                 models: vec![(1.0, 1.0)],
+                quality: vec![None],
             },
             TierInfo {
                 latency_scale: 0.5,
                 prices: (0.05, 0.0, 0.0),
                 models: vec![(1.0, 1.0)],
+                quality: vec![None],
             },
         ]],
         node_types: vec![NodeTypeInfo {
@@ -84,6 +87,7 @@ fn call(wf: u64, arrival_s: f64, rcp_s: f64) -> ReadyCall {
         workflow_spent: Money::ZERO,
         input_tokens: 0,
         output_tokens: 0,
+        redos: 0,
     }
 }
 
@@ -425,4 +429,103 @@ fn a_pass_that_uses_the_last_token_asks_to_wake_for_the_next() {
     refilled.loads[0][0].tokens = 1;
     p.dispatch(&refilled, &mut again);
     assert_eq!(started(&again), vec![(2, 0, StartKind::Primary)]);
+}
+
+#[test]
+fn a_token_limited_head_blocks_its_queue_and_wakes_when_its_tokens_refill() {
+    let mut p = Policy::new(setup(
+        PolicyKind::FifoCheapest,
+        Ablations::default(),
+        Constants::default(),
+    ));
+    // Two queued calls reserving 800 and 100 tokens.
+    let mut big = call(1, 1.0, 1.0);
+    big.input_tokens = 700;
+    big.output_tokens = 100;
+    let mut small = call(2, 2.0, 1.0);
+    small.input_tokens = 100;
+    let calls = [big, small];
+    let full = view(vec![load(2, 2), load(4, 4)], &calls);
+    let mut out = vec![];
+    for c in &calls {
+        p.on_ready(&full, *c, &mut out);
+    }
+    // Tier 0 frees both slots, but its bucket (60,000 a minute: one token
+    // a millisecond) holds 500 tokens now.
+    let mut bucket = crate::bucket::TokenBucket::per_minute(60_000.0, 1_000);
+    let now = SimTime(100_000_000);
+    bucket.take(now, 500);
+    let mut tier0 = load(0, 2);
+    tier0.token_bucket = Some(bucket);
+    let v = view(vec![tier0, load(4, 4)], &calls);
+    let mut out = vec![];
+    p.dispatch(&v, &mut out);
+    assert_eq!(
+        started(&out),
+        vec![],
+        "the head waits, and the call behind it too"
+    );
+    // 300 tokens short at one a millisecond: 300 ms.
+    assert_eq!(out, vec![Decision::WakeAt(SimTime(100_300_000))]);
+    // At that time the head starts, and the small call has to wait again.
+    let later = SimTime(100_300_000);
+    let mut tier0 = load(0, 2);
+    tier0.token_bucket = Some(bucket);
+    let mut v = view(vec![tier0, load(4, 4)], &calls);
+    v.now = later;
+    let mut out = vec![];
+    p.recheck();
+    p.dispatch(&v, &mut out);
+    assert_eq!(started(&out), vec![(1, 0, StartKind::Primary)]);
+    assert_eq!(out.last(), Some(&Decision::WakeAt(SimTime(100_400_000))));
+}
+
+#[test]
+fn a_redone_call_goes_to_the_model_that_accepts_it_most() {
+    let mut s = setup(
+        PolicyKind::FifoCheapest,
+        Ablations::default(),
+        Constants::default(),
+    );
+    for t in &mut s.providers[0] {
+        t.models = vec![(1.0, 1.0), (0.2, 0.6)];
+        t.quality = vec![None, Some((0.5, 10.0))];
+    }
+    let mut p = Policy::new(s);
+    let mut c = call(1, 0.0, 1.0);
+    c.difficulty = 0.9;
+    let model_of = |p: &mut Policy, c: ReadyCall| {
+        let mut out = vec![];
+        p.on_ready(&view(vec![load(0, 2), load(0, 4)], &[c]), c, &mut out);
+        match out[0] {
+            Decision::Start { model, .. } => model,
+            _ => panic!("started"),
+        }
+    };
+    assert_eq!(model_of(&mut p, c), 0, "no routing: the default model");
+    c.redos = 1;
+    assert_eq!(
+        model_of(&mut p, c),
+        0,
+        "a redo: the best model, the default here"
+    );
+    // Routing sends easy calls to the cheap model, but not their redos.
+    let mut s = setup(
+        PolicyKind::FifoCheapest,
+        Ablations {
+            enable_model_routing: true,
+            ..Ablations::default()
+        },
+        Constants::default(),
+    );
+    for t in &mut s.providers[0] {
+        t.models = vec![(1.0, 1.0), (0.2, 0.6)];
+        t.quality = vec![None, Some((0.5, 10.0))];
+    }
+    let mut p = Policy::new(s);
+    c.difficulty = 0.1;
+    c.redos = 0;
+    assert_eq!(model_of(&mut p, c), 1);
+    c.redos = 1;
+    assert_eq!(model_of(&mut p, c), 0);
 }

@@ -45,8 +45,10 @@ impl Driver for SimDriver {
         let draw = reply.draw;
         let slot = a.key.slot as usize;
         if slot >= self.ends.len() {
-            self.ends
-                .resize(slot + 1, (Outcome::Success, SimDuration::ZERO, Limit::Requests));
+            self.ends.resize(
+                slot + 1,
+                (Outcome::Success, SimDuration::ZERO, Limit::Requests),
+            );
         }
         self.ends[slot] = (draw.outcome, reply.retry_after, reply.limited_by);
         self.queue.push(

@@ -287,3 +287,187 @@ fn spilling_samples_to_disk_changes_no_result() {
         assert_eq!(format!("{in_memory:?}"), format!("{spilled:?}"));
     }
 }
+
+fn token_limit(
+    per_min: f64,
+    burst: u64,
+    by: crate::scenario::Enforcer,
+) -> crate::scenario::TokenLimit {
+    crate::scenario::TokenLimit {
+        tokens_per_min: per_min,
+        token_burst: burst,
+        enforced_by: by,
+        reject_latency_ms: 20.0,
+    }
+}
+
+#[test]
+fn provider_enforced_token_limits_answer_429s_counted_by_cause() {
+    use crate::scenario::Enforcer;
+    let mut s = Scenario::mmc(8, 20.0, 1.0, 1000, 1);
+    let call = s.node_types.get_mut("Call").unwrap();
+    (call.input_tokens, call.output_tokens) = (900, 100);
+    let tier = &mut s.providers.get_mut("llm_provider").unwrap().tiers[0];
+    tier.slots = 50;
+    // 300,000 tokens a minute at 1,000 a call: 5 calls a second, against 20 arriving.
+    tier.token_limit = Some(token_limit(300_000.0, 5_000, Enforcer::Provider));
+    let r = run(&s, &mut NullObserver);
+    assert_eq!(
+        r.summary.completed, 1000,
+        "every call eventually gets through"
+    );
+    let by_tokens = r
+        .summary
+        .rate_limited_tokens
+        .expect("a token-limited run counts by cause");
+    assert!(by_tokens > 0);
+    assert_eq!(
+        by_tokens, r.summary.rate_limited,
+        "no request limit: every 429 is the token limit's"
+    );
+    assert_eq!(r.tiers[0].rate_limited_tokens, Some(by_tokens));
+    // Both limits: each 429 is blamed on the limit that waits longer, and
+    // the request limit (2/s, tighter than 5/s) gets most of them.
+    s.providers.get_mut("llm_provider").unwrap().tiers[0].rate_limit =
+        Some(crate::scenario::RateLimit {
+            rate_per_s: 2.0,
+            burst: 2,
+            enforced_by: Enforcer::Provider,
+            reject_latency_ms: 20.0,
+        });
+    let r = run(&s, &mut NullObserver);
+    let by_tokens = r.summary.rate_limited_tokens.unwrap();
+    assert!(r.summary.rate_limited > 2 * by_tokens, "{:?}", r.summary);
+    // No token limit: no by-cause column.
+    let plain = Scenario::mmc(8, 7.2, 1.0, 100, 1);
+    assert_eq!(
+        run(&plain, &mut NullObserver).summary.rate_limited_tokens,
+        None
+    );
+}
+
+#[test]
+fn client_enforced_token_limits_delay_starts_without_429s() {
+    use crate::scenario::Enforcer;
+    let mut s = Scenario::mmc(8, 20.0, 1.0, 500, 2);
+    let call = s.node_types.get_mut("Call").unwrap();
+    (call.input_tokens, call.output_tokens) = (900, 100);
+    let unlimited = run(&s, &mut NullObserver).summary;
+    s.providers.get_mut("llm_provider").unwrap().tiers[0].token_limit =
+        Some(token_limit(300_000.0, 5_000, Enforcer::Client));
+    let limited = run(&s, &mut NullObserver).summary;
+    assert_eq!(limited.rate_limited, 0);
+    assert_eq!(limited.rate_limited_tokens, Some(0));
+    // 5 calls a second at most: 500 calls take about 100 s.
+    assert!(limited.sim_time_ms > 95_000.0, "{}", limited.sim_time_ms);
+    assert!(limited.queue_wait_mean_ms > 2.0 * unlimited.queue_wait_mean_ms);
+}
+
+/// The default scenario with model routing and a quality curve on `small`.
+fn routed_with_curve(policy: PolicyKind, midpoint: f64, slope: f64) -> Scenario {
+    let mut s = research(20, policy);
+    s.ablations.enable_model_routing = true;
+    s.constants.workflow_budget = 1e6;
+    for t in &mut s.providers.get_mut("llm_provider").unwrap().tiers {
+        t.models[1].quality = Some(crate::scenario::QualityCurve { midpoint, slope });
+    }
+    s
+}
+
+#[test]
+fn the_same_calls_are_redone_under_every_policy() {
+    let redone = |policy| {
+        let s = routed_with_curve(policy, 0.3, 12.0);
+        let mut obs = MemoryObserver {
+            keep_trace: true,
+            ..MemoryObserver::default()
+        };
+        let r = run(&s, &mut obs);
+        let calls: std::collections::BTreeSet<(u64, u32)> = obs
+            .trace
+            .iter()
+            .filter(|e| e.kind == TraceKind::Redo)
+            .map(|e| (e.workflow, e.node))
+            .collect();
+        assert_eq!(
+            r.summary.redos,
+            Some(calls.len() as u64),
+            "one redo per call here"
+        );
+        let per_wf: u64 = obs.workflows.iter().map(|w| w.redos as u64).sum();
+        assert_eq!(Some(per_wf), r.summary.redos);
+        let per_tier: u64 = r.tiers.iter().filter_map(|t| t.redos).sum();
+        assert_eq!(Some(per_tier), r.summary.redos);
+        assert!(r.summary.redo_cost.unwrap() > 0.0 && r.summary.redo_wasted_ms.unwrap() > 0.0);
+        assert!(r.summary.wasted_ms >= r.summary.redo_wasted_ms.unwrap());
+        calls
+    };
+    let reference = redone(PolicyKind::FifoCheapest);
+    assert!(
+        reference.len() > 20,
+        "the curve rejects a fair share: {}",
+        reference.len()
+    );
+    for p in [
+        PolicyKind::DagCheapest,
+        PolicyKind::DagEscalation,
+        PolicyKind::Full,
+    ] {
+        assert_eq!(redone(p), reference, "{p:?}");
+    }
+}
+
+#[test]
+fn a_redo_runs_on_the_better_model_after_the_rejected_answer() {
+    let s = routed_with_curve(PolicyKind::FifoCheapest, 0.3, 12.0);
+    let mut obs = MemoryObserver {
+        keep_trace: true,
+        ..MemoryObserver::default()
+    };
+    run(&s, &mut obs);
+    let mut checked = 0;
+    for (i, e) in obs.trace.iter().enumerate() {
+        if e.kind != TraceKind::Redo {
+            continue;
+        }
+        assert_eq!(e.model, 1, "only the small model's answers are rejected");
+        let next = obs.trace[i + 1..]
+            .iter()
+            .find(|x| {
+                matches!(x.kind, TraceKind::Start(_))
+                    && (x.workflow, x.node) == (e.workflow, e.node)
+            })
+            .expect("a redone call starts again");
+        assert_eq!(next.model, 0, "the redo uses the large model");
+        assert!(next.attempt > e.attempt);
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn curves_that_accept_everything_change_no_output() {
+    let dir = std::env::temp_dir().join(format!("agentsched-accept-all-{}", std::process::id()));
+    let mut digests = Vec::new();
+    for curve in [None, Some((1e6, 1.0))] {
+        let mut s = research(15, PolicyKind::Full);
+        s.ablations.enable_model_routing = true;
+        for t in &mut s.providers.get_mut("llm_provider").unwrap().tiers {
+            for m in &mut t.models {
+                m.quality = curve
+                    .map(|(midpoint, slope)| crate::scenario::QualityCurve { midpoint, slope });
+            }
+        }
+        assert!(!s.redos_possible());
+        let out = dir.join(format!("{}", digests.len()));
+        let o = crate::output::simulate_to_dir(&s, &out, true).unwrap();
+        // The digest covers the summary (wall time aside); the rest byte for byte.
+        let files: Vec<Vec<u8>> = ["workflows.csv", "tiers.csv", "trace.json"]
+            .iter()
+            .map(|f| std::fs::read(out.join(f)).unwrap())
+            .collect();
+        digests.push((o.digest, files));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(digests[0], digests[1]);
+}

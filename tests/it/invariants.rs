@@ -27,6 +27,10 @@ struct Case {
     ablation: u8,
     poisson: Option<f64>,
     seed: u64,
+    /// Tokens-per-minute limit on every tier: (tokens per minute, burst).
+    tpm: Option<(f64, u64)>,
+    /// A quality curve on the small model: (midpoint, slope).
+    quality: Option<(f64, f64)>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -49,7 +53,11 @@ fn case() -> impl Strategy<Value = Case> {
                 ]),
                 0u8..16,
                 proptest::option::of(0.5f64..20.0),
-                0u64..1000,
+                (
+                    0u64..1000,
+                    proptest::option::of((3000.0f64..60000.0, 300u64..3000)),
+                    proptest::option::of((0.0f64..1.0, 0.0f64..20.0)),
+                ),
             )
         })
         .prop_map(
@@ -65,7 +73,7 @@ fn case() -> impl Strategy<Value = Case> {
                 policy,
                 ablation,
                 poisson,
-                seed,
+                (seed, tpm, quality),
             )| {
                 // Only forward edges, so the DAG is acyclic.
                 let mut edges: Vec<(usize, usize)> =
@@ -85,6 +93,8 @@ fn case() -> impl Strategy<Value = Case> {
                     ablation,
                     poisson,
                     seed,
+                    tpm,
+                    quality,
                 }
             },
         )
@@ -104,6 +114,12 @@ fn scenario(c: &Case) -> Scenario {
         if let Some((rate, burst)) = c.rate {
             t["rate_limit"] = json!({"rate_per_s": rate, "burst": burst});
         }
+        if let Some((per_min, burst)) = c.tpm {
+            t["token_limit"] = json!({"tokens_per_min": per_min, "token_burst": burst});
+        }
+        if let Some((midpoint, slope)) = c.quality {
+            t["models"][1]["quality"] = json!({"midpoint": midpoint, "slope": slope});
+        }
         t
     };
     let doc = json!({
@@ -119,8 +135,8 @@ fn scenario(c: &Case) -> Scenario {
         "arrivals": match c.poisson { Some(r) => json!({"pattern": "poisson", "rate_per_s": r}), None => json!({"pattern": "all_at_once"}) },
         "node_types": {
             "A": {"resource": "llm", "latency": {"dist": "lognormal", "mu": 5.5, "sigma": 0.8}, "input_tokens": 500},
-            "B": {"resource": "llm", "latency": {"dist": "exponential", "mean_ms": 300.0}},
-            "E": {"resource": "embed", "latency": {"dist": "gamma", "shape": 4.0, "scale_ms": 25.0}, "tail": {"prob": 0.1, "mult": 3.0}},
+            "B": {"resource": "llm", "latency": {"dist": "exponential", "mean_ms": 300.0}, "input_tokens": 200, "output_tokens": 100},
+            "E": {"resource": "embed", "latency": {"dist": "gamma", "shape": 4.0, "scale_ms": 25.0}, "tail": {"prob": 0.1, "mult": 3.0}, "input_tokens": 300},
             "L": {"resource": "cpu", "latency": {"dist": "uniform", "low_ms": 10.0, "high_ms": 90.0}}
         },
         "pools": {"cpu": {"workers": 2}},
@@ -147,6 +163,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         keep_trace: true,
         ..MemoryObserver::default()
     };
+    let s_names: Vec<String> = s.node_types.keys().cloned().collect();
     let sim = Simulator::new(&s, &mut obs);
     let block = sim.workload().block(0).clone();
     let result = sim.run();
@@ -233,6 +250,43 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
                         width,
                         burst,
                         rate
+                    );
+                }
+            }
+        }
+    }
+
+    // Token limits (client-enforced): tokens reserved by the starts in any
+    // window <= burst + rate x width (each start's reservation clamped to
+    // the burst; +1 for the nanosecond rounding of the refill interval).
+    if let Some((per_min, burst)) = c.tpm {
+        let reserved = |ty: &str| -> u64 {
+            match ty {
+                "A" => 500,
+                "B" => 300,
+                "E" => 300,
+                _ => 0,
+            }
+        };
+        for place in slots.keys().filter(|p| matches!(p, Place::Tier { .. })) {
+            let starts: Vec<(u64, u64)> = trace
+                .iter()
+                .filter(|e| matches!(e.kind, TraceKind::Start(_)) && e.place == *place)
+                .map(|e| (e.t.0, reserved(&s_names[e.node_type as usize]).min(burst)))
+                .collect();
+            for i in 0..starts.len() {
+                let mut sum = 0;
+                for j in i..starts.len() {
+                    sum += starts[j].1;
+                    let width_min = (starts[j].0 - starts[i].0) as f64 / 60e6;
+                    prop_assert!(
+                        sum as f64 <= burst as f64 + per_min * width_min + 1.0,
+                        "{:?}: {} tokens within {} min exceed burst {} + {}/min",
+                        place,
+                        sum,
+                        width_min,
+                        burst,
+                        per_min
                     );
                 }
             }
