@@ -141,6 +141,30 @@ fn provider_enforced_429s_are_honoured() {
 }
 
 #[test]
+fn token_limit_429s_are_named_and_counted_by_cause_over_http() {
+    let mut s = small(PolicyKind::FifoCheapest);
+    let llm = s.providers.get_mut("llm_provider").unwrap();
+    llm.tiers[0].slots = 4;
+    llm.tiers[0].token_limit = Some(agentsched::scenario::TokenLimit {
+        tokens_per_min: 120_000.0,
+        token_burst: 4_000,
+        enforced_by: Enforcer::Provider,
+        reject_latency_ms: 20.0,
+    });
+    let (out, lines) = run_against_emulator(&s, BTreeMap::new());
+    let m = &out.result.summary;
+    assert_eq!(m.completed, 3);
+    assert!(m.rate_limited > 0, "{m:?}");
+    // The tier's request limit is the client's: every 429 is the token limit's.
+    assert_eq!(m.rate_limited_tokens, Some(m.rate_limited), "{m:?}");
+    let limited = lines
+        .iter()
+        .filter(|l| l["outcome"] == "rate_limited")
+        .count();
+    assert_eq!(limited as u64, m.rate_limited);
+}
+
+#[test]
 fn each_fault_kind_is_recorded_without_a_hang() {
     for (fault, name) in Fault::ALL {
         // No hedging: a hedge would win against a stalled stream and

@@ -1,12 +1,13 @@
 //! The live driver reproduces the simulator: over the in-process provider
 //! model on tokio's paused clock, the decision trace, every workflow record
 //! and every result are the simulator's, under all four policies, with
-//! routing, a heavy tail, failures, timeouts and provider-enforced 429s.
+//! routing, a heavy tail, failures, timeouts and provider-enforced 429s,
+//! and with token limits and quality curves (redos).
 
 use agentsched::live::{self, LiveConfig, ModelTransport};
 use agentsched::metrics::{MemoryObserver, RunResult};
 use agentsched::policy::PolicyKind;
-use agentsched::scenario::{Enforcer, RateLimit, Scenario};
+use agentsched::scenario::{Enforcer, QualityCurve, RateLimit, Scenario, TokenLimit};
 use agentsched::sim;
 
 fn scenarios() -> Vec<(String, Scenario)> {
@@ -36,7 +37,27 @@ fn scenarios() -> Vec<(String, Scenario)> {
             reject_latency_ms: 20.0,
         });
         hard.arrivals = agentsched::scenario::Arrivals::Poisson { rate_per_s: 0.5 };
-        out.push((format!("{}/hard", policy.name()), hard));
+        out.push((format!("{}/hard", policy.name()), hard.clone()));
+
+        // Token limits (the provider's on tier 0, the client's on tier 1)
+        // and a quality curve on the small model.
+        let mut real = hard;
+        real.seed = 11;
+        let llm = real.providers.get_mut("llm_provider").unwrap();
+        llm.tiers[0].rate_limit = None;
+        for (t, by) in [(0, Enforcer::Provider), (1, Enforcer::Client)] {
+            llm.tiers[t].token_limit = Some(TokenLimit {
+                tokens_per_min: 200_000.0,
+                token_burst: 4_000,
+                enforced_by: by,
+                reject_latency_ms: 20.0,
+            });
+            llm.tiers[t].models[1].quality = Some(QualityCurve {
+                midpoint: 0.3,
+                slope: 12.0,
+            });
+        }
+        out.push((format!("{}/tokens_and_redos", policy.name()), real));
     }
     out
 }
@@ -71,6 +92,8 @@ fn live_run(s: &Scenario) -> (RunResult, MemoryObserver) {
 #[test]
 fn live_driver_on_a_paused_clock_reproduces_the_simulator() {
     let mut rate_limited = 0;
+    let mut rate_limited_tokens = 0;
+    let mut redos = 0;
     let mut timeouts = 0;
     let mut failures = 0;
     for (name, s) in scenarios() {
@@ -99,9 +122,12 @@ fn live_driver_on_a_paused_clock_reproduces_the_simulator() {
             "{name}: results"
         );
         rate_limited += sim_result.summary.rate_limited;
+        rate_limited_tokens += sim_result.summary.rate_limited_tokens.unwrap_or(0);
+        redos += sim_result.summary.redos.unwrap_or(0);
         timeouts += sim_result.summary.timeouts;
         failures += sim_result.summary.failures;
     }
     // The hard cases exercised what they are for.
     assert!(rate_limited > 0 && timeouts > 0 && failures > 0);
+    assert!(rate_limited_tokens > 0 && redos > 0);
 }
