@@ -125,7 +125,7 @@ pub fn catalogue() -> Vec<ConstantInfo> {
             "-",
             0.0,
             1.0,
-            &[0.2, 0.35, 0.5, 0.65, 0.8],
+            &[0.2, 0.35, 0.5, 0.65, 0.8, 0.95],
             "calls with difficulty below this use the cheapest model (model routing)",
         ),
         c(

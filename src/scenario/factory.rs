@@ -22,12 +22,17 @@
 //! | `error_rate` | 0..0.06 (tier 1 half of it) |
 //! | `token_scale` | 0.5..2.0 |
 //! | `model_routing` | on with probability 0.5 |
+//! | `small_quality` | the `small` model's quality curve: midpoint 0.5..0.9, slope 5..15 |
+//! | `token_limit` | on with probability 0.5: LLM tier 0 60k..600k tokens/min (log-uniform), tier 1 4x; burst 2..20 s of refill; enforced by the client or the provider (equally likely) |
+//!
+//! The last two axes came later: they are drawn from a second keyed
+//! generator, so that every earlier axis of every seed kept its value.
 
 use serde::{Deserialize, Serialize};
 
 use crate::policy::PolicyKind;
 use crate::rng::{SimRng, Stream, keyed, unit};
-use crate::scenario::{Arrivals, Scenario};
+use crate::scenario::{Arrivals, Enforcer, QualityCurve, Scenario, TokenLimit};
 
 /// The factory's fixed master seed: `default_seeds(n)` is the same everywhere.
 pub const MASTER_SEED: u64 = 0x5eed_fac7_0123_4567;
@@ -69,6 +74,27 @@ pub struct ScenarioSeed {
     pub token_scale: f64,
     /// Model routing on.
     pub model_routing: bool,
+    /// The `small` model's quality curve (midpoint, slope).
+    #[serde(default = "default_small_quality")]
+    pub small_quality: (f64, f64),
+    /// LLM tokens-per-minute limits, if any.
+    #[serde(default)]
+    pub token_limit: Option<FactoryTokenLimit>,
+}
+
+fn default_small_quality() -> (f64, f64) {
+    (0.7, 10.0)
+}
+
+/// The token-limit axis of a generated scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FactoryTokenLimit {
+    /// Tokens per minute of LLM tier 0 and tier 1.
+    pub tokens_per_min: (f64, f64),
+    /// Bucket capacity in seconds of refill.
+    pub burst_s: f64,
+    /// `client` or `provider`.
+    pub enforced_by: Enforcer,
 }
 
 fn range(r: &mut SimRng, lo: f64, hi: f64) -> f64 {
@@ -103,7 +129,30 @@ impl ScenarioSeed {
             error_rate: range(r, 0.0, 0.06),
             token_scale: range(r, 0.5, 2.0),
             model_routing: unit(r) < 0.5,
+            small_quality: (0.0, 0.0),
+            token_limit: None,
         }
+        .with_later_axes(master)
+    }
+
+    /// Draws the axes added after the first ones, from their own generator.
+    fn with_later_axes(mut self, master: u64) -> ScenarioSeed {
+        let r = &mut keyed(master, Stream::Factory, [self.id, 1, 0, 0]);
+        self.small_quality = (range(r, 0.5, 0.9), range(r, 5.0, 15.0));
+        let limited = unit(r) < 0.5;
+        let tier0 = range(r, 60_000f64.ln(), 600_000f64.ln()).exp();
+        let burst_s = range(r, 2.0, 20.0);
+        let by = if unit(r) < 0.5 {
+            Enforcer::Client
+        } else {
+            Enforcer::Provider
+        };
+        self.token_limit = limited.then_some(FactoryTokenLimit {
+            tokens_per_min: (tier0, 4.0 * tier0),
+            burst_s,
+            enforced_by: by,
+        });
+        self
     }
 
     /// The scenario: the default research agent with this seed's axes.
@@ -154,6 +203,26 @@ impl ScenarioSeed {
             if let Some(rl) = llm[t].rate_limit.as_mut() {
                 rl.rate_per_s = rate;
             }
+            for m in llm[t].models.iter_mut().filter(|m| m.name == "small") {
+                m.quality = Some(QualityCurve {
+                    midpoint: self.small_quality.0,
+                    slope: self.small_quality.1,
+                });
+            }
+            if let Some(tl) = &self.token_limit {
+                let per_min = if t == 0 {
+                    tl.tokens_per_min.0
+                } else {
+                    tl.tokens_per_min.1
+                };
+                llm[t].token_limit = Some(TokenLimit {
+                    tokens_per_min: per_min,
+                    // At least one call's worth, whatever the token scale.
+                    token_burst: ((per_min * tl.burst_s / 60.0) as u64).max(4_000),
+                    enforced_by: tl.enforced_by,
+                    reject_latency_ms: 20.0,
+                });
+            }
         }
         s.validate()
             .expect("factory scenarios are valid by construction");
@@ -193,6 +262,11 @@ mod tests {
             prop_assert!((2..=6).contains(&a.embed_slots.0) && (4..=12).contains(&a.embed_slots.1));
             prop_assert!((2.0..10.0).contains(&a.price_ratio) && (0.3..0.8).contains(&a.latency_ratio));
             prop_assert!((0.0..0.06).contains(&a.error_rate) && (0.5..2.0).contains(&a.token_scale));
+            prop_assert!((0.5..0.9).contains(&a.small_quality.0) && (5.0..15.0).contains(&a.small_quality.1));
+            if let Some(tl) = &a.token_limit {
+                prop_assert!((60_000.0..600_000.0).contains(&tl.tokens_per_min.0));
+                prop_assert!((2.0..20.0).contains(&tl.burst_s));
+            }
             let s = a.scenario(PolicyKind::Full);
             prop_assert!(s.validate().is_ok());
             prop_assert_eq!(Scenario::from_json_str(&s.to_pretty_json()).unwrap(), s);
@@ -233,6 +307,8 @@ mod tests {
             ("error_rate", |s| s.error_rate),
             ("poisson", |s| (s.arrival == "poisson") as u8 as f64),
             ("routing", |s| s.model_routing as u8 as f64),
+            ("small_quality.0", |s| s.small_quality.0),
+            ("token_limit", |s| s.token_limit.is_some() as u8 as f64),
         ];
         for (name, f) in axes {
             let a: Vec<f64> = t.iter().map(|&i| f(&seeds[i as usize])).collect();
