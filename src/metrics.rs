@@ -280,6 +280,16 @@ pub struct Summary {
     /// Money spent on rejected answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redo_cost: Option<f64>,
+    /// Median time to first token of successful streamed attempts (ms);
+    /// the three streaming fields are present when a node type streams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_p50_ms: Option<f64>,
+    /// 95th percentile time to first token (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_p95_ms: Option<f64>,
+    /// Mean time per output token after the first (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpot_mean_ms: Option<f64>,
 }
 
 impl Summary {
@@ -334,7 +344,10 @@ pub const SUMMARY_COLUMNS: [&str; 29] = [
 
 /// Columns after [`SUMMARY_COLUMNS`] that only runs of scenarios with the
 /// mechanism have (token limits; quality curves), in order.
-pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 4] = [
+pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 7] = [
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "tpot_mean_ms",
     "rate_limited_tokens",
     "redos",
     "redo_wasted_ms",

@@ -440,6 +440,20 @@ timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_w
     out.into_bytes()
 }
 
+/// Appends the `extra` columns whose names `fields` does not have yet: a
+/// live run's own streaming metrics give way to the summary's, which the
+/// runtime computed from the same replies when the scenario streams.
+fn extend_new<'a>(
+    fields: &mut Vec<(&'a str, serde_json::Value)>,
+    extra: &[(&'a str, serde_json::Value)],
+) {
+    for (k, v) in extra {
+        if !fields.iter().any(|(f, _)| f == k) {
+            fields.push((k, v.clone()));
+        }
+    }
+}
+
 /// `summary.csv` bytes: a header and one row.
 pub fn summary_csv(s: &Summary, policy: &str) -> Vec<u8> {
     summary_csv_with(s, policy, &[])
@@ -448,7 +462,7 @@ pub fn summary_csv(s: &Summary, policy: &str) -> Vec<u8> {
 /// `summary.csv` with `extra` columns after the simulator's (a live run's).
 pub fn summary_csv_with(s: &Summary, policy: &str, extra: &[(&str, serde_json::Value)]) -> Vec<u8> {
     let mut fields = s.fields();
-    fields.extend(extra.iter().cloned());
+    extend_new(&mut fields, extra);
     let mut head = String::from("policy");
     let mut row = policy.to_string();
     for (k, v) in fields {
@@ -503,12 +517,9 @@ pub fn write_run_files(
     )?;
     let mut json = serde_json::Map::new();
     json.insert("policy".into(), policy.into());
-    for (k, v) in result
-        .summary
-        .fields()
-        .into_iter()
-        .chain(extra.iter().cloned())
-    {
+    let mut fields = result.summary.fields();
+    extend_new(&mut fields, extra);
+    for (k, v) in fields {
         json.insert(k.into(), v);
     }
     json.insert("output_digest".into(), digest.clone().into());

@@ -41,6 +41,8 @@ pub struct AttemptDraw {
     pub duration: SimDuration,
     /// How it ends (if not cancelled first).
     pub outcome: Outcome,
+    /// Time to first token, for node types with a streaming latency model.
+    pub ttft: Option<SimDuration>,
 }
 
 /// Which limit a 429 came from.
@@ -301,6 +303,7 @@ impl ProviderSide {
                 draw: AttemptDraw {
                     duration,
                     outcome: Outcome::RateLimited,
+                    ttft: None,
                 },
                 retry_after: request_wait.max(token_wait),
                 limited_by,
@@ -368,8 +371,18 @@ impl DrawSpec<'_> {
 /// output), so the stream stays aligned whatever the probabilities.
 #[inline]
 pub fn draw_latency_ms(rng: &mut SimRng, spec: &DrawSpec<'_>) -> f64 {
+    draw_latency_split(rng, spec).0
+}
+
+/// [`draw_latency_ms`], and the time to first token of a streaming model
+/// (scaled by the same tails: a slow attempt is slow from its start).
+#[inline]
+pub fn draw_latency_split(rng: &mut SimRng, spec: &DrawSpec<'_>) -> (f64, Option<f64>) {
     use rand::Rng;
-    let mut ms = spec.sampler.sample(rng, spec.output_tokens);
+    let (mut ms, ttft) = spec
+        .sampler
+        .sample_split(rng, spec.input_tokens, spec.output_tokens);
+    let before = ms;
     let bits = rng.next_u64();
     let u_tail = (bits >> 32) as f64 * (1.0 / 4_294_967_296.0);
     let u_heavy = (bits & 0xffff_ffff) as f64 * (1.0 / 4_294_967_296.0);
@@ -381,7 +394,7 @@ pub fn draw_latency_ms(rng: &mut SimRng, spec: &DrawSpec<'_>) -> f64 {
     if u_heavy < spec.heavy_tail.0 {
         ms *= spec.heavy_tail.1;
     }
-    ms
+    (ms, ttft.map(|t| t * ms / before.max(f64::MIN_POSITIVE)))
 }
 
 /// The keyed draw of attempt `attempt` of node `node` of workflow
@@ -397,22 +410,27 @@ pub fn draw_attempt(
 ) -> AttemptDraw {
     let (a, b) = ids.words();
     let mut rng = keyer.rng(a, b);
-    let ms =
-        draw_latency_ms(&mut rng, spec) * tier.latency_scale * tier.models[model].latency_scale;
+    let scale = tier.latency_scale * tier.models[model].latency_scale;
+    let (ms, ttft_ms) = draw_latency_split(&mut rng, spec);
+    let ms = ms * scale;
+    let ttft = ttft_ms.map(|t| SimDuration::from_ms(t * scale));
     let failed = unit(&mut rng) < tier.failure_prob;
     let latency = SimDuration::from_ms(ms);
     match tier.timeout {
         Some(limit) if latency > limit => AttemptDraw {
             duration: limit,
             outcome: Outcome::Timeout,
+            ttft,
         },
         _ if failed => AttemptDraw {
             duration: latency,
             outcome: Outcome::Failure,
+            ttft,
         },
         _ => AttemptDraw {
             duration: latency,
             outcome: Outcome::Success,
+            ttft,
         },
     }
 }
@@ -550,7 +568,8 @@ mod tests {
             d,
             AttemptDraw {
                 duration: SimDuration::from_ms(1000.0),
-                outcome: Outcome::Timeout
+                outcome: Outcome::Timeout,
+                ttft: None,
             }
         );
         t.timeout_ms = None;
@@ -559,7 +578,8 @@ mod tests {
             d,
             AttemptDraw {
                 duration: SimDuration::from_ms(5000.0),
-                outcome: Outcome::Success
+                outcome: Outcome::Success,
+                ttft: None,
             }
         );
     }

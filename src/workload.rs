@@ -176,17 +176,17 @@ pub struct TypeFacts {
     /// Index by name.
     pub index: BTreeMap<String, u16>,
     /// Latency distribution and expected tail factor of each type: the
-    /// mean in ms at tier scale 1 is `dist.mean_ms(tokens) * tail_factor`.
+    /// mean in ms at tier scale 1 is `dist.mean_ms(input, output) * tail_factor`.
     pub latency: Vec<(Dist, f64)>,
     /// Default (input, output) tokens.
     pub tokens: Vec<(u32, u32)>,
 }
 
 impl TypeFacts {
-    /// Expected latency of a node of type `ty` with `output_tokens`.
-    pub fn mean_ms(&self, ty: u16, output_tokens: u32) -> f64 {
+    /// Expected latency of a node of type `ty` with these token counts.
+    pub fn mean_ms(&self, ty: u16, input_tokens: u32, output_tokens: u32) -> f64 {
         let (d, f) = &self.latency[ty as usize];
-        d.mean_ms(output_tokens) * f
+        d.mean_ms(input_tokens, output_tokens) * f
     }
 }
 
@@ -194,7 +194,7 @@ impl TypeFacts {
 pub fn compile(s: &Scenario, facts: &TypeFacts) -> CompiledWorkload {
     let w = &s.workload;
     let scale = |t: u32| ((t as f64) * w.token_scale).round() as u32;
-    let expected = |n: &BlockNode| facts.mean_ms(n.node_type, n.output_tokens);
+    let expected = |n: &BlockNode| facts.mean_ms(n.node_type, n.input_tokens, n.output_tokens);
     let node = |name: &str, tag: u32| {
         let ty = facts.index[name];
         let (i, o) = facts.tokens[ty as usize];

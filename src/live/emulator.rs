@@ -5,15 +5,18 @@
 //! - Models are named `{provider}-t{tier}-{model}` (`llm_provider-t0-large`,
 //!   `embed_provider-t1-default`); `GET /v1/models` lists them.
 //! - `POST /v1/chat/completions` streams (SSE) when asked: the first token
-//!   at [`EmulatorConfig::ttft_fraction`] of the drawn latency, the other
+//!   at the drawn time to first token for node types with a streaming
+//!   latency model, else at [`EmulatorConfig::ttft_fraction`] of the drawn
+//!   latency; the other
 //!   tokens evenly spaced after it, the last token, the finish chunk, the
 //!   usage chunk and `[DONE]` at the drawn latency, each sent against an
 //!   absolute deadline (tokens due together go in one write). Without
 //!   `stream`, one JSON answer at the drawn latency.
 //! - `POST /v1/embeddings`: one JSON answer at the drawn latency.
 //! - Provider-enforced rate limits answer 429 after the tier's reject
-//!   latency, with `retry-after`, `retry-after-ms` and
-//!   `x-ratelimit-{limit,remaining,reset}-requests`; drawn failures answer
+//!   latency, with `retry-after`, `retry-after-ms`,
+//!   `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and OpenAI's
+//!   wording of the limit ("... on tokens per min (TPM)"); drawn failures answer
 //!   500; a drawn timeout stalls past the tier's timeout (the client cuts it).
 //! - With the [`IDENTITY_HEADER`](super::IDENTITY_HEADER) the draw is the
 //!   simulator's for that attempt; without it, one from the emulator's own
@@ -578,7 +581,14 @@ async fn handle(
     } else {
         done_at.saturating_duration_since(start)
     };
-    let ttft = total.mul_f64(state.cfg.ttft_fraction);
+    // A streaming latency model draws the first token's time; otherwise
+    // it is a fixed fraction of the drawn latency.
+    let ttft = match draw.ttft {
+        Some(t) if fault != Some(Fault::SlowHeaders) => (received + real(t))
+            .saturating_duration_since(start)
+            .min(total),
+        _ => total.mul_f64(state.cfg.ttft_fraction),
+    };
     let deadline = move |k: u32| -> Instant {
         if tokens == 1 {
             start + total

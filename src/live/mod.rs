@@ -519,9 +519,18 @@ impl<T: Transport> LiveDriver<T> {
                 .e2e_ms
                 .push(f.planned.unwrap_or_default().as_ms());
         }
+        // Time to first token in scenario time: the model's, or measured
+        // on the same timeline as the reply.
+        let ttft = match f.planned {
+            Some(_) => reply.ttft,
+            None => reply
+                .first_token
+                .map(|t| self.on_timeline(f, reply, t) - f.sent),
+        };
         AttemptReport {
             outcome,
             retry_after,
+            ttft,
             limited_by: reply.limited_by.unwrap_or_default(),
             usage: reply.usage,
         }

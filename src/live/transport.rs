@@ -66,6 +66,9 @@ pub struct Reply {
     pub retry_after: Option<Duration>,
     /// The limit a 429 named.
     pub limited_by: Option<Limit>,
+    /// A model reply's time to first token, in scenario time (a real
+    /// reply's is measured: `first_token`).
+    pub ttft: Option<SimDuration>,
     /// The request went out (the transport started on it).
     pub sent: Option<Instant>,
     /// Usage the server reported (prompt, completion tokens).
@@ -129,6 +132,7 @@ impl Transport for ModelTransport {
             outcome: Some(r.draw.outcome),
             retry_after: Some(Duration::from_micros(r.retry_after.0)),
             limited_by: (r.draw.outcome == Outcome::RateLimited).then_some(r.limited_by),
+            ttft: r.draw.ttft,
             ..Reply::default()
         };
         Some((r.draw.duration, reply))

@@ -658,7 +658,14 @@ impl Policy {
         // started), and a tier with a queue and room would have been served
         // by the last pass; so a pass can do something new with this call
         // only by waking up for a token.
-        self.dirty |= wake_needed;
+        // Under a token limit the call may become a queue's head with a
+        // different reservation, and so a different wake-up time: a pass
+        // recomputes it.
+        let token_limited = || {
+            (0..self.providers[p as usize].len() as u16)
+                .any(|t| view.tier_load(p, t).token_bucket.is_some())
+        };
+        self.dirty |= wake_needed || token_limited();
         self.enqueue(p, cheapest, r);
     }
 

@@ -75,6 +75,8 @@ pub struct AttemptReport {
     pub retry_after: SimDuration,
     /// For a 429: which limit refused it.
     pub limited_by: Limit,
+    /// Time to first token of a streamed answer, in scenario time.
+    pub ttft: Option<SimDuration>,
     /// Tokens the provider reported using (prompt, completion), if any;
     /// a tier priced per token is charged for these instead of the
     /// scenario's sizes.
@@ -88,6 +90,7 @@ impl AttemptReport {
             outcome,
             retry_after: SimDuration::ZERO,
             limited_by: Limit::Requests,
+            ttft: None,
             usage: None,
         }
     }

@@ -275,6 +275,11 @@ struct State {
     calls: u64,
     attempts: u64,
     redos: u64,
+    /// Times to first token of successful streamed attempts (us), and the
+    /// sum and count of their times per output token (ms).
+    ttfts: Samples,
+    tpot_sum_ms: f64,
+    tpot_n: u64,
     /// Time and money spent on answers that were rejected.
     redo_wasted: SimDuration,
     redo_cost: Money,
@@ -431,6 +436,8 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     judging: bool,
     /// Some tier has a tokens-per-minute limit: report 429s by cause.
     token_limits: bool,
+    /// Some node type streams (a time to first token): report TTFT, TPOT.
+    streaming: bool,
     /// Hedging on: tell the policy about starts.
     hedging: bool,
     arrival_gap: Option<rand_distr::Exp<f64>>,
@@ -573,6 +580,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             routing: mech.model_routing,
             judging: s.redos_possible(),
             token_limits: s.has_token_limits(),
+            streaming: s.node_types.values().any(|n| n.latency.is_streaming()),
             hedging: mech.hedging,
             arrival_gap,
             local_keyer: Keyer::new(s.seed, Stream::Local),
@@ -605,6 +613,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 calls: 0,
                 attempts: 0,
                 redos: 0,
+                ttfts: Samples::default(),
+                tpot_sum_ms: 0.0,
+                tpot_n: 0,
                 redo_wasted: SimDuration::ZERO,
                 redo_cost: Money::ZERO,
                 active: 0,
@@ -1306,6 +1317,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let a = self.release_attempt(aslot, report.outcome, report.usage);
         let (slot, node) = (a.wf_slot, a.node);
         let charge = Money(self.st.wfs[slot as usize].cost.0 - cost_before.0);
+        if let (Outcome::Success, Some(ttft)) = (report.outcome, report.ttft) {
+            self.streamed(&a, ttft);
+        }
         if report.outcome == Outcome::RateLimited && report.limited_by == Limit::Tokens {
             self.st.tiers[a.provider as usize][a.tier as usize].rate_limited_tokens += 1;
         }
@@ -1372,6 +1386,20 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             Outcome::Cancelled => {
                 debug_assert!(false, "drivers do not report cancellations");
             }
+        }
+    }
+
+    /// Records a successful streamed attempt's time to first token and
+    /// time per output token, `(e2e - ttft) / (output tokens - 1)` (the
+    /// definition vLLM and guidellm use).
+    fn streamed(&mut self, a: &Attempt, ttft: SimDuration) {
+        let st = &mut self.st;
+        st.ttfts.push(ttft.0);
+        let out = st.wfs[a.wf_slot as usize].nodes[a.node as usize].output_tokens;
+        if out > 1 {
+            let after_first = ((st.now - a.start).as_ms() - ttft.as_ms()).max(0.0);
+            st.tpot_sum_ms += after_first / (out - 1) as f64;
+            st.tpot_n += 1;
         }
     }
 
@@ -1640,6 +1668,12 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 cost: 0.0,
             });
         }
+        let streaming_p: [Option<f64>; 2] = if self.streaming {
+            let p = percentiles(&mut st.ttfts, &[50.0, 95.0], 1e-3);
+            [Some(p[0]), Some(p[1])]
+        } else {
+            [None, None]
+        };
         let summary = Summary {
             makespan_mean_ms: st.makespans.mean(1e-3),
             makespan_p50_ms: mk[0],
@@ -1682,6 +1716,15 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                     .sum()
             }),
             redos: self.judging.then_some(st.redos),
+            ttft_p50_ms: streaming_p[0],
+            ttft_p95_ms: streaming_p[1],
+            tpot_mean_ms: self.streaming.then(|| {
+                if st.tpot_n == 0 {
+                    f64::NAN
+                } else {
+                    st.tpot_sum_ms / st.tpot_n as f64
+                }
+            }),
             redo_wasted_ms: self.judging.then(|| st.redo_wasted.as_ms()),
             redo_cost: self.judging.then(|| st.redo_cost.as_dollars()),
         };

@@ -44,6 +44,24 @@ pub enum Dist {
         /// Scale theta, in ms.
         scale_ms: f64,
     },
+    /// A streamed LLM call: the first token after
+    /// `exp(N(ttft_mu, ttft_sigma)) + ttft_ms_per_input_token * input_tokens`
+    /// (prefill grows with the prompt), then each further output token
+    /// after a time per output token `exp(N(tpot_mu, tpot_sigma))` drawn
+    /// once per attempt: `ttft + (output_tokens - 1) * tpot` in all.
+    Streaming {
+        /// Location of the time to first token's normal (log-ms).
+        ttft_mu: f64,
+        /// Its scale.
+        ttft_sigma: f64,
+        /// Prefill time per prompt token (ms).
+        #[serde(default)]
+        ttft_ms_per_input_token: f64,
+        /// Location of the time per output token's normal (log-ms).
+        tpot_mu: f64,
+        /// Its scale.
+        tpot_sigma: f64,
+    },
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -78,6 +96,15 @@ pub enum Sampler {
     },
     /// See [`Dist::Gamma`].
     Gamma(Gamma<f64>),
+    /// See [`Dist::Streaming`].
+    Streaming {
+        /// Time to first token at an empty prompt.
+        ttft: LogNormal<f64>,
+        /// Prefill ms per prompt token.
+        per_input_token: f64,
+        /// Time per output token.
+        tpot: LogNormal<f64>,
+    },
 }
 
 impl Dist {
@@ -128,11 +155,39 @@ impl Dist {
                 pos("shape", shape)?;
                 pos("scale_ms", scale_ms)
             }
+            Dist::Streaming {
+                ttft_mu,
+                ttft_sigma,
+                ttft_ms_per_input_token,
+                tpot_mu,
+                tpot_sigma,
+            } => {
+                for (name, mu) in [("ttft_mu", ttft_mu), ("tpot_mu", tpot_mu)] {
+                    if !mu.is_finite() || mu > 20.0 {
+                        return Err(format!("{name}: expected a finite number <= 20, got {mu}"));
+                    }
+                }
+                nonneg("ttft_sigma", ttft_sigma)?;
+                nonneg("tpot_sigma", tpot_sigma)?;
+                nonneg("ttft_ms_per_input_token", ttft_ms_per_input_token)?;
+                if ttft_ms_per_input_token > 1e3 {
+                    return Err(format!(
+                        "ttft_ms_per_input_token: expected at most 1000, got {ttft_ms_per_input_token}"
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 
-    /// The mean in ms for a call with `output_tokens` (before tails).
-    pub fn mean_ms(&self, output_tokens: u32) -> f64 {
+    /// Whether it models streaming (a time to first token).
+    pub fn is_streaming(&self) -> bool {
+        matches!(self, Dist::Streaming { .. })
+    }
+
+    /// The mean in ms for a call with `input_tokens` and `output_tokens`
+    /// (before tails).
+    pub fn mean_ms(&self, input_tokens: u32, output_tokens: u32) -> f64 {
         match *self {
             Dist::Constant { ms } => ms,
             Dist::Uniform { low_ms, high_ms } => (low_ms + high_ms) / 2.0,
@@ -143,6 +198,18 @@ impl Dist {
                 mu_per_output_token,
             } => (mu + mu_per_output_token * output_tokens as f64 + sigma * sigma / 2.0).exp(),
             Dist::Gamma { shape, scale_ms } => shape * scale_ms,
+            Dist::Streaming {
+                ttft_mu,
+                ttft_sigma,
+                ttft_ms_per_input_token,
+                tpot_mu,
+                tpot_sigma,
+            } => {
+                (ttft_mu + ttft_sigma * ttft_sigma / 2.0).exp()
+                    + ttft_ms_per_input_token * input_tokens as f64
+                    + output_tokens.saturating_sub(1) as f64
+                        * (tpot_mu + tpot_sigma * tpot_sigma / 2.0).exp()
+            }
         }
     }
 
@@ -166,15 +233,37 @@ impl Dist {
             Dist::Gamma { shape, scale_ms } => {
                 Sampler::Gamma(Gamma::new(shape, scale_ms).expect("checked gamma"))
             }
+            Dist::Streaming {
+                ttft_mu,
+                ttft_sigma,
+                ttft_ms_per_input_token,
+                tpot_mu,
+                tpot_sigma,
+            } => Sampler::Streaming {
+                ttft: LogNormal::new(ttft_mu, ttft_sigma).expect("checked lognormal"),
+                per_input_token: ttft_ms_per_input_token,
+                tpot: LogNormal::new(tpot_mu, tpot_sigma).expect("checked lognormal"),
+            },
         }
     }
 }
 
 impl Sampler {
-    /// One draw in ms for a call with `output_tokens`.
+    /// One draw in ms for a call with `input_tokens` and `output_tokens`.
     #[inline]
-    pub fn sample(&self, rng: &mut SimRng, output_tokens: u32) -> f64 {
-        match self {
+    pub fn sample(&self, rng: &mut SimRng, input_tokens: u32, output_tokens: u32) -> f64 {
+        self.sample_split(rng, input_tokens, output_tokens).0
+    }
+
+    /// One draw in ms, and for a streaming model its time to first token.
+    #[inline]
+    pub fn sample_split(
+        &self,
+        rng: &mut SimRng,
+        input_tokens: u32,
+        output_tokens: u32,
+    ) -> (f64, Option<f64>) {
+        let ms = match self {
             Sampler::Constant(ms) => *ms,
             Sampler::Uniform(lo, hi) => lo + (hi - lo) * unit(rng),
             Sampler::Exponential(e) => e.sample(rng),
@@ -187,7 +276,18 @@ impl Sampler {
                 }
             }
             Sampler::Gamma(g) => g.sample(rng),
-        }
+            Sampler::Streaming {
+                ttft,
+                per_input_token,
+                tpot,
+            } => {
+                let first = ttft.sample(rng) + per_input_token * input_tokens as f64;
+                let per_token = tpot.sample(rng);
+                let total = first + output_tokens.saturating_sub(1) as f64 * per_token;
+                return (total, Some(first));
+            }
+        };
+        (ms, None)
     }
 }
 
@@ -199,7 +299,7 @@ mod tests {
     fn sample_mean(d: &Dist, tokens: u32, n: usize) -> f64 {
         let s = d.sampler();
         let mut r = keyed(11, Stream::Prior, [0; 4]);
-        (0..n).map(|_| s.sample(&mut r, tokens)).sum::<f64>() / n as f64
+        (0..n).map(|_| s.sample(&mut r, 700, tokens)).sum::<f64>() / n as f64
     }
 
     #[test]
@@ -225,11 +325,18 @@ mod tests {
                 shape: 4.0,
                 scale_ms: 25.0,
             },
+            Dist::Streaming {
+                ttft_mu: 5.0,
+                ttft_sigma: 0.5,
+                ttft_ms_per_input_token: 0.1,
+                tpot_mu: 3.0,
+                tpot_sigma: 0.3,
+            },
         ];
         for d in &cases {
             d.check().unwrap();
             let m = sample_mean(d, 270, 200_000);
-            let want = d.mean_ms(270);
+            let want = d.mean_ms(700, 270);
             assert!(
                 (m - want).abs() / want < 0.02,
                 "{d:?}: sample mean {m}, analytic {want}"

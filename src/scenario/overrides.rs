@@ -7,6 +7,32 @@
 
 use serde_json::Value;
 
+/// Optional objects a scenario may leave out, with an example of each: a
+/// path into one that is not set gets a hint to set it whole.
+const OPTIONAL_OBJECTS: [(&str, &str); 4] = [
+    (
+        "token_limit",
+        r#"{"tokens_per_min":90000,"token_burst":90000}"#,
+    ),
+    ("quality", r#"{"midpoint":0.7,"slope":10}"#),
+    ("rate_limit", r#"{"rate_per_s":5,"burst":20}"#),
+    ("tail", r#"{"prob":0.1,"mult":3}"#),
+];
+
+fn not_set_hint(joined: &str, path: &[String], seg: &str) -> Option<String> {
+    let (_, example) = OPTIONAL_OBJECTS.iter().find(|(k, _)| *k == seg)?;
+    let at = path
+        .iter()
+        .take_while(|s| *s != seg)
+        .chain(std::iter::once(&seg.to_string()))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(".");
+    Some(format!(
+        "--set {joined}: `{seg}` is not set there; set it whole, e.g. --set '{at}={example}'"
+    ))
+}
+
 /// One parsed `PATH=VALUE` override.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SetOverride {
@@ -54,6 +80,11 @@ impl SetOverride {
                     if last {
                         map.insert(seg.clone(), self.value.clone());
                         return Ok(());
+                    }
+                    if map.get(seg).is_none_or(Value::is_null) {
+                        if let Some(hint) = not_set_hint(&joined, &self.path[..=i], seg) {
+                            return Err(hint);
+                        }
                     }
                     if !map.contains_key(seg) {
                         let known: Vec<&str> = map.keys().map(String::as_str).collect();
@@ -136,5 +167,14 @@ mod tests {
             .apply(&mut doc)
             .unwrap_err();
         assert!(e.contains("not an object"), "{e}");
+        let mut doc = json!({"t": [{"slots": 2, "rate_limit": null}]});
+        for path in ["t.0.token_limit.tokens_per_min=5", "t.0.rate_limit.burst=3"] {
+            let e = SetOverride::parse(path)
+                .unwrap()
+                .apply(&mut doc)
+                .unwrap_err();
+            assert!(e.contains("is not set there; set it whole"), "{e}");
+            assert!(e.contains("--set 't.0."), "{e}");
+        }
     }
 }

@@ -26,15 +26,19 @@ enum Event {
     AttemptEnd { slot: u32, generation: u32 },
 }
 
+/// An attempt's drawn end: outcome, Retry-After, the limit behind a 429,
+/// time to first token.
+type End = (Outcome, SimDuration, Limit, Option<SimDuration>);
+
 /// The simulator's side of the runtime: the event queue and the provider
 /// model (keyed draws, provider-enforced buckets).
 #[derive(Debug)]
 pub struct SimDriver {
     queue: EventQueue<Event>,
     provider: ProviderSide,
-    /// The drawn end of each attempt slot: outcome, Retry-After and the
-    /// limit behind a 429.
-    ends: Vec<(Outcome, SimDuration, Limit)>,
+    /// The drawn end of each attempt slot: outcome, Retry-After, the
+    /// limit behind a 429 and the time to first token.
+    ends: Vec<End>,
 }
 
 impl Driver for SimDriver {
@@ -47,10 +51,10 @@ impl Driver for SimDriver {
         if slot >= self.ends.len() {
             self.ends.resize(
                 slot + 1,
-                (Outcome::Success, SimDuration::ZERO, Limit::Requests),
+                (Outcome::Success, SimDuration::ZERO, Limit::Requests, None),
             );
         }
-        self.ends[slot] = (draw.outcome, reply.retry_after, reply.limited_by);
+        self.ends[slot] = (draw.outcome, reply.retry_after, reply.limited_by, draw.ttft);
         self.queue.push(
             now + draw.duration,
             Event::AttemptEnd {
@@ -137,7 +141,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
             match ev {
                 Event::Timer(timer) => self.rt.on_timer(t, timer),
                 Event::AttemptEnd { slot, generation } => {
-                    let (outcome, retry_after, limited_by) = self.rt.io.ends[slot as usize];
+                    let (outcome, retry_after, limited_by, ttft) = self.rt.io.ends[slot as usize];
                     self.rt.on_attempt_end(
                         t,
                         AttemptKey { slot, generation },
@@ -145,6 +149,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                             outcome,
                             retry_after,
                             limited_by,
+                            ttft,
                             usage: None,
                         },
                     );

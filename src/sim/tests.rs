@@ -471,3 +471,69 @@ fn curves_that_accept_everything_change_no_output() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(digests[0], digests[1]);
 }
+
+/// One call type on one tier (scale 1, no tails, no failures) with a
+/// streaming latency model: TTFT median exp(5.0) + 0.2 ms x prompt tokens,
+/// TPOT lognormal(3.0, 0.3).
+fn streaming_calls(input_tokens: u32, output_tokens: u32) -> Scenario {
+    let mut s = Scenario::mmc(64, 5.0, 1.0, 4000, 3);
+    let call = s.node_types.get_mut("Call").unwrap();
+    call.latency = crate::scenario::Dist::Streaming {
+        ttft_mu: 5.0,
+        ttft_sigma: 0.4,
+        ttft_ms_per_input_token: 0.2,
+        tpot_mu: 3.0,
+        tpot_sigma: 0.3,
+    };
+    (call.input_tokens, call.output_tokens) = (input_tokens, output_tokens);
+    s
+}
+
+#[test]
+fn streaming_calls_report_ttft_and_tpot_that_follow_the_model() {
+    let r = run(&streaming_calls(1000, 101), &mut NullObserver).summary;
+    let ttft_median = 5.0f64.exp() + 0.2 * 1000.0;
+    let p50 = r.ttft_p50_ms.expect("a streaming run reports TTFT");
+    assert!(
+        (p50 - ttft_median).abs() / ttft_median < 0.03,
+        "{p50} vs {ttft_median}"
+    );
+    assert!(r.ttft_p95_ms.unwrap() > p50);
+    let tpot_mean = (3.0f64 + 0.3 * 0.3 / 2.0).exp();
+    let tpot = r.tpot_mean_ms.unwrap();
+    assert!(
+        (tpot - tpot_mean).abs() / tpot_mean < 0.02,
+        "{tpot} vs {tpot_mean}"
+    );
+    // A longer prompt delays the first token; more output tokens lengthen
+    // the call but not its first token.
+    let longer_prompt = run(&streaming_calls(3000, 101), &mut NullObserver).summary;
+    let d = longer_prompt.ttft_p50_ms.unwrap() - p50;
+    assert!(
+        (d - 400.0).abs() < 40.0,
+        "2,000 more prompt tokens at 0.2 ms: {d}"
+    );
+    let longer_output = run(&streaming_calls(1000, 301), &mut NullObserver).summary;
+    assert!((longer_output.ttft_p50_ms.unwrap() - p50).abs() < 1e-9);
+    let added = longer_output.makespan_mean_ms - r.makespan_mean_ms;
+    assert!(
+        (added - 200.0 * tpot_mean).abs() / (200.0 * tpot_mean) < 0.05,
+        "{added}"
+    );
+    // Non-streaming runs have no streaming columns.
+    let plain = run(&Scenario::mmc(8, 7.2, 1.0, 100, 1), &mut NullObserver).summary;
+    assert_eq!((plain.ttft_p50_ms, plain.tpot_mean_ms), (None, None));
+}
+
+#[test]
+fn the_shipped_streaming_scenario_is_valid_and_streams() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/streaming.json"),
+    )
+    .unwrap();
+    let mut s = Scenario::from_json_str(&text).unwrap();
+    s.workload.workflows = 5;
+    let r = run(&s, &mut NullObserver).summary;
+    assert_eq!(r.completed, 5);
+    assert!(r.ttft_p50_ms.unwrap() > 0.0 && r.tpot_mean_ms.unwrap() > 0.0);
+}

@@ -58,6 +58,15 @@ fn scenarios() -> Vec<(String, Scenario)> {
             });
         }
         out.push((format!("{}/tokens_and_redos", policy.name()), real));
+
+        // The streaming latency model (a time to first token per attempt).
+        let mut streaming = Scenario::from_json_str(include_str!("../../scenarios/streaming.json"))
+            .expect("shipped scenario");
+        streaming.workload.workflows = 6;
+        streaming.workload.pdfs = 2;
+        streaming.workload.subqueries = 2;
+        streaming.policy = policy;
+        out.push((format!("{}/streaming", policy.name()), streaming));
     }
     out
 }
@@ -94,6 +103,7 @@ fn live_driver_on_a_paused_clock_reproduces_the_simulator() {
     let mut rate_limited = 0;
     let mut rate_limited_tokens = 0;
     let mut redos = 0;
+    let mut ttft_runs = 0;
     let mut timeouts = 0;
     let mut failures = 0;
     for (name, s) in scenarios() {
@@ -124,10 +134,12 @@ fn live_driver_on_a_paused_clock_reproduces_the_simulator() {
         rate_limited += sim_result.summary.rate_limited;
         rate_limited_tokens += sim_result.summary.rate_limited_tokens.unwrap_or(0);
         redos += sim_result.summary.redos.unwrap_or(0);
+        ttft_runs += sim_result.summary.ttft_p50_ms.is_some_and(|t| t > 0.0) as u32;
         timeouts += sim_result.summary.timeouts;
         failures += sim_result.summary.failures;
     }
     // The hard cases exercised what they are for.
     assert!(rate_limited > 0 && timeouts > 0 && failures > 0);
     assert!(rate_limited_tokens > 0 && redos > 0);
+    assert!(ttft_runs > 0);
 }
