@@ -58,6 +58,7 @@ impl TokenBucket {
     }
 
     /// Units that could be taken at `now`.
+    #[inline]
     pub fn available(&self, now: SimTime) -> u64 {
         let t = ns(now);
         let full_span = self.capacity.saturating_mul(self.interval_ns);
@@ -89,11 +90,17 @@ impl TokenBucket {
 
     /// Units available at `now`, and the earliest time another unit could
     /// be taken once they are all gone (the next refill when none is).
+    #[inline]
     pub fn state(&self, now: SimTime) -> (u64, SimTime) {
         let k = self.available(now);
-        let mut after = *self;
-        after.take(now, k);
-        (k, after.ready_at(now, 1))
+        // `take(now, k)` then `ready_at(now, 1)`, inline: the policy asks
+        // this of every rate-limited tier on every dispatch pass.
+        let tat = self
+            .tat_ns
+            .max(ns(now))
+            .saturating_add(k.saturating_mul(self.interval_ns));
+        let at = tat.saturating_sub((self.capacity - 1).saturating_mul(self.interval_ns));
+        (k, us_ceil(at).max(now))
     }
 
     /// Takes `cost` units (clamped to the capacity); the caller checked

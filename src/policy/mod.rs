@@ -84,6 +84,9 @@ pub struct TierInfo {
     pub models: Vec<(f64, f64)>,
     /// Each model's quality curve `(midpoint, slope)`, if it has one.
     pub quality: Vec<Option<(f64, f64)>>,
+    /// Whether the client enforces a tokens-per-minute limit here (the
+    /// view then reports the bucket in [`TierLoad::token_bucket`]).
+    pub token_limit: bool,
 }
 
 impl TierInfo {
@@ -423,6 +426,12 @@ pub struct Policy {
     /// Scratch: per tier, when the tokens-per-minute limit admits the
     /// call this pass could not start there (NEVER when none waited).
     tpm_blocked: Vec<Vec<SimTime>>,
+    /// Per provider: whether any of its tiers has a client-enforced token
+    /// limit.
+    token_limited: Vec<bool>,
+    /// Some entry of `tpm_blocked` is set (most scenarios have no token
+    /// limits, and their passes skip the scan).
+    tpm_any_blocked: bool,
     /// The tokens-per-minute wake-up last asked for per tier.
     tpm_wakes: Vec<Vec<SimTime>>,
 }
@@ -483,6 +492,12 @@ impl Policy {
                 .providers
                 .iter()
                 .map(|p| vec![SimTime::NEVER; p.len()])
+                .collect(),
+            tpm_any_blocked: false,
+            token_limited: setup
+                .providers
+                .iter()
+                .map(|p| p.iter().any(|t| t.token_limit))
                 .collect(),
             tpm_blocked: setup
                 .providers
@@ -627,7 +642,8 @@ impl Policy {
                     continue;
                 }
                 let load = view.tier_load(p, t);
-                let admitted = load.admits(view.now(), r.reserved_tokens());
+                let admitted =
+                    !self.token_limited[p as usize] || load.admits(view.now(), r.reserved_tokens());
                 if load.free() > 0 && admitted {
                     // Taking the last token with slots to spare leaves the
                     // tier rate-blocked: a pass decides whether to wake up
@@ -661,11 +677,7 @@ impl Policy {
         // Under a token limit the call may become a queue's head with a
         // different reservation, and so a different wake-up time: a pass
         // recomputes it.
-        let token_limited = || {
-            (0..self.providers[p as usize].len() as u16)
-                .any(|t| view.tier_load(p, t).token_bucket.is_some())
-        };
-        self.dirty |= wake_needed || token_limited();
+        self.dirty |= wake_needed || self.token_limited[p as usize];
         self.enqueue(p, cheapest, r);
     }
 
@@ -776,13 +788,12 @@ impl Policy {
                 let load = view.tier_load(p16, t as u16);
                 self.free[p][t] = load.free();
                 self.loads[p][t] = load;
-                self.tpm_blocked[p][t] = SimTime::NEVER;
             }
             // 1. Each tier serves its own queue, in order: a head its token
             //    limit does not admit yet blocks the calls behind it.
             for t in 0..self.providers[p].len() {
                 while self.free[p][t] > 0 && global > 0 {
-                    let q = if self.loads[p][t].token_bucket.is_some() {
+                    let q = if self.token_limited[p] && self.loads[p][t].token_bucket.is_some() {
                         let Some(q) = self.peek_live(view, p, t) else {
                             break;
                         };
@@ -849,9 +860,12 @@ impl Policy {
         }
         // 4. The same for tokens-per-minute limits: a tier that left a call
         //    waiting for tokens wakes up when they suffice.
+        if !std::mem::take(&mut self.tpm_any_blocked) {
+            return;
+        }
         for p in 0..self.providers.len() {
             for t in 0..self.providers[p].len() {
-                let at = self.tpm_blocked[p][t];
+                let at = std::mem::replace(&mut self.tpm_blocked[p][t], SimTime::NEVER);
                 if at == SimTime::NEVER {
                     continue;
                 }
@@ -878,6 +892,7 @@ impl Policy {
         } else {
             let at = b.ready_at(now, cost);
             self.tpm_blocked[p][t] = self.tpm_blocked[p][t].min(at);
+            self.tpm_any_blocked = true;
             false
         }
     }

@@ -55,12 +55,14 @@ fn setup(kind: PolicyKind, ablations: Ablations, constants: Constants) -> Policy
                 prices: (0.01, 0.0, 0.0),
                 models: vec![(1.0, 1.0)],
                 quality: vec![None],
+                token_limit: false,
             },
             TierInfo {
                 latency_scale: 0.5,
                 prices: (0.05, 0.0, 0.0),
                 models: vec![(1.0, 1.0)],
                 quality: vec![None],
+                token_limit: false,
             },
         ]],
         node_types: vec![NodeTypeInfo {
@@ -433,11 +435,13 @@ fn a_pass_that_uses_the_last_token_asks_to_wake_for_the_next() {
 
 #[test]
 fn a_token_limited_head_blocks_its_queue_and_wakes_when_its_tokens_refill() {
-    let mut p = Policy::new(setup(
+    let mut s = setup(
         PolicyKind::FifoCheapest,
         Ablations::default(),
         Constants::default(),
-    ));
+    );
+    s.providers[0][0].token_limit = true;
+    let mut p = Policy::new(s);
     // Two queued calls reserving 800 and 100 tokens.
     let mut big = call(1, 1.0, 1.0);
     big.input_tokens = 700;

@@ -546,6 +546,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                                 .iter()
                                 .map(|m| m.quality.as_ref().map(|q| (q.midpoint, q.slope)))
                                 .collect(),
+                            token_limit: t.model.token_bucket.is_some()
+                                && t.model.token_enforcer == Enforcer::Client,
                         })
                         .collect()
                 })
