@@ -191,6 +191,7 @@ pub fn endpoints_for(s: &Scenario, addr: SocketAddr) -> EndpointsFile {
                         headers: BTreeMap::new(),
                         slots: None,
                         rate_limit: None,
+                        token_limit: None,
                     })
                     .collect();
                 (pname.clone(), eps)

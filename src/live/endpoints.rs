@@ -15,7 +15,7 @@
 //! scenario's other model names (model routing) to endpoint names (a
 //! missing one is sent under its scenario name). `api_key_env` names an
 //! environment variable: the key itself is never written anywhere.
-//! `slots` and `rate_limit` override the scenario's tier.
+//! `slots`, `rate_limit` and `token_limit` override the scenario's tier.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,6 +57,10 @@ pub struct TierEndpoint {
     /// Overrides the scenario tier's rate limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Overrides the scenario tier's tokens-per-minute limit (your
+    /// account's real limits, e.g. as `x-ratelimit-limit-tokens` reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_limit: Option<crate::scenario::TokenLimit>,
 }
 
 /// A tier endpoint, resolved: the URL split, the key read.
@@ -105,8 +109,8 @@ impl EndpointsFile {
         })
     }
 
-    /// Checks the file against a scenario, applies its slot and rate-limit
-    /// overrides to `s` (then re-validated), and resolves every endpoint:
+    /// Checks the file against a scenario, applies its slot, rate-limit
+    /// and token-limit overrides to `s` (then re-validated), and resolves every endpoint:
     /// `[provider][tier]` in the scenario's order.
     pub fn resolve(
         &self,
@@ -155,6 +159,9 @@ impl EndpointsFile {
                 }
                 if let Some(r) = &ep.rate_limit {
                     tier.rate_limit = Some(r.clone());
+                }
+                if let Some(r) = &ep.token_limit {
+                    tier.token_limit = Some(r.clone());
                 }
                 let (authority, path) = split_url(&ep.base_url)
                     .map_err(|m| bad(file, &format!("{field}.base_url"), m))?;
@@ -283,7 +290,8 @@ mod tests {
     fn two_tiers(p: &str) -> String {
         format!(
             r#"{{"base_url":"http://127.0.0.1:1/v1","model":"{p}0","api_key_env":"K"}},
-               {{"base_url":"http://127.0.0.1:2/v1/","model":"{p}1","slots":9}}"#
+               {{"base_url":"http://127.0.0.1:2/v1/","model":"{p}1","slots":9,
+                 "token_limit":{{"tokens_per_min":90000,"token_burst":90000}}}}"#
         )
     }
 
@@ -304,6 +312,13 @@ mod tests {
         assert_eq!(r[1][1].path, "/v1");
         assert_eq!(r[1][0].authority, "127.0.0.1:1");
         assert_eq!(s.providers["llm_provider"].tiers[1].slots, 9);
+        assert_eq!(
+            s.providers["llm_provider"].tiers[1]
+                .token_limit
+                .as_ref()
+                .map(|t| t.token_burst),
+            Some(90_000)
+        );
         assert!(!format!("{:?}", r[1][0]).contains("sk-123"));
     }
 
@@ -344,6 +359,21 @@ mod tests {
             .to_string();
         assert!(
             e.contains("providers.embed_provider.0.api_key_env: environment variable K"),
+            "{e}"
+        );
+        // An override that leaves the scenario invalid names the field.
+        let f = file(&format!(
+            r#"{{"providers":{{"llm_provider":[{},{}],"embed_provider":[{}]}}}}"#,
+            r#"{"base_url":"http://127.0.0.1:1/v1","model":"l0","token_limit":{"tokens_per_min":0,"token_burst":5}}"#,
+            r#"{"base_url":"http://127.0.0.1:1/v1","model":"l1"}"#,
+            two_tiers("e")
+        ));
+        let e = f
+            .resolve("e.json", &mut s, |_| Some("k".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("e.json") && e.contains("token_limit.tokens_per_min"),
             "{e}"
         );
         assert!(split_url("https://api.example/v1").is_err());

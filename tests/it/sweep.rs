@@ -451,3 +451,53 @@ fn matrix_keys_may_be_scenario_paths_and_a_base_scenario() {
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{f}");
     }
 }
+
+#[test]
+fn token_limits_and_quality_curves_sweep_and_collect_like_any_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("realism.json");
+    std::fs::write(
+        &cfg,
+        r#"{"name": "realism",
+            "common_args": {"workflows": 6, "pdfs": 3, "subqueries": 2, "enable_model_routing": true},
+            "matrix": {"policy": ["fifo_cheapest"], "seeds": [1],
+              "providers.llm_provider.tiers.0.token_limit": [
+                {"tokens_per_min": 30000, "token_burst": 4000, "enforced_by": "provider"},
+                {"tokens_per_min": 3000000, "token_burst": 300000}],
+              "providers.llm_provider.tiers.0.models.1.quality.midpoint": [0.3, 0.95]}}"#,
+    )
+    .unwrap();
+    let o = agentsched_in(
+        tmp.path(),
+        &[
+            "sweep",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out-root",
+            "runs",
+            "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let exp = tmp.path().join("runs/realism");
+    let o = agentsched_in(tmp.path(), &["collect", "--exp-dir", exp.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let mut r = csv::Reader::from_path(exp.join("aggregate/runs.csv")).unwrap();
+    let head = r.headers().unwrap().clone();
+    let col = |name: &str| {
+        head.iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{name} in {head:?}"))
+    };
+    let (tokens, redos) = (col("rate_limited_tokens"), col("redos"));
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 4);
+    let n = |row: &csv::StringRecord, i: usize| row[i].parse::<u64>().unwrap();
+    // The tight provider-enforced limit answers 429s; the loose one never.
+    assert!(rows.iter().any(|x| n(x, tokens) > 0));
+    assert!(rows.iter().any(|x| n(x, tokens) == 0));
+    // The harsher curve (midpoint 0.3) redoes more than the mild one.
+    let max = rows.iter().map(|x| n(x, redos)).max().unwrap();
+    let min = rows.iter().map(|x| n(x, redos)).min().unwrap();
+    assert!(max > min, "redos {min}..{max}");
+}
