@@ -486,16 +486,20 @@ fn a_token_limited_head_blocks_its_queue_and_wakes_when_its_tokens_refill() {
 
 #[test]
 fn a_redone_call_goes_to_the_model_that_accepts_it_most() {
-    let mut s = setup(
-        PolicyKind::FifoCheapest,
-        Ablations::default(),
-        Constants::default(),
-    );
-    for t in &mut s.providers[0] {
-        t.models = vec![(1.0, 1.0), (0.2, 0.6)];
-        t.quality = vec![None, Some((0.5, 10.0))];
-    }
-    let mut p = Policy::new(s);
+    // Both tiers offer `large` and a `small` with a quality curve.
+    let with_curve = |routing: bool| {
+        let ablations = Ablations {
+            enable_model_routing: routing,
+            ..Ablations::default()
+        };
+        let mut s = setup(PolicyKind::FifoCheapest, ablations, Constants::default());
+        for t in &mut s.providers[0] {
+            t.models = vec![(1.0, 1.0), (0.2, 0.6)];
+            t.quality = vec![None, Some((0.5, 10.0))];
+        }
+        Policy::new(s)
+    };
+    let mut p = with_curve(false);
     let mut c = call(1, 0.0, 1.0);
     c.difficulty = 0.9;
     let model_of = |p: &mut Policy, c: ReadyCall| {
@@ -514,19 +518,7 @@ fn a_redone_call_goes_to_the_model_that_accepts_it_most() {
         "a redo: the best model, the default here"
     );
     // Routing sends easy calls to the cheap model, but not their redos.
-    let mut s = setup(
-        PolicyKind::FifoCheapest,
-        Ablations {
-            enable_model_routing: true,
-            ..Ablations::default()
-        },
-        Constants::default(),
-    );
-    for t in &mut s.providers[0] {
-        t.models = vec![(1.0, 1.0), (0.2, 0.6)];
-        t.quality = vec![None, Some((0.5, 10.0))];
-    }
-    let mut p = Policy::new(s);
+    let mut p = with_curve(true);
     c.difficulty = 0.1;
     c.redos = 0;
     assert_eq!(model_of(&mut p, c), 1);

@@ -748,6 +748,20 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
     }
 
+    /// Traces an event of attempt `a` that cost `cost`.
+    fn trace_attempt(&mut self, kind: TraceKind, a: &Attempt, cost: Money) {
+        let place = Place::Tier {
+            provider: a.provider,
+            tier: a.tier,
+        };
+        let tag = AttemptTag {
+            attempt: a.attempt_no,
+            model: a.model,
+            cost,
+        };
+        self.trace(kind, a.wf_slot, a.node, place, tag);
+    }
+
     fn trace(&mut self, kind: TraceKind, slot: u32, node: u32, place: Place, tag: AttemptTag) {
         if !self.tracing {
             return;
@@ -1283,20 +1297,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             }
         }
         let ty = node.ty;
-        self.trace(
-            TraceKind::End(outcome),
-            a.wf_slot,
-            a.node,
-            Place::Tier {
-                provider: a.provider,
-                tier: a.tier,
-            },
-            AttemptTag {
-                attempt: a.attempt_no,
-                model: a.model,
-                cost: charge,
-            },
-        );
+        self.trace_attempt(TraceKind::End(outcome), &a, charge);
         self.policy.on_attempt_end(&AttemptEnded {
             provider: a.provider,
             tier: a.tier,
@@ -1449,20 +1450,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         w.redos += 1;
         w.wasted += elapsed;
         w.nodes[a.node as usize].redos += 1;
-        self.trace(
-            TraceKind::Redo,
-            a.wf_slot,
-            a.node,
-            Place::Tier {
-                provider: a.provider,
-                tier: a.tier,
-            },
-            AttemptTag {
-                attempt: a.attempt_no,
-                model: a.model,
-                cost: charge,
-            },
-        );
+        self.trace_attempt(TraceKind::Redo, a, charge);
         self.make_ready(a.wf_slot, a.node);
     }
 
