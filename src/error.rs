@@ -35,6 +35,10 @@ pub enum Error {
     /// Anything else that went wrong while executing (exit 4).
     #[error("{0}")]
     Execution(String),
+    /// Standard output was closed by its reader (`| head`): the command
+    /// stops, quietly, with exit 0.
+    #[error("standard output closed")]
+    StdoutClosed,
 }
 
 impl Error {
@@ -43,6 +47,7 @@ impl Error {
         match self {
             Error::Input(_) | Error::Read { .. } => 2,
             Error::Write { .. } | Error::Execution(_) => 4,
+            Error::StdoutClosed => 0,
         }
     }
 }

@@ -144,7 +144,7 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
     let digest = write_outputs(&s, out, &done, meta)?;
     let m = &done.outcome.result.summary;
     if !a.quiet {
-        println!(
+        outln!(
             "{} live {} workflows ({} failed{}): makespan p50 {:.0} ms, p95 {:.0} ms; cost mean {:.4}; \
              {} attempts, {} 429s, {} errors, {:.2} s real at time scale {}; digest {}; outputs in {}",
             s.policy.name(),
@@ -265,9 +265,10 @@ pub(crate) fn emulate(a: EmulateArgs) -> Result<u8> {
             text.push('\n');
             output::atomic_write(path, text.as_bytes())?;
         }
-        println!(
+        outln!(
             "listening on http://{}/v1 (time scale {})",
-            h.addr, s.time_scale
+            h.addr,
+            s.time_scale
         );
         use std::io::Write;
         let _ = std::io::stdout().flush();

@@ -2,6 +2,23 @@
 //! them into validated configuration once and runs. `main.rs` only calls
 //! [`run`] and maps errors to exit codes.
 
+/// `print!` to standard output without a panic: a closed pipe stops the
+/// command quietly ([`Error::StdoutClosed`](crate::error::Error)), a failed
+/// write (a full disk) is an execution error (exit 4). Use inside functions
+/// returning [`Result`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::emit(format_args!($($arg)*))?
+    };
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::emit(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 pub mod args;
 pub mod live_cmd;
 mod report_cmd;
@@ -13,7 +30,23 @@ mod validate_cmd;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Writes to standard output and flushes; see [`out!`].
+pub(crate) fn emit(text: std::fmt::Arguments<'_>) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(text)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Error::StdoutClosed,
+            _ => Error::Write {
+                path: "standard output".into(),
+                source: e,
+            },
+        })
+}
 
 pub use args::ScenarioArgs;
 

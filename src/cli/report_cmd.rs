@@ -25,6 +25,6 @@ pub(crate) fn run(a: ReportArgs) -> Result<u8> {
         .runs_csv
         .unwrap_or_else(|| a.exp_dir.join("aggregate/runs.csv"));
     let index = crate::report::write_report(&a.exp_dir, &runs_csv, a.out_dir.as_deref())?;
-    println!("{}", index.display());
+    outln!("{}", index.display());
     Ok(0)
 }

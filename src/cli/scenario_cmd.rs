@@ -57,6 +57,6 @@ pub(crate) fn run(c: ScenarioCmd) -> Result<u8> {
             s
         }
     };
-    print!("{}", s.to_pretty_json());
+    out!("{}", s.to_pretty_json());
     Ok(0)
 }

@@ -35,7 +35,7 @@ pub(crate) fn run(a: SimulateArgs) -> Result<u8> {
     }
     let out = simulate_to_dir(&s, &a.out, a.trace)?;
     if !a.quiet {
-        print!("{}", summary_lines(&s, &out, &a.out));
+        out!("{}", summary_lines(&s, &out, &a.out));
     }
     Ok(0)
 }

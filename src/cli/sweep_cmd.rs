@@ -122,7 +122,7 @@ pub(crate) fn collect(a: CollectArgs) -> Result<u8> {
     for w in &c.warnings {
         eprintln!("warning: {w}");
     }
-    println!(
+    outln!(
         "{} runs ({} failed) -> {}",
         c.runs,
         c.failed,

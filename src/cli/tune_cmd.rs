@@ -41,7 +41,7 @@ pub(crate) fn factory(c: FactoryCmd) -> Result<u8> {
             .scenario(policy)
             .to_pretty_json(),
     };
-    print!("{text}");
+    out!("{text}");
     Ok(0)
 }
 
@@ -68,15 +68,19 @@ pub(crate) fn constants(a: ConstantsArgs) -> Result<u8> {
                 (c.name.to_string(), v)
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&map).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&map).expect("json"));
     } else {
-        println!(
+        outln!(
             "{:<24} {:>9} {:<8} {:<16} {:<32} description",
-            "constant", "default", "unit", "range", "sweep"
+            "constant",
+            "default",
+            "unit",
+            "range",
+            "sweep"
         );
         for c in catalogue() {
             let sweep: Vec<String> = c.sweep.iter().map(|v| v.to_string()).collect();
-            println!(
+            outln!(
                 "{:<24} {:>9} {:<8} {:<16} {:<32} {}",
                 c.name,
                 c.default,
@@ -175,9 +179,9 @@ pub(crate) fn split(a: SplitArgs) -> Result<u8> {
     )
     .map_err(Error::Input)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&r).expect("json"));
     } else {
-        println!(
+        outln!(
             "{}: current {} best {} | train {:+.4} | validation {:+.4} (95% CI [{:+.4}, {:+.4}]) | {}: {}",
             r.constant,
             r.current,
@@ -250,7 +254,7 @@ pub(crate) fn ratchet(a: RatchetArgs) -> Result<u8> {
         (serde_json::to_string_pretty(&r.proposed_constants).expect("json") + "\n").as_bytes(),
     )?;
     crate::output::sync_dir(&a.out);
-    print!("{text}");
+    out!("{text}");
     Ok(0)
 }
 
@@ -289,7 +293,7 @@ pub(crate) fn eval(a: EvalArgs) -> Result<u8> {
     );
     let text = serde_json::to_string_pretty(&r).expect("json") + "\n";
     atomic_write(&a.report, text.as_bytes())?;
-    println!(
+    outln!(
         "aggregate_score {} -> {}",
         r.aggregate_score
             .map_or("null".into(), |x| format!("{x:.4}")),

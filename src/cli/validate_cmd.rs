@@ -28,17 +28,22 @@ pub(crate) fn run(a: ValidateArgs) -> Result<u8> {
     }
     let checks = validate::run_all(a.customers, a.seed);
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&checks).expect("checks serialize")
         );
     } else {
-        println!(
+        outln!(
             "{:<20} {:<24} {:>12} {:>12} {:>9} {:>9}  verdict",
-            "case", "metric", "simulated", "theory", "error", "tol"
+            "case",
+            "metric",
+            "simulated",
+            "theory",
+            "error",
+            "tol"
         );
         for c in &checks {
-            println!(
+            outln!(
                 "{:<20} {:<24} {:>12.4} {:>12.4} {:>8.2}% {:>8.2}%  {}",
                 c.case,
                 c.metric,

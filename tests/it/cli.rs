@@ -341,3 +341,38 @@ fn validate_passes_against_theory() {
             || String::from_utf8_lossy(&o.stdout).contains("M/M/8")
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly_and_a_full_disk_is_exit_4() {
+    use std::process::{Command, Stdio};
+    // The reader goes away at once; the output (megabytes) cannot all fit
+    // in the pipe, so writes fail with EPIPE.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentsched"))
+        .args(["factory", "seeds", "--n", "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "no panic, no message: {}", stderr(&o));
+    // /dev/full: every write fails with ENOSPC.
+    if Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_agentsched"))
+            .arg("constants")
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot write standard output"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
