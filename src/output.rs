@@ -534,6 +534,39 @@ pub fn write_run_files(
     Ok(digest)
 }
 
+/// Whether two paths name the same file (an output path that does not exist
+/// yet is resolved through its directory).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| {
+        p.canonicalize().ok().or_else(|| {
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            Some(dir.canonicalize().ok()?.join(p.file_name()?))
+        })
+    };
+    matches!((resolve(a), resolve(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Refuses an output (`flag` `output`) that would replace one of the
+/// command's `inputs` (flag, path): an output never overwrites an input.
+pub fn refuse_overwriting_inputs(
+    flag: &str,
+    output: &Path,
+    inputs: &[(&str, &Path)],
+) -> Result<()> {
+    for (input_flag, input) in inputs {
+        if same_file(output, input) {
+            return Err(Error::Input(format!(
+                "{flag} {}: is the {input_flag} file; an output never overwrites an input",
+                output.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Creates `out` if missing; refuses an existing file.
 pub fn prepare_out_dir(out: &Path) -> Result<()> {
     if out.exists() && !out.is_dir() {

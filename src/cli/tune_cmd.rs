@@ -218,19 +218,16 @@ pub(crate) fn ratchet(a: RatchetArgs) -> Result<u8> {
     check_threshold(a.threshold)?;
     let base = base_constants(&a.constants)?;
     if let Some(input) = &a.constants {
-        let proposed = a.out.join("proposed_constants.json");
-        let same = |x: &PathBuf, y: &PathBuf| match (x.canonicalize(), y.canonicalize()) {
-            (Ok(x), Ok(y)) => x == y,
-            _ => false,
-        };
-        if same(input, &proposed) {
-            return Err(Error::Input(format!(
-                "--out {}: would overwrite the --constants file {}; the ratchet never writes its input",
-                a.out.display(),
-                input.display()
-            )));
+        for name in ["ratchet.json", "report.txt", "proposed_constants.json"] {
+            crate::output::refuse_overwriting_inputs(
+                "--out",
+                &a.out.join(name),
+                &[("--constants", input)],
+            )?;
         }
     }
+    // Outputs are checked before the work, not after it.
+    crate::output::prepare_out_dir(&a.out)?;
     let r = tune::ratchet::run(
         &base,
         a.tune.n_seeds,
@@ -276,6 +273,11 @@ pub struct EvalArgs {
 }
 
 pub(crate) fn eval(a: EvalArgs) -> Result<u8> {
+    let mut inputs = vec![("--candidate", a.candidate.as_path())];
+    if let Some(b) = &a.baseline {
+        inputs.push(("--baseline", b.as_path()));
+    }
+    crate::output::refuse_overwriting_inputs("--report", &a.report, &inputs)?;
     let baseline = base_constants(&a.baseline)?;
     let candidate = read_constants(&a.candidate, &baseline)?;
     if a.tune.n_seeds < 4 {

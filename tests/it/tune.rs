@@ -191,6 +191,48 @@ fn the_ratchet_never_writes_its_input_and_decides_every_constant() {
 }
 
 #[test]
+fn no_output_overwrites_an_input_and_outputs_are_checked_before_the_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = "{\"alpha\": 2.0}\n";
+    std::fs::write(tmp.path().join("c.json"), original).unwrap();
+    std::fs::write(tmp.path().join("b.json"), original).unwrap();
+    for args in [
+        &["eval", "--candidate", "c.json", "--report", "c.json"][..],
+        &[
+            "eval",
+            "--candidate",
+            "c.json",
+            "--baseline",
+            "b.json",
+            "--report",
+            "./b.json",
+        ][..],
+    ] {
+        let o = agentsched_in(tmp.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        assert!(
+            err(&o).contains("an output never overwrites an input"),
+            "{}",
+            err(&o)
+        );
+    }
+    for f in ["c.json", "b.json"] {
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join(f)).unwrap(),
+            original
+        );
+    }
+    // `ratchet --out` naming a file is refused (checked before the work).
+    let o = agentsched_in(tmp.path(), &["ratchet", "--out", "c.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("not a directory"), "{}", err(&o));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("c.json")).unwrap(),
+        original
+    );
+}
+
+#[test]
 fn split_prints_a_validation_result() {
     let tmp = tempfile::tempdir().unwrap();
     let o = agentsched_in(
