@@ -42,12 +42,16 @@ pub fn json_f64(x: f64) -> serde_json::Value {
     serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
+/// What this tool's temporary files are called: `.{name}{TMP_MARK}{pid}`,
+/// so that cleanup can recognise them and nothing else.
+pub const TMP_MARK: &str = ".agentsched-tmp.";
+
 fn tmp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+    path.with_file_name(format!(".{name}{TMP_MARK}{}", std::process::id()))
 }
 
 /// Makes the renames in `dir` durable. Callers sync each directory once

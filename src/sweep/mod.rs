@@ -134,10 +134,19 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
         path: runs_dir.clone(),
         source,
     })?;
-    // Temporary files of a sweep killed while writing experiment.json.
+    // Temporary files of a sweep killed while writing experiment.json:
+    // only this tool's, by name, and only stale ones (a shard running
+    // beside this one may be writing its own right now).
+    let stale_prefix = format!(".experiment.json{}", crate::output::TMP_MARK);
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.contains(".tmp") {
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(600));
+        if name.starts_with(&stale_prefix) && stale {
             let _ = std::fs::remove_file(e.path());
         }
     }

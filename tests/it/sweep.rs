@@ -271,7 +271,7 @@ fn a_sweep_killed_mid_write_and_resumed_ends_complete_and_identical() {
     let mut files = Vec::new();
     walk(&exp, &mut files);
     assert!(
-        files.iter().all(|f| !f.contains(".tmp")),
+        files.iter().all(|f| !f.contains("tmp")),
         "temporary files left: {files:?}"
     );
 }
@@ -500,4 +500,44 @@ fn token_limits_and_quality_curves_sweep_and_collect_like_any_field() {
     let max = rows.iter().map(|x| n(x, redos)).max().unwrap();
     let min = rows.iter().map(|x| n(x, redos)).min().unwrap();
     assert!(max > min, "redos {min}..{max}");
+}
+
+#[test]
+fn cleanup_removes_only_this_tools_stale_temporary_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("bench_runs/smoke");
+    std::fs::create_dir_all(&exp).unwrap();
+    let mark = agentsched::output::TMP_MARK;
+    let users = exp.join(".notes.tmp1");
+    let stale = exp.join(format!(".experiment.json{mark}4242"));
+    let fresh = exp.join(format!(".experiment.json{mark}4343"));
+    for f in [&users, &stale, &fresh] {
+        std::fs::write(f, "x").unwrap();
+    }
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in [&users, &stale] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+    let o = agentsched_in(
+        tmp.path(),
+        &["sweep", "--config", smoke().to_str().unwrap(), "--quiet"],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        users.exists(),
+        "a file the tool did not make is never removed"
+    );
+    assert!(
+        fresh.exists(),
+        "another writer's fresh temporary file is left alone"
+    );
+    assert!(
+        !stale.exists(),
+        "a stale temporary file of the tool is cleaned up"
+    );
 }
