@@ -1320,7 +1320,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let a = self.release_attempt(aslot, report.outcome, report.usage);
         let (slot, node) = (a.wf_slot, a.node);
         let charge = Money(self.st.wfs[slot as usize].cost.0 - cost_before.0);
-        if let (Outcome::Success, Some(ttft)) = (report.outcome, report.ttft) {
+        // Live replies always carry a measured TTFT; only a streaming
+        // scenario reports it, so only then is it kept.
+        if let (true, Outcome::Success, Some(ttft)) = (self.streaming, report.outcome, report.ttft)
+        {
             self.streamed(&a, ttft);
         }
         if report.outcome == Outcome::RateLimited && report.limited_by == Limit::Tokens {
