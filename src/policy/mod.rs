@@ -968,6 +968,12 @@ impl Policy {
                 }
                 self.queues[p][s].pop();
                 self.queued -= 1;
+                // Tier `s` stopped serving its queue with slots to spare only
+                // because its token limit did not admit this head; the next
+                // head reserves other tokens, so the next pass looks again.
+                if self.free[p][s] > 0 && self.token_limited[p] {
+                    self.dirty = true;
+                }
                 let model = self.model_for(&r, p16, fast);
                 out.push(Decision::Start {
                     call: q.call,
