@@ -54,3 +54,113 @@ impl Error {
 
 /// Shorthand.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A deserializer's field path in the dotted form `--set` accepts
+/// (`providers.llm_provider.tiers.0.slots`), never `tiers[0]`.
+pub fn dotted_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let parts: Vec<String> = path
+        .iter()
+        .map(|s| match s {
+            Segment::Seq { index } => index.to_string(),
+            Segment::Map { key } => key.clone(),
+            Segment::Enum { variant } => variant.clone(),
+            Segment::Unknown => "?".to_string(),
+        })
+        .collect();
+    parts.join(".")
+}
+
+/// Rewrites a deserializer message in the user's terms: JSON kinds instead
+/// of Rust types (`f64` is "a number", `internally tagged enum Arrivals` is
+/// "an object with a `pattern` field").
+pub fn plain_serde_message(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (rust, plain) in [
+        (
+            "internally tagged enum Arrivals",
+            "an object with a `pattern` field (all_at_once, poisson, uniform or burst)",
+        ),
+        (
+            "internally tagged enum Dist",
+            "an object with a `dist` field (constant, uniform, exponential, lognormal, gamma or streaming)",
+        ),
+    ] {
+        out = out.replace(rust, plain);
+    }
+    // Remaining Rust type names: "struct Tier", "enum X", "tuple struct X".
+    for kind in [
+        "internally tagged enum ",
+        "tuple struct ",
+        "struct ",
+        "enum ",
+    ] {
+        while let Some(at) = out.find(&format!("expected {kind}")) {
+            let start = at + "expected ".len();
+            let name_start = start + kind.len();
+            let name_end = out[name_start..]
+                .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .map_or(out.len(), |e| name_start + e);
+            out.replace_range(start..name_end, "a JSON object");
+        }
+    }
+    for (rust, plain) in [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u16", "expected a non-negative integer"),
+        ("expected u8", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected i64", "expected an integer"),
+        ("expected a boolean", "expected true or false"),
+        (
+            "invalid type: null",
+            "invalid value: null (or a non-finite number)",
+        ),
+    ] {
+        out = out.replace(rust, plain);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_name_json_kinds_not_rust_types() {
+        let m = plain_serde_message(
+            "invalid type: string \"x\", expected internally tagged enum Arrivals",
+        );
+        assert!(m.contains("an object with a `pattern` field"), "{m}");
+        assert!(!m.contains("Arrivals"), "{m}");
+        let m = plain_serde_message("invalid type: string \"x\", expected struct Tier");
+        assert_eq!(m, "invalid type: string \"x\", expected a JSON object");
+        assert_eq!(
+            plain_serde_message("invalid type: null, expected f64"),
+            "invalid value: null (or a non-finite number), expected a number"
+        );
+        assert_eq!(
+            plain_serde_message("invalid value: integer `-1`, expected u32"),
+            "invalid value: integer `-1`, expected a non-negative integer"
+        );
+    }
+
+    #[test]
+    fn paths_are_dotted_with_indices() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            slots: u32,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct P {
+            tiers: Vec<T>,
+        }
+        let v = serde_json::json!({"tiers": [{"slots": 1}, {"slots": "x"}]});
+        let e = serde_path_to_error::deserialize::<_, P>(v).unwrap_err();
+        assert_eq!(dotted_path(e.path()), "tiers.1.slots");
+    }
+}

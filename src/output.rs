@@ -609,7 +609,9 @@ pub fn simulate_to_dir_with(
     prepare_out_dir(out)?;
     let mut obs = FileObserver::create(out, trace, s, durability)?;
     let started = std::time::Instant::now();
-    let mut result = Simulator::new(s, &mut obs).run();
+    let mut result = Simulator::new(s, &mut obs)
+        .run_checked()
+        .map_err(|e| Error::Input(format!("scenario `{}`: {e}", s.name)))?;
     result.summary.wall_time_s = started.elapsed().as_secs_f64();
     let workflows_sha = obs.finish()?;
     let mut meta = serde_json::Map::new();

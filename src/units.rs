@@ -20,6 +20,10 @@ impl SimTime {
     pub const ZERO: SimTime = SimTime(0);
     /// A time after every event of any run.
     pub const NEVER: SimTime = SimTime(u64::MAX);
+    /// The last representable moment of a run: 2^62 µs, about 146,000
+    /// years. A simulator stops at the first event past it (bad input), so
+    /// saturating arithmetic below [`SimTime::NEVER`] can never stall a run.
+    pub const HORIZON: SimTime = SimTime(1 << 62);
 
     /// Milliseconds since the start, as a float (for reports).
     pub fn as_ms(self) -> f64 {
@@ -41,16 +45,21 @@ impl SimDuration {
     /// No time at all.
     pub const ZERO: SimDuration = SimDuration(0);
 
+    /// The longest single duration: 10^12 ms (about 31.7 years), the
+    /// largest time a scenario may name. Longer draws are capped here.
+    pub const MAX_DRAW: SimDuration = SimDuration(1_000_000_000_000_000);
+
     /// Converts milliseconds (possibly fractional) to the nearest microsecond.
-    /// Negative and NaN inputs become zero; huge ones saturate.
+    /// Negative and NaN inputs become zero; huge ones saturate at
+    /// [`SimDuration::MAX_DRAW`].
     pub fn from_ms(ms: f64) -> SimDuration {
         // `x + 0.5` truncated rounds half up for positive x; f64::round is
         // a libm call on baseline x86-64 and shows up in profiles.
         let us = ms * 1000.0 + 0.5;
         if us.is_nan() || us < 1.0 {
             SimDuration(0)
-        } else if us >= (u64::MAX / 4) as f64 {
-            SimDuration(u64::MAX / 4)
+        } else if us >= SimDuration::MAX_DRAW.0 as f64 {
+            SimDuration::MAX_DRAW
         } else {
             // In range for i64, whose conversion is one instruction
             // (u64's needs a branch on baseline x86-64).

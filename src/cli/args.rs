@@ -36,16 +36,16 @@ pub struct ScenarioArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Recorded only; the live executor compresses time by it. Never changes simulated results.
-    #[arg(long = "time-scale", alias = "time_scale")]
+    #[arg(long = "time-scale", alias = "time_scale", value_parser = finite_f64)]
     pub time_scale: Option<f64>,
     /// Let each call choose a model (small/large) by difficulty, within the workflow budget.
     #[arg(long = "enable-model-routing", alias = "enable_model_routing")]
     pub enable_model_routing: bool,
     /// Probability that an attempt is multiplied by --heavy-tail-mult.
-    #[arg(long = "heavy-tail-prob", alias = "heavy_tail_prob")]
+    #[arg(long = "heavy-tail-prob", alias = "heavy_tail_prob", value_parser = finite_f64)]
     pub heavy_tail_prob: Option<f64>,
     /// Heavy-tail multiplier.
-    #[arg(long = "heavy-tail-mult", alias = "heavy_tail_mult")]
+    #[arg(long = "heavy-tail-mult", alias = "heavy_tail_mult", value_parser = finite_f64)]
     pub heavy_tail_mult: Option<f64>,
     /// No hedged duplicates.
     #[arg(long = "disable-hedging", alias = "disable_hedging")]
@@ -64,16 +64,33 @@ pub struct ScenarioArgs {
     pub set: Vec<String>,
 }
 
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+/// A float flag: finite (clap reports anything else with exit 2, naming the flag).
+pub fn finite_f64(text: &str) -> std::result::Result<f64, String> {
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number, got `{text}`"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("expected a finite number, got `{text}`"))
+    }
+}
+
+/// Reads the file a flag names; the error says which flag.
+fn read(flag: &str, path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::Input(format!("{flag}: cannot read {}: {e}", path.display())))
 }
 
 /// Reads a constants file: a JSON object of constants (partial allowed).
 pub fn read_constants(path: &Path, base: &Constants) -> Result<Constants> {
-    let text = read(path)?;
+    read_constants_for("--constants", path, base)
+}
+
+/// [`read_constants`] for a file named by `flag` (e.g. `--candidate`).
+pub fn read_constants_for(flag: &str, path: &Path, base: &Constants) -> Result<Constants> {
+    let text = read(flag, path)?;
     let patch: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::Input(format!("{}: invalid JSON: {e}", path.display())))?;
     let serde_json::Value::Object(patch) = patch else {
@@ -91,8 +108,14 @@ pub fn read_constants(path: &Path, base: &Constants) -> Result<Constants> {
         };
         merged[k] = v;
     }
-    let c: Constants = serde_path_to_error::deserialize(merged)
-        .map_err(|e| Error::Input(format!("{}: {}: {}", path.display(), e.path(), e.inner())))?;
+    let c: Constants = serde_path_to_error::deserialize(merged).map_err(|e| {
+        Error::Input(format!(
+            "{}: {}: {}",
+            path.display(),
+            crate::error::dotted_path(e.path()),
+            crate::error::plain_serde_message(&e.inner().to_string())
+        ))
+    })?;
     c.validate()
         .map_err(|m| Error::Input(format!("{}: {m}", path.display())))?;
     Ok(c)
@@ -104,7 +127,7 @@ impl ScenarioArgs {
     pub fn resolve(&self) -> Result<Scenario> {
         let (mut value, origin) = match &self.scenario {
             Some(p) => {
-                let text = read(p)?;
+                let text = read("--scenario", p)?;
                 let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
                     Error::Input(format!(
                         "{}: line {} column {}: invalid JSON: {e}",

@@ -70,7 +70,7 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "KIND=PROB")]
     pub fault: Vec<String>,
     /// Share of a streamed answer's latency before its first token.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = crate::cli::args::finite_f64)]
     pub ttft_fraction: f64,
     /// Write an endpoints.json for this emulator (for `live run --endpoints`).
     #[arg(long, value_name = "FILE")]

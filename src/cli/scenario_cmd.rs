@@ -22,10 +22,10 @@ pub struct MmcArgs {
     #[arg(long)]
     pub servers: u32,
     /// Arrivals per second.
-    #[arg(long = "arrival-rate", alias = "arrival_rate")]
+    #[arg(long = "arrival-rate", alias = "arrival_rate", value_parser = crate::cli::args::finite_f64)]
     pub arrival_rate: f64,
     /// Services per second per server.
-    #[arg(long = "service-rate", alias = "service_rate")]
+    #[arg(long = "service-rate", alias = "service_rate", value_parser = crate::cli::args::finite_f64)]
     pub service_rate: f64,
     /// Customers (workflows).
     #[arg(long)]

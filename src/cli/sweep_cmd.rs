@@ -54,10 +54,13 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
             None,
         )?,
     };
-    if a.jobs == Some(0) {
-        return Err(Error::Input(
-            "--jobs: expected an integer >= 1, got 0".into(),
-        ));
+    if let Some(j) = a.jobs
+        && !(1..=sweep::plan::MAX_JOBS).contains(&j)
+    {
+        return Err(Error::Input(format!(
+            "--jobs: expected an integer in [1, {}], got {j}",
+            sweep::plan::MAX_JOBS
+        )));
     }
     let opts = SweepOptions {
         exp_name: a.exp_name,
@@ -72,6 +75,14 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
     let started = std::time::Instant::now();
     let o = sweep::run_sweep(&cfg, &opts)?;
     if a.dry_run {
+        for line in &o.dry_run_lines {
+            outln!("{line}");
+        }
+        outln!(
+            "{} runs planned ({} in the full plan); dry run, nothing executed",
+            o.in_shard,
+            o.planned
+        );
         return Ok(0);
     }
     if !a.quiet {

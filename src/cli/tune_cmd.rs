@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::args::read_constants;
+use crate::cli::args::{read_constants, read_constants_for};
 use crate::error::{Error, Result};
 use crate::output::atomic_write;
 use crate::policy::catalogue::{catalogue, info};
@@ -12,13 +12,18 @@ use crate::policy::{Constants, PolicyKind};
 use crate::scenario::factory::{MASTER_SEED, ScenarioSeed, default_seeds};
 use crate::tune::{self, Objective};
 
+/// The most scenario seeds `factory seeds` prints.
+pub const MAX_FACTORY_SEEDS: u64 = 100_000;
+/// The most scenario seeds `split`, `ratchet` and `eval` run on.
+pub const MAX_N_SEEDS: u64 = 10_000;
+
 /// `factory` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum FactoryCmd {
     /// Print the first N scenario seeds (JSON array).
     Seeds {
-        /// How many.
-        #[arg(long, default_value_t = 50)]
+        /// How many (at most 100000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=MAX_FACTORY_SEEDS))]
         n: u64,
     },
     /// Print the scenario of one seed (a scenario `simulate --scenario` accepts).
@@ -98,7 +103,8 @@ pub(crate) fn constants(a: ConstantsArgs) -> Result<u8> {
 #[derive(Args, Debug, Clone)]
 pub struct TuneArgs {
     /// Scenario seeds from the factory (70% train, 30% validation by id).
-    #[arg(long = "n-seeds", alias = "n_seeds", default_value_t = 50)]
+    #[arg(long = "n-seeds", alias = "n_seeds", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(2..=MAX_N_SEEDS))]
     pub n_seeds: u64,
     /// Policy whose constants are tuned.
     #[arg(long, value_enum, default_value = "full")]
@@ -132,10 +138,10 @@ pub struct SplitArgs {
     #[arg(long)]
     pub constant: String,
     /// Values to try, comma-separated (default: the catalogue's sweep).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli::args::finite_f64)]
     pub values: Vec<f64>,
     /// Minimum mean validation gain to accept.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = crate::cli::args::finite_f64)]
     pub threshold: f64,
     /// Current constants (default: the built-in defaults).
     #[arg(long, value_name = "FILE")]
@@ -207,7 +213,7 @@ pub struct RatchetArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Minimum mean validation gain to accept.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = crate::cli::args::finite_f64)]
     pub threshold: f64,
     /// Seeds, policy, objective.
     #[command(flatten)]
@@ -278,8 +284,11 @@ pub(crate) fn eval(a: EvalArgs) -> Result<u8> {
         inputs.push(("--baseline", b.as_path()));
     }
     crate::output::refuse_overwriting_inputs("--report", &a.report, &inputs)?;
-    let baseline = base_constants(&a.baseline)?;
-    let candidate = read_constants(&a.candidate, &baseline)?;
+    let baseline = match &a.baseline {
+        Some(p) => read_constants_for("--baseline", p, &Constants::default())?,
+        None => Constants::default(),
+    };
+    let candidate = read_constants_for("--candidate", &a.candidate, &baseline)?;
     if a.tune.n_seeds < 4 {
         return Err(Error::Input(format!(
             "--n-seeds: expected at least 4 (two validation scenarios), got {}",

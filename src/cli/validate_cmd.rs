@@ -20,9 +20,10 @@ pub struct ValidateArgs {
 }
 
 pub(crate) fn run(a: ValidateArgs) -> Result<u8> {
-    if a.customers < 10_000 {
+    let max = crate::scenario::MAX_WORKFLOWS;
+    if !(10_000..=max).contains(&a.customers) {
         return Err(Error::Input(format!(
-            "--customers: expected at least 10000, got {}",
+            "--customers: expected an integer in [10000, {max}] (the limit on workflows per run), got {}",
             a.customers
         )));
     }

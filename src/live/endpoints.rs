@@ -104,8 +104,9 @@ impl EndpointsFile {
         })?;
         let de = &mut serde_json::Deserializer::from_str(&text);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            bad(&path.display().to_string(), &field, e.inner())
+            let field = crate::error::dotted_path(e.path());
+            let msg = crate::error::plain_serde_message(&e.inner().to_string());
+            bad(&path.display().to_string(), &field, msg)
         })
     }
 

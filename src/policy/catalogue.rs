@@ -152,7 +152,8 @@ impl Constants {
         v.get(name)?.as_f64()
     }
 
-    /// A copy with constant `name` set to `value` (integers rounded), validated.
+    /// A copy with constant `name` set to `value`, validated: an integer
+    /// constant takes only whole values.
     pub fn with(&self, name: &str, value: f64) -> Result<Constants, String> {
         let mut v = serde_json::to_value(self).expect("constants serialize");
         let Some(slot) = v.get_mut(name) else {
@@ -163,12 +164,13 @@ impl Constants {
             ));
         };
         *slot = if slot.is_u64() {
-            if !(value.is_finite() && value >= 0.0) {
+            if !(value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= 1e15) {
                 return Err(format!(
-                    "{name}: expected a non-negative integer, got {value}"
+                    "{name}: expected a non-negative integer (it counts {}), got {value}",
+                    info(name).map_or("items", |c| c.unit)
                 ));
             }
-            serde_json::Value::from(value.round() as u64)
+            serde_json::Value::from(value as u64)
         } else {
             serde_json::Number::from_f64(value)
                 .map(serde_json::Value::Number)

@@ -159,42 +159,27 @@ impl Default for Constants {
 impl Constants {
     /// Checks every constant against its valid range; the error names it.
     pub fn validate(&self) -> Result<(), String> {
-        let nonneg = [
-            ("alpha", self.alpha),
-            ("beta", self.beta),
-            ("gamma", self.gamma),
-            ("escalation_threshold_s", self.escalation_threshold_s),
-            ("time_value_per_s", self.time_value_per_s),
-            ("workflow_budget", self.workflow_budget),
-            ("retry_backoff_ms", self.retry_backoff_ms),
-        ];
-        for (name, v) in nonneg {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!(
-                    "constants.{name}: expected a finite number >= 0, got {v}"
-                ));
+        // The catalogue's ranges are the contract (`agentsched constants`
+        // prints them), so they are the check too.
+        let value = serde_json::to_value(self).expect("constants serialize");
+        for c in super::catalogue::catalogue() {
+            let v = value.get(c.name).and_then(serde_json::Value::as_f64);
+            match v {
+                Some(v) if v.is_finite() && (c.min..=c.max).contains(&v) => {}
+                _ => {
+                    let got = value.get(c.name).map_or("nothing".into(), |v| {
+                        if v.is_null() {
+                            "a non-finite number".to_string()
+                        } else {
+                            v.to_string()
+                        }
+                    });
+                    return Err(format!(
+                        "constants.{}: expected a number in [{}, {}] ({}), got {got}",
+                        c.name, c.min, c.max, c.unit
+                    ));
+                }
             }
-        }
-        if !(self.hedge_stretch.is_finite() && self.hedge_stretch >= 1.0) {
-            return Err(format!(
-                "constants.hedge_stretch: expected a finite number >= 1, got {}",
-                self.hedge_stretch
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.routing_threshold) {
-            return Err(format!(
-                "constants.routing_threshold: expected a number in [0, 1], got {}",
-                self.routing_threshold
-            ));
-        }
-        if self.max_in_flight == 0 {
-            return Err("constants.max_in_flight: expected an integer >= 1, got 0".into());
-        }
-        if self.stats_window < 10 {
-            return Err(format!(
-                "constants.stats_window: expected an integer >= 10, got {}",
-                self.stats_window
-            ));
         }
         Ok(())
     }

@@ -25,6 +25,25 @@ pub fn write_report(exp_dir: &Path, runs_csv: &Path, out_dir: Option<&Path>) -> 
     if rows.is_empty() {
         return Err(Error::Input(format!("{}: no runs", runs_csv.display())));
     }
+    // A runs.csv from elsewhere would give an empty report: say so instead.
+    let needed = ["run_id", "policy", "seed", "ablation_name", "exit_code"]
+        .into_iter()
+        .chain(collect::HEADLINE);
+    let missing: Vec<&str> = needed.filter(|c| !rows[0].contains_key(*c)).collect();
+    if !missing.is_empty() {
+        return Err(Error::Input(format!(
+            "{}: not a runs.csv written by `agentsched collect`: no column {}",
+            runs_csv.display(),
+            missing.join(", ")
+        )));
+    }
+    if !rows.iter().any(collect::succeeded) {
+        return Err(Error::Input(format!(
+            "{}: none of its {} runs succeeded (exit_code 0 with readable outputs); nothing to plot",
+            runs_csv.display(),
+            rows.len()
+        )));
+    }
     let dir = out_dir.map_or_else(|| exp_dir.join("report"), Path::to_path_buf);
     let assets = dir.join("assets");
     std::fs::create_dir_all(&assets).map_err(|source| Error::Write {
@@ -32,10 +51,7 @@ pub fn write_report(exp_dir: &Path, runs_csv: &Path, out_dir: Option<&Path>) -> 
         source,
     })?;
     let agg = collect::aggregate(&rows);
-    let ok: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.get("exit_code").is_some_and(|c| c == "0"))
-        .collect();
+    let ok: Vec<&Row> = rows.iter().filter(|r| collect::succeeded(r)).collect();
     let mut figures = Vec::new();
     for (name, title, svg) in [
         (
@@ -80,10 +96,7 @@ fn distinct(rows: &[Row], k: &str) -> Vec<String> {
 }
 
 fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)]) -> String {
-    let failed = rows
-        .iter()
-        .filter(|r| r.get("exit_code").is_none_or(|c| c != "0"))
-        .count();
+    let failed = rows.iter().filter(|r| !collect::succeeded(r)).count();
     let mut h = String::new();
     h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>agentsched sweep report</title>\n<style>");
     h.push_str(include_str!("report.css"));

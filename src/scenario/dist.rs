@@ -110,25 +110,37 @@ pub enum Sampler {
 impl Dist {
     /// Checks parameters; the error says which parameter and what was expected.
     pub fn check(&self) -> Result<(), String> {
-        let pos = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
+        use super::{MAX_FACTOR, MAX_MS, MAX_SIGMA, show};
+        let in_range = |name: &str, v: f64, lo: f64, hi: f64| {
+            if v.is_finite() && (lo..=hi).contains(&v) {
                 Ok(())
             } else {
-                Err(format!("{name}: expected a finite number > 0, got {v}"))
+                Err(format!(
+                    "{name}: expected a number in [{}, {}], got {}",
+                    show(lo),
+                    show(hi),
+                    show(v)
+                ))
             }
         };
-        let nonneg = |name: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
+        let pos_ms = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= MAX_MS {
                 Ok(())
             } else {
-                Err(format!("{name}: expected a finite number >= 0, got {v}"))
+                Err(format!(
+                    "{name}: expected a number in (0, {}], got {}",
+                    show(MAX_MS),
+                    show(v)
+                ))
             }
         };
+        // Log-ms locations: e^20 ms is about 5.6 days; below e^-50 is zero.
+        let log_ms = |name: &str, v: f64| in_range(name, v, -50.0, 20.0);
         match *self {
-            Dist::Constant { ms } => nonneg("ms", ms),
+            Dist::Constant { ms } => in_range("ms", ms, 0.0, MAX_MS),
             Dist::Uniform { low_ms, high_ms } => {
-                nonneg("low_ms", low_ms)?;
-                nonneg("high_ms", high_ms)?;
+                in_range("low_ms", low_ms, 0.0, MAX_MS)?;
+                in_range("high_ms", high_ms, 0.0, MAX_MS)?;
                 if high_ms < low_ms {
                     return Err(format!(
                         "high_ms: expected >= low_ms ({low_ms}), got {high_ms}"
@@ -136,24 +148,31 @@ impl Dist {
                 }
                 Ok(())
             }
-            Dist::Exponential { mean_ms } => pos("mean_ms", mean_ms),
+            Dist::Exponential { mean_ms } => pos_ms("mean_ms", mean_ms),
             Dist::Lognormal {
                 mu,
                 sigma,
                 mu_per_output_token,
             } => {
-                if !mu.is_finite() || mu > 20.0 {
-                    return Err(format!("mu: expected a finite number <= 20, got {mu}"));
-                }
-                nonneg("sigma", sigma)?;
-                if !mu_per_output_token.is_finite() {
-                    return Err("mu_per_output_token: expected a finite number".into());
-                }
-                Ok(())
+                log_ms("mu", mu)?;
+                in_range("sigma", sigma, 0.0, MAX_SIGMA)?;
+                // The seed's models use 0.001; draws past 10^12 ms are capped.
+                in_range("mu_per_output_token", mu_per_output_token, -0.1, 0.1)
             }
             Dist::Gamma { shape, scale_ms } => {
-                pos("shape", shape)?;
-                pos("scale_ms", scale_ms)
+                if !(shape.is_finite() && shape > 0.0 && shape <= MAX_FACTOR) {
+                    return Err(format!(
+                        "shape: expected a number in (0, {MAX_FACTOR}], got {shape}"
+                    ));
+                }
+                pos_ms("scale_ms", scale_ms)?;
+                if shape * scale_ms > MAX_MS {
+                    return Err(format!(
+                        "scale_ms: the mean shape x scale_ms = {:e} ms is past {MAX_MS:e} ms",
+                        shape * scale_ms
+                    ));
+                }
+                Ok(())
             }
             Dist::Streaming {
                 ttft_mu,
@@ -162,20 +181,11 @@ impl Dist {
                 tpot_mu,
                 tpot_sigma,
             } => {
-                for (name, mu) in [("ttft_mu", ttft_mu), ("tpot_mu", tpot_mu)] {
-                    if !mu.is_finite() || mu > 20.0 {
-                        return Err(format!("{name}: expected a finite number <= 20, got {mu}"));
-                    }
-                }
-                nonneg("ttft_sigma", ttft_sigma)?;
-                nonneg("tpot_sigma", tpot_sigma)?;
-                nonneg("ttft_ms_per_input_token", ttft_ms_per_input_token)?;
-                if ttft_ms_per_input_token > 1e3 {
-                    return Err(format!(
-                        "ttft_ms_per_input_token: expected at most 1000, got {ttft_ms_per_input_token}"
-                    ));
-                }
-                Ok(())
+                log_ms("ttft_mu", ttft_mu)?;
+                log_ms("tpot_mu", tpot_mu)?;
+                in_range("ttft_sigma", ttft_sigma, 0.0, MAX_SIGMA)?;
+                in_range("tpot_sigma", tpot_sigma, 0.0, MAX_SIGMA)?;
+                in_range("ttft_ms_per_input_token", ttft_ms_per_input_token, 0.0, 1e3)
             }
         }
     }

@@ -126,6 +126,21 @@ pub struct Workload {
     pub dag: Option<DagSpec>,
 }
 
+impl Workload {
+    /// Calls in one iteration of a workflow (the size of its compiled
+    /// block): what memory grows with.
+    pub fn calls_per_iteration(&self) -> u64 {
+        match self.template {
+            Template::SingleCall => 1,
+            Template::Dag => self.dag.as_ref().map_or(0, |d| d.nodes.len() as u64),
+            Template::ResearchAgent => {
+                let (p, k) = (u64::from(self.pdfs), u64::from(self.subqueries));
+                3 + 3 * p + 2 * p * k
+            }
+        }
+    }
+}
+
 fn default_pdfs() -> u32 {
     10
 }
@@ -438,18 +453,7 @@ fn check_pos(field: &str, v: f64) -> Result<(), ScenarioError> {
     } else {
         Err(ScenarioError::new(
             field,
-            format!("expected a finite number > 0, got {v}"),
-        ))
-    }
-}
-
-fn check_nonneg(field: &str, v: f64) -> Result<(), ScenarioError> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(())
-    } else {
-        Err(ScenarioError::new(
-            field,
-            format!("expected a finite number >= 0, got {v}"),
+            format!("expected a finite number > 0, got {}", show(v)),
         ))
     }
 }
@@ -457,6 +461,9 @@ fn check_nonneg(field: &str, v: f64) -> Result<(), ScenarioError> {
 /// The slowest refill a rate limit may have (one unit a day): slower
 /// limits would put the next unit beyond any run's horizon.
 pub const MIN_RATE_PER_S: f64 = 1.0 / 86_400.0;
+/// The fastest rate a scenario may name (arrivals, request limits): one
+/// event per nanosecond, the rate limiter's resolution.
+pub const MAX_RATE_PER_S: f64 = 1e9;
 /// The fastest tokens-per-minute limit (a trillion a minute).
 pub const MAX_TOKENS_PER_MIN: f64 = 1e12;
 /// The largest token bucket.
@@ -464,6 +471,67 @@ pub const MAX_TOKEN_BURST: u64 = 1_000_000_000_000;
 /// The longest time a scenario may name, in ms (about 31.7 years): sums of
 /// such times stay far inside the µs clock's range (about 292,000 years).
 pub const MAX_MS: f64 = 1e12;
+/// The largest multiplier (latency scales, tail multipliers, token scale).
+pub const MAX_FACTOR: f64 = 1e6;
+/// The largest price, in dollars (per call or per million tokens).
+pub const MAX_PRICE: f64 = 1e6;
+/// The largest lognormal sigma (a draw past 10^12 ms is capped there).
+pub const MAX_SIGMA: f64 = 10.0;
+/// The most workflows one run may have.
+pub const MAX_WORKFLOWS: u64 = 10_000_000;
+/// The most calls one iteration of a workflow may have (the compiled
+/// block holds each once, about 64 bytes a call).
+pub const MAX_CALLS_PER_ITERATION: u64 = 1_000_000;
+/// The most call states a run may hold: workflows x calls per iteration
+/// (about 200 bytes each when every workflow is in flight at once, so
+/// about 4 GB at the limit).
+pub const MAX_CALL_STATES: u64 = 20_000_000;
+/// The most slots a tier (or workers a pool) may have.
+pub const MAX_SLOTS: u32 = 1_000_000;
+
+/// A multiplier: finite, > 0 and at most [`MAX_FACTOR`].
+fn check_factor(field: &str, v: f64) -> Result<(), ScenarioError> {
+    if v.is_finite() && v > 0.0 && v <= MAX_FACTOR {
+        Ok(())
+    } else {
+        Err(ScenarioError::new(
+            field,
+            format!(
+                "expected a number in (0, {}], got {}",
+                show(MAX_FACTOR),
+                show(v)
+            ),
+        ))
+    }
+}
+
+/// A count of servers: in [1, max].
+fn check_count(field: &str, v: u32, max: u32) -> Result<(), ScenarioError> {
+    if (1..=max).contains(&v) {
+        Ok(())
+    } else {
+        Err(ScenarioError::new(
+            field,
+            format!("expected an integer in [1, {max}], got {v}"),
+        ))
+    }
+}
+
+/// A number as a person reads it: plain in the usual range, otherwise in
+/// scientific notation (`1e308`, not 309 digits; `1.157e-5`).
+pub fn show(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 || !v.is_finite() || (1e-4..1e15).contains(&a) {
+        format!("{v}")
+    } else {
+        let e = format!("{v:e}");
+        // At most four significant digits in the mantissa.
+        match e.split_once('e') {
+            Some((m, x)) if m.len() > 6 => format!("{:.4}e{x}", m.parse::<f64>().unwrap_or(v)),
+            _ => e,
+        }
+    }
+}
 
 fn check_range(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), ScenarioError> {
     if v.is_finite() && (lo..=hi).contains(&v) {
@@ -471,7 +539,12 @@ fn check_range(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), ScenarioErro
     } else {
         Err(ScenarioError::new(
             field,
-            format!("expected a number in [{lo}, {hi}], got {v}"),
+            format!(
+                "expected a number in [{}, {}], got {}",
+                show(lo),
+                show(hi),
+                show(v)
+            ),
         ))
     }
 }
@@ -519,13 +592,16 @@ impl Scenario {
     /// Deserializes and validates a JSON value; errors carry the field path.
     pub fn from_value(value: serde_json::Value) -> Result<Scenario, ScenarioError> {
         let s: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
+            let path = crate::error::dotted_path(e.path());
+            let field = if path.is_empty() {
                 "scenario".to_string()
             } else {
                 path
             };
-            ScenarioError::new(field, e.inner().to_string())
+            ScenarioError::new(
+                field,
+                crate::error::plain_serde_message(&e.inner().to_string()),
+            )
         })?;
         s.validate()?;
         Ok(s)
@@ -614,35 +690,63 @@ impl Scenario {
 
     /// Checks every cross-field rule; the error names the field.
     pub fn validate(&self) -> Result<(), ScenarioError> {
-        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0 && self.time_scale <= MAX_FACTOR)
+        {
             return Err(ScenarioError::new(
                 "time_scale",
-                format!("expected a finite number > 0, got {}", self.time_scale),
+                format!(
+                    "expected a number in (0, {MAX_FACTOR}], got {}",
+                    self.time_scale
+                ),
             ));
         }
         self.validate_workload()?;
+        let n = self.workload.workflows as f64;
+        let span = |field: &str, span_ms: f64| {
+            if span_ms <= MAX_MS {
+                Ok(())
+            } else {
+                Err(ScenarioError::new(
+                    field,
+                    format!(
+                        "the {} workflows would arrive over {span_ms:.3e} ms, past the {MAX_MS:e} ms a run may span",
+                        self.workload.workflows
+                    ),
+                ))
+            }
+        };
         match self.arrivals {
             Arrivals::AllAtOnce => {}
-            Arrivals::Poisson { rate_per_s } => check_pos("arrivals.rate_per_s", rate_per_s)?,
-            Arrivals::Uniform { interval_ms } => check_nonneg("arrivals.interval_ms", interval_ms)?,
+            Arrivals::Poisson { rate_per_s } => {
+                check_range(
+                    "arrivals.rate_per_s",
+                    rate_per_s,
+                    MIN_RATE_PER_S,
+                    MAX_RATE_PER_S,
+                )?;
+                span("arrivals.rate_per_s", n / rate_per_s * 1000.0)?;
+            }
+            Arrivals::Uniform { interval_ms } => {
+                check_range("arrivals.interval_ms", interval_ms, 0.0, MAX_MS)?;
+                span("arrivals.interval_ms", interval_ms * n)?;
+            }
             Arrivals::Burst { size, interval_ms } => {
-                if size == 0 {
+                if !(1..=MAX_WORKFLOWS).contains(&u64::from(size)) {
                     return Err(ScenarioError::new(
                         "arrivals.size",
-                        "expected an integer >= 1, got 0",
+                        format!("expected an integer in [1, {MAX_WORKFLOWS}], got {size}"),
                     ));
                 }
-                check_nonneg("arrivals.interval_ms", interval_ms)?;
+                check_range("arrivals.interval_ms", interval_ms, 0.0, MAX_MS)?;
+                span(
+                    "arrivals.interval_ms",
+                    interval_ms * (n / size as f64).ceil(),
+                )?;
             }
         }
         let mut classes: BTreeMap<&str, String> = BTreeMap::new();
         for (name, pool) in &self.pools {
-            if pool.workers == 0 {
-                return Err(ScenarioError::new(
-                    format!("pools.{name}.workers"),
-                    "expected an integer >= 1, got 0",
-                ));
-            }
+            check_count(&format!("pools.{name}.workers"), pool.workers, MAX_SLOTS)?;
             classes.insert(name.as_str(), format!("pools.{name}"));
         }
         for (pname, p) in &self.providers {
@@ -684,11 +788,11 @@ impl Scenario {
             })?;
             if let Some(t) = &nt.tail {
                 check_prob(&format!("{at}.tail.prob"), t.prob)?;
-                check_pos(&format!("{at}.tail.mult"), t.mult)?;
+                check_factor(&format!("{at}.tail.mult"), t.mult)?;
             }
         }
         check_prob("heavy_tail.prob", self.heavy_tail.prob)?;
-        check_pos("heavy_tail.mult", self.heavy_tail.mult)?;
+        check_factor("heavy_tail.mult", self.heavy_tail.mult)?;
         self.constants
             .validate()
             .map_err(|m| ScenarioError::new(field_of(&m), rest_of(&m)))?;
@@ -697,19 +801,16 @@ impl Scenario {
 
     fn validate_workload(&self) -> Result<(), ScenarioError> {
         let w = &self.workload;
-        if w.workflows == 0 {
+        if !(1..=MAX_WORKFLOWS).contains(&w.workflows) {
             return Err(ScenarioError::new(
                 "workload.workflows",
-                "expected an integer >= 1, got 0",
+                format!(
+                    "expected an integer in [1, {MAX_WORKFLOWS}] (the limit on workflows per run), got {}",
+                    w.workflows
+                ),
             ));
         }
-        if w.workflows > u32::MAX as u64 {
-            return Err(ScenarioError::new(
-                "workload.workflows",
-                format!("expected at most {}, got {}", u32::MAX, w.workflows),
-            ));
-        }
-        check_pos("workload.token_scale", w.token_scale)?;
+        check_factor("workload.token_scale", w.token_scale)?;
         let need_type = |field: &str, name: &str| -> Result<(), ScenarioError> {
             if self.node_types.contains_key(name) {
                 Ok(())
@@ -792,6 +893,27 @@ impl Scenario {
                     .map_err(|m| ScenarioError::new("workload.dag.edges", m))?;
             }
         }
+        let calls = w.calls_per_iteration();
+        if calls > MAX_CALLS_PER_ITERATION {
+            return Err(ScenarioError::new(
+                "workload",
+                format!(
+                    "{calls} calls per iteration (3 + 3 x pdfs + 2 x pdfs x subqueries for research_agent) \
+                     is past the limit of {MAX_CALLS_PER_ITERATION}"
+                ),
+            ));
+        }
+        if calls.saturating_mul(w.workflows) > MAX_CALL_STATES {
+            return Err(ScenarioError::new(
+                "workload.workflows",
+                format!(
+                    "{} workflows x {calls} calls per iteration = {} call states, past the limit of \
+                     {MAX_CALL_STATES} (memory when every workflow is in flight); use fewer workflows or smaller ones",
+                    w.workflows,
+                    calls.saturating_mul(w.workflows)
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -805,16 +927,12 @@ impl Scenario {
 }
 
 fn validate_tier(at: &str, t: &Tier) -> Result<(), ScenarioError> {
-    if t.slots == 0 {
-        return Err(ScenarioError::new(
-            format!("{at}.slots"),
-            "expected an integer >= 1, got 0",
-        ));
-    }
-    check_pos(&format!("{at}.latency_scale"), t.latency_scale)?;
+    check_count(&format!("{at}.slots"), t.slots, MAX_SLOTS)?;
+    check_factor(&format!("{at}.latency_scale"), t.latency_scale)?;
     check_prob(&format!("{at}.failure_prob"), t.failure_prob)?;
     if let Some(ms) = t.timeout_ms {
         check_pos(&format!("{at}.timeout_ms"), ms)?;
+        check_range(&format!("{at}.timeout_ms"), ms, 0.0, MAX_MS)?;
     }
     if t.max_retries > 100 {
         return Err(ScenarioError::new(
@@ -822,20 +940,31 @@ fn validate_tier(at: &str, t: &Tier) -> Result<(), ScenarioError> {
             format!("expected an integer <= 100, got {}", t.max_retries),
         ));
     }
-    check_nonneg(&format!("{at}.price_per_call"), t.price_per_call)?;
-    check_nonneg(&format!("{at}.price_per_mtok_in"), t.price_per_mtok_in)?;
-    check_nonneg(&format!("{at}.price_per_mtok_out"), t.price_per_mtok_out)?;
+    for (name, v) in [
+        ("price_per_call", t.price_per_call),
+        ("price_per_mtok_in", t.price_per_mtok_in),
+        ("price_per_mtok_out", t.price_per_mtok_out),
+    ] {
+        check_range(&format!("{at}.{name}"), v, 0.0, MAX_PRICE)?;
+    }
     if let Some(rl) = &t.rate_limit {
-        check_pos(&format!("{at}.rate_limit.rate_per_s"), rl.rate_per_s)?;
+        check_range(
+            &format!("{at}.rate_limit.rate_per_s"),
+            rl.rate_per_s,
+            MIN_RATE_PER_S,
+            MAX_RATE_PER_S,
+        )?;
         if rl.burst == 0 {
             return Err(ScenarioError::new(
                 format!("{at}.rate_limit.burst"),
                 "expected an integer >= 1, got 0",
             ));
         }
-        check_nonneg(
+        check_range(
             &format!("{at}.rate_limit.reject_latency_ms"),
             rl.reject_latency_ms,
+            0.0,
+            MAX_MS,
         )?;
     }
     if let Some(tl) = &t.token_limit {
@@ -862,11 +991,13 @@ fn validate_tier(at: &str, t: &Tier) -> Result<(), ScenarioError> {
         )?;
     }
     for (m, model) in t.models.iter().enumerate() {
-        check_nonneg(
+        check_range(
             &format!("{at}.models.{m}.price_multiplier"),
             model.price_multiplier,
+            0.0,
+            MAX_FACTOR,
         )?;
-        check_pos(
+        check_factor(
             &format!("{at}.models.{m}.latency_scale"),
             model.latency_scale,
         )?;

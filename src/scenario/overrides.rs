@@ -54,11 +54,56 @@ impl SetOverride {
                 "--set {text}: expected a dotted path like workload.pdfs"
             ));
         }
-        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+        let value = match serde_json::from_str(raw) {
+            Ok(v) => v,
+            // What starts like JSON must be JSON: a broken object must not
+            // quietly become a string.
+            Err(e)
+                if raw.trim_start().starts_with([
+                    '{', '[', '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
+                ]) =>
+            {
+                return Err(format!(
+                    "--set {path}: the value is not valid JSON ({e}); quote a string only if it is JSON, e.g. --set 'policy=full' or --set 'arrivals={{\"pattern\":\"poisson\",\"rate_per_s\":2}}'"
+                ));
+            }
+            Err(_) => Value::String(raw.to_string()),
+        };
         Ok(SetOverride {
             path: path.split('.').map(String::from).collect(),
             value,
         })
+    }
+
+    /// Checks that the path names a field of `doc` (a scenario with every
+    /// field present) or an optional object it may set, without changing
+    /// `doc`: what a sweep checks for each matrix key before any run.
+    pub fn check_known(&self, doc: &Value) -> Result<(), String> {
+        let mut scratch = doc.clone();
+        self.apply(&mut scratch)?;
+        let pointer: String = self.path[..self.path.len() - 1]
+            .iter()
+            .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
+            .collect();
+        let last = &self.path[self.path.len() - 1];
+        match doc.pointer(&pointer) {
+            Some(Value::Object(map))
+                if !map.contains_key(last) && !OPTIONAL_OBJECTS.iter().any(|(k, _)| k == last) =>
+            {
+                let known: Vec<&str> = map.keys().map(String::as_str).collect();
+                let here = if pointer.is_empty() {
+                    "the scenario".to_string()
+                } else {
+                    self.path[..self.path.len() - 1].join(".")
+                };
+                Err(format!(
+                    "--set {}: {here} has no field `{last}` (fields: {})",
+                    self.path.join("."),
+                    known.join(", ")
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Applies the override to `doc`. Intermediate objects and arrays must
@@ -141,7 +186,28 @@ mod tests {
             json!({"x": 1})
         );
         assert!(SetOverride::parse("nopath").is_err());
+        let e = SetOverride::parse(r#"arrivals={"pattern":"poisson""#).unwrap_err();
+        assert!(e.contains("arrivals: the value is not valid JSON"), "{e}");
+        assert!(SetOverride::parse("workload.pdfs=3x").is_err());
+        assert_eq!(SetOverride::parse("x=NaN").unwrap().value, json!("NaN"));
         assert!(SetOverride::parse("a..b=1").is_err());
+    }
+
+    #[test]
+    fn check_known_rejects_unknown_leaves_but_not_optional_objects() {
+        let doc = json!({"w": {"pdfs": 1}, "t": [{"slots": 2}]});
+        let ok = |p: &str| SetOverride::parse(p).unwrap().check_known(&doc);
+        assert!(ok("w.pdfs=3").is_ok());
+        assert!(ok("t.0.token_limit={}").is_ok());
+        let e = ok("w.pdfz=3").unwrap_err();
+        assert!(e.contains("w has no field `pdfz` (fields: pdfs)"), "{e}");
+        assert!(ok("t.3.slots=1").unwrap_err().contains("out of range"));
+        assert!(
+            ok("nope=1")
+                .unwrap_err()
+                .contains("the scenario has no field")
+        );
+        assert_eq!(doc, json!({"w": {"pdfs": 1}, "t": [{"slots": 2}]}));
     }
 
     #[test]

@@ -132,11 +132,26 @@ impl<'o, O: Observer> Simulator<'o, O> {
         self.rt.workload()
     }
 
-    /// Runs to completion.
-    pub fn run(mut self) -> RunResult {
+    /// Runs to completion. A run that would pass [`SimTime::HORIZON`]
+    /// stops there; [`Simulator::run_checked`] says so.
+    pub fn run(self) -> RunResult {
+        self.run_checked().unwrap_or_else(|e| *e.partial)
+    }
+
+    /// Runs to completion, or stops with [`PastHorizon`] at the first event
+    /// past [`SimTime::HORIZON`]: validation bounds every time a scenario
+    /// names, so only absurd draws (a lognormal with a huge sigma) or very
+    /// long serial chains get there, and the clock never saturates.
+    pub fn run_checked(mut self) -> Result<RunResult, PastHorizon> {
         let mut events = 0u64;
         self.rt.start();
         while let Some((t, ev)) = self.rt.io.queue.pop() {
+            if t > SimTime::HORIZON {
+                let partial = self.rt.finish(events);
+                return Err(PastHorizon {
+                    partial: Box::new(partial),
+                });
+            }
             events += 1;
             match ev {
                 Event::Timer(timer) => self.rt.on_timer(t, timer),
@@ -156,7 +171,27 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 }
             }
         }
-        self.rt.finish(events)
+        Ok(self.rt.finish(events))
+    }
+}
+
+/// A run stopped at the representable horizon of simulated time.
+#[derive(Debug)]
+pub struct PastHorizon {
+    /// What the run had computed when it stopped.
+    pub partial: Box<RunResult>,
+}
+
+impl std::fmt::Display for PastHorizon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "simulated time passed its horizon ({:.0} years) after {} events: the scenario's latencies, \
+             timeouts or arrival gaps are too long (a latency draw is capped at {:.0} years; check sigma and mu)",
+            SimTime::HORIZON.as_secs() / 31_557_600.0,
+            self.partial.summary.events,
+            SimDuration::MAX_DRAW.as_secs() / 31_557_600.0,
+        )
     }
 }
 

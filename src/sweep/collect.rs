@@ -97,6 +97,62 @@ fn read_csv(path: &Path) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Whether a row is a successful run whose outputs were read: exit code 0
+/// and no `collect_error`.
+pub fn succeeded(r: &Row) -> bool {
+    r.get("exit_code").is_some_and(|c| c == "0") && !r.contains_key("collect_error")
+}
+
+/// Adds a run's summary and tier metrics to its row. Files this tool did
+/// not write (no data row, a missing column, broken CSV) are reported, not
+/// guessed at.
+fn read_outputs(d: &Path, row: &mut Row) -> std::result::Result<(), String> {
+    let summary = d.join("out/summary.csv");
+    let rows = read_csv(&summary).map_err(|e| e.to_string())?;
+    let Some(s) = rows.into_iter().next() else {
+        return Err("out/summary.csv has no data row".into());
+    };
+    if let Some(missing) = SUMMARY_COLUMNS.iter().find(|c| !s.contains_key(**c)) {
+        return Err(format!(
+            "out/summary.csv is not this tool's summary (no `{missing}` column)"
+        ));
+    }
+    for (k, v) in s {
+        match k.as_str() {
+            "policy" => {}
+            // The run's wall time is meta's; the simulator's own is kept apart.
+            "wall_time_s" => {
+                row.insert("sim_wall_time_s".into(), v);
+            }
+            _ => {
+                row.insert(k, v);
+            }
+        }
+    }
+    let tiers = d.join("out/tiers.csv");
+    if tiers.is_file() {
+        for (i, t) in read_csv(&tiers)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .enumerate()
+        {
+            let (Some(provider), Some(tier)) = (t.get("provider"), t.get("tier_id")) else {
+                return Err(format!(
+                    "out/tiers.csv row {} has no `provider` and `tier_id` columns",
+                    i + 1
+                ));
+            };
+            let prefix = format!("{provider}_tier{tier}");
+            for (k, v) in &t {
+                if !matches!(k.as_str(), "provider" | "tier_id" | "kind") {
+                    row.insert(format!("{prefix}_{k}"), v.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads every run directory of an experiment into rows (sorted by run id).
 pub fn gather(exp_dir: &Path) -> Result<(Vec<Row>, Vec<String>)> {
     let runs = exp_dir.join("runs");
@@ -158,30 +214,12 @@ pub fn gather(exp_dir: &Path) -> Result<(Vec<Row>, Vec<String>)> {
         row.insert("output_digest".into(), cell(&meta["output_digest"]));
         let summary = d.join("out/summary.csv");
         if summary.is_file() {
-            if let Some(s) = read_csv(&summary)?.into_iter().next() {
-                for (k, v) in s {
-                    match k.as_str() {
-                        "policy" => {}
-                        // The run's wall time is meta's; the simulator's own is kept apart.
-                        "wall_time_s" => {
-                            row.insert("sim_wall_time_s".into(), v);
-                        }
-                        _ => {
-                            row.insert(k, v);
-                        }
-                    }
-                }
-            }
-            let tiers = d.join("out/tiers.csv");
-            if tiers.is_file() {
-                for t in read_csv(&tiers)? {
-                    let prefix = format!("{}_tier{}", t["provider"], t["tier_id"]);
-                    for (k, v) in &t {
-                        if !matches!(k.as_str(), "provider" | "tier_id" | "kind") {
-                            row.insert(format!("{prefix}_{k}"), v.clone());
-                        }
-                    }
-                }
+            if let Err(problem) = read_outputs(&d, &mut row) {
+                warnings.push(format!(
+                    "{}: {problem}; the run is counted as failed",
+                    d.display()
+                ));
+                row.insert("collect_error".into(), problem);
             }
         } else if meta["exit_code"] == 0 {
             warnings.push(format!(
@@ -315,10 +353,7 @@ pub struct Aggregate {
 
 /// Computes the sweep statistics from successful rows.
 pub fn aggregate(rows: &[Row]) -> Aggregate {
-    let ok: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.get("exit_code").is_some_and(|c| c == "0"))
-        .collect();
+    let ok: Vec<&Row> = rows.iter().filter(|r| succeeded(r)).collect();
     // Scenario-path parameters (columns with a dot) identify configurations too.
     let extra: Vec<String> = ok
         .iter()
@@ -576,10 +611,7 @@ pub fn collect(exp_dir: &Path, out_csv: Option<&Path>) -> Result<Collected> {
     if let Some(parent) = runs_csv.parent() {
         crate::output::sync_dir(parent);
     }
-    let failed = rows
-        .iter()
-        .filter(|r| r.get("exit_code").is_none_or(|c| c != "0"))
-        .count();
+    let failed = rows.iter().filter(|r| !succeeded(r)).count();
     Ok(Collected {
         runs: rows.len(),
         failed,

@@ -68,6 +68,9 @@ pub struct SweepOutcome {
     pub failed: usize,
     /// Runs not started because of --fail-fast.
     pub not_started: usize,
+    /// A dry run's plan: one line per run of this shard (id, then the
+    /// equivalent `simulate` command line).
+    pub dry_run_lines: Vec<String>,
 }
 
 /// The experiment directory of a config under `opts`.
@@ -116,18 +119,16 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
     };
     let runs_dir = dir.join("runs");
     if opts.dry_run {
-        for r in &mine {
-            println!(
-                "{}  {}",
-                r.run_id,
-                r.cmd(&runs_dir.join(&r.run_id).join("out")).join(" ")
-            );
-        }
-        println!(
-            "{} runs planned ({} in the full plan); dry run, nothing executed",
-            mine.len(),
-            plan.len()
-        );
+        outcome.dry_run_lines = mine
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}  {}",
+                    r.run_id,
+                    r.cmd(&runs_dir.join(&r.run_id).join("out")).join(" ")
+                )
+            })
+            .collect();
         return Ok(outcome);
     }
     std::fs::create_dir_all(&runs_dir).map_err(|source| Error::Write {

@@ -71,6 +71,11 @@ pub const SIM_FLAGS: [&str; 13] = [
     "disable_dag_priority",
 ];
 
+/// The most runs a sweep may run at once (each is a thread).
+pub const MAX_JOBS: usize = 256;
+/// The most runs one experiment may plan (its runs.csv has a row each).
+pub const MAX_RUNS: u64 = 100_000;
+
 const TOP_KEYS: [&str; 8] = [
     "name",
     "sim_binary",
@@ -157,14 +162,17 @@ impl ExperimentConfig {
         }
         let jobs = match top.get("jobs") {
             None => None,
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|j| j >= 1) => {
-                Some(n.as_u64().unwrap() as usize)
+            Some(Value::Number(n))
+                if n.as_u64()
+                    .is_some_and(|j| (1..=MAX_JOBS as u64).contains(&j)) =>
+            {
+                n.as_u64().map(|j| j as usize)
             }
             Some(other) => {
                 return Err(bad(
                     origin,
                     "jobs",
-                    format!("expected an integer >= 1, got {other}"),
+                    format!("expected an integer in [1, {MAX_JOBS}], got {other}"),
                 ));
             }
         };
@@ -188,14 +196,14 @@ impl ExperimentConfig {
                     Some(d) if Path::new(p).is_relative() => d.join(p),
                     _ => PathBuf::from(p),
                 };
-                let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                // Errors name the key as well as the file it points to.
+                let named = |msg: String| bad(origin, "scenario", msg);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| named(format!("cannot read {}: {e}", path.display())))?;
                 let v: Value = serde_json::from_str(&text)
-                    .map_err(|e| Error::Input(format!("{}: invalid JSON: {e}", path.display())))?;
+                    .map_err(|e| named(format!("{}: invalid JSON: {e}", path.display())))?;
                 Scenario::from_value(v.clone())
-                    .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+                    .map_err(|e| named(format!("{}: {e}", path.display())))?;
                 v
             }
             Some(other) => {
@@ -209,6 +217,29 @@ impl ExperimentConfig {
         let Some(Value::Object(matrix)) = top.get("matrix") else {
             return Err(bad(origin, "matrix", "expected an object of lists"));
         };
+        // Scenario paths must name a field before any run: the base with every
+        // field present is what each run's overrides apply to.
+        let full_base = Scenario::from_value(base.clone())
+            .map(|s| s.to_value())
+            .map_err(|e| bad(origin, "scenario", e))?;
+        let check_path = |field: &str, k: &str, v: &Value| -> Result<()> {
+            if !k.contains('.') && SIM_FLAGS.contains(&k) {
+                return Ok(());
+            }
+            SetOverride {
+                path: k.split('.').map(String::from).collect(),
+                value: v.clone(),
+            }
+            .check_known(&full_base)
+            .map_err(|m| {
+                // The message's own `--set PATH: ` prefix repeats the field.
+                let m = m.split_once(": ").map_or(m.as_str(), |(_, rest)| rest);
+                bad(origin, field, m)
+            })
+        };
+        for (k, v) in &common_args {
+            check_path(&format!("common_args.{k}"), k, v)?;
+        }
         let mut keys = Vec::new();
         let mut seeds = vec![Value::from(1)];
         let mut ablations = vec![Ablation {
@@ -231,8 +262,9 @@ impl ExperimentConfig {
                     "empty list: the matrix would have no runs",
                 ));
             }
-            for (i, a) in values.iter().enumerate() {
-                if values[..i].contains(a) {
+            let mut seen = std::collections::BTreeSet::new();
+            for a in values {
+                if !seen.insert(a.to_string()) {
                     return Err(bad(origin, &field, format!("duplicate value {a}")));
                 }
             }
@@ -254,9 +286,34 @@ impl ExperimentConfig {
                     for x in values {
                         check_param(origin, &field, k, x)?;
                     }
+                    check_path(&field, k, &values[0])?;
                     keys.push((k.clone(), values.clone()));
                 }
             }
+        }
+        let runs = keys
+            .iter()
+            .map(|(_, v)| v.len() as u64)
+            .chain([seeds.len() as u64, ablations.len() as u64])
+            .try_fold(1u64, u64::checked_mul)
+            .filter(|n| *n <= MAX_RUNS);
+        if runs.is_none() {
+            let sizes: Vec<String> = keys
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.len()))
+                .chain([
+                    format!("seeds {}", seeds.len()),
+                    format!("ablations {}", ablations.len()),
+                ])
+                .collect();
+            return Err(bad(
+                origin,
+                "matrix",
+                format!(
+                    "the matrix expands to more than {MAX_RUNS} runs (the limit per experiment): {}",
+                    sizes.join(" x ")
+                ),
+            ));
         }
         Ok(ExperimentConfig {
             name,
