@@ -71,6 +71,25 @@ pub fn dotted_path(path: &serde_path_to_error::Path) -> String {
     parts.join(".")
 }
 
+/// A deserializer error as (dotted field, plain message). A missing field
+/// is named in the path itself (`tiers.0.slots`, not `tiers.0`).
+pub fn field_and_message<E: std::fmt::Display>(
+    e: &serde_path_to_error::Error<E>,
+) -> (String, String) {
+    let mut field = dotted_path(e.path());
+    let msg = e.inner().to_string();
+    if let Some(name) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        if !field.is_empty() {
+            field.push('.');
+        }
+        field.push_str(name);
+    }
+    (field, plain_serde_message(&msg))
+}
+
 /// Rewrites a deserializer message in the user's terms: JSON kinds instead
 /// of Rust types (`f64` is "a number", `internally tagged enum Arrivals` is
 /// "an object with a `pattern` field").

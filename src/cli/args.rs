@@ -21,31 +21,31 @@ pub struct ScenarioArgs {
     #[arg(long, value_enum)]
     pub policy: Option<PolicyKind>,
     /// Number of workflows.
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub workflows: Option<u64>,
     /// research_agent: PDFs per iteration.
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub pdfs: Option<u32>,
     /// research_agent: maximum iterations.
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub iters: Option<u32>,
     /// research_agent: subqueries per PDF.
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub subqueries: Option<u32>,
     /// Master seed.
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub seed: Option<u64>,
     /// Recorded only; the live executor compresses time by it. Never changes simulated results.
-    #[arg(long = "time-scale", alias = "time_scale", value_parser = finite_f64)]
+    #[arg(allow_hyphen_values = true, long = "time-scale", alias = "time_scale", value_parser = finite_f64)]
     pub time_scale: Option<f64>,
     /// Let each call choose a model (small/large) by difficulty, within the workflow budget.
     #[arg(long = "enable-model-routing", alias = "enable_model_routing")]
     pub enable_model_routing: bool,
     /// Probability that an attempt is multiplied by --heavy-tail-mult.
-    #[arg(long = "heavy-tail-prob", alias = "heavy_tail_prob", value_parser = finite_f64)]
+    #[arg(allow_hyphen_values = true, long = "heavy-tail-prob", alias = "heavy_tail_prob", value_parser = finite_f64)]
     pub heavy_tail_prob: Option<f64>,
     /// Heavy-tail multiplier.
-    #[arg(long = "heavy-tail-mult", alias = "heavy_tail_mult", value_parser = finite_f64)]
+    #[arg(allow_hyphen_values = true, long = "heavy-tail-mult", alias = "heavy_tail_mult", value_parser = finite_f64)]
     pub heavy_tail_mult: Option<f64>,
     /// No hedged duplicates.
     #[arg(long = "disable-hedging", alias = "disable_hedging")]
@@ -91,12 +91,12 @@ pub fn read_constants(path: &Path, base: &Constants) -> Result<Constants> {
 /// [`read_constants`] for a file named by `flag` (e.g. `--candidate`).
 pub fn read_constants_for(flag: &str, path: &Path, base: &Constants) -> Result<Constants> {
     let text = read(flag, path)?;
+    let at = format!("{flag} {}", path.display());
     let patch: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Input(format!("{}: invalid JSON: {e}", path.display())))?;
+        .map_err(|e| Error::Input(format!("{at}: invalid JSON: {e}")))?;
     let serde_json::Value::Object(patch) = patch else {
         return Err(Error::Input(format!(
-            "{}: expected a JSON object of constants",
-            path.display()
+            "{at}: expected a JSON object of constants"
         )));
     };
     let mut merged = serde_json::to_value(base).expect("constants serialize");
@@ -109,15 +109,16 @@ pub fn read_constants_for(flag: &str, path: &Path, base: &Constants) -> Result<C
         merged[k] = v;
     }
     let c: Constants = serde_path_to_error::deserialize(merged).map_err(|e| {
-        Error::Input(format!(
-            "{}: {}: {}",
-            path.display(),
-            crate::error::dotted_path(e.path()),
-            crate::error::plain_serde_message(&e.inner().to_string())
-        ))
+        let (field, msg) = crate::error::field_and_message(&e);
+        let field = if field.is_empty() {
+            "constants".to_string()
+        } else {
+            format!("constants.{field}")
+        };
+        Error::Input(format!("{at}: {field}: {msg}"))
     })?;
     c.validate()
-        .map_err(|m| Error::Input(format!("{}: {m}", path.display())))?;
+        .map_err(|m| Error::Input(format!("{at}: {m}")))?;
     Ok(c)
 }
 

@@ -44,7 +44,7 @@ pub struct LiveRunArgs {
     #[arg(long)]
     pub trace: bool,
     /// 429s in a row after which a call's next 429 counts as a failure.
-    #[arg(long, default_value_t = 32)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 32)]
     pub max_consecutive_429: u32,
     /// Do not send the attempt identity header (x-agentsched-attempt).
     #[arg(long)]
@@ -64,13 +64,13 @@ pub struct EmulateArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port (0: any free one; the address is printed).
-    #[arg(long, default_value_t = 0)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 0)]
     pub port: u16,
     /// Inject a fault with a probability per request: reset, malformed, stall, slow_headers, truncated.
     #[arg(long, value_name = "KIND=PROB")]
     pub fault: Vec<String>,
     /// Share of a streamed answer's latency before its first token.
-    #[arg(long, default_value_t = 0.3, value_parser = crate::cli::args::finite_f64)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 0.3, value_parser = crate::cli::args::finite_f64)]
     pub ttft_fraction: f64,
     /// Write an endpoints.json for this emulator (for `live run --endpoints`).
     #[arg(long, value_name = "FILE")]

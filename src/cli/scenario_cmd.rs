@@ -19,19 +19,19 @@ pub enum ScenarioCmd {
 #[derive(Args, Debug)]
 pub struct MmcArgs {
     /// Servers (slots of the single tier).
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub servers: u32,
     /// Arrivals per second.
-    #[arg(long = "arrival-rate", alias = "arrival_rate", value_parser = crate::cli::args::finite_f64)]
+    #[arg(allow_hyphen_values = true, long = "arrival-rate", alias = "arrival_rate", value_parser = crate::cli::args::finite_f64)]
     pub arrival_rate: f64,
     /// Services per second per server.
-    #[arg(long = "service-rate", alias = "service_rate", value_parser = crate::cli::args::finite_f64)]
+    #[arg(allow_hyphen_values = true, long = "service-rate", alias = "service_rate", value_parser = crate::cli::args::finite_f64)]
     pub service_rate: f64,
     /// Customers (workflows).
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub workflows: u64,
     /// Seed.
-    #[arg(long, default_value_t = 1)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 1)]
     pub seed: u64,
 }
 

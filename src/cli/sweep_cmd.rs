@@ -23,7 +23,7 @@ pub struct SweepArgs {
     #[arg(long = "out-root", alias = "out_root")]
     pub out_root: Option<PathBuf>,
     /// Runs in parallel (default: the config's jobs, else the number of cores).
-    #[arg(long)]
+    #[arg(allow_negative_numbers = true, long)]
     pub jobs: Option<usize>,
     /// Print the planned runs, execute nothing.
     #[arg(long = "dry-run", alias = "dry_run")]

@@ -23,13 +23,13 @@ pub enum FactoryCmd {
     /// Print the first N scenario seeds (JSON array).
     Seeds {
         /// How many (at most 100000).
-        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=MAX_FACTORY_SEEDS))]
+        #[arg(allow_negative_numbers = true, long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=MAX_FACTORY_SEEDS))]
         n: u64,
     },
     /// Print the scenario of one seed (a scenario `simulate --scenario` accepts).
     Create {
         /// Seed id.
-        #[arg(long = "seed-id", alias = "seed_id")]
+        #[arg(allow_negative_numbers = true, long = "seed-id", alias = "seed_id")]
         seed_id: u64,
         /// Policy to put in the scenario.
         #[arg(long, value_enum, default_value = "full")]
@@ -103,7 +103,7 @@ pub(crate) fn constants(a: ConstantsArgs) -> Result<u8> {
 #[derive(Args, Debug, Clone)]
 pub struct TuneArgs {
     /// Scenario seeds from the factory (70% train, 30% validation by id).
-    #[arg(long = "n-seeds", alias = "n_seeds", default_value_t = 50,
+    #[arg(allow_negative_numbers = true, long = "n-seeds", alias = "n_seeds", default_value_t = 50,
           value_parser = clap::value_parser!(u64).range(2..=MAX_N_SEEDS))]
     pub n_seeds: u64,
     /// Policy whose constants are tuned.
@@ -138,10 +138,10 @@ pub struct SplitArgs {
     #[arg(long)]
     pub constant: String,
     /// Values to try, comma-separated (default: the catalogue's sweep).
-    #[arg(long, value_delimiter = ',', value_parser = crate::cli::args::finite_f64)]
+    #[arg(allow_hyphen_values = true, long, value_delimiter = ',', value_parser = crate::cli::args::finite_f64)]
     pub values: Vec<f64>,
     /// Minimum mean validation gain to accept.
-    #[arg(long, default_value_t = 0.01, value_parser = crate::cli::args::finite_f64)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 0.01, value_parser = crate::cli::args::finite_f64)]
     pub threshold: f64,
     /// Current constants (default: the built-in defaults).
     #[arg(long, value_name = "FILE")]
@@ -213,7 +213,7 @@ pub struct RatchetArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Minimum mean validation gain to accept.
-    #[arg(long, default_value_t = 0.01, value_parser = crate::cli::args::finite_f64)]
+    #[arg(allow_hyphen_values = true, long, default_value_t = 0.01, value_parser = crate::cli::args::finite_f64)]
     pub threshold: f64,
     /// Seeds, policy, objective.
     #[command(flatten)]

@@ -9,10 +9,10 @@ use crate::validate;
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
     /// Customers per case (tolerances scale as 1/sqrt of it).
-    #[arg(long, default_value_t = 400_000)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 400_000)]
     pub customers: u64,
     /// Seed.
-    #[arg(long, default_value_t = 1)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 1)]
     pub seed: u64,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -102,11 +102,22 @@ impl EndpointsFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let de = &mut serde_json::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = crate::error::dotted_path(e.path());
-            let msg = crate::error::plain_serde_message(&e.inner().to_string());
-            bad(&path.display().to_string(), &field, msg)
+        let file = path.display().to_string();
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::Input(format!(
+                "{file}: line {} column {}: invalid JSON: {e}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let (field, msg) = crate::error::field_and_message(&e);
+            let field = if field.is_empty() {
+                "endpoints".into()
+            } else {
+                field
+            };
+            bad(&file, &field, msg)
         })
     }
 

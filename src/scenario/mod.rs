@@ -592,16 +592,13 @@ impl Scenario {
     /// Deserializes and validates a JSON value; errors carry the field path.
     pub fn from_value(value: serde_json::Value) -> Result<Scenario, ScenarioError> {
         let s: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = crate::error::dotted_path(e.path());
+            let (path, msg) = crate::error::field_and_message(&e);
             let field = if path.is_empty() {
                 "scenario".to_string()
             } else {
                 path
             };
-            ScenarioError::new(
-                field,
-                crate::error::plain_serde_message(&e.inner().to_string()),
-            )
+            ScenarioError::new(field, msg)
         })?;
         s.validate()?;
         Ok(s)

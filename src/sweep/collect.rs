@@ -100,7 +100,8 @@ fn read_csv(path: &Path) -> Result<Vec<Row>> {
 /// Whether a row is a successful run whose outputs were read: exit code 0
 /// and no `collect_error`.
 pub fn succeeded(r: &Row) -> bool {
-    r.get("exit_code").is_some_and(|c| c == "0") && !r.contains_key("collect_error")
+    r.get("exit_code").is_some_and(|c| c == "0")
+        && r.get("collect_error").is_none_or(String::is_empty)
 }
 
 /// Adds a run's summary and tier metrics to its row. Files this tool did

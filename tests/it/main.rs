@@ -1,6 +1,7 @@
 //! One integration-test binary, a module per behaviour.
 
 mod cli;
+mod hostile;
 mod invariants;
 mod live_loopback;
 mod parity;
