@@ -382,3 +382,224 @@ fn collect_and_report_survive_foreign_and_empty_run_outputs() {
         stderr(&r.output)
     );
 }
+
+/// Values a hostile user (or a broken generator) puts anywhere.
+const HOSTILE: [&str; 20] = [
+    "0",
+    "-1",
+    "0.5",
+    "2",
+    "1e-11",
+    "1e12",
+    "1e308",
+    "-1e308",
+    "4294967295",
+    "18446744073709551615",
+    "1e19",
+    "\"\"",
+    "\"x\"",
+    "\"../../escape\"",
+    "null",
+    "true",
+    "[]",
+    "{}",
+    "[1, 1]",
+    "{\"zz\": 1}",
+];
+
+/// Shipped inputs the fuzzer mutates: scenarios (run with `simulate`) and
+/// experiment configs (run as one shard of a sweep).
+const FUZZ_INPUTS: [(&str, bool); 7] = [
+    ("scenarios/research_agent.json", false),
+    ("scenarios/dag_example.json", false),
+    ("scenarios/fork_join.json", false),
+    ("scenarios/mmc.json", false),
+    ("scenarios/streaming.json", false),
+    ("scenarios/default.json", true),
+    ("scenarios/smoke.json", true),
+];
+
+/// Every JSON pointer in `v` (the root is "").
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    out.push(at.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                pointers(x, format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                pointers(x, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One mutation: at the `node`-th pointer (modulo), `op` 0 replaces the
+/// value with `HOSTILE[value]`, 1 deletes it, 2 adds an unknown key next
+/// to it, 3 repeats it in its list or replaces it with a deep copy of the
+/// document's first list (type confusion).
+fn mutate(doc: &mut Value, (node, op, value): (usize, u8, usize)) {
+    let mut all = Vec::new();
+    pointers(doc, String::new(), &mut all);
+    let at = &all[node % all.len()];
+    let hostile: Value = serde_json::from_str(HOSTILE[value % HOSTILE.len()]).unwrap();
+    let Some((parent, key)) = at.rsplit_once('/') else {
+        if op == 0 {
+            *doc = hostile;
+        }
+        return;
+    };
+    let parent = doc.pointer_mut(parent).unwrap();
+    match (parent, op) {
+        (Value::Object(m), 0) => {
+            m.insert(key.into(), hostile);
+        }
+        (Value::Object(m), 1) => {
+            m.remove(key);
+        }
+        (Value::Object(m), 2) => {
+            m.insert(format!("{key}_zz"), hostile);
+        }
+        (Value::Array(a), 0) => a[key.parse::<usize>().unwrap()] = hostile,
+        (Value::Array(a), 1) => {
+            a.remove(key.parse::<usize>().unwrap());
+        }
+        (Value::Array(a), _) => {
+            let x = a[key.parse::<usize>().unwrap()].clone();
+            a.push(x);
+        }
+        (Value::Object(m), _) => {
+            let first_list = m.values().find(|v| v.is_array()).cloned();
+            m.insert(key.into(), first_list.unwrap_or(Value::Null));
+        }
+        _ => {}
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Mutation fuzzing of the shipped scenarios and experiment configs, each
+/// mutant run by the binary under `ulimit -v` and a time limit: it must end
+/// with a documented exit code (0 or 2 for a scenario, 0, 1 or 2 for a
+/// sweep), never panic, and leave its input file as it was.
+/// `AGENTSCHED_FUZZ_CASES` (default 40) and `AGENTSCHED_FUZZ_SECONDS`
+/// (default 60) bound it; CI runs a longer session.
+#[test]
+fn mutated_shipped_inputs_never_panic_hang_or_exhaust_memory() {
+    let cases = env_or("AGENTSCHED_FUZZ_CASES", 40) as u32;
+    let budget = Duration::from_secs(env_or("AGENTSCHED_FUZZ_SECONDS", 60));
+    let started = Instant::now();
+    let ran = std::sync::atomic::AtomicU32::new(0);
+    // Exit codes seen: a fuzzer whose mutants all fail validation would
+    // test only the validator.
+    let codes = std::sync::Mutex::new(BTreeMap::<i32, u32>::new());
+    let strategy = (
+        0..FUZZ_INPUTS.len(),
+        proptest::collection::vec((0usize..10_000, 0u8..4, 0usize..HOSTILE.len()), 1..4),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&strategy, |(input, mutations)| {
+        if started.elapsed() > budget {
+            return Ok(());
+        }
+        ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (file, is_config) = FUZZ_INPUTS[input];
+        let mut doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(Path::new(PKG).join(file)).unwrap())
+                .unwrap();
+        for m in &mutations {
+            mutate(&mut doc, *m);
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        std::fs::write(tmp.path().join("in.json"), &text).unwrap();
+        let out = tmp.path().join("out");
+        let out_s = out.display().to_string();
+        let args: Vec<String> = if is_config {
+            vec![
+                "sweep",
+                "--config",
+                "in.json",
+                "--out-root",
+                &out_s,
+                "--jobs",
+                "1",
+                "--shard",
+                "1/16",
+                "--quiet",
+            ]
+        } else {
+            vec![
+                "simulate",
+                "--scenario",
+                "in.json",
+                "--out",
+                &out_s,
+                "--quiet",
+            ]
+        }
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let r = run_bounded(tmp.path(), &args);
+        let err = stderr(&r.output);
+        let code = r.output.status.code();
+        if let Some(c) = code {
+            *codes.lock().unwrap().entry(c).or_default() += 1;
+        }
+        let allowed: &[i32] = if is_config { &[0, 1, 2] } else { &[0, 2] };
+        prop_assert!(
+            code.is_some_and(|c| allowed.contains(&c)) && documented(code),
+            "{file} with {mutations:?}: exit {code:?} (killed by a signal if None)\n{err}\n{text}"
+        );
+        prop_assert!(
+            !err.contains("panicked"),
+            "{file} with {mutations:?} panicked:\n{err}\n{text}"
+        );
+        prop_assert_eq!(
+            std::fs::read_to_string(tmp.path().join("in.json")).unwrap(),
+            text,
+            "the input changed"
+        );
+        // Nothing escapes the output directory, whatever the names say.
+        for e in std::fs::read_dir(tmp.path()).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            prop_assert!(
+                name == "in.json" || name == "out",
+                "{file}: wrote {name} outside --out"
+            );
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let n = ran.load(std::sync::atomic::Ordering::Relaxed);
+    let codes = codes.into_inner().unwrap();
+    eprintln!(
+        "fuzz: {n} mutants in {:.1} s, exit codes {codes:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        n >= cases.min(10),
+        "only {n} mutants ran in the time budget"
+    );
+    if n >= 20 {
+        assert!(
+            codes.contains_key(&0) && codes.contains_key(&2),
+            "mutants both run and get refused: {codes:?}"
+        );
+    }
+}
