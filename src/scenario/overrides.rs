@@ -49,6 +49,12 @@ impl SetOverride {
             .split_once('=')
             .ok_or_else(|| format!("--set {text}: expected PATH=VALUE"))?;
         let path = path.trim();
+        if path.contains('[') {
+            let dotted = path.replace('[', ".").replace(']', "");
+            return Err(format!(
+                "--set {path}: write list indices as path segments: --set {dotted}={raw}"
+            ));
+        }
         if path.is_empty() || path.split('.').any(str::is_empty) {
             return Err(format!(
                 "--set {text}: expected a dotted path like workload.pdfs"
