@@ -32,6 +32,7 @@ pub mod cli;
 pub mod error;
 pub mod live;
 pub mod metrics;
+pub mod numtext;
 pub mod output;
 pub mod policy;
 pub mod provider;

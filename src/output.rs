@@ -2,7 +2,6 @@
 //! fsync of the directory), with `workflows.csv` and `trace.json` streamed
 //! while the run goes, so memory does not grow with the number of workflows.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -222,38 +221,54 @@ impl Drop for StreamFile {
 pub const WORKFLOW_COLUMNS: &str = "workflow_id,makespan_ms,cost,retries,cancellations,hedges_launched,wasted_ms,\
 arrival_ms,finish_ms,status,iterations,nodes,calls,attempts,escalations,rate_limited,queue_wait_ms\n";
 
-fn workflow_row(r: &WorkflowRecord, redos: bool) -> String {
-    let mut row = format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-        r.workflow_id,
-        fmt_f64(r.makespan().as_ms()),
-        fmt_f64(r.cost.as_dollars()),
-        r.retries,
-        r.cancellations,
-        r.hedges_launched,
-        fmt_f64(r.wasted.as_ms()),
-        fmt_f64(r.arrival.as_ms()),
-        fmt_f64(r.finish.as_ms()),
-        if r.ok {
-            "ok"
-        } else if r.interrupted {
-            "interrupted"
-        } else {
-            "failed"
-        },
-        r.iterations,
-        r.nodes,
-        r.calls,
-        r.attempts,
-        r.escalations,
-        r.rate_limited,
-        fmt_f64(r.queue_wait.as_ms()),
-    );
-    if redos {
-        row.push_str(&format!(",{}", r.redos));
+/// Appends one `workflows.csv` row to `row` (the fast path: no `format!`
+/// per field; the text is what `Display` prints, see [`crate::numtext`]).
+fn workflow_row(row: &mut Vec<u8>, r: &WorkflowRecord, redos: bool) {
+    use crate::numtext::{push_fixed, push_u64 as n};
+    // Times are integer µs printed as ms, money integer nano-dollars as dollars.
+    let ms = |row: &mut Vec<u8>, us: u64| push_fixed(row, us, 3);
+    n(row, r.workflow_id);
+    row.push(b',');
+    ms(row, r.makespan().0);
+    row.push(b',');
+    push_fixed(row, r.cost.0, 9);
+    for x in [
+        u64::from(r.retries),
+        u64::from(r.cancellations),
+        u64::from(r.hedges_launched),
+    ] {
+        row.push(b',');
+        n(row, x);
     }
-    row.push('\n');
-    row
+    for us in [r.wasted.0, r.arrival.0, r.finish.0] {
+        row.push(b',');
+        ms(row, us);
+    }
+    row.extend_from_slice(if r.ok {
+        b",ok,"
+    } else if r.interrupted {
+        b",interrupted,"
+    } else {
+        b",failed,"
+    });
+    n(row, u64::from(r.iterations));
+    for x in [
+        u64::from(r.nodes),
+        u64::from(r.calls),
+        u64::from(r.attempts),
+        u64::from(r.escalations),
+        u64::from(r.rate_limited),
+    ] {
+        row.push(b',');
+        n(row, x);
+    }
+    row.push(b',');
+    ms(row, r.queue_wait.0);
+    if redos {
+        row.push(b',');
+        n(row, u64::from(r.redos));
+    }
+    row.push(b'\n');
 }
 
 /// Streams `workflows.csv` in id order (records arrive in completion order
@@ -262,12 +277,16 @@ fn workflow_row(r: &WorkflowRecord, redos: bool) -> String {
 #[derive(Debug)]
 pub struct FileObserver {
     workflows: StreamFile,
-    pending: BTreeMap<u64, WorkflowRecord>,
+    /// Records that finished before a lower id: slot `i` holds id
+    /// `next_id + i` (a ring, so the near-in-order common case moves nothing).
+    pending: std::collections::VecDeque<Option<WorkflowRecord>>,
     next_id: u64,
     trace: Option<(StreamFile, bool)>,
     names: NodeTable,
     /// The scenario can redo calls: `workflows.csv` has a `redos` column.
     redos: bool,
+    /// Scratch for one row or trace line.
+    line: Vec<u8>,
 }
 
 impl FileObserver {
@@ -297,20 +316,20 @@ impl FileObserver {
         };
         Ok(FileObserver {
             workflows,
-            pending: BTreeMap::new(),
+            pending: std::collections::VecDeque::new(),
             next_id: 0,
             trace,
             names,
             redos,
+            line: Vec::with_capacity(256),
         })
     }
 
     /// Commits the files; returns the SHA-1 of `workflows.csv`.
     pub fn finish(mut self) -> Result<[u8; 20]> {
         // Every workflow finished, so the buffer drains completely.
-        for (_, r) in std::mem::take(&mut self.pending) {
-            self.workflows
-                .write(workflow_row(&r, self.redos).as_bytes());
+        for r in std::mem::take(&mut self.pending).into_iter().flatten() {
+            self.write_row(&r);
         }
         if let Some((mut t, _)) = self.trace.take() {
             t.write(b"\n]\n");
@@ -319,62 +338,102 @@ impl FileObserver {
         self.workflows.commit()
     }
 
-    fn trace_json(&self, e: &TraceEvent) -> String {
-        let (ev, extra) = match e.kind {
-            TraceKind::Arrive => ("arrive", String::new()),
-            TraceKind::Ready => ("ready", String::new()),
-            TraceKind::Start(k) => ("start", format!(",\"start_kind\":\"{}\"", k.name())),
-            TraceKind::End(o) => (
-                "end",
-                format!(
-                    ",\"outcome\":\"{}\",\"cost\":{}",
-                    o.name(),
-                    e.cost.as_dollars()
-                ),
-            ),
-            TraceKind::NodeDone => ("node_done", String::new()),
-            TraceKind::WorkflowDone(ok) => ("workflow_done", format!(",\"ok\":{ok}")),
-            TraceKind::Redo => ("redo", format!(",\"cost\":{}", e.cost.as_dollars())),
+    fn write_row(&mut self, r: &WorkflowRecord) {
+        self.line.clear();
+        workflow_row(&mut self.line, r, self.redos);
+        self.workflows.write(&self.line);
+    }
+
+    /// One trace event as a JSON object, into `self.line`.
+    fn trace_json(&mut self, e: &TraceEvent) {
+        use crate::numtext::{push_fixed, push_u64};
+        let out = &mut self.line;
+        out.clear();
+        out.extend_from_slice(b"{\"t_ms\":");
+        push_fixed(out, e.t.0, 3);
+        let ev: &[u8] = match e.kind {
+            TraceKind::Arrive => b"arrive",
+            TraceKind::Ready => b"ready",
+            TraceKind::Start(_) => b"start",
+            TraceKind::End(_) => b"end",
+            TraceKind::NodeDone => b"node_done",
+            TraceKind::WorkflowDone(_) => b"workflow_done",
+            TraceKind::Redo => b"redo",
         };
-        let place = match e.place {
-            Place::None => String::new(),
-            Place::Tier { provider, tier } => format!(
-                ",\"provider\":\"{}\",\"tier\":{tier},\"attempt\":{},\"model\":{}",
-                self.names.providers[provider as usize], e.attempt, e.model
-            ),
-            Place::Pool(p) => format!(
-                ",\"provider\":\"{}\",\"tier\":0",
-                self.names.pools[p as usize]
-            ),
-        };
-        let node = match e.kind {
-            TraceKind::Arrive | TraceKind::WorkflowDone(_) => String::new(),
-            _ => format!(
-                ",\"node\":{},\"node_type\":\"{}\"",
-                e.node, self.names.names[e.node_type as usize]
-            ),
-        };
-        format!(
-            "{{\"t_ms\":{},\"ev\":\"{ev}\",\"workflow\":{}{node}{place}{extra}}}",
-            e.t.as_ms(),
-            e.workflow
-        )
+        out.extend_from_slice(b",\"ev\":\"");
+        out.extend_from_slice(ev);
+        out.extend_from_slice(b"\",\"workflow\":");
+        push_u64(out, e.workflow);
+        if !matches!(e.kind, TraceKind::Arrive | TraceKind::WorkflowDone(_)) {
+            out.extend_from_slice(b",\"node\":");
+            push_u64(out, u64::from(e.node));
+            out.extend_from_slice(b",\"node_type\":\"");
+            out.extend_from_slice(self.names.names[e.node_type as usize].as_bytes());
+            out.push(b'"');
+        }
+        match e.place {
+            Place::None => {}
+            Place::Tier { provider, tier } => {
+                out.extend_from_slice(b",\"provider\":\"");
+                out.extend_from_slice(self.names.providers[provider as usize].as_bytes());
+                out.extend_from_slice(b"\",\"tier\":");
+                push_u64(out, u64::from(tier));
+                out.extend_from_slice(b",\"attempt\":");
+                push_u64(out, u64::from(e.attempt));
+                out.extend_from_slice(b",\"model\":");
+                push_u64(out, u64::from(e.model));
+            }
+            Place::Pool(p) => {
+                out.extend_from_slice(b",\"provider\":\"");
+                out.extend_from_slice(self.names.pools[p as usize].as_bytes());
+                out.extend_from_slice(b"\",\"tier\":0");
+            }
+        }
+        match e.kind {
+            TraceKind::Start(k) => {
+                out.extend_from_slice(b",\"start_kind\":\"");
+                out.extend_from_slice(k.name().as_bytes());
+                out.push(b'"');
+            }
+            TraceKind::End(o) => {
+                out.extend_from_slice(b",\"outcome\":\"");
+                out.extend_from_slice(o.name().as_bytes());
+                out.extend_from_slice(b"\",\"cost\":");
+                push_fixed(out, e.cost.0, 9);
+            }
+            TraceKind::WorkflowDone(ok) => {
+                out.extend_from_slice(if ok {
+                    b",\"ok\":true"
+                } else {
+                    b",\"ok\":false"
+                });
+            }
+            TraceKind::Redo => {
+                out.extend_from_slice(b",\"cost\":");
+                push_fixed(out, e.cost.0, 9);
+            }
+            _ => {}
+        }
+        out.push(b'}');
     }
 }
 
 impl Observer for FileObserver {
     fn workflow_done(&mut self, rec: &WorkflowRecord) {
-        if rec.workflow_id == self.next_id {
-            self.workflows
-                .write(workflow_row(rec, self.redos).as_bytes());
+        if rec.workflow_id == self.next_id && self.pending.is_empty() {
+            self.write_row(rec);
             self.next_id += 1;
-            while let Some(r) = self.pending.remove(&self.next_id) {
-                self.workflows
-                    .write(workflow_row(&r, self.redos).as_bytes());
-                self.next_id += 1;
-            }
-        } else {
-            self.pending.insert(rec.workflow_id, rec.clone());
+            return;
+        }
+        let slot = (rec.workflow_id - self.next_id) as usize;
+        if self.pending.len() <= slot {
+            self.pending.resize(slot + 1, None);
+        }
+        self.pending[slot] = Some(rec.clone());
+        while let Some(Some(_)) = self.pending.front() {
+            let r = self.pending.pop_front().flatten().expect("checked");
+            self.write_row(&r);
+            self.next_id += 1;
         }
     }
 
@@ -383,13 +442,16 @@ impl Observer for FileObserver {
     }
 
     fn trace(&mut self, e: &TraceEvent) {
-        let line = self.trace_json(e);
+        if self.trace.is_none() {
+            return;
+        }
+        self.trace_json(e);
         if let Some((t, first)) = self.trace.as_mut() {
             if !*first {
                 t.write(b",\n");
             }
             *first = false;
-            t.write(line.as_bytes());
+            t.write(&self.line);
         }
     }
 }
