@@ -271,20 +271,118 @@ fn workflow_row(row: &mut Vec<u8>, r: &WorkflowRecord, redos: bool) {
     row.push(b'\n');
 }
 
+/// Records per message to the row writer: large enough that the channel
+/// costs nothing per row, small enough to bound memory (a few hundred KB).
+const ROW_BATCH: usize = 1024;
+
+/// What the simulation thread sends the row writer.
+enum RowMsg {
+    Rows(Vec<WorkflowRecord>),
+    /// Every row was sent: flush, sync and rename into place.
+    Commit,
+}
+
+/// `workflows.csv` is formatted, hashed and written on a thread of its own,
+/// so that on a machine with a spare core the run barely waits for it. The
+/// rows arrive in id order through a FIFO channel, so the bytes are those a
+/// single thread writes.
+#[derive(Debug)]
+struct RowWriter {
+    batch: Vec<WorkflowRecord>,
+    tx: Option<std::sync::mpsc::SyncSender<RowMsg>>,
+    handle: Option<std::thread::JoinHandle<Result<[u8; 20]>>>,
+}
+
+impl std::fmt::Debug for RowMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowMsg::Rows(r) => write!(f, "Rows({})", r.len()),
+            RowMsg::Commit => write!(f, "Commit"),
+        }
+    }
+}
+
+impl RowWriter {
+    fn start(mut file: StreamFile, redos: bool) -> Result<RowWriter> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RowMsg>(4);
+        let handle = std::thread::Builder::new()
+            .name("workflows.csv".into())
+            .spawn(move || {
+                let mut line = Vec::with_capacity(256);
+                for msg in rx {
+                    match msg {
+                        RowMsg::Rows(rows) => {
+                            for r in &rows {
+                                line.clear();
+                                workflow_row(&mut line, r, redos);
+                                file.write(&line);
+                            }
+                        }
+                        RowMsg::Commit => return file.commit(),
+                    }
+                }
+                // The run ended without a commit: the temporary file goes.
+                Err(Error::Execution("workflows.csv: not committed".into()))
+            })
+            .map_err(|e| Error::Execution(format!("cannot start the workflows.csv writer: {e}")))?;
+        Ok(RowWriter {
+            batch: Vec::with_capacity(ROW_BATCH),
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    fn push(&mut self, r: WorkflowRecord) {
+        self.batch.push(r);
+        if self.batch.len() == ROW_BATCH {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
+            self.send(RowMsg::Rows(full));
+        }
+    }
+
+    fn send(&mut self, msg: RowMsg) {
+        // A writer that stopped (it only stops on commit) reports at join.
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(msg);
+        }
+    }
+
+    fn commit(mut self) -> Result<[u8; 20]> {
+        let rows = std::mem::take(&mut self.batch);
+        self.send(RowMsg::Rows(rows));
+        self.send(RowMsg::Commit);
+        self.tx = None;
+        self.handle
+            .take()
+            .expect("joined once")
+            .join()
+            .unwrap_or_else(|_| Err(Error::Execution("the workflows.csv writer panicked".into())))
+    }
+}
+
+impl Drop for RowWriter {
+    fn drop(&mut self) {
+        // Uncommitted (the run failed): close the channel and wait, so the
+        // temporary file is gone when the caller reports the failure.
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Streams `workflows.csv` in id order (records arrive in completion order
 /// and wait in a reorder buffer only until every lower id is written) and,
 /// optionally, `trace.json`.
 #[derive(Debug)]
 pub struct FileObserver {
-    workflows: StreamFile,
+    workflows: RowWriter,
     /// Records that finished before a lower id: slot `i` holds id
     /// `next_id + i` (a ring, so the near-in-order common case moves nothing).
     pending: std::collections::VecDeque<Option<WorkflowRecord>>,
     next_id: u64,
     trace: Option<(StreamFile, bool)>,
     names: NodeTable,
-    /// The scenario can redo calls: `workflows.csv` has a `redos` column.
-    redos: bool,
     /// Scratch for one row or trace line.
     line: Vec<u8>,
 }
@@ -315,12 +413,12 @@ impl FileObserver {
             None
         };
         Ok(FileObserver {
-            workflows,
+            workflows: RowWriter::start(workflows, redos)?,
             pending: std::collections::VecDeque::new(),
             next_id: 0,
             trace,
             names,
-            redos,
+
             line: Vec::with_capacity(256),
         })
     }
@@ -329,19 +427,13 @@ impl FileObserver {
     pub fn finish(mut self) -> Result<[u8; 20]> {
         // Every workflow finished, so the buffer drains completely.
         for r in std::mem::take(&mut self.pending).into_iter().flatten() {
-            self.write_row(&r);
+            self.workflows.push(r);
         }
         if let Some((mut t, _)) = self.trace.take() {
             t.write(b"\n]\n");
             t.commit()?;
         }
         self.workflows.commit()
-    }
-
-    fn write_row(&mut self, r: &WorkflowRecord) {
-        self.line.clear();
-        workflow_row(&mut self.line, r, self.redos);
-        self.workflows.write(&self.line);
     }
 
     /// One trace event as a JSON object, into `self.line`.
@@ -421,7 +513,7 @@ impl FileObserver {
 impl Observer for FileObserver {
     fn workflow_done(&mut self, rec: &WorkflowRecord) {
         if rec.workflow_id == self.next_id && self.pending.is_empty() {
-            self.write_row(rec);
+            self.workflows.push(rec.clone());
             self.next_id += 1;
             return;
         }
@@ -432,7 +524,7 @@ impl Observer for FileObserver {
         self.pending[slot] = Some(rec.clone());
         while let Some(Some(_)) = self.pending.front() {
             let r = self.pending.pop_front().flatten().expect("checked");
-            self.write_row(&r);
+            self.workflows.push(r);
             self.next_id += 1;
         }
     }
