@@ -812,3 +812,87 @@ pub fn summary_lines(s: &Scenario, out: &SimulationOutput, dir: &Path) -> String
         dir.display()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::{Money, SimDuration, SimTime};
+
+    fn record(id: u64) -> WorkflowRecord {
+        WorkflowRecord {
+            workflow_id: id,
+            arrival: SimTime(id * 1_000),
+            finish: SimTime(id * 1_000 + 2_500 + id * 7),
+            ok: id % 3 != 0,
+            cost: Money(id * 1_234_567),
+            retries: id as u32,
+            rate_limited: 0,
+            cancellations: 1,
+            hedges_launched: 0,
+            escalations: 2,
+            wasted: SimDuration(125 * id),
+            iterations: 1,
+            nodes: 3,
+            calls: 2,
+            attempts: 4,
+            redos: 0,
+            queue_wait: SimDuration(333),
+            interrupted: false,
+        }
+    }
+
+    /// Records finishing out of order (across batch boundaries of the
+    /// writer thread) come out in id order, row for row what the plain
+    /// `format!` text was, and the returned digest is the file's.
+    #[test]
+    fn rows_come_out_in_id_order_with_the_display_text() {
+        // Without and with the `redos` column (model routing can redo calls).
+        for routing in [false, true] {
+            let mut s = Scenario::default_research_agent();
+            s.ablations.enable_model_routing = routing;
+            let tmp = tempfile::tempdir().unwrap();
+            let mut obs = FileObserver::create(tmp.path(), false, &s, Durability::Atomic).unwrap();
+            let n = 3 * ROW_BATCH as u64 + 17;
+            // Each block of five finishes in the order 2, 0, 4, 1, 3.
+            let mut order: Vec<u64> = (0..n).collect();
+            for chunk in order.chunks_mut(5) {
+                if chunk.len() == 5 {
+                    let c = [chunk[2], chunk[0], chunk[4], chunk[1], chunk[3]];
+                    chunk.copy_from_slice(&c);
+                }
+            }
+            // The last workflow to finish is the first one.
+            order.retain(|&i| i != 0);
+            order.push(0);
+            for id in order {
+                obs.workflow_done(&record(id));
+            }
+            let sha = obs.finish().unwrap();
+            let text = std::fs::read_to_string(tmp.path().join("workflows.csv")).unwrap();
+            let mut lines = text.lines();
+            let head = lines.next().unwrap();
+            assert!(head.starts_with("workflow_id,makespan_ms,cost,"));
+            // The default scenario's quality curve can redo calls once routing is on.
+            assert_eq!(head.ends_with(",redos"), routing);
+            let redos = if routing { ",0" } else { "" };
+            for id in 0..n {
+                let r = record(id);
+                let status = if r.ok { "ok" } else { "failed" };
+                let expected = format!(
+                    "{id},{},{},{},1,0,{},{},{},{status},1,3,2,4,2,0,{}{redos}",
+                    r.makespan().as_ms(),
+                    r.cost.as_dollars(),
+                    r.retries,
+                    r.wasted.as_ms(),
+                    r.arrival.as_ms(),
+                    r.finish.as_ms(),
+                    r.queue_wait.as_ms(),
+                );
+                assert_eq!(lines.next().unwrap(), expected, "row {id}");
+            }
+            assert!(lines.next().is_none());
+            let digest: [u8; 20] = Sha1::digest(text.as_bytes()).into();
+            assert_eq!(sha, digest);
+        }
+    }
+}
