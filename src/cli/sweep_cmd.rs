@@ -86,11 +86,14 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
         return Ok(0);
     }
     if !a.quiet {
+        let scope = match a.shard {
+            Some(s) => format!("{} in shard {s}", o.in_shard),
+            None => "all in this process".to_string(),
+        };
         eprintln!(
-            "{}: {} runs ({} in this shard): {} executed, {} skipped (resume), {} failed, {} not started; {:.2} s",
+            "{}: {} runs ({scope}): {} executed, {} skipped (resume), {} failed, {} not started; {:.2} s",
             o.exp_dir.display(),
             o.planned,
-            o.in_shard,
             o.executed,
             o.skipped,
             o.failed,
