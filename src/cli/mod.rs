@@ -20,6 +20,7 @@ macro_rules! outln {
 }
 
 pub mod args;
+mod bench_cmd;
 pub mod live_cmd;
 mod report_cmd;
 mod scenario_cmd;
@@ -89,6 +90,8 @@ pub enum Command {
     /// Run a scenario live against OpenAI-compatible endpoints (`live run`).
     #[command(subcommand)]
     Live(live_cmd::LiveCmd),
+    /// Time the engine's benchmark suite; with --eval-report, compare with the previous results (JSON for optimisation agents).
+    Bench(bench_cmd::BenchArgs),
     /// Serve a scenario's tiers as an OpenAI-compatible HTTP server (loopback by default).
     Emulate(live_cmd::EmulateArgs),
 }
@@ -109,6 +112,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Eval(a) => tune_cmd::eval(a),
         Command::Live(c) => live_cmd::run(c),
         Command::Emulate(a) => live_cmd::emulate(a),
+        Command::Bench(a) => bench_cmd::run(a),
     }
 }
 

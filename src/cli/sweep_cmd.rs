@@ -7,9 +7,6 @@ use clap::Args;
 use crate::error::{Error, Result};
 use crate::sweep::{self, ExperimentConfig, Shard, SweepOptions};
 
-/// The default experiment: the seed's default matrix (96 runs).
-pub const DEFAULT_CONFIG: &str = include_str!("../../scenarios/default.json");
-
 /// `sweep` flags (underscore spellings as in the seed runner).
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -49,7 +46,7 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
     let cfg = match &a.config {
         Some(p) => ExperimentConfig::load(p)?,
         None => ExperimentConfig::from_value(
-            serde_json::from_str(DEFAULT_CONFIG).expect("embedded config"),
+            serde_json::from_str(sweep::DEFAULT_EXPERIMENT).expect("embedded config"),
             "embedded default experiment",
             None,
         )?,

@@ -30,6 +30,9 @@ use crate::output::atomic_write;
 
 pub use plan::{Ablation, ExperimentConfig, PlannedRun, Shard, expand};
 
+/// The default experiment: the seed's default matrix (96 runs).
+pub const DEFAULT_EXPERIMENT: &str = include_str!("../../scenarios/default.json");
+
 /// How to run a sweep.
 #[derive(Clone, Debug, Default)]
 pub struct SweepOptions {

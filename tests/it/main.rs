@@ -1,5 +1,6 @@
 //! One integration-test binary, a module per behaviour.
 
+mod bench;
 mod cli;
 mod hostile;
 mod invariants;

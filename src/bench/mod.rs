@@ -1,0 +1,702 @@
+//! `agentsched bench`: a fixed suite that tells whoever changes the engine
+//! whether a change made it faster without changing what it computes.
+//!
+//! Each benchmark runs once to warm up, then N times; its time is the
+//! minimum of the N (the least disturbed), reported with the median, the
+//! maximum and the spread. Each also records the digest of what it computed,
+//! so that a comparison with an earlier results file ([`eval`]) can tell a
+//! speed-up from a changed result. Results go to `results_<unix>.json`.
+
+pub mod eval;
+pub mod reference;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha1::Digest;
+
+use crate::error::{Error, Result};
+use crate::metrics::{NullObserver, RunResult};
+use crate::policy::PolicyKind;
+use crate::scenario::Scenario;
+
+/// Schema tag of a results file.
+pub const RESULTS_SCHEMA: &str = "agentsched-bench/1";
+
+/// Which suite to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Suite {
+    /// Every benchmark, 7 repetitions (about two minutes on 2 cores).
+    Full,
+    /// Every benchmark but the traced run, 3 repetitions (under a minute).
+    Quick,
+}
+
+impl Suite {
+    /// Timed repetitions per benchmark.
+    pub fn repetitions(self) -> usize {
+        match self {
+            Suite::Full => 7,
+            Suite::Quick => 3,
+        }
+    }
+}
+
+/// The M/M/8 model of issue 10 and DESIGN.md section 7: utilisation 0.9.
+pub const MMC_SERVERS: u32 = 8;
+/// Arrivals per second.
+pub const MMC_ARRIVAL_RATE: f64 = 7.2;
+/// Services per second per server.
+pub const MMC_SERVICE_RATE: f64 = 1.0;
+/// Customers.
+pub const MMC_CUSTOMERS: u64 = 1_000_000;
+
+/// Where a benchmark may write (a fresh directory per repetition).
+#[derive(Debug)]
+pub struct Scratch {
+    root: tempfile::TempDir,
+    next: usize,
+}
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        let root = tempfile::Builder::new()
+            .prefix("agentsched-bench-")
+            .tempdir()
+            .map_err(|source| Error::Write {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        Ok(Scratch { root, next: 0 })
+    }
+
+    fn fresh(&mut self) -> PathBuf {
+        self.next += 1;
+        self.root.path().join(format!("rep{}", self.next))
+    }
+}
+
+/// One benchmark of the suite: computes, returns the digest of its result.
+type Work = Box<dyn Fn(&Path) -> Result<String>>;
+
+/// A benchmark: name, what it counts, and the work.
+pub struct Spec {
+    /// Stable name (results are matched by it).
+    pub name: String,
+    /// What `items` counts (customers, workflows, runs).
+    pub unit: &'static str,
+    /// Items per repetition (throughput = items / time).
+    pub items: u64,
+    /// Threads it uses (1 unless it is a parallel sweep or the ratchet).
+    pub threads: usize,
+    /// In the quick suite too.
+    pub quick: bool,
+    work: Work,
+}
+
+impl std::fmt::Debug for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spec").field("name", &self.name).finish()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha1_hex(text: &[u8]) -> String {
+    hex(&sha1::Sha1::digest(text))
+}
+
+/// Digest of an in-memory run: its summary and tier rows, without the
+/// measured wall time.
+pub fn run_digest(r: &RunResult) -> String {
+    let mut r = r.clone();
+    r.summary.wall_time_s = 0.0;
+    sha1_hex(format!("{:?}\n{:?}", r.summary, r.tiers).as_bytes())
+}
+
+fn core(name: &str, unit: &'static str, s: Scenario, quick: bool) -> Spec {
+    let items = s.workload.workflows;
+    Spec {
+        name: name.to_string(),
+        unit,
+        items,
+        threads: 1,
+        quick,
+        work: Box::new(move |_| Ok(run_digest(&crate::sim::run(&s, &mut NullObserver)))),
+    }
+}
+
+fn simulate(name: &str, s: Scenario, trace: bool, quick: bool) -> Spec {
+    Spec {
+        name: name.to_string(),
+        unit: "customers",
+        items: s.workload.workflows,
+        threads: 1,
+        quick,
+        work: Box::new(move |dir| Ok(crate::output::simulate_to_dir(&s, dir, trace)?.digest)),
+    }
+}
+
+/// Digest of a sweep: every run's id and output digest, in id order.
+fn sweep_digest(exp_dir: &Path) -> Result<String> {
+    let runs = exp_dir.join("runs");
+    let mut lines = Vec::new();
+    let entries = std::fs::read_dir(&runs).map_err(|source| Error::Read {
+        path: runs.clone(),
+        source,
+    })?;
+    for e in entries.flatten() {
+        let meta = e.path().join("meta.json");
+        let text = std::fs::read_to_string(&meta).map_err(|source| Error::Read {
+            path: meta.clone(),
+            source,
+        })?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Input(format!("{}: {e}", meta.display())))?;
+        lines.push(format!(
+            "{} {} {}\n",
+            e.file_name().to_string_lossy(),
+            v["exit_code"],
+            v["output_digest"]
+        ));
+    }
+    lines.sort();
+    Ok(sha1_hex(lines.concat().as_bytes()))
+}
+
+fn default_sweep(name: &str, jobs: usize) -> Result<Spec> {
+    let cfg = crate::sweep::ExperimentConfig::from_value(
+        serde_json::from_str(crate::sweep::DEFAULT_EXPERIMENT).expect("embedded config"),
+        "embedded default experiment",
+        None,
+    )?;
+    let runs = crate::sweep::expand(&cfg, cfg.trace)?.len() as u64;
+    Ok(Spec {
+        name: name.to_string(),
+        unit: "runs",
+        items: runs,
+        threads: jobs,
+        quick: true,
+        work: Box::new(move |dir| {
+            let opts = crate::sweep::SweepOptions {
+                out_root: Some(dir.to_path_buf()),
+                jobs: Some(jobs),
+                quiet: true,
+                ..Default::default()
+            };
+            let o = crate::sweep::run_sweep(&cfg, &opts)?;
+            if o.failed > 0 {
+                return Err(Error::Execution(format!(
+                    "{} of the default sweep's runs failed",
+                    o.failed
+                )));
+            }
+            sweep_digest(&o.exp_dir)
+        }),
+    })
+}
+
+fn ratchet(threads: usize) -> Spec {
+    Spec {
+        name: "ratchet/default_50_seeds_full".into(),
+        unit: "ratchets",
+        items: 1,
+        threads,
+        quick: true,
+        work: Box::new(|_| {
+            let mut r = crate::tune::ratchet::run(
+                &crate::policy::Constants::default(),
+                50,
+                PolicyKind::Full,
+                crate::tune::Objective::Balanced,
+                0.01,
+            )
+            .map_err(Error::Input)?;
+            r.duration_s = 0.0;
+            Ok(sha1_hex(
+                serde_json::to_string(&r).expect("ratchet json").as_bytes(),
+            ))
+        }),
+    }
+}
+
+/// The M/M/8 scenario of the suite.
+pub fn mmc_scenario() -> Scenario {
+    Scenario::mmc(
+        MMC_SERVERS,
+        MMC_ARRIVAL_RATE,
+        MMC_SERVICE_RATE,
+        MMC_CUSTOMERS,
+        1,
+    )
+}
+
+/// Names of the M/M/8 benchmarks the derived ratios are computed from.
+pub const MMC_REFERENCE: &str = "mmc8_rho0.9_1M/heap_reference";
+/// The engine alone.
+pub const MMC_CORE: &str = "mmc8_rho0.9_1M/core";
+/// `simulate` with its default outputs.
+pub const MMC_SIMULATE: &str = "mmc8_rho0.9_1M/simulate";
+/// `simulate --trace`.
+pub const MMC_SIMULATE_TRACE: &str = "mmc8_rho0.9_1M/simulate_trace";
+
+/// The whole suite, in running order.
+pub fn suite(cores: usize) -> Result<Vec<Spec>> {
+    let mut v = vec![
+        Spec {
+            name: MMC_REFERENCE.into(),
+            unit: "customers",
+            items: MMC_CUSTOMERS,
+            threads: 1,
+            quick: true,
+            work: Box::new(|_| {
+                let o = reference::mmc_heap_loop(
+                    MMC_SERVERS,
+                    MMC_ARRIVAL_RATE,
+                    MMC_SERVICE_RATE,
+                    MMC_CUSTOMERS,
+                    1,
+                );
+                Ok(sha1_hex(format!("{o:?}").as_bytes()))
+            }),
+        },
+        core(MMC_CORE, "customers", mmc_scenario(), true),
+        simulate(MMC_SIMULATE, mmc_scenario(), false, true),
+        simulate(MMC_SIMULATE_TRACE, mmc_scenario(), true, false),
+    ];
+    let mut fj = Scenario::from_json_str(include_str!("../../scenarios/fork_join.json"))
+        .expect("scenarios/fork_join.json");
+    fj.workload.workflows = 100_000;
+    v.push(core("fork_join_100k/core", "workflows", fj, true));
+    for policy in PolicyKind::ALL {
+        let mut s = Scenario::default_research_agent();
+        s.workload.workflows = 1_000;
+        s.policy = policy;
+        v.push(core(
+            &format!("research_agent_1k/{}", policy.name()),
+            "workflows",
+            s,
+            true,
+        ));
+    }
+    v.push(default_sweep("default_sweep/jobs_1", 1)?);
+    v.push(default_sweep("default_sweep/jobs_all", cores)?);
+    v.push(ratchet(cores));
+    Ok(v)
+}
+
+/// One benchmark's measurement, as written to the results file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// The benchmark's name.
+    pub name: String,
+    /// What `items` counts.
+    pub unit: String,
+    /// Items per repetition.
+    pub items: u64,
+    /// Threads used.
+    #[serde(default)]
+    pub threads: usize,
+    /// Minimum time over the repetitions, seconds (null when unknown).
+    pub time_s: Option<f64>,
+    /// Median time, seconds.
+    #[serde(default)]
+    pub median_s: Option<f64>,
+    /// Maximum time, seconds.
+    #[serde(default)]
+    pub max_s: Option<f64>,
+    /// (max - min) / min.
+    #[serde(default)]
+    pub spread: Option<f64>,
+    /// Items per second at the minimum time.
+    #[serde(default)]
+    pub per_s: Option<f64>,
+    /// Every timed repetition, seconds.
+    #[serde(default)]
+    pub times_s: Vec<f64>,
+    /// Digest of what it computed (null when unknown).
+    pub output_digest: Option<String>,
+}
+
+/// A ratio between two benchmarks of the same run, against its target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ratio {
+    /// What it compares.
+    pub name: String,
+    /// Numerator benchmark.
+    pub numerator: String,
+    /// Denominator benchmark.
+    pub denominator: String,
+    /// numerator time / denominator time (null when either is missing).
+    pub value: Option<f64>,
+    /// The goal, e.g. `<= 1.3`.
+    pub target: String,
+    /// Whether the value meets the goal (null when unknown).
+    pub met: Option<bool>,
+}
+
+/// The machine a results file was measured on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// Logical cores available.
+    pub cores: usize,
+    /// `std::env::consts::OS`.
+    pub os: String,
+    /// `std::env::consts::ARCH`.
+    pub arch: String,
+}
+
+/// A `results_<unix>.json` file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultsFile {
+    /// [`RESULTS_SCHEMA`].
+    pub schema: String,
+    /// Suite run.
+    pub suite: Suite,
+    /// Tool version.
+    pub version: String,
+    /// When the run finished (seconds since the epoch).
+    pub created_unix_s: u64,
+    /// Where it ran.
+    pub machine: Machine,
+    /// Timed repetitions per benchmark (after one warm-up).
+    pub repetitions: usize,
+    /// The measurements.
+    pub benchmarks: Vec<BenchResult>,
+    /// Derived ratios with their goals.
+    #[serde(default)]
+    pub ratios: Vec<Ratio>,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// Summarises the timed repetitions of one benchmark.
+pub fn summarize(spec: &Spec, times: &[f64], digest: String) -> BenchResult {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let min = sorted.first().copied();
+    let max = sorted.last().copied();
+    let median = (!sorted.is_empty()).then(|| crate::stats::percentile_sorted(&sorted, 50.0));
+    BenchResult {
+        name: spec.name.clone(),
+        unit: spec.unit.to_string(),
+        items: spec.items,
+        threads: spec.threads,
+        time_s: min.and_then(finite),
+        median_s: median.and_then(finite),
+        max_s: max.and_then(finite),
+        spread: min.zip(max).and_then(|(a, b)| finite((b - a) / a)),
+        per_s: min.and_then(|m| finite(spec.items as f64 / m)),
+        times_s: times.to_vec(),
+        output_digest: Some(digest),
+    }
+}
+
+/// The ratios issue 10 sets goals for, from one run's results.
+pub fn ratios(results: &[BenchResult]) -> Vec<Ratio> {
+    let time = |n: &str| results.iter().find(|r| r.name == n).and_then(|r| r.time_s);
+    let ratio = |name: &str, num: &str, den: &str, target: &str, goal: &dyn Fn(f64) -> bool| {
+        let value = time(num).zip(time(den)).and_then(|(a, b)| finite(a / b));
+        Ratio {
+            name: name.into(),
+            numerator: num.into(),
+            denominator: den.into(),
+            value,
+            target: target.into(),
+            met: value.map(goal),
+        }
+    };
+    vec![
+        ratio(
+            "output path: simulate with outputs / core",
+            MMC_SIMULATE,
+            MMC_CORE,
+            "<= 1.3",
+            &|v| v <= 1.3,
+        ),
+        ratio(
+            "output path with trace: simulate --trace / core",
+            MMC_SIMULATE_TRACE,
+            MMC_CORE,
+            "reported",
+            &|_| true,
+        ),
+        // Throughput of the core as a fraction of the bare loop's: the
+        // inverse of the time ratio.
+        ratio(
+            "core speed: heap reference time / core time",
+            MMC_REFERENCE,
+            MMC_CORE,
+            ">= 0.5",
+            &|v| v >= 0.5,
+        ),
+    ]
+    .into_iter()
+    .filter(|r| time(&r.numerator).is_some() || time(&r.denominator).is_some())
+    .collect()
+}
+
+/// How to run the suite.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Suite.
+    pub suite: Suite,
+    /// Repetitions (default: the suite's).
+    pub repetitions: Option<usize>,
+    /// Run only benchmarks whose name contains one of these.
+    pub only: Vec<String>,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+/// Runs the selected benchmarks.
+pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let specs: Vec<Spec> = suite(cores)?
+        .into_iter()
+        .filter(|s| opts.suite == Suite::Full || s.quick)
+        .filter(|s| opts.only.is_empty() || opts.only.iter().any(|o| s.name.contains(o.as_str())))
+        .collect();
+    if specs.is_empty() {
+        let names: Vec<String> = suite(cores)?.into_iter().map(|s| s.name).collect();
+        return Err(Error::Input(format!(
+            "--only {}: matches no benchmark of the {:?} suite; expected part of one of: {}",
+            opts.only.join(", "),
+            opts.suite,
+            names.join(", ")
+        )));
+    }
+    let reps = opts.repetitions.unwrap_or(opts.suite.repetitions());
+    let mut scratch = Scratch::new()?;
+    let mut results = Vec::new();
+    for spec in &specs {
+        if opts.progress {
+            eprint!("{:<40} ", spec.name);
+        }
+        let warm = scratch.fresh();
+        let digest = (spec.work)(&warm)?;
+        remove_quietly(&warm);
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let dir = scratch.fresh();
+            let started = Instant::now();
+            let d = (spec.work)(&dir)?;
+            times.push(started.elapsed().as_secs_f64());
+            remove_quietly(&dir);
+            if d != digest {
+                return Err(Error::Execution(format!(
+                    "benchmark {}: repetitions computed different results ({digest} then {d}): the engine is not deterministic",
+                    spec.name
+                )));
+            }
+        }
+        let r = summarize(spec, &times, digest);
+        if opts.progress {
+            eprintln!(
+                "{:>9.4} s  (median {:.4}, spread {:.1}%)",
+                r.time_s.unwrap_or(f64::NAN),
+                r.median_s.unwrap_or(f64::NAN),
+                100.0 * r.spread.unwrap_or(f64::NAN)
+            );
+        }
+        results.push(r);
+    }
+    Ok(ResultsFile {
+        schema: RESULTS_SCHEMA.into(),
+        suite: opts.suite,
+        version: env!("CARGO_PKG_VERSION").into(),
+        created_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        machine: Machine {
+            cores,
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+        },
+        repetitions: reps,
+        ratios: ratios(&results),
+        benchmarks: results,
+    })
+}
+
+fn remove_quietly(dir: &Path) {
+    // Scratch space only; the TempDir removes whatever is left on drop.
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A results file's position in time: `results_<unix>[_<n>].json`.
+pub fn results_key(file_name: &str) -> Option<(u64, u64)> {
+    let stem = file_name.strip_prefix("results_")?.strip_suffix(".json")?;
+    let (t, n) = match stem.split_once('_') {
+        Some((t, n)) => (t, n.parse().ok()?),
+        None => (stem, 0),
+    };
+    Some((t.parse().ok()?, n))
+}
+
+/// Every results file in `dir`, oldest first.
+pub fn results_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                if let Some(k) = results_key(&e.file_name().to_string_lossy()) {
+                    found.push((k, e.path()));
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(Error::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Writes `r` as a new results file in `dir` (never replacing one).
+pub fn write_results(dir: &Path, r: &ResultsFile) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let text = serde_json::to_string_pretty(r).expect("results json") + "\n";
+    // A second run within the same second gets a suffix; files are never
+    // replaced, so the history an eval compares against stays intact.
+    let newest = results_files(dir)?
+        .last()
+        .and_then(|p| results_key(&p.file_name()?.to_string_lossy()));
+    let (t, n) = match newest {
+        Some((t, n)) if t >= r.created_unix_s => (t, n + 1),
+        _ => (r.created_unix_s, 0),
+    };
+    let name = if n == 0 {
+        format!("results_{t}.json")
+    } else {
+        format!("results_{t}_{n}.json")
+    };
+    let path = dir.join(name);
+    crate::output::atomic_write(&path, text.as_bytes())?;
+    crate::output::sync_dir(dir);
+    Ok(path)
+}
+
+/// Reads a results file (one written by this tool, or by hand).
+pub fn read_results(path: &Path) -> Result<ResultsFile> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let (field, msg) = crate::error::field_and_message(&e);
+        Error::Input(format!(
+            "{}: field `{field}`: {msg} (expected a results file written by `agentsched bench`)",
+            path.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_keys_order_by_time_then_suffix() {
+        assert_eq!(
+            results_key("results_1700000000.json"),
+            Some((1_700_000_000, 0))
+        );
+        assert_eq!(
+            results_key("results_1700000000_2.json"),
+            Some((1_700_000_000, 2))
+        );
+        assert_eq!(results_key("results_x.json"), None);
+        assert_eq!(results_key("eval.json"), None);
+        assert!(results_key("results_9_1.json") > results_key("results_9.json"));
+        assert!(results_key("results_10.json") > results_key("results_9_1.json"));
+    }
+
+    #[test]
+    fn results_in_the_same_second_never_replace_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = ResultsFile {
+            schema: RESULTS_SCHEMA.into(),
+            suite: Suite::Quick,
+            version: "x".into(),
+            created_unix_s: 1000,
+            machine: Machine {
+                cores: 2,
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
+            repetitions: 1,
+            benchmarks: vec![],
+            ratios: vec![],
+        };
+        let a = write_results(dir.path(), &r).unwrap();
+        let b = write_results(dir.path(), &r).unwrap();
+        let c = write_results(dir.path(), &r).unwrap();
+        assert_ne!(a, b);
+        assert_ne!(b, c);
+        assert_eq!(results_files(dir.path()).unwrap(), vec![a, b, c.clone()]);
+        assert_eq!(read_results(&c).unwrap(), r);
+    }
+
+    #[test]
+    fn summary_takes_the_minimum_and_the_spread() {
+        let spec = Spec {
+            name: "x".into(),
+            unit: "runs",
+            items: 10,
+            threads: 1,
+            quick: true,
+            work: Box::new(|_| Ok(String::new())),
+        };
+        let r = summarize(&spec, &[2.0, 1.0, 4.0], "d".into());
+        assert_eq!(r.time_s, Some(1.0));
+        assert_eq!(r.median_s, Some(2.0));
+        assert_eq!(r.max_s, Some(4.0));
+        assert_eq!(r.spread, Some(3.0));
+        assert_eq!(r.per_s, Some(10.0));
+        assert_eq!(r.times_s, vec![2.0, 1.0, 4.0]);
+    }
+
+    #[test]
+    fn ratios_compare_times_of_the_same_run() {
+        let r = |name: &str, t: f64| BenchResult {
+            name: name.into(),
+            unit: "customers".into(),
+            items: 1,
+            threads: 1,
+            time_s: Some(t),
+            median_s: None,
+            max_s: None,
+            spread: None,
+            per_s: None,
+            times_s: vec![],
+            output_digest: None,
+        };
+        let v = ratios(&[
+            r(MMC_REFERENCE, 0.1),
+            r(MMC_CORE, 0.4),
+            r(MMC_SIMULATE, 0.5),
+        ]);
+        let get = |n: &str| v.iter().find(|x| x.name.starts_with(n)).unwrap().clone();
+        assert_eq!(get("output path:").value, Some(1.25));
+        assert_eq!(get("output path:").met, Some(true));
+        assert_eq!(get("core speed").value, Some(0.25));
+        assert_eq!(get("core speed").met, Some(false));
+        assert_eq!(get("output path with trace").value, None);
+        assert_eq!(get("output path with trace").met, None);
+    }
+}

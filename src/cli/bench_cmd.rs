@@ -1,0 +1,158 @@
+//! `agentsched bench`: the engine's benchmark suite and its eval report.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::bench::{self, BenchOptions, ResultsFile, Suite, eval};
+use crate::error::{Error, Result};
+
+/// Flags of `bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// `full`: every benchmark, 7 repetitions; `quick`: 3 repetitions and no traced run (under a minute).
+    #[arg(long, value_enum, default_value = "full")]
+    pub suite: Suite,
+    /// Timed repetitions per benchmark, after one warm-up (default: the suite's).
+    #[arg(allow_negative_numbers = true, long, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub reps: Option<u64>,
+    /// Run only the benchmarks whose name contains this text (repeatable).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Directory of the `results_<unix time>.json` files.
+    #[arg(long, alias = "results_dir", default_value = ".agentsched/bench")]
+    pub results_dir: PathBuf,
+    /// Compare with the newest earlier results file and write the JSON eval report here; exit 1 when it is not acceptable.
+    #[arg(long, alias = "eval_report")]
+    pub eval_report: Option<PathBuf>,
+    /// Compare with this results file instead of the newest earlier one.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// List the suite's benchmarks and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// No progress lines on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn fmt_rate(per_s: Option<f64>, unit: &str) -> String {
+    match per_s {
+        Some(r) if r >= 1e6 => format!("{:.2}M {unit}/s", r / 1e6),
+        Some(r) if r >= 1e3 => format!("{:.1}k {unit}/s", r / 1e3),
+        Some(r) => format!("{r:.2} {unit}/s"),
+        None => "-".into(),
+    }
+}
+
+fn results_table(r: &ResultsFile) -> String {
+    let mut s = format!(
+        "{:<40} {:>10} {:>10} {:>8} {:>22}  digest\n",
+        "benchmark", "min (s)", "median (s)", "spread", "throughput"
+    );
+    for b in &r.benchmarks {
+        s.push_str(&format!(
+            "{:<40} {:>10.4} {:>10.4} {:>7.1}% {:>22}  {}\n",
+            b.name,
+            b.time_s.unwrap_or(f64::NAN),
+            b.median_s.unwrap_or(f64::NAN),
+            100.0 * b.spread.unwrap_or(f64::NAN),
+            fmt_rate(b.per_s, &b.unit),
+            b.output_digest
+                .as_deref()
+                .map_or("-", |d| &d[..12.min(d.len())]),
+        ));
+    }
+    for q in &r.ratios {
+        s.push_str(&format!(
+            "{}: {} (goal {}{})\n",
+            q.name,
+            q.value.map_or("n/a".into(), |v| format!("{v:.3}")),
+            q.target,
+            match q.met {
+                Some(true) => ", met",
+                Some(false) => ", NOT met",
+                None => "",
+            }
+        ));
+    }
+    s
+}
+
+pub(crate) fn run(a: BenchArgs) -> Result<u8> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if a.list {
+        for s in bench::suite(cores)? {
+            let suites = if s.quick { "full, quick" } else { "full" };
+            outln!("{:<40} {} {} ({suites})", s.name, s.items, s.unit);
+        }
+        return Ok(0);
+    }
+    // The baseline is read before an expensive run, so a bad one fails fast.
+    let baseline_path = match &a.baseline {
+        Some(p) => Some(p.clone()),
+        None => bench::results_files(&a.results_dir)?.pop(),
+    };
+    let baseline = baseline_path
+        .as_ref()
+        .map(|p| bench::read_results(p).map(|r| (p.clone(), r)))
+        .transpose()?;
+    if let Some(report) = &a.eval_report {
+        // The report must not take a name the results history uses.
+        let name = report.file_name().map(|n| n.to_string_lossy().to_string());
+        if let Some(name) = name.filter(|n| bench::results_key(n).is_some())
+            && crate::output::same_file(report, &a.results_dir.join(&name))
+        {
+            return Err(Error::Input(format!(
+                "--eval-report {}: that name is a results file of --results-dir; choose another name",
+                report.display()
+            )));
+        }
+        if let Some(b) = &baseline_path
+            && crate::output::same_file(report, b)
+        {
+            return Err(Error::Input(format!(
+                "--eval-report {}: is the baseline results file; it would be overwritten",
+                report.display()
+            )));
+        }
+    }
+    let opts = BenchOptions {
+        suite: a.suite,
+        repetitions: a.reps.map(|r| r as usize),
+        only: a.only.clone(),
+        progress: !a.quiet,
+    };
+    let results = bench::run_suite(&opts)?;
+    let written = bench::write_results(&a.results_dir, &results)?;
+    out!("{}", results_table(&results));
+    outln!("results: {}", written.display());
+    let Some((bpath, base)) = baseline else {
+        outln!(
+            "first run: no earlier results in {}, so no eval report{}",
+            a.results_dir.display(),
+            if a.eval_report.is_some() {
+                " was written"
+            } else {
+                ""
+            }
+        );
+        return Ok(0);
+    };
+    let report = eval::evaluate(
+        &base,
+        &bpath.display().to_string(),
+        &results,
+        &written.display().to_string(),
+    );
+    out!("{}", eval::report_text(&report));
+    match &a.eval_report {
+        Some(path) => {
+            let text = serde_json::to_string_pretty(&report).expect("eval json") + "\n";
+            crate::output::atomic_write(path, text.as_bytes())?;
+            outln!("eval report: {}", path.display());
+            Ok(if report.is_acceptable { 0 } else { 1 })
+        }
+        None => Ok(0),
+    }
+}

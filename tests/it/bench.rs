@@ -1,0 +1,169 @@
+//! `agentsched bench` and its eval report, as an optimisation agent uses them:
+//! run, change something, run again, read the JSON verdict.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::{agentsched_in, err};
+
+const ONE: &[&str] = &[
+    "bench",
+    "--suite",
+    "quick",
+    "--only",
+    "research_agent_1k/fifo_cheapest",
+    "--reps",
+    "1",
+    "--quiet",
+    "--results-dir",
+    "r",
+];
+
+fn results(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("r"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".json"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn read(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn run_with(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let args: Vec<&str> = ONE.iter().chain(extra).copied().collect();
+    agentsched_in(dir, &args)
+}
+
+/// A hand-made earlier results file: the measured one with its time scaled
+/// and, optionally, its digest replaced.
+fn hand_made(measured: &Value, time_factor: Option<f64>, digest: Option<&str>) -> Value {
+    let mut v = measured.clone();
+    let b = &mut v["benchmarks"][0];
+    b["time_s"] = match time_factor {
+        Some(f) => (b["time_s"].as_f64().unwrap() * f).into(),
+        None => Value::Null,
+    };
+    if let Some(d) = digest {
+        b["output_digest"] = d.into();
+    }
+    v
+}
+
+#[test]
+fn eval_report_scores_speed_and_vetoes_changed_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+
+    // First run: results written, no report, exit 0.
+    let o = run_with(dir, &["--eval-report", "eval.json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("first run"));
+    assert!(!dir.join("eval.json").exists());
+    let first = results(dir);
+    assert_eq!(first.len(), 1);
+    let measured = read(&first[0]);
+    let b = &measured["benchmarks"][0];
+    assert_eq!(b["name"], "research_agent_1k/fifo_cheapest");
+    assert!(b["time_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(b["output_digest"].as_str().unwrap().len(), 40);
+
+    // An earlier run 10x slower with the same digest: a positive score.
+    std::fs::remove_file(&first[0]).unwrap();
+    std::fs::write(
+        dir.join("r/results_1000.json"),
+        hand_made(&measured, Some(10.0), None).to_string(),
+    )
+    .unwrap();
+    let o = run_with(dir, &["--eval-report", "eval.json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let r = read(&dir.join("eval.json"));
+    assert!(
+        r["baseline"]
+            .as_str()
+            .unwrap()
+            .ends_with("results_1000.json")
+    );
+    let e = &r["benchmarks"][0];
+    assert!(e["perf_gain"].as_f64().unwrap() > 1.0, "{r}");
+    assert_eq!(e["output_changed"], false);
+    assert_eq!(e["score"], e["perf_gain"]);
+    assert_eq!(r["aggregate_score"], e["score"]);
+    assert_eq!(r["is_acceptable"], true);
+    assert_eq!(r["improvements"][0], "research_agent_1k/fifo_cheapest");
+    assert_eq!(results(dir).len(), 2, "results accumulate; none replaced");
+
+    // The same, but one digest changed: score 0, not acceptable, exit 1.
+    let changed = dir.join("changed.json");
+    std::fs::write(
+        &changed,
+        hand_made(&measured, Some(10.0), Some("0000")).to_string(),
+    )
+    .unwrap();
+    let o = run_with(
+        dir,
+        &["--baseline", "changed.json", "--eval-report", "eval2.json"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let r = read(&dir.join("eval2.json"));
+    assert_eq!(r["benchmarks"][0]["output_changed"], true);
+    assert_eq!(r["benchmarks"][0]["score"], 0.0);
+    assert_eq!(r["aggregate_score"], 0.0);
+    assert_eq!(r["is_acceptable"], false);
+    assert_eq!(r["output_changed"][0], "research_agent_1k/fifo_cheapest");
+
+    // An unknown earlier time: gain and score null (never NaN), exit 1.
+    std::fs::write(&changed, hand_made(&measured, None, None).to_string()).unwrap();
+    let o = run_with(
+        dir,
+        &["--baseline", "changed.json", "--eval-report", "eval3.json"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let text = std::fs::read_to_string(dir.join("eval3.json")).unwrap();
+    assert!(!text.contains("NaN"), "{text}");
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["benchmarks"][0]["perf_gain"], Value::Null);
+    assert_eq!(r["benchmarks"][0]["score"], Value::Null);
+    assert_eq!(r["aggregate_score"], Value::Null);
+    assert_eq!(r["is_acceptable"], false);
+
+    // The report may not replace the baseline it reads.
+    let before = std::fs::read(&changed).unwrap();
+    let o = run_with(
+        dir,
+        &[
+            "--baseline",
+            "changed.json",
+            "--eval-report",
+            "changed.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert_eq!(std::fs::read(&changed).unwrap(), before);
+}
+
+#[test]
+fn bad_baselines_and_filters_are_refused_before_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("b.json"), r#"{"schema": "x", "benchmarks": 3}"#).unwrap();
+    let o = run_with(dir, &["--baseline", "b.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("b.json"), "{}", err(&o));
+    assert!(!dir.join("r").exists(), "nothing ran");
+
+    let o = agentsched_in(
+        dir,
+        &["bench", "--only", "no_such_benchmark", "--results-dir", "r"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("research_agent_1k/full"),
+        "lists the names: {}",
+        err(&o)
+    );
+}
