@@ -171,66 +171,77 @@ pub fn gather(exp_dir: &Path) -> Result<(Vec<Row>, Vec<String>)> {
         })
         .collect();
     dirs.sort();
-    let mut rows = Vec::new();
+    // Runs are read in parallel (each is independent) and kept in id order.
+    use rayon::prelude::*;
+    let read: Vec<(Option<Row>, Vec<String>)> = dirs.par_iter().map(|d| gather_run(d)).collect();
+    let mut rows = Vec::with_capacity(read.len());
     let mut warnings = Vec::new();
-    for d in dirs {
-        let meta_path = d.join("meta.json");
-        let meta: Value = match std::fs::read_to_string(&meta_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-        {
-            Some(m) => m,
-            None => {
-                warnings.push(format!("{}: no readable meta.json; skipped", d.display()));
-                continue;
-            }
-        };
-        let mut row = Row::new();
-        let resolved = meta.get("resolved").cloned().unwrap_or(Value::Null);
-        for k in CONFIG_COLUMNS {
-            let v = match k {
-                "ablation_flags" => Value::String(meta["ablation_flags"].to_string()),
-                "run_id" | "ablation_name" | "exit_code" | "wall_time_s" | "sim_binary_version" => {
-                    meta[k].clone()
-                }
-                _ => resolved
-                    .get(k)
-                    .cloned()
-                    .or_else(|| meta["params"].get(k).cloned())
-                    .unwrap_or(Value::Null),
-            };
-            row.insert(k.to_string(), cell(&v));
-        }
-        // Matrix keys that are scenario paths get a column of their own.
-        if let Some(params) = meta["params"].as_object() {
-            for (k, v) in params {
-                if !row.contains_key(k) {
-                    row.insert(k.clone(), cell(v));
-                }
-            }
-        }
-        row.insert("run_dir".into(), d.display().to_string());
-        row.insert("start_time_unix_s".into(), cell(&meta["start_time_unix_s"]));
-        row.insert("end_time_unix_s".into(), cell(&meta["end_time_unix_s"]));
-        row.insert("output_digest".into(), cell(&meta["output_digest"]));
-        let summary = d.join("out/summary.csv");
-        if summary.is_file() {
-            if let Err(problem) = read_outputs(&d, &mut row) {
-                warnings.push(format!(
-                    "{}: {problem}; the run is counted as failed",
-                    d.display()
-                ));
-                row.insert("collect_error".into(), problem);
-            }
-        } else if meta["exit_code"] == 0 {
-            warnings.push(format!(
-                "{}: exit code 0 but no out/summary.csv",
-                d.display()
-            ));
-        }
-        rows.push(row);
+    for (row, w) in read {
+        rows.extend(row);
+        warnings.extend(w);
     }
     Ok((rows, warnings))
+}
+
+/// One run directory's row (None when its meta.json is unreadable) and the
+/// warnings it gave.
+fn gather_run(d: &Path) -> (Option<Row>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let meta_path = d.join("meta.json");
+    let meta: Value = match std::fs::read_to_string(&meta_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+    {
+        Some(m) => m,
+        None => {
+            warnings.push(format!("{}: no readable meta.json; skipped", d.display()));
+            return (None, warnings);
+        }
+    };
+    let mut row = Row::new();
+    let resolved = meta.get("resolved").cloned().unwrap_or(Value::Null);
+    for k in CONFIG_COLUMNS {
+        let v = match k {
+            "ablation_flags" => Value::String(meta["ablation_flags"].to_string()),
+            "run_id" | "ablation_name" | "exit_code" | "wall_time_s" | "sim_binary_version" => {
+                meta[k].clone()
+            }
+            _ => resolved
+                .get(k)
+                .cloned()
+                .or_else(|| meta["params"].get(k).cloned())
+                .unwrap_or(Value::Null),
+        };
+        row.insert(k.to_string(), cell(&v));
+    }
+    // Matrix keys that are scenario paths get a column of their own.
+    if let Some(params) = meta["params"].as_object() {
+        for (k, v) in params {
+            if !row.contains_key(k) {
+                row.insert(k.clone(), cell(v));
+            }
+        }
+    }
+    row.insert("run_dir".into(), d.display().to_string());
+    row.insert("start_time_unix_s".into(), cell(&meta["start_time_unix_s"]));
+    row.insert("end_time_unix_s".into(), cell(&meta["end_time_unix_s"]));
+    row.insert("output_digest".into(), cell(&meta["output_digest"]));
+    let summary = d.join("out/summary.csv");
+    if summary.is_file() {
+        if let Err(problem) = read_outputs(&d, &mut row) {
+            warnings.push(format!(
+                "{}: {problem}; the run is counted as failed",
+                d.display()
+            ));
+            row.insert("collect_error".into(), problem);
+        }
+    } else if meta["exit_code"] == 0 {
+        warnings.push(format!(
+            "{}: exit code 0 but no out/summary.csv",
+            d.display()
+        ));
+    }
+    (Some(row), warnings)
 }
 
 /// runs.csv column order: the seed's config columns, the summary metrics,
@@ -245,12 +256,15 @@ pub fn columns(rows: &[Row]) -> Vec<String> {
             .map(|s| s.to_string()),
     );
     cols.extend(RUNTIME_COLUMNS.iter().map(|s| s.to_string()));
-    let fixed: BTreeSet<String> = cols.iter().cloned().collect();
-    let rest: BTreeSet<String> = rows
-        .iter()
-        .flat_map(|r| r.keys().cloned())
-        .filter(|k| !fixed.contains(k))
-        .collect();
+    let fixed: BTreeSet<&str> = cols.iter().map(String::as_str).collect();
+    // Inserted one by one: collecting would sort every row's keys at once.
+    let mut rest: BTreeSet<&str> = BTreeSet::new();
+    for k in rows.iter().flat_map(|r| r.keys()) {
+        if !fixed.contains(k.as_str()) {
+            rest.insert(k);
+        }
+    }
+    let rest: Vec<String> = rest.into_iter().map(String::from).collect();
     cols.extend(rest);
     cols
 }

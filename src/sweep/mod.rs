@@ -179,7 +179,9 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
                 source,
             })?;
         }
-        if opts.resume && is_complete(&runs_dir.join(&r.run_id), &r.config_hash) {
+        // Resolved here only to compare hashes, then dropped.
+        if opts.resume && is_complete(&runs_dir.join(&r.run_id), &r.resolve(&cfg.base).config_hash)
+        {
             outcome.skipped += 1;
         } else {
             todo.push(r);
@@ -239,7 +241,7 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
                     if stop.load(Ordering::SeqCst) {
                         return 0;
                     }
-                    let staged = execute(r, runs_dir);
+                    let staged = execute(r, &cfg.base, runs_dir);
                     if !staged.ok && opts.fail_fast {
                         stop.store(true, Ordering::SeqCst);
                     }
@@ -290,14 +292,15 @@ pub fn commit(staged: &Staged, runs_dir: &Path) -> Result<()> {
 
 /// Runs one planned run into its staging directory. Never panics: a panic
 /// inside the simulator is caught here and recorded as exit code 4.
-pub fn execute(r: &PlannedRun, runs_dir: &Path) -> Staged {
+pub fn execute(r: &PlannedRun, base: &Value, runs_dir: &Path) -> Staged {
     use crate::output::{Durability, write_file};
+    let resolved = r.resolve(base);
     let staging = runs_dir.join(format!(".{}.partial", r.run_id));
     let final_dir = runs_dir.join(&r.run_id);
     let out = staging.join("out");
     let start_unix = unix_now();
     let started = Instant::now();
-    let result: std::result::Result<(String, String), (u8, String)> = match &r.scenario {
+    let result: std::result::Result<(String, String), (u8, String)> = match &resolved.scenario {
         Err(msg) => Err((2, format!("error: {msg}"))),
         Ok(s) => {
             match std::panic::catch_unwind(|| {
@@ -339,7 +342,7 @@ pub fn execute(r: &PlannedRun, runs_dir: &Path) -> Staged {
             stderr.as_bytes(),
             Durability::Staged,
         )?;
-        let resolved = r.scenario.as_ref().ok().map(resolved_params);
+        let resolved_params = resolved.scenario.as_ref().ok().map(resolved_params);
         let meta = json!({
             "run_id": r.run_id,
             "params": r.params,
@@ -352,13 +355,13 @@ pub fn execute(r: &PlannedRun, runs_dir: &Path) -> Staged {
             "wall_time_s": wall,
             "exit_code": exit_code,
             "sim_binary_version": concat!("agentsched ", env!("CARGO_PKG_VERSION")),
-            "config_hash": r.config_hash,
-            "scenario_hash": r.scenario.as_ref().ok().map(|s| {
+            "config_hash": resolved.config_hash,
+            "scenario_hash": resolved.scenario.as_ref().ok().map(|s| {
                 use sha1::Digest;
                 sha1::Sha1::digest(s.to_pretty_json().as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
             }),
             "output_digest": digest,
-            "resolved": resolved,
+            "resolved": resolved_params,
         });
         write_file(
             &staging.join("meta.json"),

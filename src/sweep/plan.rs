@@ -463,7 +463,9 @@ fn is_scenario_field(k: &str) -> bool {
         .any(|f| f == k)
 }
 
-/// One planned run.
+/// One planned run: what identifies it. The scenario is resolved only when
+/// the run executes ([`PlannedRun::resolve`]), so a plan of many runs costs
+/// little memory and a sweep's memory follows its workers, not its length.
 #[derive(Clone, Debug)]
 pub struct PlannedRun {
     /// Position in the full plan (before sharding).
@@ -474,16 +476,37 @@ pub struct PlannedRun {
     pub params: Map<String, Value>,
     /// Ablation.
     pub ablation: Ablation,
-    /// The resolved scenario, or why the parameters do not make one (the
-    /// run then fails with exit code 2; the sweep goes on).
-    pub scenario: std::result::Result<Scenario, String>,
-    /// SHA-1 of the resolved scenario (and trace switch): what resume compares.
-    pub config_hash: String,
     /// Write trace.json.
     pub trace: bool,
 }
 
+/// A planned run's scenario and the hash resume compares.
+#[derive(Clone, Debug)]
+pub struct ResolvedRun {
+    /// The resolved scenario, or why the parameters do not make one (the
+    /// run then fails with exit code 2; the sweep goes on).
+    pub scenario: std::result::Result<Scenario, String>,
+    /// SHA-1 of the resolved scenario (and trace switch and tool version).
+    pub config_hash: String,
+}
+
 impl PlannedRun {
+    /// Resolves the run's scenario against the experiment's base scenario.
+    pub fn resolve(&self, base: &Value) -> ResolvedRun {
+        let scenario = resolve(base, &self.params, &self.ablation);
+        let mut h = Sha1::new();
+        match &scenario {
+            Ok(s) => h.update(s.to_pretty_json().as_bytes()),
+            Err(e) => h.update(e.as_bytes()),
+        }
+        h.update([self.trace as u8]);
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        ResolvedRun {
+            scenario,
+            config_hash: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
     /// The equivalent `agentsched simulate` command line.
     pub fn cmd(&self, out_dir: &Path) -> Vec<String> {
         let mut cmd = vec!["agentsched".to_string(), "simulate".to_string()];
@@ -626,7 +649,6 @@ pub fn expand(cfg: &ExperimentConfig, trace: bool) -> Result<Vec<PlannedRun>> {
                     params.insert(k.clone(), v.clone());
                 }
                 params.insert("seed".into(), seed.clone());
-                let scenario = resolve(&cfg.base, &params, ab);
                 let run_id = run_id(&params, ab, &cfg.base);
                 if !seen.insert(run_id.clone()) {
                     return Err(Error::Input(format!(
@@ -634,21 +656,11 @@ pub fn expand(cfg: &ExperimentConfig, trace: bool) -> Result<Vec<PlannedRun>> {
                         cfg.origin
                     )));
                 }
-                let mut h = Sha1::new();
-                match &scenario {
-                    Ok(s) => h.update(s.to_pretty_json().as_bytes()),
-                    Err(e) => h.update(e.as_bytes()),
-                }
-                h.update([trace as u8]);
-                h.update(env!("CARGO_PKG_VERSION").as_bytes());
-                let config_hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
                 plan.push(PlannedRun {
                     index: plan.len(),
                     run_id,
                     params,
                     ablation: ab.clone(),
-                    scenario,
-                    config_hash,
                     trace,
                 });
             }
@@ -728,7 +740,8 @@ mod tests {
             .iter()
             .find(|r| r.run_id.starts_with("full__wf5__seed1__no_hedge"))
             .unwrap();
-        let r = r.scenario.as_ref().unwrap();
+        let resolved = r.resolve(&smoke().base);
+        let r = resolved.scenario.as_ref().unwrap();
         assert!(r.ablations.disable_hedging && r.ablations.enable_model_routing);
         assert_eq!(r.heavy_tail.mult, 50.0);
         assert_eq!(r.workload.workflows, 5);
