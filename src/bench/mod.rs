@@ -474,39 +474,45 @@ pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
     }
     let reps = opts.repetitions.unwrap_or(opts.suite.repetitions());
     let mut scratch = Scratch::new()?;
-    let mut results = Vec::new();
+    // One warm-up each (it also fixes the digest every repetition must
+    // reproduce), then the repetitions round-robin over the benchmarks: a
+    // slow phase of a shared machine then hits every benchmark alike, which
+    // keeps the ratios between benchmarks of one run honest.
+    let mut digests = Vec::with_capacity(specs.len());
     for spec in &specs {
         if opts.progress {
-            eprint!("{:<40} ", spec.name);
+            eprintln!("warm-up: {}", spec.name);
         }
-        let warm = scratch.fresh();
-        let digest = (spec.work)(&warm)?;
-        remove_quietly(&warm);
-        let mut times = Vec::with_capacity(reps);
-        for _ in 0..reps {
+        let dir = scratch.fresh();
+        digests.push((spec.work)(&dir)?);
+        remove_quietly(&dir);
+    }
+    let mut times = vec![Vec::with_capacity(reps); specs.len()];
+    for rep in 0..reps {
+        for (i, spec) in specs.iter().enumerate() {
             let dir = scratch.fresh();
             let started = Instant::now();
             let d = (spec.work)(&dir)?;
-            times.push(started.elapsed().as_secs_f64());
+            let t = started.elapsed().as_secs_f64();
             remove_quietly(&dir);
-            if d != digest {
+            if d != digests[i] {
                 return Err(Error::Execution(format!(
-                    "benchmark {}: repetitions computed different results ({digest} then {d}): the engine is not deterministic",
-                    spec.name
+                    "benchmark {}: repetitions computed different results ({} then {d}): the engine is not deterministic",
+                    spec.name, digests[i]
                 )));
             }
+            if opts.progress {
+                eprintln!("{}/{reps} {:<40} {t:.4} s", rep + 1, spec.name);
+            }
+            times[i].push(t);
         }
-        let r = summarize(spec, &times, digest);
-        if opts.progress {
-            eprintln!(
-                "{:>9.4} s  (median {:.4}, spread {:.1}%)",
-                r.time_s.unwrap_or(f64::NAN),
-                r.median_s.unwrap_or(f64::NAN),
-                100.0 * r.spread.unwrap_or(f64::NAN)
-            );
-        }
-        results.push(r);
     }
+    let results: Vec<BenchResult> = specs
+        .iter()
+        .zip(times)
+        .zip(digests)
+        .map(|((spec, t), d)| summarize(spec, &t, d))
+        .collect();
     Ok(ResultsFile {
         schema: RESULTS_SCHEMA.into(),
         suite: opts.suite,
