@@ -228,7 +228,7 @@ fn gather_run(d: &Path) -> (Option<Row>, Vec<String>) {
     row.insert("output_digest".into(), cell(&meta["output_digest"]));
     let summary = d.join("out/summary.csv");
     if summary.is_file() {
-        if let Err(problem) = read_outputs(&d, &mut row) {
+        if let Err(problem) = read_outputs(d, &mut row) {
             warnings.push(format!(
                 "{}: {problem}; the run is counted as failed",
                 d.display()
