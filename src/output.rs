@@ -334,78 +334,92 @@ fn workflow_row(row: &mut Vec<u8>, r: &WorkflowRecord, redos: bool) {
     row.push(b'\n');
 }
 
-/// Records per message to the row writer: large enough that the channel
-/// costs nothing per row, small enough to bound memory (a few hundred KB).
+/// Records per message to a file's writer thread: large enough that the
+/// channel costs nothing per record, small enough to bound memory (a few
+/// hundred KB in flight).
 const ROW_BATCH: usize = 1024;
+/// Trace events per message (an event is smaller than a workflow record).
+const TRACE_BATCH: usize = 4096;
 
-/// What the simulation thread sends the row writer.
-enum RowMsg {
-    Rows(Vec<WorkflowRecord>),
-    /// Every row was sent: flush, sync and rename into place.
+/// What the simulation thread sends a writer thread.
+enum Batch<T> {
+    Items(Vec<T>),
+    /// Everything was sent: write the footer, flush, sync, rename into place.
     Commit,
 }
 
-/// `workflows.csv` is formatted, hashed and written on a thread of its own,
-/// so that on a machine with a spare core the run barely waits for it. The
-/// rows arrive in id order through a FIFO channel, so the bytes are those a
-/// single thread writes.
-#[derive(Debug)]
-struct RowWriter {
-    batch: Vec<WorkflowRecord>,
-    tx: Option<std::sync::mpsc::SyncSender<RowMsg>>,
+/// A file formatted, hashed and written on a thread of its own, so that on
+/// a machine with a spare core the run barely waits for it. Records arrive
+/// in order through a FIFO channel, so the bytes are those a single thread
+/// writes. Used for `workflows.csv` and `trace.json`.
+struct BatchWriter<T: Send + 'static> {
+    batch: Vec<T>,
+    batch_len: usize,
+    tx: Option<std::sync::mpsc::SyncSender<Batch<T>>>,
     handle: Option<std::thread::JoinHandle<Result<[u8; 20]>>>,
 }
 
-impl std::fmt::Debug for RowMsg {
+impl<T: Send + 'static> std::fmt::Debug for BatchWriter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RowMsg::Rows(r) => write!(f, "Rows({})", r.len()),
-            RowMsg::Commit => write!(f, "Commit"),
-        }
+        f.debug_struct("BatchWriter")
+            .field("buffered", &self.batch.len())
+            .finish()
     }
 }
 
-impl RowWriter {
-    fn start(mut file: StreamFile, redos: bool) -> Result<RowWriter> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<RowMsg>(4);
+impl<T: Send + 'static> BatchWriter<T> {
+    /// Starts the thread `name`; `format` appends one record's text, and
+    /// `footer` is written after the last record.
+    fn start(
+        name: &str,
+        mut file: StreamFile,
+        batch_len: usize,
+        mut format: impl FnMut(&mut Vec<u8>, &T) + Send + 'static,
+        footer: &'static [u8],
+    ) -> Result<BatchWriter<T>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<T>>(4);
         let handle = std::thread::Builder::new()
-            .name("workflows.csv".into())
+            .name(name.into())
             .spawn(move || {
                 // A whole batch is formatted into one buffer and handed over
-                // in one write: one hash update and no copy per row.
-                let mut text = Vec::with_capacity(ROW_BATCH * 128);
+                // in one write: one hash update and no copy per record.
+                let mut text = Vec::with_capacity(batch_len * 128);
                 for msg in rx {
                     match msg {
-                        RowMsg::Rows(rows) => {
+                        Batch::Items(items) => {
                             text.clear();
-                            for r in &rows {
-                                workflow_row(&mut text, r, redos);
+                            for r in &items {
+                                format(&mut text, r);
                             }
                             file.write(&text);
                         }
-                        RowMsg::Commit => return file.commit(),
+                        Batch::Commit => {
+                            file.write(footer);
+                            return file.commit();
+                        }
                     }
                 }
                 // The run ended without a commit: the temporary file goes.
-                Err(Error::Execution("workflows.csv: not committed".into()))
+                Err(Error::Execution("output not committed".into()))
             })
-            .map_err(|e| Error::Execution(format!("cannot start the workflows.csv writer: {e}")))?;
-        Ok(RowWriter {
-            batch: Vec::with_capacity(ROW_BATCH),
+            .map_err(|e| Error::Execution(format!("cannot start the {name} writer: {e}")))?;
+        Ok(BatchWriter {
+            batch: Vec::with_capacity(batch_len),
+            batch_len,
             tx: Some(tx),
             handle: Some(handle),
         })
     }
 
-    fn push(&mut self, r: WorkflowRecord) {
+    fn push(&mut self, r: T) {
         self.batch.push(r);
-        if self.batch.len() == ROW_BATCH {
-            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
-            self.send(RowMsg::Rows(full));
+        if self.batch.len() == self.batch_len {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_len));
+            self.send(Batch::Items(full));
         }
     }
 
-    fn send(&mut self, msg: RowMsg) {
+    fn send(&mut self, msg: Batch<T>) {
         // A writer that stopped (it only stops on commit) reports at join.
         if let Some(tx) = &self.tx {
             let _ = tx.send(msg);
@@ -413,19 +427,19 @@ impl RowWriter {
     }
 
     fn commit(mut self) -> Result<[u8; 20]> {
-        let rows = std::mem::take(&mut self.batch);
-        self.send(RowMsg::Rows(rows));
-        self.send(RowMsg::Commit);
+        let rest = std::mem::take(&mut self.batch);
+        self.send(Batch::Items(rest));
+        self.send(Batch::Commit);
         self.tx = None;
         self.handle
             .take()
             .expect("joined once")
             .join()
-            .unwrap_or_else(|_| Err(Error::Execution("the workflows.csv writer panicked".into())))
+            .unwrap_or_else(|_| Err(Error::Execution("an output writer panicked".into())))
     }
 }
 
-impl Drop for RowWriter {
+impl<T: Send + 'static> Drop for BatchWriter<T> {
     fn drop(&mut self) {
         // Uncommitted (the run failed): close the channel and wait, so the
         // temporary file is gone when the caller reports the failure.
@@ -436,20 +450,25 @@ impl Drop for RowWriter {
     }
 }
 
+/// The names a trace line prints (a copy for the trace's writer thread).
+#[derive(Clone, Debug)]
+struct TraceNames {
+    node_types: Vec<String>,
+    providers: Vec<String>,
+    pools: Vec<String>,
+}
+
 /// Streams `workflows.csv` in id order (records arrive in completion order
 /// and wait in a reorder buffer only until every lower id is written) and,
 /// optionally, `trace.json`.
 #[derive(Debug)]
 pub struct FileObserver {
-    workflows: RowWriter,
+    workflows: BatchWriter<WorkflowRecord>,
     /// Records that finished before a lower id: slot `i` holds id
     /// `next_id + i` (a ring, so the near-in-order common case moves nothing).
     pending: std::collections::VecDeque<Option<WorkflowRecord>>,
     next_id: u64,
-    trace: Option<(StreamFile, bool)>,
-    names: NodeTable,
-    /// Scratch for one row or trace line.
-    line: Vec<u8>,
+    trace: Option<BatchWriter<TraceEvent>>,
 }
 
 impl FileObserver {
@@ -461,7 +480,12 @@ impl FileObserver {
         s: &Scenario,
         durability: Durability,
     ) -> Result<FileObserver> {
-        let names = NodeTable::build(s);
+        let table = NodeTable::build(s);
+        let names = TraceNames {
+            node_types: table.names,
+            providers: table.providers,
+            pools: table.pools,
+        };
         let redos = s.redos_possible();
         let mut workflows = StreamFile::create(&dir.join("workflows.csv"), durability)?;
         if redos {
@@ -473,18 +497,34 @@ impl FileObserver {
         let trace = if trace {
             let mut t = StreamFile::create(&dir.join("trace.json"), durability)?;
             t.write(b"[\n");
-            Some((t, true))
+            let mut first = true;
+            Some(BatchWriter::start(
+                "trace.json",
+                t,
+                TRACE_BATCH,
+                move |out: &mut Vec<u8>, e: &TraceEvent| {
+                    if !first {
+                        out.extend_from_slice(b",\n");
+                    }
+                    first = false;
+                    trace_json(out, e, &names);
+                },
+                b"\n]\n",
+            )?)
         } else {
             None
         };
         Ok(FileObserver {
-            workflows: RowWriter::start(workflows, redos)?,
+            workflows: BatchWriter::start(
+                "workflows.csv",
+                workflows,
+                ROW_BATCH,
+                move |out: &mut Vec<u8>, r: &WorkflowRecord| workflow_row(out, r, redos),
+                b"",
+            )?,
             pending: std::collections::VecDeque::new(),
             next_id: 0,
             trace,
-            names,
-
-            line: Vec::with_capacity(256),
         })
     }
 
@@ -494,85 +534,82 @@ impl FileObserver {
         for r in std::mem::take(&mut self.pending).into_iter().flatten() {
             self.workflows.push(r);
         }
-        if let Some((mut t, _)) = self.trace.take() {
-            t.write(b"\n]\n");
+        if let Some(t) = self.trace.take() {
             t.commit()?;
         }
         self.workflows.commit()
     }
+}
 
-    /// One trace event as a JSON object, into `self.line`.
-    fn trace_json(&mut self, e: &TraceEvent) {
-        use crate::numtext::{push_fixed, push_u64};
-        let out = &mut self.line;
-        out.clear();
-        out.extend_from_slice(b"{\"t_ms\":");
-        push_fixed(out, e.t.0, 3);
-        let ev: &[u8] = match e.kind {
-            TraceKind::Arrive => b"arrive",
-            TraceKind::Ready => b"ready",
-            TraceKind::Start(_) => b"start",
-            TraceKind::End(_) => b"end",
-            TraceKind::NodeDone => b"node_done",
-            TraceKind::WorkflowDone(_) => b"workflow_done",
-            TraceKind::Redo => b"redo",
-        };
-        out.extend_from_slice(b",\"ev\":\"");
-        out.extend_from_slice(ev);
-        out.extend_from_slice(b"\",\"workflow\":");
-        push_u64(out, e.workflow);
-        if !matches!(e.kind, TraceKind::Arrive | TraceKind::WorkflowDone(_)) {
-            out.extend_from_slice(b",\"node\":");
-            push_u64(out, u64::from(e.node));
-            out.extend_from_slice(b",\"node_type\":\"");
-            out.extend_from_slice(self.names.names[e.node_type as usize].as_bytes());
+/// Appends one trace event as a JSON object.
+fn trace_json(out: &mut Vec<u8>, e: &TraceEvent, names: &TraceNames) {
+    use crate::numtext::{push_fixed, push_u64};
+    out.extend_from_slice(b"{\"t_ms\":");
+    push_fixed(out, e.t.0, 3);
+    let ev: &[u8] = match e.kind {
+        TraceKind::Arrive => b"arrive",
+        TraceKind::Ready => b"ready",
+        TraceKind::Start(_) => b"start",
+        TraceKind::End(_) => b"end",
+        TraceKind::NodeDone => b"node_done",
+        TraceKind::WorkflowDone(_) => b"workflow_done",
+        TraceKind::Redo => b"redo",
+    };
+    out.extend_from_slice(b",\"ev\":\"");
+    out.extend_from_slice(ev);
+    out.extend_from_slice(b"\",\"workflow\":");
+    push_u64(out, e.workflow);
+    if !matches!(e.kind, TraceKind::Arrive | TraceKind::WorkflowDone(_)) {
+        out.extend_from_slice(b",\"node\":");
+        push_u64(out, u64::from(e.node));
+        out.extend_from_slice(b",\"node_type\":\"");
+        out.extend_from_slice(names.node_types[e.node_type as usize].as_bytes());
+        out.push(b'"');
+    }
+    match e.place {
+        Place::None => {}
+        Place::Tier { provider, tier } => {
+            out.extend_from_slice(b",\"provider\":\"");
+            out.extend_from_slice(names.providers[provider as usize].as_bytes());
+            out.extend_from_slice(b"\",\"tier\":");
+            push_u64(out, u64::from(tier));
+            out.extend_from_slice(b",\"attempt\":");
+            push_u64(out, u64::from(e.attempt));
+            out.extend_from_slice(b",\"model\":");
+            push_u64(out, u64::from(e.model));
+        }
+        Place::Pool(p) => {
+            out.extend_from_slice(b",\"provider\":\"");
+            out.extend_from_slice(names.pools[p as usize].as_bytes());
+            out.extend_from_slice(b"\",\"tier\":0");
+        }
+    }
+    match e.kind {
+        TraceKind::Start(k) => {
+            out.extend_from_slice(b",\"start_kind\":\"");
+            out.extend_from_slice(k.name().as_bytes());
             out.push(b'"');
         }
-        match e.place {
-            Place::None => {}
-            Place::Tier { provider, tier } => {
-                out.extend_from_slice(b",\"provider\":\"");
-                out.extend_from_slice(self.names.providers[provider as usize].as_bytes());
-                out.extend_from_slice(b"\",\"tier\":");
-                push_u64(out, u64::from(tier));
-                out.extend_from_slice(b",\"attempt\":");
-                push_u64(out, u64::from(e.attempt));
-                out.extend_from_slice(b",\"model\":");
-                push_u64(out, u64::from(e.model));
-            }
-            Place::Pool(p) => {
-                out.extend_from_slice(b",\"provider\":\"");
-                out.extend_from_slice(self.names.pools[p as usize].as_bytes());
-                out.extend_from_slice(b"\",\"tier\":0");
-            }
+        TraceKind::End(o) => {
+            out.extend_from_slice(b",\"outcome\":\"");
+            out.extend_from_slice(o.name().as_bytes());
+            out.extend_from_slice(b"\",\"cost\":");
+            push_fixed(out, e.cost.0, 9);
         }
-        match e.kind {
-            TraceKind::Start(k) => {
-                out.extend_from_slice(b",\"start_kind\":\"");
-                out.extend_from_slice(k.name().as_bytes());
-                out.push(b'"');
-            }
-            TraceKind::End(o) => {
-                out.extend_from_slice(b",\"outcome\":\"");
-                out.extend_from_slice(o.name().as_bytes());
-                out.extend_from_slice(b"\",\"cost\":");
-                push_fixed(out, e.cost.0, 9);
-            }
-            TraceKind::WorkflowDone(ok) => {
-                out.extend_from_slice(if ok {
-                    b",\"ok\":true"
-                } else {
-                    b",\"ok\":false"
-                });
-            }
-            TraceKind::Redo => {
-                out.extend_from_slice(b",\"cost\":");
-                push_fixed(out, e.cost.0, 9);
-            }
-            _ => {}
+        TraceKind::WorkflowDone(ok) => {
+            out.extend_from_slice(if ok {
+                b",\"ok\":true"
+            } else {
+                b",\"ok\":false"
+            });
         }
-        out.push(b'}');
+        TraceKind::Redo => {
+            out.extend_from_slice(b",\"cost\":");
+            push_fixed(out, e.cost.0, 9);
+        }
+        _ => {}
     }
+    out.push(b'}');
 }
 
 impl Observer for FileObserver {
@@ -599,16 +636,8 @@ impl Observer for FileObserver {
     }
 
     fn trace(&mut self, e: &TraceEvent) {
-        if self.trace.is_none() {
-            return;
-        }
-        self.trace_json(e);
-        if let Some((t, first)) = self.trace.as_mut() {
-            if !*first {
-                t.write(b",\n");
-            }
-            *first = false;
-            t.write(&self.line);
+        if let Some(t) = self.trace.as_mut() {
+            t.push(*e);
         }
     }
 }
