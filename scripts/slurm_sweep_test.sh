@@ -3,7 +3,7 @@
 # single-node cluster on 127.0.0.1 (private munged, configs and state under one
 # temporary directory, nothing in /etc), runs an experiment as a 4-task job array
 # (`--shard $SLURM_ARRAY_TASK_ID/4`, all tasks into one directory), collects it, and
-# checks that runs.csv and sweep_aggregate.{json,csv} equal a single-machine sweep's
+# checks that runs.csv, sweep_aggregate.{json,csv} and sweep_trends.csv equal a single-machine sweep's
 # except the timing columns. Stops every daemon it started, by PID, pass or fail.
 #
 # Usage: scripts/slurm_sweep_test.sh BIN [CONFIG] [SHARDS]
@@ -238,9 +238,9 @@ assert all(x["exit_code"] == "0" for x in ra.values()), "a reference run failed"
 with open(f"{a}/sweep_aggregate.json") as f: ja = json.load(f)
 with open(f"{b}/sweep_aggregate.json") as f: jb = json.load(f)
 assert ja == jb, "sweep_aggregate.json differs"
-assert open(f"{a}/sweep_aggregate.csv").read() == open(f"{b}/sweep_aggregate.csv").read(), \
-    "sweep_aggregate.csv differs"
+for name in ("sweep_aggregate.csv", "sweep_trends.csv"):
+    assert open(f"{a}/{name}").read() == open(f"{b}/{name}").read(), f"{name} differs"
 print(f"[slurm-test] {len(ra)} runs: runs.csv ({len(next(iter(ra.values())))} columns compared), "
-      f"sweep_aggregate.json and .csv equal the single-machine sweep", file=sys.stderr)
+      f"sweep_aggregate.json, sweep_aggregate.csv and sweep_trends.csv equal the single-machine sweep", file=sys.stderr)
 PY
 log "PASSED in $(($(date +%s) - t0)) s (cluster start included)"

@@ -85,6 +85,50 @@ pub fn mean(data: &[f64]) -> f64 {
     }
 }
 
+/// Ranks of `xs`, 1-based, ties sharing their average rank (as
+/// `scipy.stats.rankdata` and pandas' `rank()` do).
+pub fn ranks(xs: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
+    let mut r = vec![0.0; xs.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && xs[order[j + 1]] == xs[order[i]] {
+            j += 1;
+        }
+        // Positions i..=j share the mean of ranks i+1..=j+1.
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Spearman's rank correlation: Pearson's correlation of the ranks (ties
+/// averaged), as `scipy.stats.spearmanr`. NaN with fewer than two pairs, a
+/// NaN among them, or a constant side.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len(), "paired samples");
+    if x.len() < 2 || x.iter().chain(y).any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    let (rx, ry) = (ranks(x), ranks(y));
+    let (mx, my) = (mean(&rx), mean(&ry));
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return f64::NAN;
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
 /// Descriptive statistics of one metric across trials (seeds).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Describe {
@@ -171,6 +215,29 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ranks_average_ties() {
+        assert_eq!(ranks(&[10.0, 30.0, 20.0, 20.0]), vec![1.0, 4.0, 2.5, 2.5]);
+        assert_eq!(ranks(&[]), Vec::<f64>::new());
+    }
+
+    #[test]
+    fn spearman_by_hand() {
+        // Monotone either way, whatever the spacing.
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[1.0, 10.0, 1000.0]), 1.0);
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[5.0, 4.0, -9.0]), -1.0);
+        // x ranks 1..5, y = [5,6,7,8,7] ranks [1,2,3.5,5,3.5]; both mean 3:
+        // dx = [-2,-1,0,1,2], dy = [-2,-1,0.5,2,0.5]; sum dx*dy = 4+1+0+2+1 = 8,
+        // sum dx^2 = 10, sum dy^2 = 4+1+0.25+4+0.25 = 9.5; rho = 8 / sqrt(95) = 0.8208
+        // (scipy.stats.spearmanr gives 0.82078...).
+        let rho = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[5.0, 6.0, 7.0, 8.0, 7.0]);
+        assert!((rho - 8.0 / 95f64.sqrt()).abs() < 1e-12, "{rho}");
+        // A peak in the middle: rises then falls, rho 0.
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[1.0, 3.0, 1.0]), 0.0);
+        assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_nan(), "constant side");
+        assert!(spearman(&[1.0], &[1.0]).is_nan());
+    }
     use super::*;
 
     #[test]

@@ -364,6 +364,126 @@ pub struct Aggregate {
     pub best: Map<String, Value>,
     /// Keys that vary across the sweep.
     pub varying: BTreeSet<String>,
+    /// How each headline metric moves along each numeric swept parameter.
+    pub trends: Vec<Trend>,
+}
+
+/// How one headline metric moves along one numeric swept parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trend {
+    /// The parameter.
+    pub parameter: String,
+    /// The metric.
+    pub metric: &'static str,
+    /// The parameter's values, ascending.
+    pub values: Vec<f64>,
+    /// Per value, the mean over the configurations with it of their mean
+    /// over seeds.
+    pub means: Vec<f64>,
+    /// `rises`, `falls`, `flat` or `non_monotonic`, read off `means`.
+    pub direction: &'static str,
+    /// Spearman's rho between the parameter and the metric over all
+    /// successful runs.
+    pub spearman_rho: f64,
+    /// Runs behind rho.
+    pub n_runs: usize,
+    /// Slices (configurations equal but for this parameter) by direction:
+    /// rises, falls, flat, non-monotonic. Tells a consistent trend from one
+    /// that holds for some policies only.
+    pub slices: [usize; 4],
+}
+
+/// The direction of a sequence: strictly up, strictly down, all equal, or
+/// anything else.
+fn direction(seq: &[f64]) -> &'static str {
+    let pairs = || seq.windows(2);
+    if seq.len() < 2 || seq.iter().any(|x| x.is_nan()) {
+        "non_monotonic"
+    } else if pairs().all(|w| w[1] > w[0]) {
+        "rises"
+    } else if pairs().all(|w| w[1] < w[0]) {
+        "falls"
+    } else if pairs().all(|w| w[1] == w[0]) {
+        "flat"
+    } else {
+        "non_monotonic"
+    }
+}
+
+/// Trends of every headline metric along every varying parameter whose
+/// values are all numbers (at least two of them).
+fn trends(configs: &[ConfigStats], ok: &[&Row], varying: &BTreeSet<String>) -> Vec<Trend> {
+    let mut out = Vec::new();
+    for p in varying {
+        let value = |c: &ConfigStats| c.key.get(p).parse::<f64>().ok().filter(|v| v.is_finite());
+        if configs.iter().any(|c| value(c).is_none()) {
+            continue;
+        }
+        let mut values: Vec<f64> = configs.iter().filter_map(value).collect();
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        if values.len() < 2 {
+            continue;
+        }
+        // Slices: configurations equal in every key but `p`.
+        let mut slices: BTreeMap<ConfigKey, Vec<(f64, &ConfigStats)>> = BTreeMap::new();
+        for c in configs {
+            let rest = ConfigKey(c.key.0.iter().filter(|(k, _)| k != p).cloned().collect());
+            slices
+                .entry(rest)
+                .or_default()
+                .push((value(c).expect("checked"), c));
+        }
+        for m in HEADLINE {
+            let means: Vec<f64> = values
+                .iter()
+                .map(|v| {
+                    let at: Vec<f64> = configs
+                        .iter()
+                        .filter(|c| value(c) == Some(*v))
+                        .map(|c| c.metrics[m].mean)
+                        .collect();
+                    crate::stats::mean(&at)
+                })
+                .collect();
+            let mut by_slice = [0usize; 4];
+            for members in slices.values_mut() {
+                members.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let seq: Vec<f64> = members.iter().map(|(_, c)| c.metrics[m].mean).collect();
+                if seq.len() < 2 {
+                    continue;
+                }
+                let i = match direction(&seq) {
+                    "rises" => 0,
+                    "falls" => 1,
+                    "flat" => 2,
+                    _ => 3,
+                };
+                by_slice[i] += 1;
+            }
+            let (mut xs, mut ys) = (Vec::new(), Vec::new());
+            for c in configs {
+                for &i in c.seeds.values() {
+                    let y = num(ok[i], m);
+                    if !y.is_nan() {
+                        xs.push(value(c).expect("checked"));
+                        ys.push(y);
+                    }
+                }
+            }
+            out.push(Trend {
+                parameter: p.clone(),
+                metric: m,
+                direction: direction(&means),
+                values: values.clone(),
+                means,
+                spearman_rho: crate::stats::spearman(&xs, &ys),
+                n_runs: xs.len(),
+                slices: by_slice,
+            });
+        }
+    }
+    out
 }
 
 /// Computes the sweep statistics from successful rows.
@@ -508,12 +628,72 @@ pub fn aggregate(rows: &[Row]) -> Aggregate {
             }));
         }
     }
+    let trends = trends(&configs, &ok, &varying);
     Aggregate {
         configs,
         paired,
         best,
         varying,
+        trends,
     }
+}
+
+fn trend_json(t: &Trend) -> Value {
+    json!({
+        "parameter": t.parameter,
+        "metric": t.metric,
+        "direction": t.direction,
+        "spearman_rho": json_f64(t.spearman_rho),
+        "n_runs": t.n_runs,
+        "values": t.values.iter().map(|v| json_f64(*v)).collect::<Vec<_>>(),
+        "means": t.means.iter().map(|v| json_f64(*v)).collect::<Vec<_>>(),
+        "slices": {
+            "rises": t.slices[0], "falls": t.slices[1], "flat": t.slices[2], "non_monotonic": t.slices[3],
+        },
+    })
+}
+
+/// `sweep_trends.csv`: one row per (parameter, metric).
+pub fn trends_csv(a: &Aggregate) -> Vec<u8> {
+    let f = crate::output::fmt_f64;
+    let cols: Vec<String> = [
+        "parameter",
+        "metric",
+        "direction",
+        "spearman_rho",
+        "n_runs",
+        "values",
+        "means",
+        "slices_rises",
+        "slices_falls",
+        "slices_flat",
+        "slices_non_monotonic",
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
+    let join = |xs: &[f64]| xs.iter().map(|x| f(*x)).collect::<Vec<_>>().join(";");
+    let rows: Vec<Row> = a
+        .trends
+        .iter()
+        .map(|t| {
+            let cells = [
+                t.parameter.clone(),
+                t.metric.to_string(),
+                t.direction.to_string(),
+                f(t.spearman_rho),
+                t.n_runs.to_string(),
+                join(&t.values),
+                join(&t.means),
+                t.slices[0].to_string(),
+                t.slices[1].to_string(),
+                t.slices[2].to_string(),
+                t.slices[3].to_string(),
+            ];
+            cols.iter().cloned().zip(cells).collect()
+        })
+        .collect();
+    to_csv(&rows, &cols)
 }
 
 fn describe_json(d: &Describe) -> Value {
@@ -537,6 +717,7 @@ pub fn aggregate_json(a: &Aggregate) -> Value {
         "pareto_objectives": ["makespan_p95_ms (mean over seeds)", "cost_mean (mean over seeds)"],
         "best": a.best,
         "paired_vs_baseline": a.paired,
+        "trends": a.trends.iter().map(trend_json).collect::<Vec<_>>(),
     })
 }
 
@@ -622,6 +803,7 @@ pub fn collect(exp_dir: &Path, out_csv: Option<&Path>) -> Result<Collected> {
         format!("{:#}\n", aggregate_json(&a)).as_bytes(),
     )?;
     atomic_write(&agg_dir.join("sweep_aggregate.csv"), &aggregate_csv(&a))?;
+    atomic_write(&agg_dir.join("sweep_trends.csv"), &trends_csv(&a))?;
     crate::output::sync_dir(&agg_dir);
     if let Some(parent) = runs_csv.parent() {
         crate::output::sync_dir(parent);
@@ -638,4 +820,95 @@ pub fn collect(exp_dir: &Path, out_csv: Option<&Path>) -> Result<Collected> {
 /// Reads a runs.csv back (the report's input).
 pub fn read_runs_csv(path: &Path) -> Result<Vec<Row>> {
     read_csv(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A successful run of `policy` with `slots` (a numeric swept key) and
+    /// seed, whose p95 is `p95` and cost `cost`.
+    fn row(policy: &str, slots: &str, seed: &str, p95: f64, cost: f64) -> Row {
+        let mut r = Row::new();
+        for (k, v) in [
+            ("exit_code", "0"),
+            ("policy", policy),
+            ("workflows", "10"),
+            ("ablation_name", "baseline"),
+            ("tiers.0.slots", slots),
+            ("seed", seed),
+        ] {
+            r.insert(k.into(), v.into());
+        }
+        for m in HEADLINE {
+            r.insert(m.into(), "1".into());
+        }
+        r.insert("makespan_p95_ms".into(), p95.to_string());
+        r.insert("cost_mean".into(), cost.to_string());
+        r
+    }
+
+    #[test]
+    fn trends_read_direction_and_spearman_along_a_numeric_key() {
+        // p95 falls with slots for both policies (a knee: no gain past 4);
+        // cost rises for `a` and falls for `b`: non-monotonic on average.
+        let mut rows = Vec::new();
+        for (policy, costs) in [("a", [1.0, 2.0, 3.0]), ("b", [9.0, 8.0, 1.0])] {
+            for (i, slots) in ["2", "4", "8"].iter().enumerate() {
+                for seed in ["1", "2"] {
+                    let p95 = [300.0, 100.0, 100.0][i] + if seed == "1" { 0.0 } else { 1.0 };
+                    rows.push(row(policy, slots, seed, p95, costs[i]));
+                }
+            }
+        }
+        let a = aggregate(&rows);
+        let t = |m: &str| {
+            a.trends
+                .iter()
+                .find(|t| t.parameter == "tiers.0.slots" && t.metric == m)
+                .unwrap_or_else(|| panic!("no trend for {m}: {:?}", a.trends))
+                .clone()
+        };
+        let p95 = t("makespan_p95_ms");
+        assert_eq!(p95.values, vec![2.0, 4.0, 8.0]);
+        assert_eq!(p95.means, vec![300.5, 100.5, 100.5]);
+        assert_eq!(
+            p95.direction, "non_monotonic",
+            "falls, then flat past the knee"
+        );
+        assert_eq!(p95.slices, [0, 0, 0, 2]);
+        assert!(p95.spearman_rho < -0.7, "{}", p95.spearman_rho);
+        assert_eq!(p95.n_runs, 12);
+        let cost = t("cost_mean");
+        // Means per value: (1+9)/2, (2+8)/2, (3+1)/2 = 5, 5, 2.
+        assert_eq!(cost.means, vec![5.0, 5.0, 2.0]);
+        assert_eq!(cost.direction, "non_monotonic");
+        assert_eq!(cost.slices, [1, 1, 0, 0], "one slice rises, one falls");
+        // A flat metric: rho undefined (null in JSON), direction flat.
+        let flat = t("makespan_mean_ms");
+        assert_eq!(flat.direction, "flat");
+        assert!(flat.spearman_rho.is_nan());
+        let json = aggregate_json(&a).to_string();
+        assert!(
+            json.contains("\"spearman_rho\":null"),
+            "NaN is written as null"
+        );
+        // `policy` varies but is not numeric: no trend along it.
+        assert!(a.trends.iter().all(|t| t.parameter == "tiers.0.slots"));
+        let csv = String::from_utf8(trends_csv(&a)).unwrap();
+        assert!(
+            csv.contains("tiers.0.slots,makespan_p95_ms,non_monotonic,"),
+            "{csv}"
+        );
+        assert!(csv.contains(",2;4;8,300.5;100.5;100.5,0,0,0,2\n"), "{csv}");
+    }
+
+    #[test]
+    fn direction_of_sequences() {
+        assert_eq!(direction(&[1.0, 2.0, 3.0]), "rises");
+        assert_eq!(direction(&[3.0, 2.0]), "falls");
+        assert_eq!(direction(&[2.0, 2.0]), "flat");
+        assert_eq!(direction(&[1.0, 3.0, 2.0]), "non_monotonic");
+        assert_eq!(direction(&[1.0, f64::NAN]), "non_monotonic");
+    }
 }

@@ -170,7 +170,10 @@ fn a_streaming_model_streams_its_first_token_at_the_drawn_time() {
     s.workload.workflows = 3;
     s.workload.pdfs = 2;
     s.workload.subqueries = 2;
-    s.time_scale = 50.0;
+    // At 10x a first token is ~20 ms of real time, so a few ms of scheduling
+    // delay on a loaded 2-core machine (the tests run in parallel) stay well
+    // inside the bound below; at 50x they did not.
+    s.time_scale = 10.0;
     let sim = agentsched::sim::run(&s, &mut MemoryObserver::default()).summary;
     let (out, _) = run_against_emulator(&s, BTreeMap::new());
     let m = &out.result.summary;
@@ -180,7 +183,7 @@ fn a_streaming_model_streams_its_first_token_at_the_drawn_time() {
     let live_ttft = m.ttft_p50_ms.expect("streaming columns");
     let sim_ttft = sim.ttft_p50_ms.unwrap();
     assert!(live_ttft > 0.0 && m.tpot_mean_ms.unwrap() > 0.0);
-    // Same draws (identity header); the real clock adds little at 50x.
+    // Same draws (identity header); the real clock adds little at 10x.
     assert!(
         (live_ttft - sim_ttft).abs() / sim_ttft < 0.5,
         "live {live_ttft} vs sim {sim_ttft}"
