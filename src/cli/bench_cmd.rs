@@ -139,6 +139,16 @@ pub(crate) fn run(a: BenchArgs) -> Result<u8> {
         );
         return Ok(0);
     };
+    if (base.suite, base.repetitions) != (results.suite, results.repetitions) {
+        eprintln!(
+            "warning: {} is a {:?} run of {} repetitions, this is a {:?} run of {}: the minimum of fewer repetitions is noisier; compare like with like (--baseline FILE)",
+            bpath.display(),
+            base.suite,
+            base.repetitions,
+            results.suite,
+            results.repetitions
+        );
+    }
     let report = eval::evaluate(
         &base,
         &bpath.display().to_string(),
