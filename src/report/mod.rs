@@ -175,7 +175,33 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)]) -> String {
             if c.pareto { "yes" } else { "" }
         ));
     }
-    h.push_str("</tbody></table></section>\n<section id=\"runs\"><h2>Runs</h2><p>Click a header to sort.</p>\n<table class=\"sortable\" id=\"runs-table\"><thead><tr>");
+    h.push_str("</tbody></table></section>\n");
+    if !agg.trends.is_empty() {
+        h.push_str("<section id=\"trends\"><h2>Trends along numeric parameters</h2>\n<p>Direction of the per-value mean over configurations; Spearman's rho over every run; slices are configurations equal but for the parameter, by their own direction (rises/falls/flat/other).</p>\n<table><thead><tr><th>parameter</th><th>metric</th><th>direction</th><th>Spearman rho</th><th>values</th><th>means</th><th>slices</th></tr></thead><tbody>\n");
+        for t in &agg.trends {
+            let list = |xs: &[f64]| {
+                xs.iter()
+                    .map(|x| fmt_num(*x))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}/{}/{}</td></tr>\n",
+                esc(&t.parameter),
+                t.metric,
+                t.direction.replace('_', "-"),
+                if t.spearman_rho.is_nan() { String::new() } else { format!("{:.3}", t.spearman_rho) },
+                list(&t.values),
+                list(&t.means),
+                t.slices[0],
+                t.slices[1],
+                t.slices[2],
+                t.slices[3]
+            ));
+        }
+        h.push_str("</tbody></table></section>\n");
+    }
+    h.push_str("<section id=\"runs\"><h2>Runs</h2><p>Click a header to sort.</p>\n<table class=\"sortable\" id=\"runs-table\"><thead><tr>");
     let cols = [
         "run_id",
         "policy",

@@ -439,6 +439,22 @@ fn matrix_keys_may_be_scenario_paths_and_a_base_scenario() {
     let html =
         std::fs::read_to_string(tmp.path().join("bench_runs/paths/report/index.html")).unwrap();
     assert!(html.contains("<table") && html.contains("assets/pareto.svg"));
+    // The slot count is numeric: a trend along it, in the JSON and the report.
+    let trend = agg["trends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["parameter"] == "providers.llm_provider.tiers.1.slots"
+                && t["metric"] == "makespan_p95_ms"
+        })
+        .expect("a p95 trend along the slot count");
+    assert_eq!(trend["values"], serde_json::json!([2.0, 8.0]));
+    assert_eq!(trend["n_runs"], 12);
+    assert!(
+        html.contains("id=\"trends\"")
+            && html.contains("providers.llm_provider.tiers.1.slots</td><td>makespan_p95_ms")
+    );
     for f in [
         "makespan_by_policy.svg",
         "cost_by_policy.svg",
