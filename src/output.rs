@@ -726,7 +726,7 @@ pub fn summary_csv_with(s: &Summary, policy: &str, extra: &[(&str, serde_json::V
     format!("{head}\n{row}\n").into_bytes()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

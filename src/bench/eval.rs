@@ -13,6 +13,7 @@
 //! improvements; benchmarks in only one file as new or removed. Non-finite
 //! numbers are written as null.
 
+use crate::stats::finite;
 use serde::Serialize;
 
 use super::{BenchResult, ResultsFile};
@@ -89,10 +90,6 @@ pub struct EvalReport {
     pub new: Vec<String>,
     /// Names only in the earlier results.
     pub removed: Vec<String>,
-}
-
-fn finite(x: f64) -> Option<f64> {
-    x.is_finite().then_some(x)
 }
 
 fn positive(t: Option<f64>) -> Option<f64> {

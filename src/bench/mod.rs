@@ -13,6 +13,7 @@ pub mod reference;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::stats::finite;
 use serde::{Deserialize, Serialize};
 use sha1::Digest;
 
@@ -102,12 +103,8 @@ impl std::fmt::Debug for Spec {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn sha1_hex(text: &[u8]) -> String {
-    hex(&sha1::Sha1::digest(text))
+    crate::output::hex(&sha1::Sha1::digest(text))
 }
 
 /// Digest of an in-memory run: its summary and tier rows, without the
@@ -370,10 +367,6 @@ pub struct ResultsFile {
     /// Derived ratios with their goals.
     #[serde(default)]
     pub ratios: Vec<Ratio>,
-}
-
-fn finite(x: f64) -> Option<f64> {
-    x.is_finite().then_some(x)
 }
 
 /// Summarises the timed repetitions of one benchmark.

@@ -76,6 +76,11 @@ fn interpolate(a: u64, b: u64, pos: f64, unit: f64) -> f64 {
     }
 }
 
+/// `Some(x)` for a finite `x`, else `None` (written as JSON null).
+pub fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
 /// Arithmetic mean; NaN when empty.
 pub fn mean(data: &[f64]) -> f64 {
     if data.is_empty() {

@@ -14,6 +14,7 @@
 
 pub mod ratchet;
 
+use crate::stats::finite;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -386,10 +387,6 @@ pub struct EvalReport {
     pub objective: Objective,
     /// The policy used.
     pub policy: PolicyKind,
-}
-
-fn finite(x: f64) -> Option<f64> {
-    x.is_finite().then_some(x)
 }
 
 /// Evaluates `candidate` against `baseline` on the validation seeds of `n_seeds`.
