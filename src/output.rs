@@ -877,6 +877,12 @@ pub fn simulate_to_dir_with(
         &[],
     )?;
     if durability == Durability::Atomic {
+        // What `live run --from-run` and `fidelity` replay (sweep runs are
+        // found again through experiment.json instead: no copy per run).
+        atomic_write(
+            &out.join(crate::recorded::SCENARIO_FILE),
+            s.to_pretty_json().as_bytes(),
+        )?;
         sync_dir(out);
     }
     Ok(SimulationOutput { result, digest })

@@ -126,7 +126,7 @@ impl ScenarioArgs {
     /// File (or embedded default), then `--constants`, then the flags, then
     /// `--set`; validated once at the end.
     pub fn resolve(&self) -> Result<Scenario> {
-        let (mut value, origin) = match &self.scenario {
+        let (value, origin) = match &self.scenario {
             Some(p) => {
                 let text = read("--scenario", p)?;
                 let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -145,6 +145,12 @@ impl ScenarioArgs {
                 "embedded default scenario".to_string(),
             ),
         };
+        self.resolve_on(value, &origin)
+    }
+
+    /// [`resolve`](Self::resolve) on a given scenario document (named
+    /// `origin` in messages) instead of `--scenario` or the default.
+    pub fn resolve_on(&self, mut value: serde_json::Value, origin: &str) -> Result<Scenario> {
         // Parse once so that file errors are reported against the file alone.
         let mut s = Scenario::from_value(value.clone())
             .map_err(|e| Error::Input(format!("{origin}: {e}")))?;

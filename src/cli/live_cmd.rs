@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::live::emulator::{self, EmulatorConfig, Fault};
 use crate::live::{self, EndpointsFile, HttpTransport, LiveConfig, ModelTransport, RequestLog};
 use crate::output::{self, Durability, FileObserver};
+use crate::recorded::{Mode, RecordedRun, Replayed};
 use crate::scenario::Scenario;
 
 /// Exit code of a run stopped by Ctrl-C (outputs written, marked interrupted).
@@ -31,6 +32,15 @@ pub struct LiveRunArgs {
     /// The scenario (the `simulate` flags; `--time-scale N` runs N scenario seconds per real second).
     #[command(flatten)]
     pub scenario: ScenarioArgs,
+    /// Replay a finished simulated run exactly: the scenario, policy, constants and seed it recorded
+    /// (a `simulate --out` directory or a sweep's run directory). `--constants`, `--set` and
+    /// `--time-scale` still apply; the live run records what it replays, for `fidelity`.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = [
+        "scenario", "policy", "workflows", "pdfs", "iters", "subqueries", "seed",
+        "enable_model_routing", "heavy_tail_prob", "heavy_tail_mult", "disable_hedging",
+        "disable_escalation", "disable_dag_priority",
+    ])]
+    pub from_run: Option<PathBuf>,
     /// endpoints.json: base URL, model and key variable per (provider, tier).
     #[arg(long, value_name = "FILE", required_unless_present = "in_process")]
     pub endpoints: Option<PathBuf>,
@@ -91,8 +101,48 @@ pub(crate) fn run(c: LiveCmd) -> Result<u8> {
     }
 }
 
+/// The scenario of `--from-run DIR` with the flags that still apply, and
+/// what the live run records about it.
+fn replay_scenario(a: &ScenarioArgs, dir: &Path) -> Result<(Scenario, Replayed)> {
+    let rec = RecordedRun::locate(dir)?;
+    if rec.mode == Mode::Live {
+        return Err(Error::Input(format!(
+            "--from-run {}: is a live run; replay the simulated run it was compared with, \
+             or pass --scenario {}",
+            dir.display(),
+            rec.out_dir.join(crate::recorded::SCENARIO_FILE).display()
+        )));
+    }
+    let recorded = rec.scenario()?;
+    let s = a.resolve_on(rec.scenario.clone(), &rec.scenario_origin)?;
+    // The time scale changes no simulated result; anything else does.
+    let mut same_time = s.clone();
+    same_time.time_scale = recorded.time_scale;
+    let changed = if same_time.to_value() == recorded.to_value() {
+        vec![]
+    } else {
+        a.constants
+            .iter()
+            .map(|c| format!("--constants {}", c.display()))
+            .chain(a.set.iter().map(|x| format!("--set {x}")))
+            .collect()
+    };
+    let replayed = Replayed {
+        run: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        output_digest: rec.output_digest,
+        changed,
+    };
+    Ok((s, replayed))
+}
+
 fn live_run(a: LiveRunArgs) -> Result<u8> {
-    let mut s = a.scenario.resolve()?;
+    let (mut s, replays) = match &a.from_run {
+        Some(dir) => {
+            let (s, r) = replay_scenario(&a.scenario, dir)?;
+            (s, Some(r))
+        }
+        None => (a.scenario.resolve()?, None),
+    };
     let mut cfg = LiveConfig::new(&s);
     cfg.max_consecutive_429 = a.max_consecutive_429;
     cfg.send_identity = !a.no_identity;
@@ -141,6 +191,9 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
     let mut meta = serde_json::Map::new();
     meta.insert("mode".into(), "live".into());
     meta.insert("endpoints".into(), endpoints_meta.into());
+    if let Some(r) = &replays {
+        meta.insert("replays".into(), r.to_json());
+    }
     let digest = write_outputs(&s, out, &done, meta)?;
     let m = &done.outcome.result.summary;
     if !a.quiet {
@@ -166,6 +219,17 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
             &digest[..12],
             out.display()
         );
+        if let Some(r) = &replays {
+            outln!(
+                "replayed {}{}",
+                r.run.display(),
+                if r.changed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", r.changed.join(", "))
+                }
+            );
+        }
     }
     Ok(if done.outcome.interrupted {
         EXIT_INTERRUPTED
@@ -216,6 +280,10 @@ pub fn write_outputs(
     meta.insert("interrupted".into(), done.outcome.interrupted.into());
     meta.insert("requests_logged".into(), done.outcome.request_lines.into());
     meta.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    output::atomic_write(
+        &out.join(crate::recorded::SCENARIO_FILE),
+        s.to_pretty_json().as_bytes(),
+    )?;
     let digest = output::write_run_files(
         out,
         &done.outcome.result,

@@ -21,6 +21,7 @@ macro_rules! outln {
 
 pub mod args;
 mod bench_cmd;
+mod fidelity_cmd;
 pub mod live_cmd;
 mod report_cmd;
 mod scenario_cmd;
@@ -92,6 +93,8 @@ pub enum Command {
     Live(live_cmd::LiveCmd),
     /// Time the engine's benchmark suite; with --eval-report, compare with the previous results (JSON for optimisation agents).
     Bench(bench_cmd::BenchArgs),
+    /// Compare a live run (or live experiment) with its simulation: per-metric errors, MAPE, rankings, verdict (exit 1 when off).
+    Fidelity(fidelity_cmd::FidelityArgs),
     /// Serve a scenario's tiers as an OpenAI-compatible HTTP server (loopback by default).
     Emulate(live_cmd::EmulateArgs),
 }
@@ -113,6 +116,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Live(c) => live_cmd::run(c),
         Command::Emulate(a) => live_cmd::emulate(a),
         Command::Bench(a) => bench_cmd::run(a),
+        Command::Fidelity(a) => fidelity_cmd::run(a),
     }
 }
 

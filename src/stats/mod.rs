@@ -134,6 +134,37 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     sxy / (sxx * syy).sqrt()
 }
 
+/// Kendall's tau-b: concordant minus discordant pairs over the pairs not
+/// tied on each side, as `scipy.stats.kendalltau` (its default variant).
+/// NaN with fewer than two pairs, a NaN among them, or a constant side.
+pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len(), "paired samples");
+    if x.len() < 2 || x.iter().chain(y).any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    // O(n^2): rankings here are of configurations, a few hundred at most.
+    let (mut concordant, mut discordant, mut tied_x, mut tied_y) = (0i64, 0i64, 0i64, 0i64);
+    for i in 0..x.len() {
+        for j in i + 1..x.len() {
+            let dx = x[i].total_cmp(&x[j]) as i64;
+            let dy = y[i].total_cmp(&y[j]) as i64;
+            match (dx, dy) {
+                (0, 0) => {}
+                (0, _) => tied_x += 1,
+                (_, 0) => tied_y += 1,
+                _ if dx == dy => concordant += 1,
+                _ => discordant += 1,
+            }
+        }
+    }
+    let nx = (concordant + discordant + tied_x) as f64;
+    let ny = (concordant + discordant + tied_y) as f64;
+    if nx == 0.0 || ny == 0.0 {
+        return f64::NAN;
+    }
+    (concordant - discordant) as f64 / (nx * ny).sqrt()
+}
+
 /// Descriptive statistics of one metric across trials (seeds).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Describe {
@@ -225,6 +256,27 @@ mod tests {
     fn ranks_average_ties() {
         assert_eq!(ranks(&[10.0, 30.0, 20.0, 20.0]), vec![1.0, 4.0, 2.5, 2.5]);
         assert_eq!(ranks(&[]), Vec::<f64>::new());
+    }
+
+    #[test]
+    fn kendall_tau_b_by_hand() {
+        // Same order: 1; reversed: -1.
+        assert_eq!(kendall_tau_b(&[1.0, 2.0, 3.0], &[10.0, 20.0, 90.0]), 1.0);
+        assert_eq!(kendall_tau_b(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), -1.0);
+        // One adjacent swap among 4: 5 concordant, 1 discordant of 6 pairs.
+        let t = kendall_tau_b(&[1.0, 2.0, 3.0, 4.0], &[1.0, 3.0, 2.0, 4.0]);
+        assert!((t - 4.0 / 6.0).abs() < 1e-12, "{t}");
+        // Ties: x = [1,2,2,3], y = [1,2,3,3]: 4 concordant, 0 discordant, one
+        // pair tied in x only and one in y only: 4 / sqrt(5 * 5) = 0.8
+        // (scipy.stats.kendalltau gives 0.8).
+        let t = kendall_tau_b(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 3.0]);
+        assert!((t - 0.8).abs() < 1e-12, "{t}");
+        assert!(
+            kendall_tau_b(&[1.0, 1.0], &[1.0, 2.0]).is_nan(),
+            "constant side"
+        );
+        assert!(kendall_tau_b(&[1.0], &[1.0]).is_nan());
+        assert!(kendall_tau_b(&[1.0, f64::NAN], &[1.0, 2.0]).is_nan());
     }
 
     #[test]

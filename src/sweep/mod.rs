@@ -161,6 +161,9 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
         "seeds": cfg.seeds,
         "ablations": cfg.ablations.iter().map(|a| json!({"name": a.name, "flags": a.flags})).collect::<Vec<_>>(),
         "common_args": cfg.common_args,
+        // What a run's parameters apply to: `live run --from-run` and
+        // `fidelity` resolve a run's scenario from it.
+        "base_scenario": cfg.base,
         "tool_version": concat!("agentsched ", env!("CARGO_PKG_VERSION")),
     });
     atomic_write(

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod fidelity;
 mod hostile;
 mod invariants;
 mod live_loopback;
