@@ -52,6 +52,7 @@ fn main() {
                 time_scale: 1.0,
                 faults: BTreeMap::new(),
                 ttft_fraction: 0.0,
+                cache: false,
             };
             let h = emulator::start(&server_s, cfg, "127.0.0.1:0".parse().unwrap())
                 .await

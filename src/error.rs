@@ -32,6 +32,10 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The environment is not ready: an endpoint unreachable, a server
+    /// that cannot start (exit 3).
+    #[error("{0}")]
+    Setup(String),
     /// Anything else that went wrong while executing (exit 4).
     #[error("{0}")]
     Execution(String),
@@ -46,6 +50,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input(_) | Error::Read { .. } => 2,
+            Error::Setup(_) => 3,
             Error::Write { .. } | Error::Execution(_) => 4,
             Error::StdoutClosed => 0,
         }

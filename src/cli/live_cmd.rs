@@ -82,6 +82,10 @@ pub struct EmulateArgs {
     /// Share of a streamed answer's latency before its first token.
     #[arg(allow_hyphen_values = true, long, default_value_t = 0.3, value_parser = crate::cli::args::finite_f64)]
     pub ttft_fraction: f64,
+    /// Answer a prompt seen before (same model and text) at once, from a response cache
+    /// (what `audit caching` detects).
+    #[arg(long)]
+    pub cache: bool,
     /// Write an endpoints.json for this emulator (for `live run --endpoints`).
     #[arg(long, value_name = "FILE")]
     pub write_endpoints: Option<PathBuf>,
@@ -323,6 +327,7 @@ pub(crate) fn emulate(a: EmulateArgs) -> Result<u8> {
         time_scale: s.time_scale,
         faults,
         ttft_fraction: a.ttft_fraction,
+        cache: a.cache,
     };
     let rt = tokio_runtime()?;
     rt.block_on(async {

@@ -20,6 +20,7 @@ macro_rules! outln {
 }
 
 pub mod args;
+mod audit_cmd;
 mod bench_cmd;
 mod fidelity_cmd;
 pub mod live_cmd;
@@ -95,6 +96,9 @@ pub enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Compare a live run (or live experiment) with its simulation: per-metric errors, MAPE, rankings, verdict (exit 1 when off).
     Fidelity(fidelity_cmd::FidelityArgs),
+    /// Audits of an endpoint: `audit caching` (is it answering repeated prompts from a cache?).
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
     /// Serve a scenario's tiers as an OpenAI-compatible HTTP server (loopback by default).
     Emulate(live_cmd::EmulateArgs),
 }
@@ -117,6 +121,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Emulate(a) => live_cmd::emulate(a),
         Command::Bench(a) => bench_cmd::run(a),
         Command::Fidelity(a) => fidelity_cmd::run(a),
+        Command::Audit(c) => audit_cmd::run(c),
     }
 }
 

@@ -52,7 +52,7 @@ use tokio::time::Instant;
 use super::endpoints::{EndpointsFile, TierEndpoint};
 use super::{Clock, precise_sleep_until};
 use crate::error::{Error, Result};
-use crate::provider::{AttemptIds, DrawSpec, Limit, Outcome, ProviderSide, TierModel};
+use crate::provider::{AttemptDraw, AttemptIds, DrawSpec, Limit, Outcome, ProviderSide, TierModel};
 use crate::rng::{Keyer, Stream, keyed, unit};
 use crate::runtime::NodeTable;
 use crate::scenario::Scenario;
@@ -119,6 +119,10 @@ pub struct EmulatorConfig {
     pub faults: BTreeMap<Fault, f64>,
     /// Share of a streamed answer's latency before its first token.
     pub ttft_fraction: f64,
+    /// Answer a prompt seen before (same model, same text) at once and
+    /// successfully, as a response cache would: what `audit caching`
+    /// detects.
+    pub cache: bool,
 }
 
 struct TierServe {
@@ -137,6 +141,8 @@ struct State {
     provider: Mutex<ProviderSide>,
     own_keyer: Keyer,
     requests: AtomicU64,
+    /// Hashes of (model, prompt) answered so far (with `cfg.cache`).
+    seen: Mutex<std::collections::HashSet<u64>>,
     cfg: EmulatorConfig,
 }
 
@@ -269,6 +275,7 @@ pub async fn start(s: &Scenario, cfg: EmulatorConfig, addr: SocketAddr) -> Resul
         provider: Mutex::new(ProviderSide::new(s)),
         own_keyer: Keyer::new(s.seed, Stream::Emulator),
         requests: AtomicU64::new(0),
+        seen: Mutex::new(Default::default()),
         cfg,
     });
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
@@ -366,6 +373,22 @@ fn parse_identity(v: &str, seed: u64) -> Option<Identity> {
     })
 }
 
+/// What a response cache keys on: the model and the prompt's text.
+fn prompt_key(doc: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    doc.get("model").and_then(|m| m.as_str()).hash(&mut h);
+    match doc.get("messages").and_then(|m| m.as_array()) {
+        Some(ms) => {
+            for m in ms {
+                m.get("content").and_then(|c| c.as_str()).hash(&mut h);
+            }
+        }
+        None => doc.get("input").map(|i| i.to_string()).hash(&mut h),
+    }
+    h.finish()
+}
+
 async fn handle(
     state: Arc<State>,
     req: http::Request<Incoming>,
@@ -429,6 +452,12 @@ async fn handle(
             .map_or(0, |c| c.split_whitespace().count() as u32)
     };
     let stream = doc.get("stream").and_then(|s| s.as_bool()).unwrap_or(false);
+    let cached = state.cfg.cache
+        && !state
+            .seen
+            .lock()
+            .expect("cache lock")
+            .insert(prompt_key(&doc));
     let n = state.requests.fetch_add(1, Ordering::Relaxed);
     // The node type: named by the identity, else the provider's closest one.
     let tier_model = &state.tiers[p as usize][t as usize];
@@ -470,7 +499,15 @@ async fn handle(
         };
         (r, [side.bucket(p, t, now), side.token_bucket(p, t, now)])
     };
-    let (draw, retry_after) = (reply.draw, reply.retry_after);
+    let (mut draw, retry_after) = (reply.draw, reply.retry_after);
+    if cached {
+        // From the cache: no model time, no failure, no limit.
+        draw = AttemptDraw {
+            duration: SimDuration::ZERO,
+            outcome: Outcome::Success,
+            ttft: Some(SimDuration::ZERO),
+        };
+    }
     let real =
         |d: SimDuration| Duration::from_nanos((d.0 as f64 * 1000.0 / state.cfg.time_scale) as u64);
     let done_at = received + real(draw.duration);
@@ -486,7 +523,7 @@ async fn handle(
         let mut acc = 0.0;
         state.cfg.faults.iter().find_map(|(f, p)| {
             acc += p;
-            (u < acc).then_some(*f)
+            (u < acc && !cached).then_some(*f)
         })
     };
     match draw.outcome {

@@ -34,6 +34,7 @@
 //! [`LiveConfig::max_consecutive_429`] 429s in a row counts the next one
 //! as a failure, so that a misconfigured endpoint cannot hold a run forever.
 
+pub mod audit;
 pub mod emulator;
 pub mod endpoints;
 pub mod sse;
@@ -578,6 +579,7 @@ impl<T: Transport> Driver for LiveDriver<T> {
             )
         });
         let req = CallRequest {
+            prompt_variant: None,
             endpoint: self.cfg.endpoints[p][t].clone(),
             kind: if self.names.embed[p] {
                 CallKind::Embed

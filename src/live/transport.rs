@@ -50,6 +50,9 @@ pub struct CallRequest {
     /// The attempt's identity (`x-agentsched-attempt`), so that the
     /// emulator draws what the simulator would.
     pub identity: Option<String>,
+    /// Makes the prompt distinct: it starts with `sample <n>` (the caching
+    /// audit's distinct prompts); None sends the shared synthetic prompt.
+    pub prompt_variant: Option<u64>,
 }
 
 /// How an attempt ended, with its real timestamps.
@@ -179,17 +182,21 @@ fn prompt(tokens: u32) -> &'static str {
 
 fn request_body(req: &CallRequest) -> Bytes {
     let model = &req.endpoint.models[req.model];
+    let text: std::borrow::Cow<'static, str> = match req.prompt_variant {
+        None => prompt(req.input_tokens).into(),
+        Some(n) => format!("sample {n} {}", prompt(req.input_tokens.saturating_sub(2))).into(),
+    };
     let body = match req.kind {
         CallKind::Chat => serde_json::json!({
             "model": model,
-            "messages": [{"role": "user", "content": prompt(req.input_tokens)}],
+            "messages": [{"role": "user", "content": text}],
             "max_tokens": req.output_tokens.max(1),
             "stream": true,
             "stream_options": {"include_usage": true},
         }),
         CallKind::Embed => serde_json::json!({
             "model": model,
-            "input": prompt(req.input_tokens),
+            "input": text,
         }),
     };
     Bytes::from(serde_json::to_vec(&body).expect("request serializes"))

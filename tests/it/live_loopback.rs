@@ -42,6 +42,7 @@ fn run_against_emulator(
             time_scale: s.time_scale,
             faults,
             ttft_fraction: 0.3,
+            cache: false,
         };
         let h = emulator::start(s, cfg, "127.0.0.1:0".parse().unwrap())
             .await
@@ -247,6 +248,7 @@ fn background_emulator(s: &Scenario) -> (tokio::runtime::Runtime, emulator::Emul
         time_scale: s.time_scale,
         faults: BTreeMap::new(),
         ttft_fraction: 0.3,
+        cache: false,
     };
     let h = rt
         .block_on(emulator::start(s, cfg, "127.0.0.1:0".parse().unwrap()))

@@ -1,5 +1,6 @@
 //! One integration-test binary, a module per behaviour.
 
+mod audit;
 mod bench;
 mod cli;
 mod fidelity;
