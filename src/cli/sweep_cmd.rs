@@ -34,6 +34,10 @@ pub struct SweepArgs {
     /// Run the K-th of N disjoint slices of the plan (1 <= K <= N), for clusters.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
+    /// Run the experiment live against these endpoints (endpoints.json), one run at a time,
+    /// with the config's trials, sweep_mode, cooldowns and adaptive stopping.
+    #[arg(long, value_name = "ENDPOINTS")]
+    pub live: Option<PathBuf>,
     /// After the sweep, also collect and write the report.
     #[arg(long)]
     pub report: bool,
@@ -70,7 +74,10 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
         quiet: a.quiet,
     };
     let started = std::time::Instant::now();
-    let o = sweep::run_sweep(&cfg, &opts)?;
+    let o = match &a.live {
+        Some(endpoints) => sweep::live::run_live_sweep(&cfg, &opts, endpoints)?,
+        None => sweep::run_sweep(&cfg, &opts)?,
+    };
     if a.dry_run {
         for line in &o.dry_run_lines {
             outln!("{line}");
@@ -83,9 +90,12 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
         return Ok(0);
     }
     if !a.quiet {
-        let scope = match a.shard {
-            Some(s) => format!("{} in shard {s}", o.in_shard),
-            None => "all in this process".to_string(),
+        let scope = match (a.shard, &a.live) {
+            (Some(s), _) => format!("{} in shard {s}", o.in_shard),
+            (None, Some(_)) => {
+                "live, one at a time; adaptive stopping may leave some unrun".to_string()
+            }
+            (None, None) => "all in this process".to_string(),
         };
         eprintln!(
             "{}: {} runs ({scope}): {} executed, {} skipped (resume), {} failed, {} not started; {:.2} s",

@@ -13,6 +13,7 @@
 //! run directory or a partial one that the next start removes.
 
 pub mod collect;
+pub mod live;
 pub mod plan;
 pub mod pyjson;
 
@@ -87,7 +88,7 @@ pub fn exp_dir(cfg: &ExperimentConfig, opts: &SweepOptions) -> PathBuf {
     ))
 }
 
-fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -104,6 +105,59 @@ pub fn is_complete(run_dir: &Path, config_hash: &str) -> bool {
     meta["exit_code"] == 0
         && meta["config_hash"] == config_hash
         && run_dir.join("out/summary.csv").is_file()
+}
+
+/// Creates `dir/runs` and writes `dir/experiment.json` (what the sweep ran:
+/// matrix, seeds, ablations, common arguments, base scenario, plus `extra`
+/// fields of a live sweep), atomically.
+pub fn write_experiment_record(
+    cfg: &ExperimentConfig,
+    dir: &Path,
+    planned: usize,
+    extra: Option<serde_json::Map<String, Value>>,
+) -> Result<()> {
+    let runs_dir = dir.join("runs");
+    std::fs::create_dir_all(&runs_dir).map_err(|source| Error::Write {
+        path: runs_dir.clone(),
+        source,
+    })?;
+    // Temporary files of a sweep killed while writing experiment.json:
+    // only this tool's, by name, and only stale ones (a shard running
+    // beside this one may be writing its own right now).
+    let stale_prefix = format!(".experiment.json{}", crate::output::TMP_MARK);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(600));
+        if name.starts_with(&stale_prefix) && stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let mut record = json!({
+        "name": cfg.name,
+        "planned_runs": planned,
+        "matrix": cfg.matrix.iter().map(|(k, v)| (k.clone(), Value::Array(v.clone()))).collect::<serde_json::Map<_, _>>(),
+        "seeds": cfg.seeds,
+        "ablations": cfg.ablations.iter().map(|a| json!({"name": a.name, "flags": a.flags})).collect::<Vec<_>>(),
+        "common_args": cfg.common_args,
+        // What a run's parameters apply to: `live run --from-run` and
+        // `fidelity` resolve a run's scenario from it.
+        "base_scenario": cfg.base,
+        "tool_version": concat!("agentsched ", env!("CARGO_PKG_VERSION")),
+    });
+    if let (Some(extra), Value::Object(r)) = (extra, &mut record) {
+        r.extend(extra);
+    }
+    atomic_write(
+        &dir.join("experiment.json"),
+        format!("{:#}\n", record).as_bytes(),
+    )?;
+    crate::output::sync_dir(dir);
+    Ok(())
 }
 
 /// Runs (or, with `dry_run`, prints) a sweep.
@@ -134,43 +188,7 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
             .collect();
         return Ok(outcome);
     }
-    std::fs::create_dir_all(&runs_dir).map_err(|source| Error::Write {
-        path: runs_dir.clone(),
-        source,
-    })?;
-    // Temporary files of a sweep killed while writing experiment.json:
-    // only this tool's, by name, and only stale ones (a shard running
-    // beside this one may be writing its own right now).
-    let stale_prefix = format!(".experiment.json{}", crate::output::TMP_MARK);
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let stale = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > std::time::Duration::from_secs(600));
-        if name.starts_with(&stale_prefix) && stale {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-    let record = json!({
-        "name": cfg.name,
-        "planned_runs": plan.len(),
-        "matrix": cfg.matrix.iter().map(|(k, v)| (k.clone(), Value::Array(v.clone()))).collect::<serde_json::Map<_, _>>(),
-        "seeds": cfg.seeds,
-        "ablations": cfg.ablations.iter().map(|a| json!({"name": a.name, "flags": a.flags})).collect::<Vec<_>>(),
-        "common_args": cfg.common_args,
-        // What a run's parameters apply to: `live run --from-run` and
-        // `fidelity` resolve a run's scenario from it.
-        "base_scenario": cfg.base,
-        "tool_version": concat!("agentsched ", env!("CARGO_PKG_VERSION")),
-    });
-    atomic_write(
-        &dir.join("experiment.json"),
-        format!("{:#}\n", record).as_bytes(),
-    )?;
-    crate::output::sync_dir(&dir);
+    write_experiment_record(cfg, &dir, plan.len(), None)?;
 
     let mut todo = Vec::new();
     for r in mine {

@@ -52,6 +52,180 @@ pub struct ExperimentConfig {
     pub trace: bool,
     /// Where the config came from (messages).
     pub origin: String,
+    /// Trials, order, cooldowns and adaptive stopping of a live sweep
+    /// (`sweep --live`); a simulated sweep ignores them (it is deterministic).
+    pub live: LiveSettings,
+}
+
+/// How a live sweep repeats and spaces its runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveSettings {
+    /// Trials of each run at least (adaptive stopping runs at least 3).
+    pub trials: u32,
+    /// Trials at most; above `trials`, stopping is adaptive.
+    pub max_trials: u32,
+    /// `repeated`: each trial runs every configuration; `independent`: all
+    /// trials of one configuration, then the next.
+    pub mode: SweepMode,
+    /// Seconds of pause between configurations.
+    pub cooldown_s: f64,
+    /// Seconds of pause between trials.
+    pub trial_cooldown_s: f64,
+    /// Every trial reuses the run's seed (else trial k runs seed + k).
+    pub same_seed: bool,
+    /// Adaptive stopping: the 95% half-width of the objective within this
+    /// fraction of its mean.
+    pub ci_target: f64,
+    /// The metric adaptive stopping watches.
+    pub objective: String,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            trials: 1,
+            max_trials: 1,
+            mode: SweepMode::Repeated,
+            cooldown_s: 0.0,
+            trial_cooldown_s: 0.0,
+            same_seed: true,
+            ci_target: 0.10,
+            objective: "makespan_p95_ms".into(),
+        }
+    }
+}
+
+impl LiveSettings {
+    /// Whether trials stop adaptively.
+    pub fn adaptive(&self) -> bool {
+        self.max_trials > self.trials
+    }
+}
+
+/// The order of a live sweep's trials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepMode {
+    /// Trial 1 of every configuration, then trial 2 of every one, ...
+    Repeated,
+    /// Every trial of the first configuration, then of the next, ...
+    Independent,
+}
+
+impl SweepMode {
+    /// The config's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepMode::Repeated => "repeated",
+            SweepMode::Independent => "independent",
+        }
+    }
+}
+
+/// The live sweep settings (top-level keys, one value each).
+pub const LIVE_KEYS: [&str; 8] = [
+    "trials",
+    "max_trials",
+    "sweep_mode",
+    "cooldown_s",
+    "trial_cooldown_s",
+    "same_seed",
+    "ci_target",
+    "objective",
+];
+
+fn live_settings(origin: &str, top: &Map<String, Value>) -> Result<LiveSettings> {
+    let mut l = LiveSettings::default();
+    let count = |k: &str| -> Result<Option<u32>> {
+        match top.get(k) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if (1..=10_000).contains(&n) => Ok(Some(n as u32)),
+                _ => Err(bad(
+                    origin,
+                    k,
+                    format!("expected an integer in [1, 10000], got {v}"),
+                )),
+            },
+        }
+    };
+    let seconds = |k: &str| -> Result<f64> {
+        match top.get(k) {
+            None => Ok(0.0),
+            Some(v) => match v.as_f64() {
+                Some(x) if x.is_finite() && (0.0..=86_400.0).contains(&x) => Ok(x),
+                _ => Err(bad(
+                    origin,
+                    k,
+                    format!("expected seconds in [0, 86400], got {v}"),
+                )),
+            },
+        }
+    };
+    if let Some(n) = count("trials")? {
+        l.trials = n;
+    }
+    l.max_trials = count("max_trials")?.unwrap_or(l.trials);
+    if l.max_trials < l.trials {
+        return Err(bad(
+            origin,
+            "max_trials",
+            format!(
+                "expected at least trials ({}), got {}",
+                l.trials, l.max_trials
+            ),
+        ));
+    }
+    l.mode = match top.get("sweep_mode") {
+        None => SweepMode::Repeated,
+        Some(Value::String(s)) if s == "repeated" => SweepMode::Repeated,
+        Some(Value::String(s)) if s == "independent" => SweepMode::Independent,
+        Some(v) => {
+            return Err(bad(
+                origin,
+                "sweep_mode",
+                format!("expected \"repeated\" or \"independent\", got {v}"),
+            ));
+        }
+    };
+    l.cooldown_s = seconds("cooldown_s")?;
+    l.trial_cooldown_s = seconds("trial_cooldown_s")?;
+    match top.get("same_seed") {
+        None => {}
+        Some(Value::Bool(b)) => l.same_seed = *b,
+        Some(v) => {
+            return Err(bad(
+                origin,
+                "same_seed",
+                format!("expected true or false, got {v}"),
+            ));
+        }
+    }
+    if let Some(v) = top.get("ci_target") {
+        l.ci_target = v.as_f64().filter(|x| *x > 0.0 && *x < 1.0).ok_or_else(|| {
+            bad(
+                origin,
+                "ci_target",
+                format!("expected a fraction in (0, 1), got {v}"),
+            )
+        })?;
+    }
+    if let Some(v) = top.get("objective") {
+        l.objective = v
+            .as_str()
+            .filter(|o| crate::sweep::collect::HEADLINE.contains(o))
+            .ok_or_else(|| {
+                bad(
+                    origin,
+                    "objective",
+                    format!(
+                        "expected one of {}, got {v}",
+                        crate::sweep::collect::HEADLINE.join(", ")
+                    ),
+                )
+            })?
+            .to_string();
+    }
+    Ok(l)
 }
 
 /// The seed simulator's flags a matrix or `common_args` key may name.
@@ -76,7 +250,7 @@ pub const MAX_JOBS: usize = 256;
 /// The most runs one experiment may plan (its runs.csv has a row each).
 pub const MAX_RUNS: u64 = 100_000;
 
-const TOP_KEYS: [&str; 8] = [
+const TOP_KEYS: [&str; 16] = [
     "name",
     "sim_binary",
     "out_root",
@@ -85,6 +259,14 @@ const TOP_KEYS: [&str; 8] = [
     "jobs",
     "scenario",
     "trace",
+    "trials",
+    "max_trials",
+    "sweep_mode",
+    "cooldown_s",
+    "trial_cooldown_s",
+    "same_seed",
+    "ci_target",
+    "objective",
 ];
 
 fn bad(origin: &str, field: &str, msg: impl std::fmt::Display) -> Error {
@@ -248,6 +430,13 @@ impl ExperimentConfig {
         }];
         for (k, v) in matrix {
             let field = format!("matrix.{k}");
+            if LIVE_KEYS.contains(&k.as_str()) || k == "jobs" || k == "trace" {
+                return Err(bad(
+                    origin,
+                    &field,
+                    "a sweep setting, not a matrix key: give one value at the top level",
+                ));
+            }
             let Value::Array(values) = v else {
                 return Err(bad(
                     origin,
@@ -326,6 +515,7 @@ impl ExperimentConfig {
             base,
             trace,
             origin: origin.to_string(),
+            live: live_settings(origin, &top)?,
         })
     }
 }

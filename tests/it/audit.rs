@@ -2,66 +2,33 @@
 //! cache on (FAIL) and off (PASS); exit codes; the order of its files.
 //! Every emulator is a child process, stopped by PID when the test ends.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{agentsched_in, err};
+use crate::util::{Emulator, agentsched_in, err};
 
 /// The emulator serving the default scenario with every llm call of the
 /// audited type taking a constant 2 s of scenario time (100 ms real at
 /// time scale 20), no failures and no heavy tail: both phases then see
 /// the same service time, and only a cache makes one faster.
-struct Emulator {
-    child: Child,
-    endpoints: PathBuf,
-}
-
-impl Emulator {
-    fn start(dir: &Path, cache: bool) -> Emulator {
-        let endpoints = dir.join(if cache { "ep_cache.json" } else { "ep.json" });
-        let mut args = vec![
-            "emulate",
-            "--time-scale",
-            "20",
-            "--set",
-            r#"node_types.Plan.latency={"dist":"constant","ms":2000}"#,
-            "--set",
-            "providers.llm_provider.tiers.0.failure_prob=0",
-            "--set",
-            "heavy_tail.prob=0",
-            "--write-endpoints",
-        ];
-        let ep = endpoints.to_string_lossy().into_owned();
-        args.push(&ep);
-        if cache {
-            args.push("--cache");
-        }
-        let child = Command::new(env!("CARGO_BIN_EXE_agentsched"))
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("emulator starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !endpoints.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "emulator wrote no endpoints file"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Emulator { child, endpoints }
+fn emulator(dir: &Path, cache: bool) -> Emulator {
+    let mut args = vec![
+        "--time-scale",
+        "20",
+        "--set",
+        r#"node_types.Plan.latency={"dist":"constant","ms":2000}"#,
+        "--set",
+        "providers.llm_provider.tiers.0.failure_prob=0",
+        "--set",
+        "heavy_tail.prob=0",
+    ];
+    if cache {
+        args.push("--cache");
     }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Emulator::start(dir, if cache { "ep_cache.json" } else { "ep.json" }, &args)
 }
 
 fn audit_args<'a>(ep: &'a str, out: &'a str) -> Vec<&'a str> {
@@ -91,7 +58,7 @@ fn no_cache_passes_and_a_cache_fails_with_files_in_order() {
     let d = tempfile::tempdir().unwrap();
     let cwd = d.path();
     for (cache, pattern) in [(false, "concurrency"), (true, "max_throughput")] {
-        let emu = Emulator::start(cwd, cache);
+        let emu = emulator(cwd, cache);
         let ep = emu.endpoints.to_string_lossy().into_owned();
         let out = format!("out_{cache}");
         let mut args = audit_args(&ep, &out);
@@ -164,7 +131,7 @@ fn exit_codes_for_bad_input_and_an_unreachable_endpoint() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let emu = Emulator::start(cwd, false);
+    let emu = emulator(cwd, false);
     let text = std::fs::read_to_string(&emu.endpoints).unwrap();
     drop(emu);
     let old_port = text
@@ -217,7 +184,7 @@ fn exit_codes_for_bad_input_and_an_unreachable_endpoint() {
 fn killed_between_the_phases_leaves_no_verdict() {
     let d = tempfile::tempdir().unwrap();
     let cwd = d.path();
-    let emu = Emulator::start(cwd, false);
+    let emu = emulator(cwd, false);
     let ep = emu.endpoints.to_string_lossy().into_owned();
     let mut args = audit_args(&ep, "out");
     args.extend(["--cooldown-s", "30"]);

@@ -7,6 +7,7 @@ mod fidelity;
 mod hostile;
 mod invariants;
 mod live_loopback;
+mod live_sweep;
 mod parity;
 mod queueing;
 mod sweep;

@@ -1,7 +1,8 @@
 //! Helpers shared by the test modules.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs the binary in `cwd`.
 pub fn agentsched_in(cwd: &Path, args: &[&str]) -> Output {
@@ -24,4 +25,44 @@ pub fn err(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// An `agentsched emulate` child process on 127.0.0.1, killed (by PID)
+/// when dropped.
+pub struct Emulator {
+    child: Child,
+    /// The endpoints file it wrote.
+    pub endpoints: PathBuf,
+}
+
+impl Emulator {
+    /// Starts `emulate ARGS --write-endpoints DIR/NAME` and waits for the file.
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> Emulator {
+        let endpoints = dir.join(name);
+        let child = Command::new(env!("CARGO_BIN_EXE_agentsched"))
+            .arg("emulate")
+            .args(args)
+            .arg("--write-endpoints")
+            .arg(&endpoints)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("emulator starts");
+        let mut e = Emulator { child, endpoints };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !e.endpoints.exists() {
+            if Instant::now() > deadline || e.child.try_wait().ok().flatten().is_some() {
+                panic!("the emulator wrote no endpoints file");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        e
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

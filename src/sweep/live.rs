@@ -1,0 +1,532 @@
+//! Live sweeps (`sweep --config F --live endpoints.json`): the experiment
+//! format against endpoints, into the same layout, so that `collect`,
+//! `report` and `fidelity` work unchanged.
+//!
+//! Runs go one at a time (concurrent runs would share the endpoints and
+//! distort each other), each repeated as trials: `repeated` order runs
+//! trial 1 of every configuration, then trial 2, ...; `independent` runs all
+//! trials of one configuration before the next. With `max_trials` above
+//! `trials`, a configuration stops once the 95% confidence half-width of
+//! its objective is within `ci_target` of its mean (after at least 3
+//! trials). Each run is written into `runs/.<id>.partial` and renamed into
+//! place when complete: `--resume` skips complete runs and never re-sends
+//! them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use sha1::Digest;
+
+use super::plan::{LiveSettings, PlannedRun, SweepMode, resolve};
+use super::{ExperimentConfig, SweepOptions, SweepOutcome, commit, exp_dir, expand, unix_now};
+use crate::error::{Error, Result};
+use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ResolvedEndpoint};
+use crate::output::{Durability, make_durable, write_file};
+use crate::scenario::Scenario;
+
+/// One trial of one planned run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trial {
+    /// Index into the plan.
+    pub run: usize,
+    /// 0-based trial number.
+    pub trial: u32,
+}
+
+/// The order of a sweep's trials, as far as it is fixed in advance: every
+/// trial up to `max_trials`. Adaptive stopping skips a configuration's
+/// remaining trials in this order once it has converged.
+pub fn schedule(runs: usize, l: &LiveSettings) -> Vec<Trial> {
+    let mut v = Vec::with_capacity(runs * l.max_trials as usize);
+    match l.mode {
+        SweepMode::Repeated => {
+            for trial in 0..l.max_trials {
+                for run in 0..runs {
+                    v.push(Trial { run, trial });
+                }
+            }
+        }
+        SweepMode::Independent => {
+            for run in 0..runs {
+                for trial in 0..l.max_trials {
+                    v.push(Trial { run, trial });
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Whether a configuration with objective values `xs` needs no more
+/// trials: at `max_trials`, or (adaptive) after at least `min(3, max)`
+/// trials with the 95% t half-width within `ci_target` x |mean|;
+/// without adaptivity, after `trials`.
+pub fn settled(done: u32, xs: &[f64], l: &LiveSettings) -> bool {
+    if done >= l.max_trials {
+        return true;
+    }
+    if !l.adaptive() {
+        return done >= l.trials;
+    }
+    let least = l.trials.max(3).min(l.max_trials);
+    if done < least || xs.len() < 2 {
+        return false;
+    }
+    let n = xs.len();
+    let mean = crate::stats::mean(xs);
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
+    let half = crate::stats::t975(n - 1) * var.sqrt() / (n as f64).sqrt();
+    half <= l.ci_target * mean.abs()
+}
+
+/// The run id of a trial: the seed runner's id, plus `__t<k>` (1-based)
+/// when a run may have more than one trial.
+pub fn trial_id(r: &PlannedRun, trial: u32, l: &LiveSettings) -> String {
+    if l.max_trials > 1 {
+        format!("{}__t{}", r.run_id, trial + 1)
+    } else {
+        r.run_id.clone()
+    }
+}
+
+/// A trial's scenario with its endpoints, or why there is none (exit
+/// code, message).
+type Resolved = std::result::Result<(Scenario, Vec<Vec<ResolvedEndpoint>>), (u8, String)>;
+
+/// What a trial runs: its parameters (the seed moved by the trial unless
+/// `same_seed`), its scenario with the endpoints' overrides applied, and
+/// the hash `--resume` compares.
+struct Prepared {
+    params: Map<String, Value>,
+    scenario: Resolved,
+    config_hash: String,
+}
+
+fn prepare(
+    cfg: &ExperimentConfig,
+    r: &PlannedRun,
+    trial: u32,
+    endpoints: &EndpointsFile,
+    endpoints_name: &str,
+) -> Prepared {
+    let mut params = r.params.clone();
+    if !cfg.live.same_seed
+        && let Some(seed) = params.get("seed").and_then(Value::as_u64)
+    {
+        params.insert("seed".into(), (seed + trial as u64).into());
+    }
+    let scenario = resolve(&cfg.base, &params, &r.ablation)
+        .map_err(|m| (2u8, m))
+        .and_then(|mut s| {
+            let eps = endpoints
+                .resolve(endpoints_name, &mut s, |k| std::env::var(k).ok())
+                .map_err(|e| (e.exit_code(), e.to_string()))?;
+            Ok((s, eps))
+        });
+    let mut h = sha1::Sha1::new();
+    match &scenario {
+        Ok((s, _)) => h.update(s.to_pretty_json().as_bytes()),
+        Err((_, m)) => h.update(m.as_bytes()),
+    }
+    h.update(b"live");
+    h.update(trial.to_le_bytes());
+    h.update([r.trace as u8]);
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    Prepared {
+        params,
+        scenario,
+        config_hash: crate::output::hex(&h.finalize()),
+    }
+}
+
+fn endpoints_json(s: &Scenario, eps: &[Vec<ResolvedEndpoint>]) -> Value {
+    eps.iter()
+        .zip(s.providers.keys())
+        .flat_map(|(tiers, p)| {
+            tiers.iter().enumerate().map(move |(k, e)| {
+                json!({"provider": p, "tier": k, "base_url": e.base_url, "models": e.models})
+            })
+        })
+        .collect()
+}
+
+/// The objective's value in a finished run's summary.csv.
+fn objective_of(out: &Path, objective: &str) -> Option<f64> {
+    let rows = crate::recorded::read_csv(&out.join("summary.csv")).ok()?;
+    rows.first()?.get(objective)?.parse().ok()
+}
+
+/// Runs a live sweep (or, with `dry_run`, prints its schedule).
+pub fn run_live_sweep(
+    cfg: &ExperimentConfig,
+    opts: &SweepOptions,
+    endpoints_path: &Path,
+) -> Result<SweepOutcome> {
+    if opts.shard.is_some() {
+        return Err(Error::Input(
+            "--shard: a live sweep runs one run at a time against its endpoints; run it whole"
+                .into(),
+        ));
+    }
+    if opts.jobs.is_some_and(|j| j > 1) {
+        return Err(Error::Input(
+            "--jobs: a live sweep runs one run at a time (concurrent runs would share the \
+             endpoints); leave --jobs out"
+                .into(),
+        ));
+    }
+    let endpoints = EndpointsFile::read(endpoints_path)?;
+    let endpoints_name = endpoints_path.display().to_string();
+    let plan = expand(cfg, cfg.trace)?;
+    let l = &cfg.live;
+    // Every run's endpoints are checked before anything is sent.
+    for r in &plan {
+        if let Ok(mut s) = resolve(&cfg.base, &r.params, &r.ablation) {
+            endpoints.resolve(&endpoints_name, &mut s, |k| std::env::var(k).ok())?;
+        }
+    }
+    let order = schedule(plan.len(), l);
+    let dir = exp_dir(cfg, opts);
+    let runs_dir = dir.join("runs");
+    let mut outcome = SweepOutcome {
+        exp_dir: dir.clone(),
+        planned: order.len(),
+        in_shard: order.len(),
+        ..Default::default()
+    };
+    if opts.dry_run {
+        outcome.dry_run_lines = order
+            .iter()
+            .map(|t| {
+                let r = &plan[t.run];
+                format!(
+                    "{}  live trial {} of {}{}",
+                    trial_id(r, t.trial, l),
+                    t.trial + 1,
+                    l.max_trials,
+                    if l.adaptive() && t.trial >= l.trials.max(3).min(l.max_trials) {
+                        " (if not yet within ci_target)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        return Ok(outcome);
+    }
+    let mut extra = Map::new();
+    extra.insert("mode".into(), "live".into());
+    extra.insert("endpoints_file".into(), endpoints_name.clone().into());
+    extra.insert(
+        "live".into(),
+        json!({
+            "trials": l.trials,
+            "max_trials": l.max_trials,
+            "sweep_mode": l.mode.name(),
+            "cooldown_s": l.cooldown_s,
+            "trial_cooldown_s": l.trial_cooldown_s,
+            "same_seed": l.same_seed,
+            "ci_target": l.ci_target,
+            "objective": l.objective,
+        }),
+    );
+    super::write_experiment_record(cfg, &dir, order.len(), Some(extra))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Execution(format!("cannot start the async runtime: {e}")))?;
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        rt.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); plan.len()];
+    let mut done: Vec<u32> = vec![0; plan.len()];
+    let mut last_ran: Option<usize> = None;
+    let mut stopped = false;
+    for t in &order {
+        let r = &plan[t.run];
+        if settled(done[t.run], &values[t.run], l) {
+            continue;
+        }
+        if stopped || interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            outcome.not_started += 1;
+            continue;
+        }
+        let id = trial_id(r, t.trial, l);
+        let p = prepare(cfg, r, t.trial, &endpoints, &endpoints_name);
+        let run_dir = runs_dir.join(&id);
+        if opts.resume && super::is_complete(&run_dir, &p.config_hash) {
+            outcome.skipped += 1;
+            done[t.run] += 1;
+            values[t.run].extend(objective_of(&run_dir.join("out"), &l.objective));
+            continue;
+        }
+        // A pause lets the endpoints drain before the next measurement.
+        if let Some(prev) = last_ran {
+            let pause = if prev == t.run {
+                l.trial_cooldown_s
+            } else if l.mode == SweepMode::Repeated && t.run <= prev {
+                // A new round of trials.
+                l.trial_cooldown_s.max(l.cooldown_s)
+            } else {
+                l.cooldown_s
+            };
+            std::thread::sleep(Duration::from_secs_f64(pause));
+        }
+        last_ran = Some(t.run);
+        let ok = execute_trial(
+            &endpoints_name,
+            r,
+            t.trial,
+            &id,
+            p,
+            &runs_dir,
+            &rt,
+            &interrupted,
+            opts,
+        )?;
+        outcome.executed += 1;
+        done[t.run] += 1;
+        if ok {
+            values[t.run].extend(objective_of(&run_dir.join("out"), &l.objective));
+        } else {
+            outcome.failed += 1;
+            stopped |= opts.fail_fast;
+        }
+    }
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::Execution(format!(
+            "interrupted: {} runs done, the rest not started; `--resume` continues without re-sending them",
+            outcome.executed + outcome.skipped
+        )));
+    }
+    Ok(outcome)
+}
+
+/// Runs one trial into its staging directory and renames it into place;
+/// returns whether it succeeded.
+#[allow(clippy::too_many_arguments)]
+fn execute_trial(
+    endpoints_name: &str,
+    r: &PlannedRun,
+    trial: u32,
+    id: &str,
+    p: Prepared,
+    runs_dir: &Path,
+    rt: &tokio::runtime::Runtime,
+    interrupted: &Arc<std::sync::atomic::AtomicBool>,
+    opts: &SweepOptions,
+) -> Result<bool> {
+    let staging = runs_dir.join(format!(".{id}.partial"));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|source| Error::Write {
+            path: staging.clone(),
+            source,
+        })?;
+    }
+    let out = staging.join("out");
+    std::fs::create_dir_all(&out).map_err(|source| Error::Write {
+        path: out.clone(),
+        source,
+    })?;
+    let start_unix = unix_now();
+    let started = Instant::now();
+    let mut endpoints_meta = Value::Null;
+    // The seed's configuration columns, which `collect` groups runs by.
+    let resolved = p
+        .scenario
+        .as_ref()
+        .ok()
+        .map(|(s, _)| super::resolved_params(s));
+    let result: std::result::Result<String, (u8, String)> = match p.scenario {
+        Err(e) => Err(e),
+        Ok((s, eps)) => {
+            endpoints_meta = endpoints_json(&s, &eps);
+            let mut lc = LiveConfig::new(&s);
+            lc.endpoints = eps
+                .into_iter()
+                .map(|tiers| tiers.into_iter().map(Arc::new).collect())
+                .collect();
+            let flag = interrupted.clone();
+            let stop = async move {
+                while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            let done = rt.block_on(crate::live::rundir::run_to_dir(
+                &s,
+                &out,
+                r.trace,
+                HttpTransport::new(),
+                lc,
+                stop,
+            ));
+            match done {
+                Err(e) => Err((e.exit_code(), e.to_string())),
+                Ok(done) => {
+                    let mut meta = Map::new();
+                    meta.insert("mode".into(), "live".into());
+                    meta.insert("endpoints".into(), endpoints_meta.clone());
+                    let interrupted = done.outcome.interrupted;
+                    match crate::live::rundir::write_outputs(&s, &out, &done, meta) {
+                        Err(e) => Err((e.exit_code(), e.to_string())),
+                        Ok(_) if interrupted => Err((
+                            130,
+                            "interrupted: the run's outputs mark unfinished workflows".into(),
+                        )),
+                        Ok(digest) => {
+                            let m = &done.outcome.result.summary;
+                            Ok(format!(
+                                "{} live {} workflows ({} failed): makespan p50 {:.0} ms, p95 {:.0} ms; cost mean {:.4}; \
+                                 {} attempts, {} 429s, {} errors; trial {}; digest {}\n",
+                                s.policy.name(),
+                                m.workflows,
+                                m.failed,
+                                m.makespan_p50_ms,
+                                m.makespan_p95_ms,
+                                m.cost_mean,
+                                m.attempts,
+                                done.outcome.metrics.http_429,
+                                done.outcome.metrics.errors,
+                                trial + 1,
+                                digest
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let (exit_code, stdout, stderr) = match &result {
+        Ok(line) => (0u8, line.clone(), String::new()),
+        Err((code, msg)) => (*code, String::new(), format!("error: {msg}\n")),
+    };
+    let digest = std::fs::read_to_string(out.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v.get("output_digest").cloned());
+    // The equivalent single live run (the trial's own seed included).
+    let final_out = runs_dir.join(id).join("out");
+    let as_run = PlannedRun {
+        params: p.params.clone(),
+        ..r.clone()
+    };
+    let cmd: Vec<String> = ["agentsched", "live", "run", "--endpoints", endpoints_name]
+        .iter()
+        .map(|x| x.to_string())
+        .chain(as_run.cmd(&final_out).into_iter().skip(2))
+        .collect();
+    let meta = json!({
+        "run_id": id,
+        "params": p.params,
+        "ablation_name": r.ablation.name,
+        "ablation_flags": r.ablation.flags,
+        "mode": "live",
+        "trial": trial + 1,
+        "cmd": cmd.join(" "),
+        "cwd": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        "start_time_unix_s": start_unix,
+        "end_time_unix_s": unix_now(),
+        "wall_time_s": wall,
+        "exit_code": exit_code,
+        "sim_binary_version": concat!("agentsched ", env!("CARGO_PKG_VERSION")),
+        "config_hash": p.config_hash,
+        "output_digest": digest,
+        "endpoints": endpoints_meta,
+        "resolved": resolved,
+    });
+    write_file(
+        &staging.join("stdout.txt"),
+        stdout.as_bytes(),
+        Durability::Staged,
+    )?;
+    write_file(
+        &staging.join("stderr.txt"),
+        stderr.as_bytes(),
+        Durability::Staged,
+    )?;
+    write_file(
+        &staging.join("meta.json"),
+        format!("{meta:#}\n").as_bytes(),
+        Durability::Staged,
+    )?;
+    make_durable(&staging)?;
+    commit(
+        &super::Staged {
+            run_id: id.to_string(),
+            staging: staging.clone(),
+            ok: exit_code == 0,
+        },
+        runs_dir,
+    )?;
+    crate::output::sync_dir(runs_dir);
+    if !opts.quiet {
+        eprintln!(
+            "{id}: {}",
+            if exit_code == 0 {
+                format!("ok in {wall:.2} s")
+            } else {
+                format!("exit {exit_code}: {}", stderr.trim_end())
+            }
+        );
+    }
+    Ok(exit_code == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(trials: u32, max_trials: u32, mode: SweepMode) -> LiveSettings {
+        LiveSettings {
+            trials,
+            max_trials,
+            mode,
+            ..LiveSettings::default()
+        }
+    }
+
+    #[test]
+    fn repeated_and_independent_orders() {
+        let pairs = |v: Vec<Trial>| v.into_iter().map(|t| (t.run, t.trial)).collect::<Vec<_>>();
+        assert_eq!(
+            pairs(schedule(2, &settings(2, 2, SweepMode::Repeated))),
+            [(0, 0), (1, 0), (0, 1), (1, 1)]
+        );
+        assert_eq!(
+            pairs(schedule(2, &settings(2, 2, SweepMode::Independent))),
+            [(0, 0), (0, 1), (1, 0), (1, 1)]
+        );
+    }
+
+    #[test]
+    fn adaptive_stopping_by_hand() {
+        let l = LiveSettings {
+            ci_target: 0.1,
+            ..settings(1, 10, SweepMode::Repeated)
+        };
+        // At least 3 trials, however tight.
+        assert!(!settled(2, &[100.0, 100.0], &l));
+        assert!(settled(3, &[100.0, 100.0, 100.0], &l));
+        // 100, 110, 90: sd 10, half-width t(2) x 10 / sqrt(3) = 4.303 x 5.774
+        // = 24.8 > 10: go on.
+        assert!(!settled(3, &[100.0, 110.0, 90.0], &l));
+        // Five values 100, 102, 98, 101, 99: sd 1.58, half-width
+        // 2.776 x 1.58 / sqrt(5) = 1.96 <= 10: stop.
+        assert!(settled(5, &[100.0, 102.0, 98.0, 101.0, 99.0], &l));
+        // max_trials ends it whatever the spread.
+        assert!(settled(10, &[1.0, 1000.0], &l));
+        // Without adaptivity, exactly `trials`.
+        let fixed = settings(2, 2, SweepMode::Repeated);
+        assert!(!settled(1, &[5.0], &fixed));
+        assert!(settled(2, &[5.0, 50.0], &fixed));
+    }
+}

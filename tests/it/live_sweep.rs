@@ -1,0 +1,392 @@
+//! `sweep --live` against the emulator on 127.0.0.1: trial orders,
+//! cooldowns, adaptive stopping, a kill -9 and `--resume`, validation.
+//! Runs are tiny (3 workflows at time scale 500: a few tenths of a second).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{Emulator, agentsched_in, err};
+
+fn emulator(dir: &Path) -> Emulator {
+    Emulator::start(dir, "ep.json", &["--time-scale", "500"])
+}
+
+fn config(dir: &Path, name: &str, extra: &str) -> String {
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"name": "{name}",
+                "common_args": {{"workflows": 3, "pdfs": 2, "iters": 1, "time_scale": 500}},
+                "matrix": {{"policy": ["fifo_cheapest", "full"], "seeds": [1]}}{extra}}}"#
+        ),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// (run id, trial, start, end) of every run, in start order.
+fn runs(exp: &Path) -> Vec<(String, u64, f64, f64)> {
+    let mut v: Vec<(String, u64, f64, f64)> = std::fs::read_dir(exp.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .map(|p| {
+            let m: Value =
+                serde_json::from_str(&std::fs::read_to_string(p.join("meta.json")).unwrap())
+                    .unwrap();
+            assert_eq!(m["exit_code"], 0, "{m}");
+            assert_eq!(m["mode"], "live");
+            (
+                m["run_id"].as_str().unwrap().to_string(),
+                m["trial"].as_u64().unwrap(),
+                m["start_time_unix_s"].as_f64().unwrap(),
+                m["end_time_unix_s"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.2.total_cmp(&b.2));
+    v
+}
+
+#[test]
+fn repeated_and_independent_orders_keep_their_cooldowns() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = emulator(cwd);
+    let ep = emu.endpoints.to_string_lossy().into_owned();
+    for mode in ["repeated", "independent"] {
+        let cfg = config(
+            cwd,
+            mode,
+            &format!(
+                r#", "trials": 2, "sweep_mode": "{mode}", "cooldown_s": 0.3, "trial_cooldown_s": 1.5"#
+            ),
+        );
+        let o = agentsched_in(
+            cwd,
+            &[
+                "sweep",
+                "--config",
+                &cfg,
+                "--live",
+                &ep,
+                "--out-root",
+                "x",
+                "--quiet",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        let r = runs(&cwd.join("x").join(mode));
+        let order: Vec<(String, u64)> = r
+            .iter()
+            .map(|(id, t, ..)| (id.split("__").next().unwrap().to_string(), *t))
+            .collect();
+        let want: Vec<(&str, u64)> = if mode == "repeated" {
+            vec![
+                ("fifo_cheapest", 1),
+                ("full", 1),
+                ("fifo_cheapest", 2),
+                ("full", 2),
+            ]
+        } else {
+            vec![
+                ("fifo_cheapest", 1),
+                ("fifo_cheapest", 2),
+                ("full", 1),
+                ("full", 2),
+            ]
+        };
+        let want: Vec<(String, u64)> = want.into_iter().map(|(p, t)| (p.into(), t)).collect();
+        assert_eq!(order, want, "{mode}");
+        // The pause before each run: between configurations 0.3 s, between
+        // trials (and, repeated, between rounds) 1.5 s. The upper bound
+        // leaves room for a slow fsync of the previous run.
+        let pauses: Vec<f64> = r.windows(2).map(|w| w[1].2 - w[0].3).collect();
+        let want_pauses = if mode == "repeated" {
+            [0.3, 1.5, 0.3]
+        } else {
+            [1.5, 0.3, 1.5]
+        };
+        for (got, want) in pauses.iter().zip(want_pauses) {
+            assert!(*got >= want - 0.01, "{mode}: pauses {pauses:?}");
+            assert!(*got < want + 1.0, "{mode}: pauses {pauses:?}");
+        }
+        // The layout is a sweep's: collect reads it, one configuration per
+        // policy with both trials behind its means.
+        let o = agentsched_in(cwd, &["collect", "--exp-dir", &format!("x/{mode}")]);
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        let agg: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                cwd.join("x")
+                    .join(mode)
+                    .join("aggregate/sweep_aggregate.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let text = agg.to_string();
+        assert!(text.contains("policy=full"), "{text}");
+    }
+}
+
+#[test]
+fn adaptive_trials_stop_when_the_interval_is_tight_and_not_before() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = emulator(cwd);
+    let ep = emu.endpoints.to_string_lossy().into_owned();
+    // Each configuration stops at the first trial (from the 3rd on) where
+    // the 95% t half-width of its p95 is within 25% of the mean; checked
+    // against the values the runs recorded.
+    let tight = config(
+        cwd,
+        "tight",
+        r#", "trials": 1, "max_trials": 6, "ci_target": 0.25"#,
+    );
+    let o = agentsched_in(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            &tight,
+            "--live",
+            &ep,
+            "--out-root",
+            "x",
+            "--quiet",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let r = runs(&cwd.join("x/tight"));
+    for policy in ["fifo_cheapest", "full"] {
+        let mut trials: Vec<(u64, f64)> = r
+            .iter()
+            .filter(|(id, ..)| id.starts_with(&format!("{policy}__")))
+            .map(|(id, t, ..)| {
+                let mut rd = csv::Reader::from_path(
+                    cwd.join("x/tight/runs").join(id).join("out/summary.csv"),
+                )
+                .unwrap();
+                let h = rd.headers().unwrap().clone();
+                let row = rd.records().next().unwrap().unwrap();
+                let i = h.iter().position(|c| c == "makespan_p95_ms").unwrap();
+                (*t, row[i].parse().unwrap())
+            })
+            .collect();
+        trials.sort_by_key(|(t, _)| *t);
+        let xs: Vec<f64> = trials.iter().map(|(_, x)| *x).collect();
+        let n = xs.len();
+        assert!((3..=6).contains(&n), "{policy}: {n} trials");
+        assert_eq!(trials.last().unwrap().0, n as u64, "trials numbered 1..n");
+        let within = |xs: &[f64]| {
+            let k = xs.len() as f64;
+            let mean = xs.iter().sum::<f64>() / k;
+            let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0)).sqrt();
+            // Student t 97.5% quantiles for 2..5 degrees of freedom.
+            let t = [4.303, 3.182, 2.776, 2.571][xs.len() - 3];
+            t * sd / k.sqrt() <= 0.25 * mean.abs() + 1e-9
+        };
+        if n < 6 {
+            assert!(
+                within(&xs),
+                "{policy}: stopped at {n} outside the target: {xs:?}"
+            );
+        }
+        for m in 3..n {
+            assert!(
+                !within(&xs[..m]),
+                "{policy}: should have stopped at {m}: {xs:?}"
+            );
+        }
+    }
+    // Seeds moving with the trial and a target no spread meets: max_trials.
+    let loose = config(
+        cwd,
+        "loose",
+        r#", "trials": 1, "max_trials": 4, "ci_target": 0.0001, "same_seed": false"#,
+    );
+    let o = agentsched_in(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            &loose,
+            "--live",
+            &ep,
+            "--out-root",
+            "x",
+            "--quiet",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let r = runs(&cwd.join("x/loose"));
+    assert_eq!(r.len(), 8, "{r:?}");
+    let seeds: std::collections::BTreeSet<u64> = std::fs::read_dir(cwd.join("x/loose/runs"))
+        .unwrap()
+        .map(|e| {
+            let m: Value = serde_json::from_str(
+                &std::fs::read_to_string(e.unwrap().path().join("meta.json")).unwrap(),
+            )
+            .unwrap();
+            m["params"]["seed"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(seeds, [1, 2, 3, 4].into_iter().collect());
+}
+
+#[test]
+fn a_killed_live_sweep_resumes_without_resending_finished_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = emulator(cwd);
+    let ep = emu.endpoints.to_string_lossy().into_owned();
+    let cfg = config(
+        cwd,
+        "k",
+        r#", "trials": 3, "cooldown_s": 0.4, "trial_cooldown_s": 0.4"#,
+    );
+    let mut sweep = Command::new(env!("CARGO_BIN_EXE_agentsched"))
+        .current_dir(cwd)
+        .args([
+            "sweep",
+            "--config",
+            &cfg,
+            "--live",
+            &ep,
+            "--out-root",
+            "x",
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs_dir = cwd.join("x/k/runs");
+    let finished = || -> Vec<String> {
+        std::fs::read_dir(&runs_dir)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while finished().len() < 2 {
+        assert!(Instant::now() < deadline, "no two runs finished");
+        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sweep.kill().unwrap();
+    sweep.wait().unwrap();
+    let before: Vec<(String, String)> = finished()
+        .into_iter()
+        .map(|id| {
+            let meta = std::fs::read_to_string(runs_dir.join(&id).join("meta.json")).unwrap();
+            (id, meta)
+        })
+        .collect();
+    assert!(before.len() < 6, "killed before the end: {before:?}");
+    let o = agentsched_in(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            &cfg,
+            "--live",
+            &ep,
+            "--out-root",
+            "x",
+            "--resume",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        summary.contains(&format!(
+            "{} executed, {} skipped",
+            6 - before.len(),
+            before.len()
+        )),
+        "{summary}"
+    );
+    // What had finished is as it was: not re-sent, not rewritten.
+    for (id, meta) in &before {
+        let now = std::fs::read_to_string(runs_dir.join(id).join("meta.json")).unwrap();
+        assert_eq!(&now, meta, "{id} was run again");
+    }
+    assert_eq!(runs(&cwd.join("x/k")).len(), 6);
+    assert!(
+        std::fs::read_dir(&runs_dir).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".partial")),
+        "the killed run's partial directory is gone"
+    );
+}
+
+#[test]
+fn live_sweep_settings_are_validated_naming_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    std::fs::write(cwd.join("ep.json"), r#"{"providers": {}}"#).unwrap();
+    for (extra, want) in [
+        (r#", "trials": 1.5"#, "trials"),
+        (r#", "trials": 0"#, "trials"),
+        (r#", "trials": 3, "max_trials": 2"#, "max_trials"),
+        (r#", "sweep_mode": "shuffled""#, "sweep_mode"),
+        (r#", "cooldown_s": -1"#, "cooldown_s"),
+        (r#", "same_seed": "yes""#, "same_seed"),
+        (r#", "ci_target": 1.5"#, "ci_target"),
+        (r#", "objective": "speed""#, "objective"),
+    ] {
+        let cfg = config(cwd, "v", extra);
+        let o = agentsched_in(
+            cwd,
+            &["sweep", "--config", &cfg, "--live", "ep.json", "--dry-run"],
+        );
+        assert_eq!(o.status.code(), Some(2), "{extra}: {}", err(&o));
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(&format!(": {want}: ")), "{extra}: {e}");
+    }
+    // A setting in the matrix.
+    std::fs::write(
+        cwd.join("m.json"),
+        r#"{"name": "m", "matrix": {"policy": ["full"], "trials": [1, 2]}}"#,
+    )
+    .unwrap();
+    let o = agentsched_in(cwd, &["sweep", "--config", "m.json", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("matrix.trials: a sweep setting"));
+    // One run at a time, whole.
+    let cfg = config(cwd, "w", "");
+    for (flag, value) in [("--shard", "1/2"), ("--jobs", "2")] {
+        let o = agentsched_in(
+            cwd,
+            &["sweep", "--config", &cfg, "--live", "ep.json", flag, value],
+        );
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", err(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(flag));
+    }
+    // An endpoints file that does not fit the scenario: nothing is sent.
+    let o = agentsched_in(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            &cfg,
+            "--live",
+            "ep.json",
+            "--out-root",
+            "y",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ep.json: providers."));
+    assert!(!cwd.join("y").exists());
+}
