@@ -79,12 +79,109 @@ pub fn write_report(exp_dir: &Path, runs_csv: &Path, out_dir: Option<&Path>) -> 
         atomic_write(&assets.join(name), svg.as_bytes())?;
         figures.push((name, title));
     }
-    let html = page(&rows, &agg, &figures);
+    let mut html = page(&rows, &agg, &figures);
+    if let Some(section) = fidelity_section(exp_dir, &rows)? {
+        // Before the runs table, after the statistics.
+        let at = html.find("<section id=\"runs\">").unwrap_or(html.len());
+        html.insert_str(at, &section);
+    }
     let index = dir.join("index.html");
     atomic_write(&index, html.as_bytes())?;
     crate::output::sync_dir(&assets);
     crate::output::sync_dir(&dir);
     Ok(index)
+}
+
+/// For an experiment of live runs (`sweep --live`): each run's scenario
+/// simulated (its `out/scenario.json`), and the two compared as `fidelity
+/// --sim-exp --live-exp` compares them. None for a simulated experiment.
+fn fidelity_section(exp_dir: &Path, rows: &[Row]) -> Result<Option<String>> {
+    let live = std::fs::read_to_string(exp_dir.join("experiment.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["mode"] == "live");
+    if !live {
+        return Ok(None);
+    }
+    let live_rows: Vec<Row> = rows
+        .iter()
+        .filter(|r| collect::succeeded(r))
+        .cloned()
+        .collect();
+    let mut sim_rows = Vec::with_capacity(live_rows.len());
+    for r in &live_rows {
+        let id = r.get("run_id").map_or("", String::as_str);
+        let path = exp_dir
+            .join("runs")
+            .join(id)
+            .join("out")
+            .join(crate::recorded::SCENARIO_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let s = crate::scenario::Scenario::from_json_str(&text)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        let result = crate::sim::run(&s, &mut crate::metrics::NullObserver);
+        let mut sim = r.clone();
+        for (k, v) in result.summary.fields() {
+            sim.insert(k.to_string(), v.to_string());
+        }
+        sim_rows.push(sim);
+    }
+    let objectives = ["makespan_p95_ms".to_string(), "cost_mean".to_string()];
+    let tol = crate::fidelity::Tolerances::default();
+    let f = crate::fidelity::compare_experiments(&sim_rows, &live_rows, &objectives, &tol);
+    let pct = crate::fidelity::pct;
+    let mut h = String::from(
+        "<section id=\"fidelity\"><h2>Fidelity: live runs against their simulation</h2>\n<p>Each live run's scenario simulated; per configuration the relative error of the live mean, (live - simulated) / simulated, and the MAPE over the headline metrics (makespan mean/p50/p95/p99, cost mean and total). The transport overhead is not modelled: every live call also carries its HTTP round trip.</p>\n<table><thead><tr><th>configuration</th><th>runs</th><th>p50 error</th><th>p95 error</th><th>cost error</th><th>MAPE</th></tr></thead><tbody>\n",
+    );
+    for c in &f.configs {
+        let err = |k: &str| {
+            c.metrics
+                .iter()
+                .find(|m| m.name == k)
+                .and_then(|m| m.rel_error())
+                .map_or(String::new(), pct)
+        };
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&c.label),
+            c.runs.1,
+            err("makespan_p50_ms"),
+            err("makespan_p95_ms"),
+            err("cost_mean"),
+            crate::fidelity::pct_abs(c.mape)
+        ));
+    }
+    h.push_str("</tbody></table>\n<ul>\n");
+    for r in &f.rankings {
+        h.push_str(&format!(
+            "<li>Ranking by {}: Kendall tau {}; {}; simulated best {}, live best {}</li>\n",
+            r.objective,
+            if r.tau.is_nan() {
+                "n/a".to_string()
+            } else {
+                format!("{:.3}", r.tau)
+            },
+            if r.identical() {
+                "identical order"
+            } else {
+                "orders differ"
+            },
+            esc(r.sim_order.first().map_or("-", String::as_str)),
+            esc(r.live_order.first().map_or("-", String::as_str))
+        ));
+    }
+    h.push_str(&format!(
+        "<li>Verdict at the default tolerances: {}</li>\n</ul></section>\n",
+        if f.failures.is_empty() {
+            "PASS".to_string()
+        } else {
+            format!("FAIL ({})", esc(&f.failures.join("; ")))
+        }
+    ));
+    Ok(Some(h))
 }
 
 fn distinct(rows: &[Row], k: &str) -> Vec<String> {

@@ -130,6 +130,24 @@ fn repeated_and_independent_orders_keep_their_cooldowns() {
         .unwrap();
         let text = agg.to_string();
         assert!(text.contains("policy=full"), "{text}");
+        // The report of a live experiment has a fidelity section: each
+        // run's scenario simulated, configuration by configuration.
+        let o = agentsched_in(cwd, &["report", "--exp-dir", &format!("x/{mode}")]);
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        let html =
+            std::fs::read_to_string(cwd.join("x").join(mode).join("report/index.html")).unwrap();
+        let at = html
+            .find("<section id=\"fidelity\">")
+            .expect("a fidelity section");
+        let section = &html[at..at + html[at..].find("</section>").unwrap()];
+        for want in [
+            "policy=fifo_cheapest",
+            "policy=full",
+            "Ranking by makespan_p95_ms",
+            "Verdict",
+        ] {
+            assert!(section.contains(want), "{want}: {section}");
+        }
     }
 }
 

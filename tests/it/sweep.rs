@@ -439,6 +439,8 @@ fn matrix_keys_may_be_scenario_paths_and_a_base_scenario() {
     let html =
         std::fs::read_to_string(tmp.path().join("bench_runs/paths/report/index.html")).unwrap();
     assert!(html.contains("<table") && html.contains("assets/pareto.svg"));
+    // A simulated experiment has nothing live to compare.
+    assert!(!html.contains("id=\"fidelity\""));
     // The slot count is numeric: a trend along it, in the JSON and the report.
     let trend = agg["trends"]
         .as_array()
