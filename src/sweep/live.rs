@@ -23,7 +23,7 @@ use super::plan::{LiveSettings, PlannedRun, SweepMode, resolve};
 use super::{ExperimentConfig, SweepOptions, SweepOutcome, commit, exp_dir, expand, unix_now};
 use crate::error::{Error, Result};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ResolvedEndpoint};
-use crate::output::{Durability, make_durable, write_file};
+use crate::output::make_durable;
 use crate::scenario::Scenario;
 
 /// One trial of one planned run.
@@ -443,21 +443,7 @@ fn execute_trial(
         "endpoints": endpoints_meta,
         "resolved": resolved,
     });
-    write_file(
-        &staging.join("stdout.txt"),
-        stdout.as_bytes(),
-        Durability::Staged,
-    )?;
-    write_file(
-        &staging.join("stderr.txt"),
-        stderr.as_bytes(),
-        Durability::Staged,
-    )?;
-    write_file(
-        &staging.join("meta.json"),
-        format!("{meta:#}\n").as_bytes(),
-        Durability::Staged,
-    )?;
+    super::write_run_record(&staging, &stdout, &stderr, &meta)?;
     make_durable(&staging)?;
     commit(
         &super::Staged {

@@ -314,7 +314,7 @@ pub fn commit(staged: &Staged, runs_dir: &Path) -> Result<()> {
 /// Runs one planned run into its staging directory. Never panics: a panic
 /// inside the simulator is caught here and recorded as exit code 4.
 pub fn execute(r: &PlannedRun, base: &Value, runs_dir: &Path) -> Staged {
-    use crate::output::{Durability, write_file};
+    use crate::output::Durability;
     let resolved = r.resolve(base);
     let staging = runs_dir.join(format!(".{}.partial", r.run_id));
     let final_dir = runs_dir.join(&r.run_id);
@@ -353,16 +353,6 @@ pub fn execute(r: &PlannedRun, base: &Value, runs_dir: &Path) -> Staged {
             path: staging.clone(),
             source,
         })?;
-        write_file(
-            &staging.join("stdout.txt"),
-            stdout.as_bytes(),
-            Durability::Staged,
-        )?;
-        write_file(
-            &staging.join("stderr.txt"),
-            stderr.as_bytes(),
-            Durability::Staged,
-        )?;
         let resolved_params = resolved.scenario.as_ref().ok().map(resolved_params);
         let meta = json!({
             "run_id": r.run_id,
@@ -384,11 +374,7 @@ pub fn execute(r: &PlannedRun, base: &Value, runs_dir: &Path) -> Staged {
             "output_digest": digest,
             "resolved": resolved_params,
         });
-        write_file(
-            &staging.join("meta.json"),
-            format!("{meta:#}\n").as_bytes(),
-            Durability::Staged,
-        )
+        write_run_record(&staging, &stdout, &stderr, &meta)
     };
     let ok = match write_all() {
         Ok(()) => exit_code == 0,
@@ -402,6 +388,27 @@ pub fn execute(r: &PlannedRun, base: &Value, runs_dir: &Path) -> Staged {
         staging,
         ok,
     }
+}
+
+/// Writes a run's `stdout.txt`, `stderr.txt` and `meta.json` into its
+/// staging directory (made durable with the rest of the run).
+pub fn write_run_record(staging: &Path, stdout: &str, stderr: &str, meta: &Value) -> Result<()> {
+    use crate::output::{Durability, write_file};
+    write_file(
+        &staging.join("stdout.txt"),
+        stdout.as_bytes(),
+        Durability::Staged,
+    )?;
+    write_file(
+        &staging.join("stderr.txt"),
+        stderr.as_bytes(),
+        Durability::Staged,
+    )?;
+    write_file(
+        &staging.join("meta.json"),
+        format!("{meta:#}\n").as_bytes(),
+        Durability::Staged,
+    )
 }
 
 /// The seed's configuration columns, from the resolved scenario.
