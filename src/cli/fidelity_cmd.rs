@@ -167,7 +167,16 @@ fn pair(
     let live_tables = tables(&live)?;
     let report = fidelity::compare_pair(&sim_tables, &live_tables, tol);
     let time_scale = live.scenario().map(|s| s.time_scale).unwrap_or(f64::NAN);
-    let overhead = transport_note(time_scale);
+    // A run with no endpoints answered in process: no transport at all.
+    let in_process = std::fs::read_to_string(live.out_dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["endpoints"].as_array().is_some_and(Vec::is_empty));
+    let overhead = if in_process {
+        "transport overhead: none (the live run answered in process, without HTTP)".to_string()
+    } else {
+        transport_note(time_scale)
+    };
     outln!("fidelity: live {} against {sim_note}", live_dir.display());
     print_pair(&report)?;
     outln!("{overhead}");

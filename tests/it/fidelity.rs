@@ -93,7 +93,7 @@ fn a_replay_of_a_simulated_run_records_it_and_fidelity_finds_it() {
         f["transport_overhead"]
             .as_str()
             .unwrap()
-            .starts_with("transport overhead: not modelled")
+            .starts_with("transport overhead: none (the live run answered in process")
     );
 
     // Against another run the verdict fails with exit 1 and says why.
