@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use crate::stats::{finite, kendall_tau_b};
-use crate::sweep::collect::{self, ConfigKey, Row};
+use crate::sweep::collect::{self, ConfigKey, Row, num};
 
 /// Metrics whose mean absolute relative error is the headline MAPE: the
 /// sweep's headline metrics up to `cost_total` (makespan mean, p50, p95,
@@ -108,10 +108,6 @@ pub struct RunTables {
     pub summary: BTreeMap<String, String>,
     /// `tiers.csv`'s rows.
     pub tiers: Vec<BTreeMap<String, String>>,
-}
-
-fn num(m: &BTreeMap<String, String>, k: &str) -> f64 {
-    m.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
 }
 
 fn tier_scope(t: &BTreeMap<String, String>) -> String {

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::scenario::Scenario;
+use crate::sweep::collect::read_csv;
 use crate::sweep::plan::{Ablation, PlannedRun};
 
 /// The file name of a run's effective scenario.
@@ -268,29 +269,6 @@ impl RecordedRun {
     pub fn tiers(&self) -> Result<Vec<BTreeMap<String, String>>> {
         read_csv(&self.out_dir.join("tiers.csv"))
     }
-}
-
-/// A CSV file as rows of column → value.
-pub fn read_csv(path: &Path) -> Result<Vec<BTreeMap<String, String>>> {
-    let bad = |e: csv::Error| Error::Input(format!("{}: {e}", path.display()));
-    let mut r = csv::Reader::from_path(path).map_err(|e| match e.kind() {
-        csv::ErrorKind::Io(io) => Error::Read {
-            path: path.into(),
-            source: std::io::Error::new(io.kind(), io.to_string()),
-        },
-        _ => bad(e),
-    })?;
-    let headers = r.headers().map_err(bad)?.clone();
-    r.records()
-        .map(|rec| {
-            let rec = rec.map_err(bad)?;
-            Ok(headers
-                .iter()
-                .zip(rec.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect())
-        })
-        .collect()
 }
 
 #[cfg(test)]

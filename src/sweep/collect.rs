@@ -75,7 +75,8 @@ fn cell(v: &Value) -> String {
     }
 }
 
-fn read_csv(path: &Path) -> Result<Vec<Row>> {
+/// A CSV file as rows of column -> value (text as written).
+pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
     let mut r = csv::Reader::from_path(path)
         .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
     let head: Vec<String> = r
@@ -280,7 +281,8 @@ pub fn to_csv(rows: &[Row], cols: &[String]) -> Vec<u8> {
     w.into_inner().expect("in-memory csv")
 }
 
-fn num(r: &Row, k: &str) -> f64 {
+/// A row's value as a number (NaN when missing or not a number).
+pub fn num(r: &Row, k: &str) -> f64 {
     r.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
 }
 

@@ -74,11 +74,8 @@ pub fn settled(done: u32, xs: &[f64], l: &LiveSettings) -> bool {
     if done < least || xs.len() < 2 {
         return false;
     }
-    let n = xs.len();
-    let mean = crate::stats::mean(xs);
-    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
-    let half = crate::stats::t975(n - 1) * var.sqrt() / (n as f64).sqrt();
-    half <= l.ci_target * mean.abs()
+    let d = crate::stats::describe(xs);
+    (d.ci95_high - d.ci95_low) / 2.0 <= l.ci_target * d.mean.abs()
 }
 
 /// The run id of a trial: the seed runner's id, plus `__t<k>` (1-based)
@@ -154,7 +151,7 @@ fn endpoints_json(s: &Scenario, eps: &[Vec<ResolvedEndpoint>]) -> Value {
 
 /// The objective's value in a finished run's summary.csv.
 fn objective_of(out: &Path, objective: &str) -> Option<f64> {
-    let rows = crate::recorded::read_csv(&out.join("summary.csv")).ok()?;
+    let rows = crate::sweep::collect::read_csv(&out.join("summary.csv")).ok()?;
     rows.first()?.get(objective)?.parse().ok()
 }
 
