@@ -29,6 +29,7 @@
 
 pub mod bench;
 pub mod bucket;
+pub mod calibrate;
 pub mod cli;
 pub mod error;
 pub mod fidelity;

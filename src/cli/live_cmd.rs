@@ -87,9 +87,28 @@ pub struct EmulateArgs {
     /// (what `audit caching` detects).
     #[arg(long)]
     pub cache: bool,
+    /// Answer every call at once, successfully, without limits: a null endpoint, whose
+    /// live run measures the transport's own time per call (`calibrate --null-run`).
+    #[arg(long)]
+    pub zero_latency: bool,
     /// Write an endpoints.json for this emulator (for `live run --endpoints`).
     #[arg(long, value_name = "FILE")]
     pub write_endpoints: Option<PathBuf>,
+}
+
+/// Every call answered at once and successfully, with no limit: what is
+/// left of a live run's latency against it is the transport's.
+fn make_null_endpoint(s: &mut crate::scenario::Scenario) {
+    for nt in s.node_types.values_mut() {
+        nt.latency = crate::scenario::Dist::Constant { ms: 0.0 };
+        nt.tail = None;
+    }
+    s.heavy_tail = crate::scenario::HeavyTail::default();
+    for t in s.providers.values_mut().flat_map(|p| p.tiers.iter_mut()) {
+        t.failure_prob = 0.0;
+        t.rate_limit = None;
+        t.token_limit = None;
+    }
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
@@ -245,7 +264,10 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
 
 /// Runs `emulate` until Ctrl-C.
 pub(crate) fn emulate(a: EmulateArgs) -> Result<u8> {
-    let s = a.scenario.resolve()?;
+    let mut s = a.scenario.resolve()?;
+    if a.zero_latency {
+        make_null_endpoint(&mut s);
+    }
     let mut faults = BTreeMap::new();
     for f in &a.fault {
         let (k, p) = Fault::parse(f).map_err(Error::Input)?;

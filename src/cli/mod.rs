@@ -22,6 +22,7 @@ macro_rules! outln {
 pub mod args;
 mod audit_cmd;
 mod bench_cmd;
+mod calibrate_cmd;
 mod fidelity_cmd;
 pub mod live_cmd;
 mod report_cmd;
@@ -96,6 +97,8 @@ pub enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Compare a live run (or live experiment) with its simulation: per-metric errors, MAPE, rankings, verdict (exit 1 when off).
     Fidelity(fidelity_cmd::FidelityArgs),
+    /// Fit a scenario to live runs (latency families by maximum likelihood, failure rates, rate limits); writes a new scenario with its provenance.
+    Calibrate(calibrate_cmd::CalibrateArgs),
     /// Audits of an endpoint: `audit caching` (is it answering repeated prompts from a cache?).
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
@@ -121,6 +124,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Emulate(a) => live_cmd::emulate(a),
         Command::Bench(a) => bench_cmd::run(a),
         Command::Fidelity(a) => fidelity_cmd::run(a),
+        Command::Calibrate(a) => calibrate_cmd::run(a),
         Command::Audit(c) => audit_cmd::run(c),
     }
 }

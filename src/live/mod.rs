@@ -164,6 +164,12 @@ pub struct RequestRecord {
     pub tier: u16,
     /// Model name sent.
     pub model: String,
+    /// The model's index on the tier in the scenario (its latency scale).
+    pub model_index: u8,
+    /// Prompt tokens the scenario gives the call.
+    pub input_tokens: u32,
+    /// Completion tokens asked for (`max_tokens`).
+    pub output_tokens: u32,
     /// When the call became ready for this start (scenario ms).
     pub scheduled_ms: f64,
     /// Sent (scenario ms).
@@ -196,6 +202,33 @@ pub struct RequestRecord {
     pub usage_completion_tokens: Option<u32>,
     /// Dropped by the scheduler (hedge loser, failed workflow, interrupt).
     pub cancelled: bool,
+    /// `x-ratelimit-*` headers of the response, resets in scenario ms
+    /// (absent when it had none).
+    #[serde(flatten)]
+    pub rate: RateRecord,
+}
+
+/// The `x-ratelimit-*` headers of one response, as `requests.jsonl` keeps them.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct RateRecord {
+    /// `x-ratelimit-limit-requests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratelimit_limit_requests: Option<u64>,
+    /// `x-ratelimit-remaining-requests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratelimit_remaining_requests: Option<u64>,
+    /// `x-ratelimit-reset-requests`, scenario ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratelimit_reset_requests_ms: Option<f64>,
+    /// `x-ratelimit-limit-tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratelimit_limit_tokens: Option<u64>,
+    /// `x-ratelimit-remaining-tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratelimit_remaining_tokens: Option<u64>,
+    /// `x-ratelimit-reset-tokens`, scenario ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratelimit_reset_tokens_ms: Option<f64>,
 }
 
 /// Streaming metrics only a live run has.
@@ -290,6 +323,8 @@ struct InFlight {
     provider: u16,
     tier: u16,
     model: u8,
+    input_tokens: u32,
+    output_tokens: u32,
     scheduled: SimTime,
     sent: SimTime,
     sent_real: Instant,
@@ -435,6 +470,9 @@ impl<T: Transport> LiveDriver<T> {
                 .get(f.model as usize)
                 .cloned()
                 .unwrap_or_default(),
+            model_index: f.model,
+            input_tokens: f.input_tokens,
+            output_tokens: f.output_tokens,
             scheduled_ms: f.scheduled.as_ms(),
             sent_ms: f.sent.as_ms(),
             first_byte_ms: reply.and_then(|r| at(r.first_byte)),
@@ -460,6 +498,20 @@ impl<T: Transport> LiveDriver<T> {
             usage_prompt_tokens: reply.and_then(|r| r.usage.map(|u| u.0)),
             usage_completion_tokens: reply.and_then(|r| r.usage.map(|u| u.1)),
             cancelled: outcome == Outcome::Cancelled,
+            rate: reply
+                .and_then(|r| r.rate_headers)
+                .map(|h| {
+                    let ms = |d: Option<Duration>| d.map(|d| clock.to_sim(d).as_ms());
+                    RateRecord {
+                        ratelimit_limit_requests: h.limit_requests,
+                        ratelimit_remaining_requests: h.remaining_requests,
+                        ratelimit_reset_requests_ms: ms(h.reset_requests),
+                        ratelimit_limit_tokens: h.limit_tokens,
+                        ratelimit_remaining_tokens: h.remaining_tokens,
+                        ratelimit_reset_tokens_ms: ms(h.reset_tokens),
+                    }
+                })
+                .unwrap_or_default(),
         };
         if let Some(log) = self.log.as_mut() {
             log.write(&rec);
@@ -551,6 +603,8 @@ impl<T: Transport> Driver for LiveDriver<T> {
             provider: a.ids.provider,
             tier: a.ids.tier,
             model: a.model,
+            input_tokens: a.input_tokens,
+            output_tokens: a.output_tokens,
             scheduled: SimTime(now.0 - a.queue_wait.0),
             sent: now,
             sent_real: Instant::now(),

@@ -84,6 +84,43 @@ pub struct Reply {
     pub done: Option<Instant>,
     /// Content chunks received.
     pub chunks: u32,
+    /// The `x-ratelimit-*` headers of the response, when it had any.
+    pub rate_headers: Option<RateHeaders>,
+}
+
+/// What a response's `x-ratelimit-*` headers said (OpenAI's names; resets in
+/// real time). `calibrate` estimates a tier's bucket from them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RateHeaders {
+    /// `x-ratelimit-limit-requests`.
+    pub limit_requests: Option<u64>,
+    /// `x-ratelimit-remaining-requests`.
+    pub remaining_requests: Option<u64>,
+    /// `x-ratelimit-reset-requests`: until the request bucket is full again.
+    pub reset_requests: Option<Duration>,
+    /// `x-ratelimit-limit-tokens`.
+    pub limit_tokens: Option<u64>,
+    /// `x-ratelimit-remaining-tokens`.
+    pub remaining_tokens: Option<u64>,
+    /// `x-ratelimit-reset-tokens`.
+    pub reset_tokens: Option<Duration>,
+}
+
+impl RateHeaders {
+    /// The headers' values, or None when the response had none of them.
+    pub fn parse(headers: &http::HeaderMap) -> Option<RateHeaders> {
+        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let count = |k: &str| get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        let h = RateHeaders {
+            limit_requests: count("x-ratelimit-limit-requests"),
+            remaining_requests: count("x-ratelimit-remaining-requests"),
+            reset_requests: get("x-ratelimit-reset-requests").and_then(parse_go_duration),
+            limit_tokens: count("x-ratelimit-limit-tokens"),
+            remaining_tokens: count("x-ratelimit-remaining-tokens"),
+            reset_tokens: get("x-ratelimit-reset-tokens").and_then(parse_go_duration),
+        };
+        (h != RateHeaders::default()).then_some(h)
+    }
 }
 
 impl Reply {
@@ -320,6 +357,7 @@ async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest)
         ..Reply::default()
     };
     let status = resp.status();
+    reply.rate_headers = RateHeaders::parse(resp.headers());
     if status == http::StatusCode::TOO_MANY_REQUESTS {
         let headers = resp.headers().clone();
         // Read the body (it names the limit) so the connection can be reused.
@@ -447,6 +485,22 @@ impl Transport for HttpTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_headers_parsed_when_present() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(RateHeaders::parse(&h), None);
+        h.insert("x-ratelimit-limit-requests", "20".parse().unwrap());
+        h.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
+        h.insert("x-ratelimit-reset-requests", "1.5s".parse().unwrap());
+        h.insert("x-ratelimit-remaining-tokens", "junk".parse().unwrap());
+        let r = RateHeaders::parse(&h).unwrap();
+        assert_eq!(r.limit_requests, Some(20));
+        assert_eq!(r.remaining_requests, Some(0));
+        assert_eq!(r.reset_requests, Some(Duration::from_millis(1500)));
+        assert_eq!(r.remaining_tokens, None);
+        assert_eq!(r.limit_tokens, None);
+    }
 
     #[test]
     fn retry_after_headers_in_order_of_precision() {

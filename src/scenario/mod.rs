@@ -60,6 +60,10 @@ pub struct Scenario {
     /// Mechanism switches.
     #[serde(default)]
     pub ablations: Ablations,
+    /// Where the numbers came from (`calibrate` writes it: source runs,
+    /// sample counts, fit statistics). Never read by the simulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<serde_json::Value>,
 }
 
 fn default_name() -> String {
@@ -670,6 +674,7 @@ impl Scenario {
             policy: PolicyKind::FifoCheapest,
             constants: Constants::default(),
             ablations: Ablations::default(),
+            provenance: None,
         }
     }
 
@@ -695,6 +700,14 @@ impl Scenario {
                     "expected a number in (0, {MAX_FACTOR}], got {}",
                     self.time_scale
                 ),
+            ));
+        }
+        if let Some(p) = &self.provenance
+            && !p.is_object()
+        {
+            return Err(ScenarioError::new(
+                "provenance",
+                "expected an object (calibrate's record of where the numbers came from)",
             ));
         }
         self.validate_workload()?;

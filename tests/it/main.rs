@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod calibrate;
 mod cli;
 mod fidelity;
 mod hostile;

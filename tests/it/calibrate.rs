@@ -1,0 +1,240 @@
+//! `calibrate` against the emulator on 127.0.0.1: the emulator serves a
+//! "truth" scenario that differs from the one handed to `calibrate`; one
+//! live run later, the calibrated scenario has the truth's numbers, and
+//! predicts the live run far better than the input did.
+
+use std::path::Path;
+
+use agentsched::scenario::Scenario;
+use serde_json::Value;
+
+use crate::util::{Emulator, agentsched_in, err};
+
+const SCALE: &str = "100";
+
+/// The default scenario with llm latencies 2x, a tier-0 failure rate of
+/// 0.3 (not 0.03) and a provider-enforced bucket of 2/s, burst 8 (not a
+/// client-side 5/s, burst 20).
+fn truth(base: &Value) -> Value {
+    let mut t = base.clone();
+    for nt in t["node_types"].as_object_mut().unwrap().values_mut() {
+        if nt["resource"] == "llm" {
+            let mu = nt["latency"]["mu"].as_f64().unwrap();
+            nt["latency"]["mu"] = (mu + 2f64.ln()).into();
+        }
+    }
+    let tier = &mut t["providers"]["llm_provider"]["tiers"][0];
+    tier["failure_prob"] = 0.3.into();
+    tier["rate_limit"] =
+        serde_json::json!({"rate_per_s": 2.0, "burst": 8, "enforced_by": "provider"});
+    t
+}
+
+/// Mean latency of a (node type, tier) cell with both tails, for a call
+/// with the given tokens.
+fn cell_mean(s: &Scenario, nt: &str, tier: usize, input: u32, output: u32) -> f64 {
+    let n = &s.node_types[nt];
+    let t = &s.providers["llm_provider"].tiers[tier];
+    let heavy = 1.0 - s.heavy_tail.prob + s.heavy_tail.prob * s.heavy_tail.mult;
+    n.latency.mean_ms(input, output) * t.latency_scale * heavy
+}
+
+fn mape(dir: &Path, sim: &str) -> f64 {
+    let json = format!("f_{sim}.json");
+    let o = agentsched_in(
+        dir,
+        &["fidelity", "--live", "live", "--sim", sim, "--json", &json],
+    );
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", err(&o));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(json)).unwrap()).unwrap();
+    v["mape"].as_f64().unwrap()
+}
+
+#[test]
+fn calibration_recovers_the_emulators_truth_and_predicts_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base_text = agentsched::scenario::DEFAULT_SCENARIO_JSON;
+    std::fs::write(dir.join("base.json"), base_text).unwrap();
+    let base_value: Value = serde_json::from_str(base_text).unwrap();
+    let truth_value = truth(&base_value);
+    std::fs::write(dir.join("truth.json"), truth_value.to_string()).unwrap();
+    let truth = Scenario::from_value(truth_value).unwrap();
+    let base = Scenario::from_value(base_value).unwrap();
+
+    let run = |ep: &Path, out: &str| {
+        let o = agentsched_in(
+            dir,
+            &[
+                "live",
+                "run",
+                "--scenario",
+                "base.json",
+                "--endpoints",
+                ep.to_str().unwrap(),
+                "--time-scale",
+                SCALE,
+                "--out",
+                out,
+                "--quiet",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    };
+    {
+        let truth_path = dir.join("truth.json");
+        let e = Emulator::start(
+            dir,
+            "ep.json",
+            &[
+                "--scenario",
+                truth_path.to_str().unwrap(),
+                "--time-scale",
+                SCALE,
+            ],
+        );
+        run(&e.endpoints, "live");
+    }
+    {
+        let e = Emulator::start(dir, "ep0.json", &["--time-scale", SCALE, "--zero-latency"]);
+        run(&e.endpoints, "null");
+    }
+    let o = agentsched_in(
+        dir,
+        &[
+            "calibrate",
+            "--live",
+            "live",
+            "--scenario",
+            "base.json",
+            "--null-run",
+            "null",
+            "--out",
+            "cal.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("ExtractEvidence") && text.contains("wrote cal.json"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("base.json")).unwrap(),
+        base_text,
+        "the input is untouched"
+    );
+    let cal =
+        Scenario::from_json_str(&std::fs::read_to_string(dir.join("cal.json")).unwrap()).unwrap();
+
+    // Latency: the extraction calls (most of the llm traffic) on both tiers.
+    let (inp, out) = (1500, 150);
+    for tier in 0..2 {
+        let (want, got, was) = (
+            cell_mean(&truth, "ExtractEvidence", tier, inp, out),
+            cell_mean(&cal, "ExtractEvidence", tier, inp, out),
+            cell_mean(&base, "ExtractEvidence", tier, inp, out),
+        );
+        assert!(
+            (got / want - 1.0).abs() < 0.10,
+            "tier {tier}: calibrated {got:.0} ms, truth {want:.0} ms"
+        );
+        assert!(
+            (was / want - 1.0).abs() > 0.4,
+            "the input was off: {was:.0} vs {want:.0}"
+        );
+    }
+    // Failure rate and bucket of the tier that changed.
+    let t0 = &cal.providers["llm_provider"].tiers[0];
+    assert!(
+        (t0.failure_prob / 0.3 - 1.0).abs() < 0.10,
+        "failure prob {}",
+        t0.failure_prob
+    );
+    let r = t0.rate_limit.as_ref().expect("a bucket");
+    assert!((r.rate_per_s / 2.0 - 1.0).abs() < 0.10, "{r:?}");
+    assert_eq!(r.burst, 8);
+    assert_eq!(r.enforced_by, agentsched::scenario::Enforcer::Provider);
+    // Settings are the input's; the provenance names the sources.
+    assert_eq!(t0.slots, base.providers["llm_provider"].tiers[0].slots);
+    let prov = cal.provenance.as_ref().unwrap();
+    assert_eq!(prov["sources"][0]["dir"], "live");
+    assert!(prov["transport"]["real_ms_per_call"].as_f64().unwrap() > 0.0);
+    assert!(
+        prov["node_types"]["ExtractEvidence"]["candidates"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    );
+
+    // Prediction: the calibrated scenario, simulated, against the live run.
+    for (scenario, out) in [("base.json", "sim_base"), ("cal.json", "sim_cal")] {
+        let o = agentsched_in(
+            dir,
+            &["simulate", "--scenario", scenario, "--out", out, "--quiet"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    }
+    let (before, after) = (mape(dir, "sim_base"), mape(dir, "sim_cal"));
+    assert!(
+        after * 3.0 <= before,
+        "MAPE {after:.3} calibrated vs {before:.3} uncalibrated"
+    );
+
+    // Never over an input; never over an existing file without --force.
+    let o = agentsched_in(
+        dir,
+        &[
+            "calibrate",
+            "--live",
+            "live",
+            "--scenario",
+            "base.json",
+            "--out",
+            "base.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("base.json")).unwrap(),
+        base_text
+    );
+    let o = agentsched_in(dir, &["calibrate", "--live", "live", "--out", "cal.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--force"), "{}", err(&o));
+    let o = agentsched_in(
+        dir,
+        &[
+            "calibrate",
+            "--live",
+            "live",
+            "--out",
+            "cal.json",
+            "--force",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = agentsched_in(dir, &["calibrate", "--live", "nowhere", "--out", "x.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("nowhere"), "{}", err(&o));
+    std::fs::write(dir.join("bad.json"), "{\"workload\": 1}").unwrap();
+    let o = agentsched_in(
+        dir,
+        &[
+            "calibrate",
+            "--live",
+            "live",
+            "--scenario",
+            "bad.json",
+            "--out",
+            "y.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("bad.json") && !dir.join("y.json").exists(),
+        "{}",
+        err(&o)
+    );
+}
