@@ -8,10 +8,10 @@
 #   1. a live run (seed 1) of the research agent (20 workflows, fifo_cheapest, --time-scale 10);
 #   2. `calibrate --live run1` from the default scenario, which knows none of this (no --null-run:
 #      the runs to predict go through the same transport, so its time stays in the latencies);
-#   3. later live runs (seeds 2 and 3, a fresh server each) and simulations of the calibrated
+#   3. later live runs (seeds 2-4, a fresh server each) and simulations of the calibrated
 #      scenario with the same seeds: the simulations must predict the live makespan p50 and p95
-#      (means over the two seeds: one run of this agent alone moves by about 5% from run to run)
-#      within TOL percent.
+#      (means over the seeds: one run of this agent alone moves by 5-10% from run to run, and
+#      from seed to seed by up to 30%) within TOL percent.
 # Usage: scripts/calibrate_third_party.sh [BINARY] [TOL=10] [WORKFLOWS=20] [POLICY=fifo_cheapest]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +49,7 @@ cat > ep.json <<EOF
   "embed_provider": [{"base_url": "$URL", "model": "text-embedding-3-small"}, {"base_url": "$URL", "model": "text-embedding-3-small"}]}}
 EOF
 
-for seed in 1 2 3; do
+for seed in 1 2 3 4; do
   llmock_up
   timeout 300 "$BIN" live run --endpoints ep.json "${FLAGS[@]}" --seed "$seed" --out "run$seed" --quiet
   llmock_down
@@ -57,7 +57,7 @@ done
 
 
 "$BIN" calibrate --live run1 --min-samples 10 --out calibrated.json
-for seed in 2 3; do
+for seed in 2 3 4; do
   "$BIN" simulate --scenario calibrated.json --seed "$seed" --out "predicted$seed" --quiet
   "$BIN" simulate --scenario run1/scenario.json --seed "$seed" --out "uncalibrated$seed" --quiet
 done
@@ -65,7 +65,8 @@ python3 - "$TOL" <<'PY'
 import csv, json, sys
 tol = float(sys.argv[1])
 row = lambda d: next(csv.DictReader(open(f"{d}/summary.csv")))
-mean = lambda d, k: sum(float(row(f"{d}{s}")[k]) for s in (2, 3)) / 2
+SEEDS = (2, 3, 4)
+mean = lambda d, k: sum(float(row(f"{d}{s}")[k]) for s in SEEDS) / len(SEEDS)
 cal = json.load(open("calibrated.json"))
 t0 = cal["providers"]["llm_provider"]["tiers"][0]
 print(f"calibrated: ExtractEvidence {cal['node_types']['ExtractEvidence']['latency']}, "
@@ -80,11 +81,11 @@ if not (abs(r1.get("rate_per_s", 0) / 10 - 1) < 0.1 and r1.get("burst") == 6000)
 if r0.get("rate_per_s") != 5.0:
     bad.append(f"llm tier 0 bucket {r0}, expected the input's binding 5/s")
 for k in ["makespan_p50_ms", "makespan_p95_ms"]:
-    for s in (2, 3):
+    for s in SEEDS:
         print(f"  seed {s}: {k} live {float(row(f'run{s}')[k]):.0f}, calibrated {float(row(f'predicted{s}')[k]):.0f}")
     l, p, b = mean("run", k), mean("predicted", k), mean("uncalibrated", k)
     e, eb = 100 * (p / l - 1), 100 * (b / l - 1)
-    print(f"{k}, mean of seeds 2 and 3: live {l:.0f}, calibrated {p:.0f} ({e:+.1f}%), uncalibrated {b:.0f} ({eb:+.1f}%)")
+    print(f"{k}, mean of seeds 2-4: live {l:.0f}, calibrated {p:.0f} ({e:+.1f}%), uncalibrated {b:.0f} ({eb:+.1f}%)")
     if abs(e) > tol:
         bad.append(k)
 if bad:

@@ -73,6 +73,18 @@ fn source(s: &Scenario, attempts: Vec<Attempt>) -> LiveSource {
     }
 }
 
+/// Calibrates `base` to `attempts` with the default options.
+fn calibrated(base: &Scenario, attempts: Vec<Attempt>) -> Scenario {
+    calibrate(
+        base,
+        "b",
+        &[source(base, attempts)],
+        None,
+        &Options::default(),
+    )
+    .unwrap()
+}
+
 /// The mean latency of a cell (tails included), before the timeout.
 fn cell_mean(s: &Scenario, node_type: &str, provider: &str, tier: usize) -> f64 {
     let nt = &s.node_types[node_type];
@@ -173,14 +185,7 @@ fn a_gamma_endpoint_is_fitted_as_gamma() {
     };
     let mut base2 = base.clone();
     base2.heavy_tail.prob = 0.0;
-    let cal = calibrate(
-        &base2,
-        "b",
-        &[source(&base2, synthesize(&truth, 3000))],
-        None,
-        &Options::default(),
-    )
-    .unwrap();
+    let cal = calibrated(&base2, synthesize(&truth, 3000));
     let Dist::Gamma { shape, scale_ms } = cal.node_types["DecideNext"].latency else {
         panic!("{:?}", cal.node_types["DecideNext"].latency)
     };
@@ -195,14 +200,7 @@ fn few_samples_keep_the_input_and_say_so() {
     let base = Scenario::default_research_agent();
     let truth = truth_of(&base);
     let attempts = synthesize(&truth, 5);
-    let cal = calibrate(
-        &base,
-        "b",
-        &[source(&base, attempts)],
-        None,
-        &Options::default(),
-    )
-    .unwrap();
+    let cal = calibrated(&base, attempts);
     assert_eq!(
         cal.node_types["Plan"].latency,
         base.node_types["Plan"].latency
@@ -313,14 +311,7 @@ fn a_null_run_takes_the_transport_out() {
         &Options::default(),
     )
     .unwrap();
-    let without = calibrate(
-        &base,
-        "b",
-        &[source(&base, attempts)],
-        None,
-        &Options::default(),
-    )
-    .unwrap();
+    let without = calibrated(&base, attempts);
     let want = cell_mean(&truth, "DecideNext", "llm_provider", 0);
     let (a, b) = (
         cell_mean(&with, "DecideNext", "llm_provider", 0),
@@ -365,14 +356,7 @@ fn buckets_from_success_headers_undo_the_servers_rounding() {
         };
     }
     assert!(sent > 100);
-    let cal = calibrate(
-        &base,
-        "b",
-        &[source(&base, attempts)],
-        None,
-        &Options::default(),
-    )
-    .unwrap();
+    let cal = calibrated(&base, attempts);
     let r = cal.providers["embed_provider"].tiers[0]
         .rate_limit
         .clone()
