@@ -558,15 +558,10 @@ pub fn lognormal_mle(values: &[f64]) -> Option<(f64, f64)> {
     }
 }
 
-/// The median of a non-empty slice (sorted in place).
+/// The median of a slice (sorted in place), as numpy computes it.
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
+    crate::stats::percentile_sorted(v, 50.0)
 }
 
 #[cfg(test)]
