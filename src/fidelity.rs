@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::stats::{finite, kendall_tau_b};
+use crate::stats::{finite, within_margin};
 use crate::sweep::collect::{self, ConfigKey, Row, num};
 
 /// Metrics whose mean absolute relative error is the headline MAPE: the
@@ -43,6 +43,9 @@ pub struct Tolerances {
     pub min_tau: f64,
     /// Whether simulated and live must pick the same winner (experiments).
     pub same_winner: bool,
+    /// Experiments: configurations whose objectives are within this
+    /// fraction of each other are tied (a fraction of the larger one).
+    pub tie_margin: f64,
 }
 
 impl Default for Tolerances {
@@ -51,12 +54,16 @@ impl Default for Tolerances {
     /// One seed of a queueing system is chaotic (a 0.1% latency change
     /// moves the default scenario's p95 by up to 11%), so the pair bounds
     /// are loose; compare experiments over seeds for tight verdicts.
+    /// Configurations within 2% of each other tie: two policies that
+    /// differ by less are a coin flip over a few seeds, and no reason to
+    /// change a production setting.
     fn default() -> Self {
         Tolerances {
             max_mape: 0.15,
             max_error: 0.25,
             min_tau: 0.6,
             same_winner: true,
+            tie_margin: 0.02,
         }
     }
 }
@@ -238,23 +245,81 @@ pub struct ConfigPair {
 pub struct Ranking {
     /// The metric (smaller is better, but for throughput).
     pub objective: String,
-    /// Kendall's tau-b between the simulated and live means.
+    /// Kendall's tau-b between the simulated and live means over the
+    /// pairs the simulation separates (beyond the tie margin); a pair
+    /// within the margin live counts as a live tie.
     pub tau: f64,
     /// Configuration labels, best first, by the simulated means.
     pub sim_order: Vec<String>,
     /// The same by the live means.
     pub live_order: Vec<String>,
+    /// Pairs the simulation cannot tell apart (within the tie margin),
+    /// each in simulated order.
+    pub sim_ties: Vec<(String, String)>,
+    /// Pairs the simulation separates that live orders the other way,
+    /// each in simulated order.
+    pub reversed: Vec<(String, String)>,
+    /// The simulated best and every configuration tied with it.
+    pub sim_best: Vec<String>,
 }
 
 impl Ranking {
-    /// Whether both orders are the same.
+    /// Whether both orders are the same, strictly.
     pub fn identical(&self) -> bool {
         self.sim_order == self.live_order
     }
 
-    /// Whether both pick the same best configuration.
+    /// Whether live orders every pair the simulation separates as the
+    /// simulation does (pairs it cannot tell apart may go either way).
+    pub fn agrees(&self) -> bool {
+        self.reversed.is_empty()
+    }
+
+    /// Whether the live best is the simulated best or tied with it.
     pub fn same_winner(&self) -> bool {
-        self.sim_order.first() == self.live_order.first()
+        self.live_order
+            .first()
+            .is_some_and(|l| self.sim_best.contains(l))
+    }
+
+    /// One sentence: tau, agreement, ties, reversals and the winners.
+    pub fn describe(&self, tie_margin: f64) -> String {
+        let tau = if self.tau.is_nan() {
+            "n/a".to_string()
+        } else {
+            format!("{:.3}", self.tau)
+        };
+        let order = if self.identical() {
+            "identical order".to_string()
+        } else if self.agrees() {
+            "same order up to ties".to_string()
+        } else {
+            let pairs: Vec<String> = self
+                .reversed
+                .iter()
+                .map(|(a, b)| format!("{a} before {b} simulated, after it live"))
+                .collect();
+            format!("orders differ ({})", pairs.join("; "))
+        };
+        let ties = if self.sim_ties.is_empty() {
+            String::new()
+        } else {
+            let pairs: Vec<String> = self
+                .sim_ties
+                .iter()
+                .map(|(a, b)| format!("{a} ~ {b}"))
+                .collect();
+            format!(
+                "; tied in the simulation (within {}): {}",
+                pct_abs(tie_margin),
+                pairs.join(", ")
+            )
+        };
+        format!(
+            "Kendall tau {tau}; {order}{ties}; simulated best {}, live best {}",
+            self.sim_best.join(" ~ "),
+            self.live_order.first().map_or("-", String::as_str)
+        )
     }
 }
 
@@ -359,21 +424,65 @@ pub fn compare_experiments(
             };
             let xs: Vec<f64> = matched.iter().map(|(_, s, _)| mean(s)).collect();
             let ys: Vec<f64> = matched.iter().map(|(_, _, l)| mean(l)).collect();
+            let better = |a: f64, b: f64| {
+                if higher_is_better(o) { a > b } else { a < b }
+            };
             let order = |v: &[f64]| {
                 let mut idx: Vec<usize> = (0..v.len()).collect();
                 idx.sort_by(|&a, &b| {
                     let c = v[a].total_cmp(&v[b]);
                     (if higher_is_better(o) { c.reverse() } else { c }).then(a.cmp(&b))
                 });
-                idx.into_iter()
-                    .map(|i| matched[i].0.clone())
-                    .collect::<Vec<_>>()
+                idx
             };
+            let label = |i: usize| matched[i].0.clone();
+            let tied = |a: f64, b: f64| within_margin(a, b, tol.tie_margin);
+            let sim_idx = order(&xs);
+            let (mut sim_ties, mut reversed) = (Vec::new(), Vec::new());
+            let (mut concordant, mut discordant, mut live_ties) = (0u32, 0u32, 0u32);
+            for (n, &i) in sim_idx.iter().enumerate() {
+                for &j in &sim_idx[n + 1..] {
+                    if tied(xs[i], xs[j]) {
+                        sim_ties.push((label(i), label(j)));
+                        continue;
+                    }
+                    if !better(ys[i], ys[j]) {
+                        reversed.push((label(i), label(j)));
+                    }
+                    if tied(ys[i], ys[j]) {
+                        live_ties += 1;
+                    } else if better(ys[i], ys[j]) {
+                        concordant += 1;
+                    } else {
+                        discordant += 1;
+                    }
+                }
+            }
+            // tau-b, the simulation's ties left out: it makes no claim on them.
+            let separated = f64::from(concordant + discordant + live_ties);
+            let tau = if xs.iter().chain(&ys).any(|v| v.is_nan()) {
+                f64::NAN
+            } else {
+                (f64::from(concordant) - f64::from(discordant))
+                    / (separated * f64::from(concordant + discordant)).sqrt()
+            };
+            let sim_best = sim_idx
+                .iter()
+                .filter(|&&i| {
+                    sim_idx
+                        .first()
+                        .is_some_and(|&b| i == b || tied(xs[i], xs[b]))
+                })
+                .map(|&i| label(i))
+                .collect();
             Ranking {
                 objective: o.clone(),
-                tau: kendall_tau_b(&xs, &ys),
-                sim_order: order(&xs),
-                live_order: order(&ys),
+                tau,
+                sim_order: sim_idx.into_iter().map(label).collect(),
+                live_order: order(&ys).into_iter().map(label).collect(),
+                sim_ties,
+                reversed,
+                sim_best,
             }
         })
         .collect();
@@ -391,7 +500,14 @@ pub fn compare_experiments(
     }
     for r in &rankings {
         // One configuration ranks trivially alike.
-        if configs.len() >= 2 && (r.tau.is_nan() || r.tau < tol.min_tau) {
+        if configs.len() >= 2 && r.sim_ties.len() == configs.len() * (configs.len() - 1) / 2 {
+            failures.push(format!(
+                "{}: the simulation separates no two configurations (all within {}): \
+                 there is no ranking to check",
+                r.objective,
+                pct_abs(tol.tie_margin)
+            ));
+        } else if configs.len() >= 2 && (r.tau.is_nan() || r.tau < tol.min_tau) {
             failures.push(format!(
                 "{}: Kendall tau {:.3} is below {}",
                 r.objective, r.tau, tol.min_tau
@@ -401,7 +517,11 @@ pub fn compare_experiments(
             failures.push(format!(
                 "{}: simulated picks {}, live picks {}",
                 r.objective,
-                r.sim_order.first().map_or("nothing", String::as_str),
+                if r.sim_best.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    r.sim_best.join(" ~ ")
+                },
                 r.live_order.first().map_or("nothing", String::as_str)
             ));
         }
@@ -446,9 +566,13 @@ impl ExperimentReport {
                 "objective": r.objective,
                 "kendall_tau": finite(r.tau),
                 "identical": r.identical(),
+                "agree_up_to_ties": r.agrees(),
                 "same_winner": r.same_winner(),
                 "simulated_order": r.sim_order,
                 "live_order": r.live_order,
+                "simulated_best": r.sim_best,
+                "simulated_ties": r.sim_ties,
+                "reversed_pairs": r.reversed,
             })).collect::<Vec<_>>(),
             "only_simulated": self.only_sim,
             "only_live": self.only_live,
@@ -647,8 +771,55 @@ mod tests {
         let same = compare_experiments(&sim, &sim, &objectives, &Tolerances::default());
         assert!(same.failures.is_empty(), "{:?}", same.failures);
         assert!(same.rankings.iter().all(Ranking::identical));
+        // Strictly, tau is still 1/3 and b, c are reversed.
+        assert_eq!(p95.reversed, [("policy=b".into(), "policy=c".into())]);
+        assert!(p95.sim_ties.is_empty() && !p95.agrees());
         // A configuration missing live is named.
         let fewer = compare_experiments(&sim, &live[..2], &objectives, &Tolerances::default());
         assert_eq!(fewer.only_sim, ["policy=c"]);
+    }
+
+    #[test]
+    fn near_equal_configurations_tie_and_their_live_order_is_not_held_against_them() {
+        let objectives = vec!["makespan_p95_ms".to_string()];
+        let run = |p: &str, v: f64| run_row(p, 1, v, 1.0);
+        // a and b are 1% apart simulated (a tie at 2%); live swaps them.
+        let sim = vec![run("a", 100.0), run("b", 101.0), run("c", 200.0)];
+        let live = vec![run("a", 105.0), run("b", 100.0), run("c", 190.0)];
+        let r = compare_experiments(&sim, &live, &objectives, &Tolerances::default());
+        let k = &r.rankings[0];
+        assert_eq!(k.sim_ties, [("policy=a".into(), "policy=b".into())]);
+        assert!(k.reversed.is_empty() && k.agrees() && !k.identical());
+        // Only (a, c) and (b, c) count: both concordant.
+        assert_eq!(k.tau, 1.0);
+        assert_eq!(k.sim_best, ["policy=a", "policy=b"]);
+        assert!(k.same_winner(), "live best b is tied with a");
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        // With no margin the swap is a reversal: tau (2 - 1) / 3, another winner.
+        let strict = Tolerances {
+            tie_margin: 0.0,
+            ..Tolerances::default()
+        };
+        let r = compare_experiments(&sim, &live, &objectives, &strict);
+        let k = &r.rankings[0];
+        assert_eq!(k.reversed, [("policy=a".into(), "policy=b".into())]);
+        assert!((k.tau - 1.0 / 3.0).abs() < 1e-12 && !k.same_winner());
+        assert_eq!(r.failures.len(), 2, "{:?}", r.failures);
+        // A pair the simulation separates but live cannot (190 vs 191) is a
+        // live tie: tau-b 2 / sqrt(3 x 2), still in order.
+        let sim = vec![run("a", 100.0), run("b", 150.0), run("c", 200.0)];
+        let live = vec![run("a", 100.0), run("b", 190.0), run("c", 191.0)];
+        let r = compare_experiments(&sim, &live, &objectives, &Tolerances::default());
+        let k = &r.rankings[0];
+        assert!((k.tau - 2.0 / 6f64.sqrt()).abs() < 1e-12, "{}", k.tau);
+        assert!(k.agrees() && k.sim_ties.is_empty());
+        // All within the margin: nothing to rank, and the verdict says so.
+        let flat = vec![run("a", 100.0), run("b", 101.0)];
+        let r = compare_experiments(&flat, &flat, &objectives, &Tolerances::default());
+        assert!(
+            r.failures[0].contains("separates no two configurations"),
+            "{:?}",
+            r.failures
+        );
     }
 }

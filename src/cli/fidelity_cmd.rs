@@ -40,6 +40,11 @@ pub struct FidelityArgs {
     /// Experiments: smallest Kendall tau between the simulated and live rankings.
     #[arg(allow_hyphen_values = true, long, default_value_t = Tolerances::default().min_tau, value_parser = crate::cli::args::finite_f64)]
     pub min_tau: f64,
+    /// Experiments: objectives within this fraction of each other are ties (0.02 is 2%):
+    /// the live order of configurations the simulation cannot tell apart is not held
+    /// against it, and a live winner tied with the simulated one is the same winner.
+    #[arg(allow_hyphen_values = true, long, default_value_t = Tolerances::default().tie_margin, value_parser = crate::cli::args::finite_f64)]
+    pub tie_margin: f64,
     /// Experiments: pass even when simulated and live pick different winners.
     #[arg(long)]
     pub allow_other_winner: bool,
@@ -49,7 +54,11 @@ pub struct FidelityArgs {
 }
 
 fn tolerances(a: &FidelityArgs) -> Result<Tolerances> {
-    for (flag, v) in [("--max-mape", a.max_mape), ("--max-error", a.max_error)] {
+    for (flag, v) in [
+        ("--max-mape", a.max_mape),
+        ("--max-error", a.max_error),
+        ("--tie-margin", a.tie_margin),
+    ] {
         if v < 0.0 {
             return Err(Error::Input(format!(
                 "{flag}: expected a fraction >= 0 (0.15 is 15%), got {v}"
@@ -67,6 +76,7 @@ fn tolerances(a: &FidelityArgs) -> Result<Tolerances> {
         max_error: a.max_error,
         min_tau: a.min_tau,
         same_winner: !a.allow_other_winner,
+        tie_margin: a.tie_margin,
     })
 }
 
@@ -206,6 +216,7 @@ fn tolerances_json(t: &Tolerances) -> serde_json::Value {
         "max_error": t.max_error,
         "min_tau": t.min_tau,
         "same_winner": t.same_winner,
+        "tie_margin": t.tie_margin,
     })
 }
 
@@ -248,10 +259,11 @@ fn verdict_lines(failures: &[String], tol: &Tolerances, experiments: bool) -> Re
     if failures.is_empty() {
         let bounds = if experiments {
             format!(
-                "mean MAPE <= {}, Kendall tau >= {}{}",
+                "mean MAPE <= {}, Kendall tau >= {}{}, ties within {}",
                 pct_abs(tol.max_mape),
                 tol.min_tau,
-                if tol.same_winner { ", same winner" } else { "" }
+                if tol.same_winner { ", same winner" } else { "" },
+                pct_abs(tol.tie_margin)
             )
         } else {
             format!(
@@ -298,7 +310,7 @@ fn experiments(
         sim.display(),
         r.configs.len()
     );
-    print_experiments(&r)?;
+    print_experiments(&r, tol)?;
     let time_scale = live_rows
         .iter()
         .find_map(|r| r.get("time_scale").and_then(|v| v.parse().ok()))
@@ -315,7 +327,7 @@ fn experiments(
     Ok((json, r.failures.is_empty()))
 }
 
-fn print_experiments(r: &ExperimentReport) -> Result<()> {
+fn print_experiments(r: &ExperimentReport, tol: &Tolerances) -> Result<()> {
     outln!(
         "{:<40} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9}",
         "configuration",
@@ -348,16 +360,9 @@ fn print_experiments(r: &ExperimentReport) -> Result<()> {
     outln!("mean MAPE over the configurations: {}", pct_abs(r.mape));
     for rk in &r.rankings {
         outln!(
-            "ranking by {}: Kendall tau {:.3}; {}; simulated best {}, live best {}",
+            "ranking by {}: {}",
             rk.objective,
-            rk.tau,
-            if rk.identical() {
-                "identical order"
-            } else {
-                "orders differ"
-            },
-            rk.sim_order.first().map_or("-", String::as_str),
-            rk.live_order.first().map_or("-", String::as_str)
+            rk.describe(tol.tie_margin)
         );
     }
     for (side, labels) in [("simulated", &r.only_sim), ("live", &r.only_live)] {

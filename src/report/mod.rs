@@ -157,20 +157,9 @@ fn fidelity_section(exp_dir: &Path, rows: &[Row]) -> Result<Option<String>> {
     h.push_str("</tbody></table>\n<ul>\n");
     for r in &f.rankings {
         h.push_str(&format!(
-            "<li>Ranking by {}: Kendall tau {}; {}; simulated best {}, live best {}</li>\n",
+            "<li>Ranking by {}: {}</li>\n",
             r.objective,
-            if r.tau.is_nan() {
-                "n/a".to_string()
-            } else {
-                format!("{:.3}", r.tau)
-            },
-            if r.identical() {
-                "identical order"
-            } else {
-                "orders differ"
-            },
-            esc(r.sim_order.first().map_or("-", String::as_str)),
-            esc(r.live_order.first().map_or("-", String::as_str))
+            esc(&r.describe(tol.tie_margin))
         ));
     }
     h.push_str(&format!(

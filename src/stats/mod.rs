@@ -134,6 +134,12 @@ pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     sxy / (sxx * syy).sqrt()
 }
 
+/// Whether `a` and `b` are within `margin` of each other, as a fraction of
+/// the larger magnitude (margin 0: equal).
+pub fn within_margin(a: f64, b: f64, margin: f64) -> bool {
+    (a - b).abs() <= margin * a.abs().max(b.abs())
+}
+
 /// Kendall's tau-b: concordant minus discordant pairs over the pairs not
 /// tied on each side, as `scipy.stats.kendalltau` (its default variant).
 /// NaN with fewer than two pairs, a NaN among them, or a constant side.

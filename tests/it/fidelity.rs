@@ -1,13 +1,14 @@
 //! `live run --from-run` and `fidelity`, end to end through the binary. The
 //! live runs use the in-process provider (no network), which reproduces the
 //! simulator exactly: errors are 0 where the replay is faithful, and any
-//! difference a test sees was put there on purpose.
+//! difference a test sees was put there on purpose. One test sweeps the
+//! emulator on 127.0.0.1 instead, to see the rankings agree over HTTP.
 
 use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::{agentsched_in, err};
+use crate::util::{Emulator, agentsched_in, err};
 
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -462,4 +463,77 @@ fn two_experiments_are_ranked_and_a_swapped_ranking_fails() {
     assert!(p95["kendall_tau"].as_f64().unwrap() < 1.0);
     // Cost was not touched: its ranking still agrees.
     assert_eq!(g["rankings"][1]["identical"], true);
+}
+
+/// The issue's ranking check: a simulated and a live sweep (the emulator
+/// over HTTP, time scale 50: about 110 s) of the four policies on the
+/// default scenario rank them alike by p95 and by cost. dag_escalation and
+/// full are about 1% apart on both (0.1% in cost over 20 seeds): the
+/// simulation ties them, and their live order is not held against it;
+/// every other pair must come out in the simulated order.
+#[test]
+fn a_live_sweep_of_the_four_policies_ranks_them_as_the_simulation_does() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = Emulator::start(cwd, "ep.json", &["--time-scale", "50"]);
+    std::fs::write(
+        cwd.join("exp.json"),
+        r#"{"name": "rank", "common_args": {"workflows": 50, "time_scale": 50},
+            "matrix": {"policy": ["fifo_cheapest", "dag_cheapest", "dag_escalation", "full"],
+                       "seeds": [1, 2]}}"#,
+    )
+    .unwrap();
+    ok(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            "exp.json",
+            "--out-root",
+            "sim",
+            "--quiet",
+        ],
+    );
+    let ep = emu.endpoints.to_string_lossy().into_owned();
+    ok(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            "exp.json",
+            "--live",
+            &ep,
+            "--out-root",
+            "live",
+            "--quiet",
+        ],
+    );
+    drop(emu);
+    let out = ok(
+        cwd,
+        &[
+            "fidelity",
+            "--sim-exp",
+            "sim/rank",
+            "--live-exp",
+            "live/rank",
+            "--json",
+            "f.json",
+        ],
+    );
+    let f = json(&cwd.join("f.json"));
+    assert_eq!(f["pass"], true, "{out}");
+    let rankings = f["rankings"].as_array().unwrap();
+    assert_eq!(rankings.len(), 2);
+    for r in rankings {
+        assert_eq!(r["agree_up_to_ties"], true, "{out}");
+        assert_eq!(r["reversed_pairs"].as_array().unwrap().len(), 0, "{out}");
+        assert_eq!(r["same_winner"], true, "{out}");
+        // 1 unless a separated pair came out within 2% live (a live tie).
+        assert!(r["kendall_tau"].as_f64().unwrap() >= 0.8, "{out}");
+        // Not vacuous: at most the one near-equal pair is tied, so at
+        // least 5 of the 6 pairs were checked.
+        assert!(r["simulated_ties"].as_array().unwrap().len() <= 1, "{out}");
+    }
+    assert!(out.contains("verdict: PASS"), "{out}");
 }
