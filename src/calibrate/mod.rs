@@ -5,8 +5,8 @@
 //! tails`. So calibration works in three steps over the attempts of one
 //! or more live runs (`requests.jsonl`):
 //!
-//! 1. **Tier scales.** Per (node type, tier) cell, the median log
-//!    latency; these are split into a node-type part and a tier part by
+//! 1. **Tier scales.** Per (node type, tier) cell, the mean log
+//!    latency (what the lognormal body's MLE matches); these are split into a node-type part and a tier part by
 //!    alternating least squares (`g_nj = a_n + b_j`, weighted by samples).
 //!    One tier per provider (the one with the most samples) keeps its
 //!    latency scale, which fixes the split; the products, which are what
@@ -361,11 +361,14 @@ pub fn calibrate(
             })
     };
 
-    // Node types.
-    let heavy_mult = (input.heavy_tail.prob > 0.0 && input.heavy_tail.mult != 1.0)
-        .then_some(input.heavy_tail.mult);
+    // Node types. The heavy tail is fitted per remote type and pooled; the
+    // pooled value becomes each fitted type's own, so that the global one
+    // keeps stretching local work (which no live run shows) as before.
+    let heavy_of =
+        |nt: &crate::scenario::NodeType| nt.heavy_tail.clone().unwrap_or(input.heavy_tail.clone());
     let mut node_report = serde_json::Map::new();
-    let mut heavy_acc = (0.0, 0usize);
+    // (sum of prob x samples, samples, mult, the types fitted).
+    let mut heavy_acc: (f64, usize, f64, Vec<String>) = (0.0, 0, 1.0, Vec::new());
     let mut cell_report = Vec::new();
     for (name, nt) in &input.node_types {
         let mine: Vec<(&TierKey, &Cell)> = cells
@@ -376,6 +379,8 @@ pub fn calibrate(
         if mine.is_empty() {
             continue;
         }
+        let heavy = heavy_of(nt);
+        let heavy_mult = (heavy.prob > 0.0 && heavy.mult != 1.0).then_some(heavy.mult);
         let tails = Tails {
             node_mult: nt
                 .tail
@@ -383,10 +388,7 @@ pub fn calibrate(
                 .filter(|t| t.prob > 0.0 && t.mult != 1.0)
                 .map(|t| t.mult),
             heavy_mult,
-            start: (
-                nt.tail.as_ref().map_or(0.0, |t| t.prob),
-                input.heavy_tail.prob,
-            ),
+            start: (nt.tail.as_ref().map_or(0.0, |t| t.prob), heavy.prob),
         };
         let mut values = Vec::new();
         let mut censored = Vec::new();
@@ -443,26 +445,35 @@ pub fn calibrate(
             );
             t.prob = fit.node_prob;
         }
-        if heavy_mult.is_some() {
+        if let Some(mult) = heavy_mult {
             rep.insert("heavy_tail_prob".into(), json!(fit.heavy_prob));
             heavy_acc.0 += fit.heavy_prob * n as f64;
             heavy_acc.1 += n;
+            // Types with another multiplier would pool unlike things: the
+            // last one's is kept, and the report names every type.
+            heavy_acc.2 = mult;
+            heavy_acc.3.push(name.clone());
         }
         target.latency = dist;
         node_report.insert(name.clone(), Value::Object(rep));
     }
-    let mut heavy_report = json!({"kept": "no heavy tail in the input scenario: none is fitted"});
-    if heavy_mult.is_some() {
-        heavy_report = if heavy_acc.1 > 0 {
-            let p = heavy_acc.0 / heavy_acc.1 as f64;
-            let r = json!({"prob": {"input": input.heavy_tail.prob, "calibrated": p},
-                "mult": {"held": input.heavy_tail.mult}, "samples": heavy_acc.1});
-            out.heavy_tail.prob = p;
-            r
-        } else {
-            json!({"kept": "no node type had enough samples"})
-        };
-    }
+    let heavy_report = if heavy_acc.1 > 0 {
+        let p = heavy_acc.0 / heavy_acc.1 as f64;
+        for name in &heavy_acc.3 {
+            if let Some(nt) = out.node_types.get_mut(name) {
+                nt.heavy_tail = Some(crate::scenario::HeavyTail {
+                    prob: p,
+                    mult: heavy_acc.2,
+                });
+            }
+        }
+        json!({"prob": {"input": input.heavy_tail.prob, "calibrated": p},
+            "mult": {"held": heavy_acc.2}, "samples": heavy_acc.1,
+            "node_types": heavy_acc.3,
+            "global": "kept: the other node types (local work, which no live run shows) still use it"})
+    } else {
+        json!({"kept": "no fitted node type has a heavy tail in the input scenario: none is fitted"})
+    };
 
     // Tiers: failures, timeouts, 429s, buckets.
     let mut tier_list = Vec::new();
@@ -526,7 +537,7 @@ pub fn calibrate(
         },
         "method": "per node type: maximum likelihood of lognormal, gamma and exponential (EM over the \
                    scenario's tails, timeouts and cancelled attempts censored), the smallest \
-                   AIC kept (Kolmogorov-Smirnov distance reported); tier latency scales from per-cell median log \
+                   AIC kept (Kolmogorov-Smirnov distance reported); tier latency scales from per-cell mean log \
                    latencies; failure probability = failures / answered; buckets from x-ratelimit-* \
                    headers, else from the 429s",
         "min_samples": opts.min_samples,
@@ -543,7 +554,7 @@ pub fn calibrate(
 }
 
 /// `g_nj = a_n + b_j` over cells by alternating weighted least squares on
-/// median log latencies; per provider the tier with the most samples is
+/// mean log latencies; per provider the tier with the most samples is
 /// held at its input scale, and so is a tier with fewer than `min`
 /// samples. Returns per tier (ln scale, held, samples).
 fn split_tier_scales(
@@ -556,8 +567,13 @@ fn split_tier_scales(
         .iter()
         .filter(|(_, c)| !c.values.is_empty())
         .map(|((n, k), c)| {
-            let mut logs: Vec<f64> = c.values.iter().map(|v| v.ln()).collect();
-            (n.as_str(), *k, median(&mut logs), c.values.len() as f64)
+            let logs: Vec<f64> = c.values.iter().map(|v| v.ln()).collect();
+            (
+                n.as_str(),
+                *k,
+                crate::stats::mean(&logs),
+                c.values.len() as f64,
+            )
         })
         .collect();
     let mut samples: BTreeMap<TierKey, usize> = BTreeMap::new();

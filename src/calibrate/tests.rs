@@ -21,7 +21,7 @@ fn synthesize(truth: &Scenario, n: u64) -> Vec<Attempt> {
                 let spec = DrawSpec {
                     sampler: &sampler,
                     tail: nt.tail.as_ref().map(|t| (t.prob, t.mult)),
-                    heavy_tail: (truth.heavy_tail.prob, truth.heavy_tail.mult),
+                    heavy_tail: nt.heavy_tail.as_ref().unwrap_or(&truth.heavy_tail).pair(),
                     input_tokens: nt.input_tokens,
                     output_tokens: nt.output_tokens,
                 };
@@ -93,7 +93,8 @@ fn cell_mean(s: &Scenario, node_type: &str, provider: &str, tier: usize) -> f64 
         .tail
         .as_ref()
         .map_or(1.0, |t| 1.0 - t.prob + t.prob * t.mult);
-    let heavy = 1.0 - s.heavy_tail.prob + s.heavy_tail.prob * s.heavy_tail.mult;
+    let h = nt.heavy_tail.as_ref().unwrap_or(&s.heavy_tail);
+    let heavy = 1.0 - h.prob + h.prob * h.mult;
     nt.latency.mean_ms(nt.input_tokens, nt.output_tokens) * t.latency_scale * tail * heavy
 }
 
@@ -111,6 +112,8 @@ fn truth_of(base: &Scenario) -> Scenario {
     let t = &mut truth.providers.get_mut("llm_provider").unwrap().tiers;
     t[0].failure_prob = 0.12;
     t[1].latency_scale = 0.8;
+    // The endpoints' heavy tail is twice the input's (2%).
+    truth.heavy_tail.prob = 0.04;
     truth
 }
 
@@ -152,8 +155,20 @@ fn recovers_latencies_tier_scales_and_failure_rates() {
     assert!((embed.1 / embed.0 - 1.0).abs() < 0.10, "{embed:?}");
     let fp = cal.providers["llm_provider"].tiers[0].failure_prob;
     assert!((fp / 0.12 - 1.0).abs() < 0.10, "{fp}");
-    let hp = cal.heavy_tail.prob;
-    assert!((hp / truth.heavy_tail.prob - 1.0).abs() < 0.25, "{hp}");
+    // The heavy tail is fitted on the remote types; the global one, which
+    // local work also draws, stays the input's.
+    for (name, nt) in &cal.node_types {
+        let remote = cal.providers.values().any(|p| p.resource == nt.resource);
+        match (&nt.heavy_tail, remote) {
+            (Some(h), true) => {
+                assert!((h.prob / 0.04 - 1.0).abs() < 0.25, "{name}: {h:?}");
+                assert_eq!(h.mult, base.heavy_tail.mult);
+            }
+            (None, false) => {}
+            (h, _) => panic!("{name} (remote {remote}): heavy tail {h:?}"),
+        }
+    }
+    assert_eq!(cal.heavy_tail, base.heavy_tail);
     // Nothing that is a setting moved.
     assert_eq!(
         cal.providers["llm_provider"].tiers[0].slots,

@@ -165,12 +165,26 @@ fn print_summary(
             ),
         }
     }
-    if input.heavy_tail != cal.heavy_tail {
+    let fitted: Vec<(&String, &crate::scenario::HeavyTail)> = cal
+        .node_types
+        .iter()
+        .filter_map(|(n, nt)| nt.heavy_tail.as_ref().map(|h| (n, h)))
+        .filter(|(n, h)| {
+            input.node_types[*n]
+                .heavy_tail
+                .as_ref()
+                .unwrap_or(&input.heavy_tail)
+                != *h
+        })
+        .collect();
+    if let Some((_, h)) = fitted.first() {
+        let names: Vec<&str> = fitted.iter().map(|(n, _)| n.as_str()).collect();
         outln!(
-            "heavy tail         prob {:.4} -> {:.4} (x{} held)",
+            "heavy tail         prob {:.4} -> {:.4} (x{} held) on {}; the global one (local work) kept",
             input.heavy_tail.prob,
-            cal.heavy_tail.prob,
-            cal.heavy_tail.mult
+            h.prob,
+            h.mult,
+            names.join(", ")
         );
     }
     for t in prov["tiers"].as_array().into_iter().flatten() {

@@ -135,7 +135,6 @@ struct State {
     clock: Clock,
     table: NodeTable,
     tiers: Vec<Vec<TierModel>>,
-    heavy_tail: (f64, f64),
     seed: u64,
     models: BTreeMap<String, TierServe>,
     provider: Mutex<ProviderSide>,
@@ -268,7 +267,6 @@ pub async fn start(s: &Scenario, cfg: EmulatorConfig, addr: SocketAddr) -> Resul
             .values()
             .map(|p| p.tiers.iter().map(TierModel::new).collect())
             .collect(),
-        heavy_tail: (s.heavy_tail.prob, s.heavy_tail.mult),
         seed: s.seed,
         table,
         models,
@@ -486,7 +484,7 @@ async fn handle(
     let spec = DrawSpec {
         sampler: &state.table.samplers[ty],
         tail: state.table.tails[ty],
-        heavy_tail: state.heavy_tail,
+        heavy_tail: state.table.heavy_tails[ty],
         input_tokens: prompt_tokens,
         output_tokens: out,
     };

@@ -63,6 +63,8 @@ pub struct NodeTable {
     pub samplers: Vec<Sampler>,
     /// Node-specific tails.
     pub tails: Vec<Option<(f64, f64)>>,
+    /// Heavy tails: the node type's own, else the scenario's.
+    pub heavy_tails: Vec<(f64, f64)>,
     /// Default tokens.
     pub tokens: Vec<(u32, u32)>,
     /// Provider names, in index order.
@@ -82,6 +84,7 @@ impl NodeTable {
             dists: vec![],
             samplers: vec![],
             tails: vec![],
+            heavy_tails: vec![],
             tokens: vec![],
             providers,
             pools,
@@ -103,6 +106,8 @@ impl NodeTable {
             t.dists.push(nt.latency.clone());
             t.samplers.push(nt.latency.sampler());
             t.tails.push(nt.tail.as_ref().map(|x| (x.prob, x.mult)));
+            t.heavy_tails
+                .push(nt.heavy_tail.as_ref().unwrap_or(&s.heavy_tail).pair());
             t.tokens.push((nt.input_tokens, nt.output_tokens));
         }
         t
@@ -422,7 +427,6 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     /// The driver: what sends attempts and keeps timers.
     pub io: D,
     seed: u64,
-    heavy_tail: (f64, f64),
     arrivals: Arrivals,
     table: NodeTable,
     workload: CompiledWorkload,
@@ -476,7 +480,7 @@ fn priors(s: &Scenario, table: &NodeTable, cw: &CompiledWorkload) -> Vec<NodeTyp
             let spec = DrawSpec {
                 sampler: &table.samplers[ty],
                 tail: table.tails[ty],
-                heavy_tail: (s.heavy_tail.prob, s.heavy_tail.mult),
+                heavy_tail: table.heavy_tails[ty],
                 input_tokens: 0,
                 output_tokens: tokens,
             };
@@ -588,7 +592,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             local_keyer: Keyer::new(s.seed, Stream::Local),
             arrival_keyer: Keyer::new(s.seed, Stream::Arrival),
             seed: s.seed,
-            heavy_tail: (s.heavy_tail.prob, s.heavy_tail.mult),
             arrivals: s.arrivals.clone(),
             table,
             workload,
@@ -944,7 +947,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let spec = DrawSpec {
             sampler: &self.table.samplers[n.ty as usize],
             tail: self.table.tails[n.ty as usize],
-            heavy_tail: self.heavy_tail,
+            heavy_tail: self.table.heavy_tails[n.ty as usize],
             input_tokens: n.input_tokens,
             output_tokens: n.output_tokens,
         };
@@ -1182,7 +1185,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             spec: DrawSpec {
                 sampler: &self.table.samplers[ty as usize],
                 tail: self.table.tails[ty as usize],
-                heavy_tail: self.heavy_tail,
+                heavy_tail: self.table.heavy_tails[ty as usize],
                 input_tokens: n.input_tokens,
                 output_tokens,
             },

@@ -228,6 +228,11 @@ pub struct NodeType {
     /// Optional node-specific tail (e.g. Embed x2 with probability 0.05).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tail: Option<Tail>,
+    /// This node type's heavy tail in place of the global one. `calibrate`
+    /// writes it for the remote types it fitted: the global heavy tail also
+    /// stretches local work, which no live run observes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heavy_tail: Option<HeavyTail>,
     /// Prompt tokens per call.
     #[serde(default)]
     pub input_tokens: u32,
@@ -398,6 +403,13 @@ pub struct HeavyTail {
     pub prob: f64,
     /// Multiplier.
     pub mult: f64,
+}
+
+impl HeavyTail {
+    /// `(prob, mult)`, as draws take it.
+    pub fn pair(&self) -> (f64, f64) {
+        (self.prob, self.mult)
+    }
 }
 
 impl Default for HeavyTail {
@@ -626,6 +638,7 @@ impl Scenario {
                     mean_ms: 1000.0 / service_rate,
                 },
                 tail: None,
+                heavy_tail: None,
                 input_tokens: 0,
                 output_tokens: 0,
             },
@@ -799,6 +812,10 @@ impl Scenario {
             if let Some(t) = &nt.tail {
                 check_prob(&format!("{at}.tail.prob"), t.prob)?;
                 check_factor(&format!("{at}.tail.mult"), t.mult)?;
+            }
+            if let Some(h) = &nt.heavy_tail {
+                check_prob(&format!("{at}.heavy_tail.prob"), h.prob)?;
+                check_factor(&format!("{at}.heavy_tail.mult"), h.mult)?;
             }
         }
         check_prob("heavy_tail.prob", self.heavy_tail.prob)?;

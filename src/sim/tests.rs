@@ -537,3 +537,36 @@ fn the_shipped_streaming_scenario_is_valid_and_streams() {
     assert_eq!(r.completed, 5);
     assert!(r.ttft_p50_ms.unwrap() > 0.0 && r.tpot_mean_ms.unwrap() > 0.0);
 }
+
+#[test]
+fn a_node_types_own_heavy_tail_replaces_the_global_one() {
+    use crate::scenario::{Dist, HeavyTail};
+    // Far more servers than calls in flight: a call's makespan is its latency.
+    let mut s = Scenario::mmc(64, 5.0, 1.0, 200, 3);
+    s.node_types.get_mut("Call").unwrap().latency = Dist::Constant { ms: 100.0 };
+    s.heavy_tail = HeavyTail {
+        prob: 1.0,
+        mult: 3.0,
+    };
+    let global = run(&s, &mut NullObserver).summary;
+    assert_eq!(global.makespan_mean_ms, 300.0);
+    assert_eq!(global.makespan_max_ms, 300.0);
+    s.node_types.get_mut("Call").unwrap().heavy_tail = Some(HeavyTail {
+        prob: 0.0,
+        mult: 1.0,
+    });
+    assert_eq!(run(&s, &mut NullObserver).summary.makespan_max_ms, 100.0);
+    // Every type given the global tail as its own: nothing changes.
+    let mut r = research(30, PolicyKind::Full);
+    r.heavy_tail = HeavyTail {
+        prob: 0.05,
+        mult: 20.0,
+    };
+    let before = run(&r, &mut NullObserver).summary;
+    for nt in r.node_types.values_mut() {
+        nt.heavy_tail = Some(r.heavy_tail.clone());
+    }
+    let mut after = run(&r, &mut NullObserver).summary;
+    after.wall_time_s = before.wall_time_s;
+    assert_eq!(before, after);
+}

@@ -123,6 +123,16 @@ fn bad_input_exits_2_naming_the_problem() {
             vec![
                 "simulate",
                 "--set",
+                r#"node_types.Plan.heavy_tail={"prob":2,"mult":3}"#,
+                "--out",
+                out,
+            ],
+            "node_types.Plan.heavy_tail.prob: expected a probability in [0, 1], got 2",
+        ),
+        (
+            vec![
+                "simulate",
+                "--set",
                 "providers.llm_provider.tiers.0.slots=0",
                 "--out",
                 out,
