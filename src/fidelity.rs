@@ -253,8 +253,9 @@ pub struct Ranking {
     pub sim_order: Vec<String>,
     /// The same by the live means.
     pub live_order: Vec<String>,
-    /// Pairs the simulation cannot tell apart (within the tie margin),
-    /// each in simulated order.
+    /// Pairs the simulation cannot tell apart (within the tie margin, or,
+    /// over three or more seeds each, not different at 95%), each in
+    /// simulated order.
     pub sim_ties: Vec<(String, String)>,
     /// Pairs the simulation separates that live orders the other way,
     /// each in simulated order.
@@ -310,7 +311,7 @@ impl Ranking {
                 .map(|(a, b)| format!("{a} ~ {b}"))
                 .collect();
             format!(
-                "; tied in the simulation (within {}): {}",
+                "; tied in the simulation (within {} or not different at 95%): {}",
                 pct_abs(tie_margin),
                 pairs.join(", ")
             )
@@ -349,6 +350,23 @@ fn match_key(k: &ConfigKey) -> ConfigKey {
             .cloned()
             .collect(),
     )
+}
+
+/// Whether two configurations' means differ at 95% by Welch's t test
+/// (degrees of freedom rounded down); true when either has fewer than
+/// three runs, and the margin alone decides: two runs give one degree of
+/// freedom, a t quantile of 12.7, and would tie nearly everything.
+fn welch_differ(a: &crate::stats::Describe, b: &crate::stats::Describe) -> bool {
+    if a.n < 3 || b.n < 3 || a.std.is_nan() || b.std.is_nan() {
+        return true;
+    }
+    let (va, vb) = (a.std * a.std / a.n as f64, b.std * b.std / b.n as f64);
+    let se = (va + vb).sqrt();
+    if se == 0.0 {
+        return a.mean != b.mean;
+    }
+    let df = (va + vb).powi(2) / (va * va / (a.n - 1) as f64 + vb * vb / (b.n - 1) as f64);
+    (a.mean - b.mean).abs() > crate::stats::t975((df.floor() as usize).max(1)) * se
 }
 
 /// Whether larger values of `objective` are better.
@@ -416,12 +434,15 @@ pub fn compare_experiments(
     let rankings: Vec<Ranking> = objectives
         .iter()
         .map(|o| {
-            let mean = |c: &collect::ConfigStats| {
+            let describe = |c: &collect::ConfigStats| {
                 c.metrics
                     .iter()
                     .find(|(k, _)| **k == o.as_str())
-                    .map_or(f64::NAN, |(_, d)| d.mean)
+                    .map(|(_, d)| *d)
             };
+            let mean = |c: &collect::ConfigStats| describe(c).map_or(f64::NAN, |d| d.mean);
+            let sim_stats: Vec<Option<crate::stats::Describe>> =
+                matched.iter().map(|(_, s, _)| describe(s)).collect();
             let xs: Vec<f64> = matched.iter().map(|(_, s, _)| mean(s)).collect();
             let ys: Vec<f64> = matched.iter().map(|(_, _, l)| mean(l)).collect();
             let better = |a: f64, b: f64| {
@@ -437,12 +458,20 @@ pub fn compare_experiments(
             };
             let label = |i: usize| matched[i].0.clone();
             let tied = |a: f64, b: f64| within_margin(a, b, tol.tie_margin);
+            // The simulation separates two configurations when their means
+            // are beyond the margin and, with three or more seeds on each
+            // side, differ at 95% (Welch's t).
+            let sim_tied = |i: usize, j: usize| {
+                tied(xs[i], xs[j])
+                    || matches!((sim_stats[i], sim_stats[j]), (Some(a), Some(b))
+                        if !welch_differ(&a, &b))
+            };
             let sim_idx = order(&xs);
             let (mut sim_ties, mut reversed) = (Vec::new(), Vec::new());
             let (mut concordant, mut discordant, mut live_ties) = (0u32, 0u32, 0u32);
             for (n, &i) in sim_idx.iter().enumerate() {
                 for &j in &sim_idx[n + 1..] {
-                    if tied(xs[i], xs[j]) {
+                    if sim_tied(i, j) {
                         sim_ties.push((label(i), label(j)));
                         continue;
                     }
@@ -468,11 +497,7 @@ pub fn compare_experiments(
             };
             let sim_best = sim_idx
                 .iter()
-                .filter(|&&i| {
-                    sim_idx
-                        .first()
-                        .is_some_and(|&b| i == b || tied(xs[i], xs[b]))
-                })
+                .filter(|&&i| sim_idx.first().is_some_and(|&b| i == b || sim_tied(i, b)))
                 .map(|&i| label(i))
                 .collect();
             Ranking {
@@ -502,8 +527,8 @@ pub fn compare_experiments(
         // One configuration ranks trivially alike.
         if configs.len() >= 2 && r.sim_ties.len() == configs.len() * (configs.len() - 1) / 2 {
             failures.push(format!(
-                "{}: the simulation separates no two configurations (all within {}): \
-                 there is no ranking to check",
+                "{}: the simulation separates no two configurations (all within {} or \
+                 not different at 95%): there is no ranking to check",
                 r.objective,
                 pct_abs(tol.tie_margin)
             ));
@@ -821,5 +846,54 @@ mod tests {
             "{:?}",
             r.failures
         );
+    }
+
+    #[test]
+    fn over_three_seeds_a_difference_the_spread_explains_is_a_tie() {
+        let objectives = vec!["makespan_p95_ms".to_string()];
+        let runs = |p: &str, vs: [f64; 3]| -> Vec<Row> {
+            (0..3)
+                .map(|k| run_row(p, k as u32 + 1, vs[k], 1.0))
+                .collect()
+        };
+        // a: mean 200, sd 100; b: mean 250, sd 100 (25% apart, far beyond
+        // the margin); Welch: se = sqrt(2 x 100^2 / 3) = 81.6, df 4, t 2.776:
+        // 50 < 226.6, a tie. c: mean 1010, sd 10: separated from both.
+        let mut sim = runs("a", [100.0, 200.0, 300.0]);
+        sim.extend(runs("b", [150.0, 250.0, 350.0]));
+        sim.extend(runs("c", [1000.0, 1010.0, 1020.0]));
+        let mut live = runs("a", [260.0, 260.0, 260.0]);
+        live.extend(runs("b", [240.0, 240.0, 240.0]));
+        live.extend(runs("c", [900.0, 900.0, 900.0]));
+        let r = compare_experiments(&sim, &live, &objectives, &Tolerances::default());
+        let k = &r.rankings[0];
+        assert_eq!(k.sim_ties, [("policy=a".into(), "policy=b".into())]);
+        assert!(k.agrees() && k.same_winner(), "{k:?}");
+        assert_eq!(k.tau, 1.0);
+        assert!(welch_differ(
+            &r_stats(&[100.0, 200.0, 300.0]),
+            &r_stats(&[1000.0, 1010.0, 1020.0])
+        ));
+        assert!(!welch_differ(
+            &r_stats(&[100.0, 200.0, 300.0]),
+            &r_stats(&[150.0, 250.0, 350.0])
+        ));
+        // Two runs each: the margin alone decides (25% apart: separated).
+        assert!(welch_differ(
+            &r_stats(&[100.0, 300.0]),
+            &r_stats(&[150.0, 350.0])
+        ));
+        // With 2 runs per configuration, the same data is a reversal.
+        let two =
+            |v: Vec<Row>| -> Vec<Row> { v.into_iter().filter(|r| r["seed"] != "3").collect() };
+        let r = compare_experiments(&two(sim), &two(live), &objectives, &Tolerances::default());
+        assert_eq!(
+            r.rankings[0].reversed,
+            [("policy=a".into(), "policy=b".into())]
+        );
+    }
+
+    fn r_stats(v: &[f64]) -> crate::stats::Describe {
+        crate::stats::describe(v)
     }
 }

@@ -319,15 +319,16 @@ fn bad_fidelity_input_exits_2_naming_the_flag() {
     }
 }
 
-#[test]
-fn two_experiments_are_ranked_and_a_swapped_ranking_fails() {
-    let d = tempfile::tempdir().unwrap();
-    let cwd = d.path();
+/// Writes `exp.json`: the four policies over `seeds` with `common_args`,
+/// named `name`; sweeps it in simulation into `sim/`.
+fn simulated_policy_sweep(cwd: &Path, name: &str, common_args: &str, seeds: &str) {
     std::fs::write(
         cwd.join("exp.json"),
-        r#"{"name": "pol", "common_args": {"workflows": 6},
-            "matrix": {"policy": ["fifo_cheapest", "dag_cheapest", "dag_escalation", "full"],
-                       "seeds": [1, 2]}}"#,
+        format!(
+            r#"{{"name": "{name}", "common_args": {common_args},
+                "matrix": {{"policy": ["fifo_cheapest", "dag_cheapest", "dag_escalation", "full"],
+                           "seeds": [{seeds}]}}}}"#
+        ),
     )
     .unwrap();
     ok(
@@ -343,6 +344,13 @@ fn two_experiments_are_ranked_and_a_swapped_ranking_fails() {
             "2",
         ],
     );
+}
+
+#[test]
+fn two_experiments_are_ranked_and_a_swapped_ranking_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    simulated_policy_sweep(cwd, "pol", r#"{"workflows": 6}"#, "1, 2");
     // A live experiment of the same matrix: each run replayed in process
     // into the same layout (meta.json beside out/).
     let sim_runs = cwd.join("sim/pol/runs");
@@ -466,33 +474,25 @@ fn two_experiments_are_ranked_and_a_swapped_ranking_fails() {
 }
 
 /// The issue's ranking check: a simulated and a live sweep (the emulator
-/// over HTTP, time scale 50: about 110 s) of the four policies on the
-/// default scenario rank them alike by p95 and by cost. dag_escalation and
-/// full are about 1% apart on both (0.1% in cost over 20 seeds): the
-/// simulation ties them, and their live order is not held against it;
-/// every other pair must come out in the simulated order.
+/// over HTTP, time scale 50, seeds 1-3: about 170 s) of the four policies
+/// on the default scenario rank them alike by p95 and by cost. Over three
+/// seeds the simulation separates the escalating policies (dag_escalation,
+/// full) from the cheap ones (fifo_cheapest, dag_cheapest), about 2x apart
+/// in p95 and 35% in cost; within each group the means are 1-9% apart,
+/// inside the seeds' spread (Welch, 95%) or the 2% margin: ties, whose live
+/// order is not held against it. (With two seeds fifo_cheapest and
+/// dag_cheapest came out 7.5% apart in p95 and swapped live in about one
+/// run in four: one live run of this agent moves its p95 by up to 14%.)
 #[test]
 fn a_live_sweep_of_the_four_policies_ranks_them_as_the_simulation_does() {
     let d = tempfile::tempdir().unwrap();
     let cwd = d.path();
     let emu = Emulator::start(cwd, "ep.json", &["--time-scale", "50"]);
-    std::fs::write(
-        cwd.join("exp.json"),
-        r#"{"name": "rank", "common_args": {"workflows": 50, "time_scale": 50},
-            "matrix": {"policy": ["fifo_cheapest", "dag_cheapest", "dag_escalation", "full"],
-                       "seeds": [1, 2]}}"#,
-    )
-    .unwrap();
-    ok(
+    simulated_policy_sweep(
         cwd,
-        &[
-            "sweep",
-            "--config",
-            "exp.json",
-            "--out-root",
-            "sim",
-            "--quiet",
-        ],
+        "rank",
+        r#"{"workflows": 50, "time_scale": 50}"#,
+        "1, 2, 3",
     );
     let ep = emu.endpoints.to_string_lossy().into_owned();
     ok(
@@ -531,9 +531,9 @@ fn a_live_sweep_of_the_four_policies_ranks_them_as_the_simulation_does() {
         assert_eq!(r["same_winner"], true, "{out}");
         // 1 unless a separated pair came out within 2% live (a live tie).
         assert!(r["kendall_tau"].as_f64().unwrap() >= 0.8, "{out}");
-        // Not vacuous: at most the one near-equal pair is tied, so at
-        // least 5 of the 6 pairs were checked.
-        assert!(r["simulated_ties"].as_array().unwrap().len() <= 1, "{out}");
+        // Not vacuous: at most the pair within each group is tied, so at
+        // least the 4 pairs across the groups were checked.
+        assert!(r["simulated_ties"].as_array().unwrap().len() <= 2, "{out}");
     }
     assert!(out.contains("verdict: PASS"), "{out}");
 }
