@@ -596,7 +596,10 @@ fn mutated_shipped_inputs_never_panic_hang_or_exhaust_memory() {
         n >= cases.min(10),
         "only {n} mutants ran in the time budget"
     );
-    if n >= 20 {
+    // About 11% of mutants run (measured: 67 of 600); at 40 all are
+    // refused about once in a hundred sessions, at 100 once in 100,000.
+    // The default 40-case session leaves the check to CI's long one.
+    if n >= 100 {
         assert!(
             codes.contains_key(&0) && codes.contains_key(&2),
             "mutants both run and get refused: {codes:?}"
