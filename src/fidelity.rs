@@ -7,11 +7,12 @@
 //! and prints. Relative error is `(live - simulated) / |simulated|`: positive
 //! when the live run was slower or dearer.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::stats::{finite, within_margin};
+use crate::stats::{finite, kendall_tau_b_pairs, within_margin};
 use crate::sweep::collect::{self, ConfigKey, Row, num};
 
 /// Metrics whose mean absolute relative error is the headline MAPE: the
@@ -468,32 +469,31 @@ pub fn compare_experiments(
             };
             let sim_idx = order(&xs);
             let (mut sim_ties, mut reversed) = (Vec::new(), Vec::new());
-            let (mut concordant, mut discordant, mut live_ties) = (0u32, 0u32, 0u32);
             for (n, &i) in sim_idx.iter().enumerate() {
                 for &j in &sim_idx[n + 1..] {
                     if sim_tied(i, j) {
                         sim_ties.push((label(i), label(j)));
-                        continue;
-                    }
-                    if !better(ys[i], ys[j]) {
+                    } else if !better(ys[i], ys[j]) {
                         reversed.push((label(i), label(j)));
-                    }
-                    if tied(ys[i], ys[j]) {
-                        live_ties += 1;
-                    } else if better(ys[i], ys[j]) {
-                        concordant += 1;
-                    } else {
-                        discordant += 1;
                     }
                 }
             }
             // tau-b, the simulation's ties left out: it makes no claim on them.
-            let separated = f64::from(concordant + discordant + live_ties);
             let tau = if xs.iter().chain(&ys).any(|v| v.is_nan()) {
                 f64::NAN
             } else {
-                (f64::from(concordant) - f64::from(discordant))
-                    / (separated * f64::from(concordant + discordant)).sqrt()
+                kendall_tau_b_pairs(
+                    xs.len(),
+                    |i, j| xs[i].total_cmp(&xs[j]),
+                    |i, j| {
+                        if tied(ys[i], ys[j]) {
+                            Ordering::Equal
+                        } else {
+                            ys[i].total_cmp(&ys[j])
+                        }
+                    },
+                    sim_tied,
+                )
             };
             let sim_best = sim_idx
                 .iter()

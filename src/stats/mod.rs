@@ -148,12 +148,31 @@ pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> f64 {
     if x.len() < 2 || x.iter().chain(y).any(|v| v.is_nan()) {
         return f64::NAN;
     }
+    kendall_tau_b_pairs(
+        x.len(),
+        |i, j| x[i].total_cmp(&x[j]),
+        |i, j| y[i].total_cmp(&y[j]),
+        |_, _| false,
+    )
+}
+
+/// Kendall's tau-b over the pairs `(i, j)`, `i < j`, of `n` items, each
+/// side given as the order of a pair (`Equal`: a tie), leaving out the
+/// pairs `skip` names. NaN when no pair is untied on one side.
+pub fn kendall_tau_b_pairs(
+    n: usize,
+    x: impl Fn(usize, usize) -> std::cmp::Ordering,
+    y: impl Fn(usize, usize) -> std::cmp::Ordering,
+    skip: impl Fn(usize, usize) -> bool,
+) -> f64 {
     // O(n^2): rankings here are of configurations, a few hundred at most.
     let (mut concordant, mut discordant, mut tied_x, mut tied_y) = (0i64, 0i64, 0i64, 0i64);
-    for i in 0..x.len() {
-        for j in i + 1..x.len() {
-            let dx = x[i].total_cmp(&x[j]) as i64;
-            let dy = y[i].total_cmp(&y[j]) as i64;
+    for i in 0..n {
+        for j in i + 1..n {
+            if skip(i, j) {
+                continue;
+            }
+            let (dx, dy) = (x(i, j) as i64, y(i, j) as i64);
             match (dx, dy) {
                 (0, 0) => {}
                 (0, _) => tied_x += 1,
