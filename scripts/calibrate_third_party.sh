@@ -5,15 +5,17 @@
 #   (100/s real: 10/s of scenario time at --time-scale 10, which calibrate must read off the
 #   headers; the limit never binds, as llmock keeps one budget for all models and a scenario one
 #   per tier).
-#   1. three live runs (seeds 1-3) of the research agent (40 workflows, fifo_cheapest,
-#      --time-scale 10);
-#   2. `calibrate --live run1 --live run2 --live run3` from the default scenario, which knows none of this (no
-#      --null-run: the runs to predict go through the same transport, so its time stays in the
-#      latencies);
-#   3. later live runs (seeds 4-8, a fresh server each) and simulations of the calibrated
-#      scenario with the same seeds: the simulations must predict the live makespan p50 and p95
-#      (means over the seeds: one run of this agent alone moves by 5-10% from run to run, and
-#      from seed to seed by up to 30%; so does a calibration from one run) within TOL percent.
+#   1. eight live runs (seeds 1-8, a fresh server each) of the research agent (40 workflows,
+#      fifo_cheapest, --time-scale 10);
+#   2. `calibrate --live run1 --live run3 --live run5 --live run7` from the default scenario, which
+#      knows none of this (no --null-run: the runs to predict go through the same transport, so
+#      its time stays in the latencies);
+#   3. simulations of the calibrated scenario with the other seeds (2, 4, 6, 8) must predict their
+#      live makespan p50 and p95 (means over the seeds: one run of this agent alone moves by 5-10%
+#      from run to run, and from seed to seed by up to 30%; so does a calibration from one run)
+#      within TOL percent. The runs alternate between fitting and predicting so that a machine
+#      whose speed drifts during the script (CI once saw its later runs 15% faster than its
+#      earlier ones) biases both halves alike.
 # Usage: scripts/calibrate_third_party.sh [BINARY] [TOL=10] [WORKFLOWS=40] [POLICY=fifo_cheapest]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,8 +60,8 @@ for seed in 1 2 3 4 5 6 7 8; do
 done
 
 
-"$BIN" calibrate --live run1 --live run2 --live run3 --min-samples 10 --out calibrated.json
-for seed in 4 5 6 7 8; do
+"$BIN" calibrate --live run1 --live run3 --live run5 --live run7 --min-samples 10 --out calibrated.json
+for seed in 2 4 6 8; do
   "$BIN" simulate --scenario calibrated.json --seed "$seed" --out "predicted$seed" --quiet
   "$BIN" simulate --scenario run1/scenario.json --seed "$seed" --out "uncalibrated$seed" --quiet
 done
@@ -67,7 +69,7 @@ python3 - "$TOL" <<'PY'
 import csv, json, sys
 tol = float(sys.argv[1])
 row = lambda d: next(csv.DictReader(open(f"{d}/summary.csv")))
-SEEDS = (4, 5, 6, 7, 8)
+SEEDS = (2, 4, 6, 8)
 mean = lambda d, k: sum(float(row(f"{d}{s}")[k]) for s in SEEDS) / len(SEEDS)
 cal = json.load(open("calibrated.json"))
 t0 = cal["providers"]["llm_provider"]["tiers"][0]
@@ -87,7 +89,7 @@ for k in ["makespan_p50_ms", "makespan_p95_ms"]:
         print(f"  seed {s}: {k} live {float(row(f'run{s}')[k]):.0f}, calibrated {float(row(f'predicted{s}')[k]):.0f}")
     l, p, b = mean("run", k), mean("predicted", k), mean("uncalibrated", k)
     e, eb = 100 * (p / l - 1), 100 * (b / l - 1)
-    print(f"{k}, mean of seeds 4-8: live {l:.0f}, calibrated {p:.0f} ({e:+.1f}%), uncalibrated {b:.0f} ({eb:+.1f}%)")
+    print(f"{k}, mean of seeds 2, 4, 6, 8: live {l:.0f}, calibrated {p:.0f} ({e:+.1f}%), uncalibrated {b:.0f} ({eb:+.1f}%)")
     if abs(e) > tol:
         bad.append(k)
 if bad:
