@@ -62,6 +62,10 @@ impl TokenBucket {
     pub fn available(&self, now: SimTime) -> u64 {
         let t = ns(now);
         let full_span = self.capacity.saturating_mul(self.interval_ns);
+        // Full (and no saturation): the division below would give capacity.
+        if self.tat_ns <= t && full_span < u64::MAX - t {
+            return self.capacity;
+        }
         let room = t
             .saturating_add(full_span)
             .saturating_sub(self.tat_ns.max(t));
@@ -179,6 +183,24 @@ mod tests {
     }
 
     proptest! {
+        /// `available` (with its shortcut for a full bucket) is the GCRA
+        /// count by division, wherever the bucket and the clock stand,
+        /// saturating corners included.
+        #[test]
+        fn available_is_the_divided_room(
+            interval in prop_oneof![1u64..10_000_000, Just(u64::MAX / 3), Just(u64::MAX)],
+            capacity in prop_oneof![1u64..10_000, Just(u64::MAX)],
+            tat in prop_oneof![0u64..1u64 << 50, Just(u64::MAX)],
+            now_us in prop_oneof![0u64..1u64 << 40, Just(u64::MAX / 1000)],
+        ) {
+            let b = TokenBucket { interval_ns: interval, capacity, tat_ns: tat };
+            let t = ns(SimTime(now_us));
+            let room = t
+                .saturating_add(capacity.saturating_mul(interval))
+                .saturating_sub(tat.max(t));
+            prop_assert_eq!(b.available(SimTime(now_us)), (room / interval).min(capacity));
+        }
+
         /// Over any window, a bucket never lets through more than its
         /// capacity plus what refilled during the window.
         #[test]
