@@ -44,8 +44,8 @@ pub mod catalogue;
 pub mod estimates;
 pub mod params;
 
-use dary_heap::QuaternaryHeap;
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 pub use params::{Ablations, Constants, Mechanisms, PolicyKind};
 
@@ -317,15 +317,12 @@ pub struct AttemptEnded {
 }
 
 /// A queued call; the heap pops the smallest `(k1, k2, seq)`. Entries are
-/// small on purpose (32 bytes: two to a cache line; the facts of the call
-/// are read from the view), as queues of thousands of calls are popped by
-/// sifting through them. `k2` is a workflow id, below
-/// [`MAX_WORKFLOWS`](crate::scenario::MAX_WORKFLOWS) and so within 32 bits.
+/// small on purpose: the facts of the call are read from the view.
 #[derive(Clone, Copy, Debug)]
 struct Queued {
     k1: u64,
+    k2: u64,
     seq: u64,
-    k2: u32,
     call: CallKey,
 }
 
@@ -342,7 +339,7 @@ impl PartialOrd for Queued {
 }
 impl Ord for Queued {
     fn cmp(&self, o: &Self) -> Ordering {
-        // Reversed: the heap is a max-heap and we pop the smallest key.
+        // Reversed: BinaryHeap is a max-heap and we pop the smallest key.
         (o.k1, o.k2, o.seq).cmp(&(self.k1, self.k2, self.seq))
     }
 }
@@ -393,12 +390,12 @@ pub struct Policy {
     /// Tier indices of each provider, fastest first.
     by_speed: Vec<Vec<u16>>,
     /// Queue of each (provider, tier).
-    queues: Vec<Vec<QuaternaryHeap<Queued>>>,
+    queues: Vec<Vec<BinaryHeap<Queued>>>,
     /// Service-time window per (node type, provider tier slot).
     service: Vec<Vec<Window>>,
     /// Queue-wait window per (provider, tier).
     waits: Vec<Vec<Window>>,
-    hedges: QuaternaryHeap<HedgeTimer>,
+    hedges: BinaryHeap<HedgeTimer>,
     /// The attempts of pending hedge timers, by `HedgeTimer::armed`, and
     /// the free entries of that table.
     armed: Vec<AttemptStarted>,
@@ -474,7 +471,7 @@ impl Policy {
             queues: setup
                 .providers
                 .iter()
-                .map(|p| (0..p.len()).map(|_| QuaternaryHeap::new()).collect())
+                .map(|p| (0..p.len()).map(|_| BinaryHeap::new()).collect())
                 .collect(),
             service: setup
                 .node_types
@@ -517,7 +514,7 @@ impl Policy {
             node_types: setup.node_types,
             by_price,
             by_speed,
-            hedges: QuaternaryHeap::new(),
+            hedges: BinaryHeap::new(),
             armed: Vec::new(),
             armed_free: Vec::new(),
             hedges_due: Vec::new(),
@@ -570,9 +567,7 @@ impl Policy {
     }
 
     /// The queue priority key of a call: smaller goes first.
-    fn key(&self, r: &ReadyCall) -> (u64, u32) {
-        debug_assert!(r.workflow_id <= crate::scenario::MAX_WORKFLOWS);
-        let id = r.workflow_id as u32;
+    fn key(&self, r: &ReadyCall) -> (u64, u64) {
         if self.mech.dag_priority {
             // score = alpha*rcp + beta/(1+slack) + gamma*age. Age is
             // now - arrival for every entry alike, so gamma*now cancels in
@@ -580,9 +575,9 @@ impl Policy {
             let score = self.c.alpha * r.remaining_cp.as_secs()
                 + self.c.beta / (1.0 + r.slack.as_secs())
                 - self.c.gamma * r.workflow_arrival.as_secs();
-            (desc_key(score), id)
+            (desc_key(score), r.workflow_id)
         } else {
-            (r.workflow_arrival.0, id)
+            (r.workflow_arrival.0, r.workflow_id)
         }
     }
 
