@@ -37,7 +37,7 @@ pub struct Window {
 
 /// Maps a float to an integer whose order is `f64::total_cmp`'s (the
 /// standard transform: flip every bit of a negative, the sign bit of the rest).
-fn order_key(x: f64) -> u64 {
+pub(crate) fn order_key(x: f64) -> u64 {
     let b = x.to_bits();
     if b >> 63 == 1 { !b } else { b | (1 << 63) }
 }
@@ -102,9 +102,7 @@ impl Window {
         self.added.sort_unstable();
         self.evicted.sort_unstable();
         self.scratch.clear();
-        self.scratch.reserve(
-            self.sorted.len() + self.added.len() - self.evicted.len().min(self.added.len()),
-        );
+        self.scratch.reserve(self.sorted.len() + self.added.len());
         let old = &self.sorted;
         let (mut i, mut a, mut e) = (0, 0, 0);
         loop {

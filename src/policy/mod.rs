@@ -372,10 +372,7 @@ impl Ord for HedgeTimer {
 
 /// Maps a score (higher first) to a key that sorts ascending.
 fn desc_key(score: f64) -> u64 {
-    let b = score.to_bits();
-    // Standard total-order transform, then inverted.
-    let asc = if b >> 63 == 1 { !b } else { b | (1 << 63) };
-    !asc
+    !estimates::order_key(score)
 }
 
 /// Every policy, parameterised by the mechanisms it runs.
