@@ -185,7 +185,9 @@ impl ReadyCall {
     }
 }
 
-/// Load of one tier as the driver sees it now.
+/// Load of one tier as the driver sees it now. The rate-limit fields
+/// matter only while a slot is free: a full tier may report `tokens` 0,
+/// `next_token_at` now and no `token_bucket`, since nothing can start there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TierLoad {
     /// Attempts in flight.
@@ -397,8 +399,9 @@ pub struct Policy {
     /// the free entries of that table.
     armed: Vec<AttemptStarted>,
     armed_free: Vec<u32>,
-    /// Due hedges that found no capacity yet.
-    hedges_due: Vec<AttemptStarted>,
+    /// Due hedges that found no capacity yet, as indices into `armed`
+    /// (an entry is freed when it leaves this list).
+    hedges_due: Vec<u32>,
     seq: u64,
     /// Entries in all queues (dead ones included until popped).
     queued: usize,
@@ -795,7 +798,7 @@ impl Policy {
                             break;
                         };
                         let r = view.call_facts(q.call);
-                        if !self.take_tokens(view.now(), p, t, &r) {
+                        if !self.take_tokens(view.now(), p, t, r.reserved_tokens()) {
                             break;
                         }
                         self.queues[p][t].pop();
@@ -875,14 +878,13 @@ impl Policy {
         }
     }
 
-    /// Takes `r`'s reserved tokens from this pass's copy of tier `t`'s
+    /// Takes `cost` reserved tokens from this pass's copy of tier `t`'s
     /// token bucket, if it has one and admits them; otherwise records when
     /// it will, for a wake-up, and returns false.
-    fn take_tokens(&mut self, now: SimTime, p: usize, t: usize, r: &ReadyCall) -> bool {
+    fn take_tokens(&mut self, now: SimTime, p: usize, t: usize, cost: u64) -> bool {
         let Some(b) = self.loads[p][t].token_bucket.as_mut() else {
             return true;
         };
-        let cost = r.reserved_tokens();
         if b.admits(now, cost) {
             b.take(now, cost);
             true
@@ -904,7 +906,8 @@ impl Policy {
                 && (0..self.providers[p].len()).any(|s| {
                     self.providers[p][s].latency_scale > scale && !self.queues[p][s].is_empty()
                 }))
-            || self.hedges_due.iter().any(|h| {
+            || self.hedges_due.iter().any(|&i| {
+                let h = &self.armed[i as usize];
                 h.provider as usize == p
                     && self.providers[p][h.tier as usize].latency_scale >= scale
             })
@@ -959,7 +962,7 @@ impl Policy {
                 let Some((s, q)) = best else { break };
                 let r = view.call_facts(q.call);
                 if !self.worth_escalating(&r, p16, s as u16, fast)
-                    || !self.take_tokens(view.now(), p, f, &r)
+                    || !self.take_tokens(view.now(), p, f, r.reserved_tokens())
                 {
                     break;
                 }
@@ -1013,17 +1016,18 @@ impl Policy {
                 break;
             }
             let t = self.hedges.pop().expect("peeked");
-            self.hedges_due.push(self.armed[t.armed as usize]);
-            self.armed_free.push(t.armed);
+            self.hedges_due.push(t.armed);
         }
         let mut i = 0;
         while i < self.hedges_due.len() {
-            let s = self.hedges_due[i];
+            let armed = self.hedges_due[i];
+            let s = &self.armed[armed as usize];
             if !view.attempt_running(s.attempt) {
-                self.hedges_due.swap_remove(i);
+                self.armed_free.push(self.hedges_due.swap_remove(i));
                 continue;
             }
-            let p = s.provider as usize;
+            let (call, provider, cost) = (s.call, s.provider, s.ready.reserved_tokens());
+            let p = provider as usize;
             let current = self.providers[p][s.tier as usize].latency_scale;
             // The fastest tier with free capacity, if not slower than the current one.
             let mut target = None;
@@ -1035,7 +1039,7 @@ impl Policy {
                 let t = self.by_speed[p][i];
                 if self.providers[p][t as usize].latency_scale <= current
                     && self.free[p][t as usize] > 0
-                    && self.take_tokens(now, p, t as usize, &s.ready)
+                    && self.take_tokens(now, p, t as usize, cost)
                 {
                     target = Some(t);
                     break;
@@ -1043,11 +1047,12 @@ impl Policy {
             }
             match target {
                 Some(t) => {
-                    let model = self.model_for(&s.ready, s.provider, t);
-                    if self.within_budget(&s.ready, s.provider, t, model) {
+                    let ready = &self.armed[armed as usize].ready;
+                    let model = self.model_for(ready, provider, t);
+                    if self.within_budget(ready, provider, t, model) {
                         out.push(Decision::Start {
-                            call: s.call,
-                            provider: s.provider,
+                            call,
+                            provider,
                             tier: t,
                             model,
                             kind: StartKind::Hedge,
@@ -1055,7 +1060,7 @@ impl Policy {
                         self.free[p][t as usize] -= 1;
                         global -= 1;
                     }
-                    self.hedges_due.swap_remove(i);
+                    self.armed_free.push(self.hedges_due.swap_remove(i));
                 }
                 None => i += 1,
             }

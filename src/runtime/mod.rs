@@ -353,6 +353,17 @@ impl SystemView for View<'_> {
 
     fn tier_load(&self, provider: u16, tier: u16) -> TierLoad {
         let t = &self.st.tiers[provider as usize][tier as usize];
+        if t.in_flight >= t.model.slots {
+            // Nothing can start on a full tier: its rate limits are not
+            // worked out (most tiers are full most of the time under load).
+            return TierLoad {
+                in_flight: t.in_flight,
+                slots: t.model.slots,
+                tokens: 0,
+                next_token_at: self.st.now,
+                token_bucket: None,
+            };
+        }
         let (tokens, next) = match (&t.model.bucket, t.model.enforcer) {
             (Some(b), Enforcer::Client) => {
                 let (k, next) = b.state(self.st.now);
