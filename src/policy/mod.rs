@@ -382,18 +382,14 @@ fn desc_key(score: f64) -> u64 {
 pub struct Policy {
     mech: Mechanisms,
     c: Constants,
-    providers: Vec<Vec<TierInfo>>,
+    /// Every provider's tiers in one array (provider `p`'s are
+    /// `tiers[provs[p].first..][..provs[p].len]`): a dispatch pass walks it
+    /// without nested vectors.
+    tiers: Vec<TierState>,
+    provs: Vec<ProviderTiers>,
     node_types: Vec<NodeTypeInfo>,
-    /// Tier indices of each provider, cheapest (by per-call price) first.
-    by_price: Vec<Vec<u16>>,
-    /// Tier indices of each provider, fastest first.
-    by_speed: Vec<Vec<u16>>,
-    /// Queue of each (provider, tier).
-    queues: Vec<Vec<BinaryHeap<Queued>>>,
     /// Service-time window per (node type, provider tier slot).
     service: Vec<Vec<Window>>,
-    /// Queue-wait window per (provider, tier).
-    waits: Vec<Vec<Window>>,
     hedges: BinaryHeap<HedgeTimer>,
     /// The attempts of pending hedge timers, by `HedgeTimer::armed`, and
     /// the free entries of that table.
@@ -407,11 +403,6 @@ pub struct Policy {
     queued: usize,
     /// Whether any mechanism reads the online estimates.
     learns: bool,
-    /// Scratch: free capacity during one dispatch.
-    free: Vec<Vec<u32>>,
-    /// Scratch: each tier's load at the start of one dispatch pass (the
-    /// view does not change until the pass's decisions are applied).
-    loads: Vec<Vec<TierLoad>>,
     /// Something a dispatch pass depends on changed since the last pass:
     /// capacity was freed, a call was queued, or a driver asked for a recheck.
     dirty: bool,
@@ -420,20 +411,46 @@ pub struct Policy {
     next_wake: SimTime,
     /// Run every pass, skipping none (tests compare the two modes).
     exhaustive: bool,
-    /// The token wake-up last asked for per tier: drivers honour every
-    /// wake-up until it comes, so asking again for the same time is moot.
-    token_wakes: Vec<Vec<SimTime>>,
-    /// Scratch: per tier, when the tokens-per-minute limit admits the
-    /// call this pass could not start there (NEVER when none waited).
-    tpm_blocked: Vec<Vec<SimTime>>,
-    /// Per provider: whether any of its tiers has a client-enforced token
-    /// limit.
-    token_limited: Vec<bool>,
-    /// Some entry of `tpm_blocked` is set (most scenarios have no token
+    /// Some tier's `tpm_blocked` is set (most scenarios have no token
     /// limits, and their passes skip the scan).
     tpm_any_blocked: bool,
-    /// The tokens-per-minute wake-up last asked for per tier.
-    tpm_wakes: Vec<Vec<SimTime>>,
+}
+
+/// One tier as the policy keeps it: its facts, its queue and wait
+/// estimates, and the scratch of one dispatch pass.
+#[derive(Debug)]
+struct TierState {
+    info: TierInfo,
+    /// Calls waiting for this tier.
+    queue: BinaryHeap<Queued>,
+    /// Queue-wait window.
+    waits: Window,
+    /// Scratch: free capacity during one dispatch.
+    free: u32,
+    /// Scratch: the load at the start of one dispatch pass (the view does
+    /// not change until the pass's decisions are applied).
+    load: TierLoad,
+    /// The token wake-up last asked for: drivers honour every wake-up
+    /// until it comes, so asking again for the same time is moot.
+    token_wake: SimTime,
+    /// Scratch: when the tokens-per-minute limit admits the call this pass
+    /// could not start here (NEVER when none waited).
+    tpm_blocked: SimTime,
+    /// The tokens-per-minute wake-up last asked for.
+    tpm_wake: SimTime,
+}
+
+/// Where one provider's tiers are in `Policy::tiers`, and their orders.
+#[derive(Debug)]
+struct ProviderTiers {
+    first: usize,
+    len: usize,
+    /// Tier indices, cheapest (by per-call price) first.
+    by_price: Vec<u16>,
+    /// Tier indices, fastest first.
+    by_speed: Vec<u16>,
+    /// Whether any of its tiers has a client-enforced token limit.
+    token_limited: bool,
 }
 
 impl Policy {
@@ -450,70 +467,43 @@ impl Policy {
             });
             idx
         };
-        let by_price = setup
-            .providers
-            .iter()
-            .map(|t| sort_by(t, &|x| x.prices.0 + x.prices.1 + x.prices.2))
-            .collect();
-        let by_speed = setup
-            .providers
-            .iter()
-            .map(|t| sort_by(t, &|x| x.latency_scale))
-            .collect();
         let max_tiers = setup.providers.iter().map(Vec::len).max().unwrap_or(0);
-        let per_tier = |p: &Vec<TierInfo>| {
-            (0..p.len())
-                .map(|_| Window::new(window))
-                .collect::<Vec<_>>()
-        };
+        let mut provs = Vec::with_capacity(setup.providers.len());
+        let mut tiers = Vec::new();
+        for p in &setup.providers {
+            provs.push(ProviderTiers {
+                first: tiers.len(),
+                len: p.len(),
+                by_price: sort_by(p, &|x| x.prices.0 + x.prices.1 + x.prices.2),
+                by_speed: sort_by(p, &|x| x.latency_scale),
+                token_limited: p.iter().any(|t| t.token_limit),
+            });
+            tiers.extend(p.iter().map(|info| TierState {
+                info: info.clone(),
+                queue: BinaryHeap::new(),
+                waits: Window::new(window),
+                free: 0,
+                load: TierLoad::default(),
+                token_wake: SimTime::NEVER,
+                tpm_blocked: SimTime::NEVER,
+                tpm_wake: SimTime::NEVER,
+            }));
+        }
         Policy {
             mech,
-            queues: setup
-                .providers
-                .iter()
-                .map(|p| (0..p.len()).map(|_| BinaryHeap::new()).collect())
-                .collect(),
+            tiers,
+            provs,
             service: setup
                 .node_types
                 .iter()
                 .map(|_| (0..max_tiers.max(1)).map(|_| Window::new(window)).collect())
                 .collect(),
-            waits: setup.providers.iter().map(per_tier).collect(),
-            free: setup.providers.iter().map(|p| vec![0; p.len()]).collect(),
-            loads: setup
-                .providers
-                .iter()
-                .map(|p| vec![TierLoad::default(); p.len()])
-                .collect(),
             dirty: true,
             next_wake: SimTime::NEVER,
             exhaustive: false,
-            token_wakes: setup
-                .providers
-                .iter()
-                .map(|p| vec![SimTime::NEVER; p.len()])
-                .collect(),
             tpm_any_blocked: false,
-            token_limited: setup
-                .providers
-                .iter()
-                .map(|p| p.iter().any(|t| t.token_limit))
-                .collect(),
-            tpm_blocked: setup
-                .providers
-                .iter()
-                .map(|p| vec![SimTime::NEVER; p.len()])
-                .collect(),
-            tpm_wakes: setup
-                .providers
-                .iter()
-                .map(|p| vec![SimTime::NEVER; p.len()])
-                .collect(),
             c: setup.constants,
-            providers: setup.providers,
             node_types: setup.node_types,
-            by_price,
-            by_speed,
             hedges: BinaryHeap::new(),
             armed: Vec::new(),
             armed_free: Vec::new(),
@@ -544,26 +534,38 @@ impl Policy {
     /// Calls waiting in the queue of (provider, tier), including entries
     /// whose call died (they are dropped lazily).
     pub fn queued(&self, provider: u16, tier: u16) -> usize {
-        self.queues[provider as usize][tier as usize].len()
+        self.tier(provider, tier).queue.len()
+    }
+
+    /// The index in `tiers` of (provider, tier).
+    #[inline]
+    fn gid(&self, provider: u16, tier: u16) -> usize {
+        self.provs[provider as usize].first + tier as usize
+    }
+
+    #[inline]
+    fn tier(&self, provider: u16, tier: u16) -> &TierState {
+        &self.tiers[self.gid(provider, tier)]
     }
 
     /// Median service estimate (ms) of `node_type` on (provider, tier).
     pub fn p50_service_ms(&mut self, node_type: u16, provider: u16, tier: u16) -> f64 {
         let info = &self.node_types[node_type as usize];
-        let scale = self.providers[provider as usize][tier as usize].latency_scale;
+        let scale = self.tier(provider, tier).info.latency_scale;
         self.service[node_type as usize][tier as usize].p50_or(info.prior_p50_ms * scale)
     }
 
     /// 95th-percentile service estimate (ms).
     pub fn p95_service_ms(&mut self, node_type: u16, provider: u16, tier: u16) -> f64 {
         let info = &self.node_types[node_type as usize];
-        let scale = self.providers[provider as usize][tier as usize].latency_scale;
+        let scale = self.tier(provider, tier).info.latency_scale;
         self.service[node_type as usize][tier as usize].p95_or(info.prior_p95_ms * scale)
     }
 
     /// 95th-percentile queue-wait estimate (ms) of (provider, tier); 0 before data.
     pub fn p95_wait_ms(&mut self, provider: u16, tier: u16) -> f64 {
-        self.waits[provider as usize][tier as usize].p95_or(0.0)
+        let g = self.gid(provider, tier);
+        self.tiers[g].waits.p95_or(0.0)
     }
 
     /// The queue priority key of a call: smaller goes first.
@@ -583,7 +585,7 @@ impl Policy {
 
     /// The model a call uses on `tier`.
     fn model_for(&self, r: &ReadyCall, provider: u16, tier: u16) -> u8 {
-        let info = &self.providers[provider as usize][tier as usize];
+        let info = &self.tier(provider, tier).info;
         if r.redos > 0 {
             return info.best_model(r.difficulty);
         }
@@ -611,11 +613,10 @@ impl Policy {
         if !self.mech.model_routing {
             return true;
         }
-        let price = self.providers[provider as usize][tier as usize].price(
-            model,
-            r.input_tokens,
-            r.output_tokens,
-        );
+        let price = self
+            .tier(provider, tier)
+            .info
+            .price(model, r.input_tokens, r.output_tokens);
         r.workflow_spent.as_dollars() + price <= self.c.workflow_budget
     }
 
@@ -631,19 +632,20 @@ impl Policy {
     /// capacity and nobody queued, or queue it at the cheapest tier.
     pub fn on_ready<V: SystemView>(&mut self, view: &V, r: ReadyCall, out: &mut Vec<Decision>) {
         let p = r.provider;
-        let cheapest = self.by_price[p as usize][0];
-        let cheapest_scale = self.providers[p as usize][cheapest as usize].latency_scale;
+        let pv = &self.provs[p as usize];
+        let cheapest = pv.by_price[0];
+        let cheapest_scale = self.tiers[pv.first + cheapest as usize].info.latency_scale;
         // Whether a tier that could take this call once queued is out of
         // tokens with slots to spare and had no queue to wake up for.
         let mut wake_needed = false;
         if self.global_free(view) > 0 {
-            for &t in &self.by_price[p as usize] {
-                if !self.queues[p as usize][t as usize].is_empty() {
+            for &t in &pv.by_price {
+                let ts = &self.tiers[pv.first + t as usize];
+                if !ts.queue.is_empty() {
                     continue;
                 }
                 let load = view.tier_load(p, t);
-                let admitted =
-                    !self.token_limited[p as usize] || load.admits(view.now(), r.reserved_tokens());
+                let admitted = !pv.token_limited || load.admits(view.now(), r.reserved_tokens());
                 if load.free() > 0 && admitted {
                     // Taking the last token with slots to spare leaves the
                     // tier rate-blocked: a pass decides whether to wake up
@@ -661,8 +663,7 @@ impl Policy {
                     return;
                 }
                 let could_take = t == cheapest
-                    || (self.mech.escalation
-                        && self.providers[p as usize][t as usize].latency_scale < cheapest_scale);
+                    || (self.mech.escalation && ts.info.latency_scale < cheapest_scale);
                 wake_needed |=
                     could_take && load.in_flight < load.slots && (load.tokens == 0 || !admitted);
             }
@@ -677,14 +678,15 @@ impl Policy {
         // Under a token limit the call may become a queue's head with a
         // different reservation, and so a different wake-up time: a pass
         // recomputes it.
-        self.dirty |= wake_needed || self.token_limited[p as usize];
+        self.dirty |= wake_needed || pv.token_limited;
         self.enqueue(p, cheapest, r);
     }
 
     fn enqueue(&mut self, provider: u16, tier: u16, r: ReadyCall) {
         let (k1, k2) = self.key(&r);
         self.seq += 1;
-        self.queues[provider as usize][tier as usize].push(Queued {
+        let g = self.gid(provider, tier);
+        self.tiers[g].queue.push(Queued {
             k1,
             k2,
             seq: self.seq,
@@ -762,7 +764,8 @@ impl Policy {
             self.service[e.node_type as usize][e.tier as usize].push(e.service.as_ms());
         }
         if e.kind != StartKind::Hedge {
-            self.waits[e.provider as usize][e.tier as usize].push(e.queue_wait.as_ms());
+            let g = self.gid(e.provider, e.tier);
+            self.tiers[g].waits.push(e.queue_wait.as_ms());
         }
     }
 
@@ -782,30 +785,33 @@ impl Policy {
             return;
         }
         let mut global = self.global_free(view);
-        for p in 0..self.providers.len() {
-            let p16 = p as u16;
-            for t in 0..self.providers[p].len() {
+        for p in 0..self.provs.len() {
+            let (p16, first, len) = (p as u16, self.provs[p].first, self.provs[p].len);
+            for t in 0..len {
                 let load = view.tier_load(p16, t as u16);
-                self.free[p][t] = load.free();
-                self.loads[p][t] = load;
+                let ts = &mut self.tiers[first + t];
+                ts.free = load.free();
+                ts.load = load;
             }
             // 1. Each tier serves its own queue, in order: a head its token
             //    limit does not admit yet blocks the calls behind it.
-            for t in 0..self.providers[p].len() {
-                while self.free[p][t] > 0 && global > 0 {
-                    let q = if self.token_limited[p] && self.loads[p][t].token_bucket.is_some() {
-                        let Some(q) = self.peek_live(view, p, t) else {
+            let token_limited = self.provs[p].token_limited;
+            for t in 0..len {
+                let g = first + t;
+                while self.tiers[g].free > 0 && global > 0 {
+                    let q = if token_limited && self.tiers[g].load.token_bucket.is_some() {
+                        let Some(q) = self.peek_live(view, g) else {
                             break;
                         };
                         let r = view.call_facts(q.call);
-                        if !self.take_tokens(view.now(), p, t, r.reserved_tokens()) {
+                        if !self.take_tokens(view.now(), g, r.reserved_tokens()) {
                             break;
                         }
-                        self.queues[p][t].pop();
+                        self.tiers[g].queue.pop();
                         self.queued -= 1;
                         q
                     } else {
-                        let Some(q) = self.pop_live(view, p, t) else {
+                        let Some(q) = self.pop_live(view, g) else {
                             break;
                         };
                         q
@@ -822,7 +828,7 @@ impl Policy {
                         model,
                         kind: StartKind::Primary,
                     });
-                    self.free[p][t] -= 1;
+                    self.tiers[g].free -= 1;
                     global -= 1;
                 }
             }
@@ -838,21 +844,24 @@ impl Policy {
         // 3. A tier that this pass leaves blocked only by its rate limit
         //    (out of tokens, slots to spare) gets a wake-up at its next token
         //    when a queued call or a due hedge could use it.
-        for p in 0..self.providers.len() {
-            for t in 0..self.providers[p].len() {
-                let load = self.loads[p][t];
+        for p in 0..self.provs.len() {
+            let first = self.provs[p].first;
+            for t in 0..self.provs[p].len {
+                let ts = &self.tiers[first + t];
+                let load = ts.load;
                 if load.tokens == u32::MAX {
                     continue;
                 }
-                let started = load.free() - self.free[p][t];
+                let started = load.free() - ts.free;
                 if load.tokens == started
                     && load.in_flight + started < load.slots
                     && self.could_use(p, t)
                 {
                     let at = load.next_token_at;
                     self.next_wake = self.next_wake.min(at);
-                    if self.token_wakes[p][t] != at {
-                        self.token_wakes[p][t] = at;
+                    let ts = &mut self.tiers[first + t];
+                    if ts.token_wake != at {
+                        ts.token_wake = at;
                         out.push(Decision::WakeAt(at));
                     }
                 }
@@ -863,26 +872,25 @@ impl Policy {
         if !std::mem::take(&mut self.tpm_any_blocked) {
             return;
         }
-        for p in 0..self.providers.len() {
-            for t in 0..self.providers[p].len() {
-                let at = std::mem::replace(&mut self.tpm_blocked[p][t], SimTime::NEVER);
-                if at == SimTime::NEVER {
-                    continue;
-                }
-                self.next_wake = self.next_wake.min(at);
-                if self.tpm_wakes[p][t] != at {
-                    self.tpm_wakes[p][t] = at;
-                    out.push(Decision::WakeAt(at));
-                }
+        for ts in &mut self.tiers {
+            let at = std::mem::replace(&mut ts.tpm_blocked, SimTime::NEVER);
+            if at == SimTime::NEVER {
+                continue;
+            }
+            self.next_wake = self.next_wake.min(at);
+            if ts.tpm_wake != at {
+                ts.tpm_wake = at;
+                out.push(Decision::WakeAt(at));
             }
         }
     }
 
-    /// Takes `cost` reserved tokens from this pass's copy of tier `t`'s
+    /// Takes `cost` reserved tokens from this pass's copy of tier `g`'s
     /// token bucket, if it has one and admits them; otherwise records when
     /// it will, for a wake-up, and returns false.
-    fn take_tokens(&mut self, now: SimTime, p: usize, t: usize, cost: u64) -> bool {
-        let Some(b) = self.loads[p][t].token_bucket.as_mut() else {
+    fn take_tokens(&mut self, now: SimTime, g: usize, cost: u64) -> bool {
+        let ts = &mut self.tiers[g];
+        let Some(b) = ts.load.token_bucket.as_mut() else {
             return true;
         };
         if b.admits(now, cost) {
@@ -890,7 +898,7 @@ impl Policy {
             true
         } else {
             let at = b.ready_at(now, cost);
-            self.tpm_blocked[p][t] = self.tpm_blocked[p][t].min(at);
+            ts.tpm_blocked = ts.tpm_blocked.min(at);
             self.tpm_any_blocked = true;
             false
         }
@@ -900,21 +908,21 @@ impl Policy {
     /// queue, a slower tier's queue it may take by escalation, or a due
     /// hedge it may run.
     fn could_use(&self, p: usize, t: usize) -> bool {
-        let scale = self.providers[p][t].latency_scale;
-        !self.queues[p][t].is_empty()
+        let tiers = &self.tiers[self.provs[p].first..][..self.provs[p].len];
+        let scale = tiers[t].info.latency_scale;
+        !tiers[t].queue.is_empty()
             || (self.mech.escalation
-                && (0..self.providers[p].len()).any(|s| {
-                    self.providers[p][s].latency_scale > scale && !self.queues[p][s].is_empty()
-                }))
+                && tiers
+                    .iter()
+                    .any(|s| s.info.latency_scale > scale && !s.queue.is_empty()))
             || self.hedges_due.iter().any(|&i| {
                 let h = &self.armed[i as usize];
-                h.provider as usize == p
-                    && self.providers[p][h.tier as usize].latency_scale >= scale
+                h.provider as usize == p && tiers[h.tier as usize].info.latency_scale >= scale
             })
     }
 
-    fn pop_live<V: SystemView>(&mut self, view: &V, p: usize, t: usize) -> Option<Queued> {
-        while let Some(q) = self.queues[p][t].pop() {
+    fn pop_live<V: SystemView>(&mut self, view: &V, g: usize) -> Option<Queued> {
+        while let Some(q) = self.tiers[g].queue.pop() {
             self.queued -= 1;
             if view.call_waiting(q.call) {
                 return Some(q);
@@ -923,12 +931,12 @@ impl Policy {
         None
     }
 
-    fn peek_live<V: SystemView>(&mut self, view: &V, p: usize, t: usize) -> Option<Queued> {
-        while let Some(q) = self.queues[p][t].peek() {
+    fn peek_live<V: SystemView>(&mut self, view: &V, g: usize) -> Option<Queued> {
+        while let Some(q) = self.tiers[g].queue.peek() {
             if view.call_waiting(q.call) {
                 return Some(*q);
             }
-            self.queues[p][t].pop();
+            self.tiers[g].queue.pop();
             self.queued -= 1;
         }
         None
@@ -941,19 +949,19 @@ impl Policy {
         mut global: u32,
         out: &mut Vec<Decision>,
     ) -> u32 {
-        let p16 = p as u16;
-        for rank in 0..self.by_speed[p].len() {
-            let fast = self.by_speed[p][rank];
-            let f = fast as usize;
-            while self.free[p][f] > 0 && global > 0 {
+        let (p16, first, len) = (p as u16, self.provs[p].first, self.provs[p].len);
+        for rank in 0..len {
+            let fast = self.provs[p].by_speed[rank];
+            let f = first + fast as usize;
+            while self.tiers[f].free > 0 && global > 0 {
                 // The best-priority head among strictly slower tiers.
                 let mut best: Option<(usize, Queued)> = None;
-                for slower in rank + 1..self.by_speed[p].len() {
-                    let s = self.by_speed[p][slower] as usize;
-                    if self.providers[p][s].latency_scale <= self.providers[p][f].latency_scale {
+                for slower in rank + 1..len {
+                    let s = first + self.provs[p].by_speed[slower] as usize;
+                    if self.tiers[s].info.latency_scale <= self.tiers[f].info.latency_scale {
                         continue;
                     }
-                    if let Some(q) = self.peek_live(view, p, s)
+                    if let Some(q) = self.peek_live(view, s)
                         && best.is_none_or(|(_, b)| q.cmp(&b) == Ordering::Greater)
                     {
                         best = Some((s, q));
@@ -961,17 +969,17 @@ impl Policy {
                 }
                 let Some((s, q)) = best else { break };
                 let r = view.call_facts(q.call);
-                if !self.worth_escalating(&r, p16, s as u16, fast)
-                    || !self.take_tokens(view.now(), p, f, r.reserved_tokens())
+                if !self.worth_escalating(&r, p16, (s - first) as u16, fast)
+                    || !self.take_tokens(view.now(), f, r.reserved_tokens())
                 {
                     break;
                 }
-                self.queues[p][s].pop();
+                self.tiers[s].queue.pop();
                 self.queued -= 1;
                 // Tier `s` stopped serving its queue with slots to spare only
                 // because its token limit did not admit this head; the next
                 // head reserves other tokens, so the next pass looks again.
-                if self.free[p][s] > 0 && self.token_limited[p] {
+                if self.tiers[s].free > 0 && self.provs[p].token_limited {
                     self.dirty = true;
                 }
                 let model = self.model_for(&r, p16, fast);
@@ -982,7 +990,7 @@ impl Policy {
                     model,
                     kind: StartKind::Escalated,
                 });
-                self.free[p][f] -= 1;
+                self.tiers[f].free -= 1;
                 global -= 1;
             }
         }
@@ -1003,9 +1011,14 @@ impl Policy {
         // The fast tier has free capacity now: no wait.
         let expected_fast = self.p50_service_ms(r.node_type, p, fast);
         let saved_s = (expected_slow - expected_fast) / 1000.0;
-        let tiers = &self.providers[p as usize];
-        let price_delta = tiers[fast as usize].price(model_fast, r.input_tokens, r.output_tokens)
-            - tiers[slow as usize].price(model_slow, r.input_tokens, r.output_tokens);
+        let price_delta =
+            self.tier(p, fast)
+                .info
+                .price(model_fast, r.input_tokens, r.output_tokens)
+                - self
+                    .tier(p, slow)
+                    .info
+                    .price(model_slow, r.input_tokens, r.output_tokens);
         saved_s >= self.c.escalation_threshold_s && saved_s * self.c.time_value_per_s >= price_delta
     }
 
@@ -1027,19 +1040,16 @@ impl Policy {
                 continue;
             }
             let (call, provider, cost) = (s.call, s.provider, s.ready.reserved_tokens());
-            let p = provider as usize;
-            let current = self.providers[p][s.tier as usize].latency_scale;
+            let (p, first) = (provider as usize, self.provs[provider as usize].first);
+            let current = self.tiers[first + s.tier as usize].info.latency_scale;
             // The fastest tier with free capacity, if not slower than the current one.
             let mut target = None;
-            for i in 0..if global == 0 {
-                0
-            } else {
-                self.by_speed[p].len()
-            } {
-                let t = self.by_speed[p][i];
-                if self.providers[p][t as usize].latency_scale <= current
-                    && self.free[p][t as usize] > 0
-                    && self.take_tokens(now, p, t as usize, cost)
+            for i in 0..if global == 0 { 0 } else { self.provs[p].len } {
+                let t = self.provs[p].by_speed[i];
+                let g = first + t as usize;
+                if self.tiers[g].info.latency_scale <= current
+                    && self.tiers[g].free > 0
+                    && self.take_tokens(now, g, cost)
                 {
                     target = Some(t);
                     break;
@@ -1057,7 +1067,7 @@ impl Policy {
                             model,
                             kind: StartKind::Hedge,
                         });
-                        self.free[p][t as usize] -= 1;
+                        self.tiers[first + t as usize].free -= 1;
                         global -= 1;
                     }
                     self.armed_free.push(self.hedges_due.swap_remove(i));
