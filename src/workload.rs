@@ -136,6 +136,11 @@ impl CompiledWorkload {
         &self.blocks[(iteration as usize).min(self.blocks.len() - 1)]
     }
 
+    /// The most nodes a workflow can have (every iteration run).
+    pub fn max_nodes(&self) -> usize {
+        (0..self.iters).map(|i| self.block(i).nodes.len()).sum()
+    }
+
     /// Expected critical path of the iterations after `iteration`, counting
     /// every iteration that could still run.
     pub fn later_iterations_cp(&self, iteration: u32) -> SimDuration {

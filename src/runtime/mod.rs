@@ -258,7 +258,10 @@ struct PoolRt {
 #[derive(Debug)]
 struct State {
     now: SimTime,
-    tiers: Vec<Vec<TierRt>>,
+    /// Every provider's tiers in one array: provider `p`'s are
+    /// `tiers[tier_first[p]..tier_first[p + 1]]`.
+    tiers: Vec<TierRt>,
+    tier_first: Vec<usize>,
     pools: Vec<PoolRt>,
     wfs: Vec<Workflow>,
     free_wfs: Vec<u32>,
@@ -296,6 +299,21 @@ struct State {
 }
 
 impl State {
+    #[inline]
+    fn tier(&self, provider: u16, tier: u16) -> &TierRt {
+        &self.tiers[self.tier_first[provider as usize] + tier as usize]
+    }
+
+    #[inline]
+    fn tier_mut(&mut self, provider: u16, tier: u16) -> &mut TierRt {
+        &mut self.tiers[self.tier_first[provider as usize] + tier as usize]
+    }
+
+    /// Provider `p`'s tiers.
+    fn provider_tiers_mut(&mut self, p: usize) -> &mut [TierRt] {
+        &mut self.tiers[self.tier_first[p]..self.tier_first[p + 1]]
+    }
+
     fn active_changed(&mut self, delta: i64) {
         self.active_area += self.active as u128 * (self.now - self.active_since).0 as u128;
         self.active_since = self.now;
@@ -352,7 +370,7 @@ impl SystemView for View<'_> {
     }
 
     fn tier_load(&self, provider: u16, tier: u16) -> TierLoad {
-        let t = &self.st.tiers[provider as usize][tier as usize];
+        let t = self.st.tier(provider, tier);
         if t.in_flight >= t.model.slots {
             // Nothing can start on a full tier: its rate limits are not
             // worked out (most tiers are full most of the time under load).
@@ -461,6 +479,8 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     arrival_keyer: Keyer,
     decisions: Vec<Decision>,
     follow_up: Vec<Decision>,
+    /// The most nodes a workflow can have.
+    max_nodes: usize,
     /// Prior median service time per node type (ms, tier scale 1): what a
     /// cancelled attempt of unknown planned duration is charged against.
     prior_p50_ms: Vec<f64>,
@@ -511,7 +531,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     pub fn new(s: &Scenario, obs: &'o mut O, io: D) -> Runtime<'o, O, D> {
         let table = NodeTable::build(s);
         let workload = crate::workload::compile(s, &table.facts());
-        let tiers: Vec<Vec<TierRt>> = s
+        let max_nodes = workload.max_nodes();
+        let by_provider: Vec<Vec<TierRt>> = s
             .providers
             .values()
             .map(|p| {
@@ -542,7 +563,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             kind: s.policy,
             ablations: s.ablations,
             constants: s.constants.clone(),
-            providers: tiers
+            providers: by_provider
                 .iter()
                 .map(|p| {
                     p.iter()
@@ -591,6 +612,13 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             _ => None,
         };
         let prior_p50_ms = setup.node_types.iter().map(|n| n.prior_p50_ms).collect();
+        let tier_first = std::iter::once(0)
+            .chain(by_provider.iter().scan(0, |n, p| {
+                *n += p.len();
+                Some(*n)
+            }))
+            .collect();
+        let tiers = by_provider.into_iter().flatten().collect();
         Runtime {
             io,
             prior_p50_ms,
@@ -610,6 +638,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             st: State {
                 now: SimTime::ZERO,
                 tiers,
+                tier_first,
                 pools,
                 wfs: Vec::new(),
                 free_wfs: Vec::new(),
@@ -642,6 +671,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             tracing,
             decisions: Vec::new(),
             follow_up: Vec::new(),
+            max_nodes,
         }
     }
 
@@ -662,7 +692,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let st = &mut self.st;
         st.makespans = Samples::new(cap);
         st.costs = Samples::new(cap);
-        for t in st.tiers.iter_mut().flatten() {
+        for t in &mut st.tiers {
             t.waits = Samples::new(cap);
         }
         for p in &mut st.pools {
@@ -840,6 +870,11 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let generation = w.generation;
         let mut nodes = std::mem::take(&mut w.nodes);
         nodes.clear();
+        // Room for every iteration at once: growing it block by block
+        // copied the nodes again at each doubling.
+        if nodes.capacity() < self.max_nodes {
+            nodes.reserve_exact(self.max_nodes);
+        }
         *w = Workflow {
             id,
             generation,
@@ -1082,7 +1117,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             StartKind::Hedge => n.state == NodeState::Running && n.running.contains(&NO_ATTEMPT),
             _ => n.state == NodeState::Waiting,
         };
-        let t = &self.st.tiers[provider as usize][tier as usize];
+        let t = self.st.tier(provider, tier);
         // A policy may only start what the view reported free; anything
         // else is a policy bug, and starting it would break the tier model.
         assert!(
@@ -1102,7 +1137,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             tier,
             attempt: attempt_no,
         };
-        let t = &mut self.st.tiers[provider as usize][tier as usize];
+        let t = self.st.tier_mut(provider, tier);
         // The client-side bucket is booked here; a provider-enforced one
         // is the provider's (the driver's) business.
         if let (Some(b), Enforcer::Client) = (&mut t.model.bucket, t.model.enforcer) {
@@ -1200,10 +1235,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 input_tokens: n.input_tokens,
                 output_tokens,
             },
-            tier: &self.st.tiers[provider as usize][tier as usize].model,
+            tier: &self.st.tier(provider, tier).model,
         };
         let planned = self.io.send(now, &send).unwrap_or_else(|| {
-            let info = &self.st.tiers[provider as usize][tier as usize].model;
+            let info = &self.st.tier(provider, tier).model;
             SimDuration::from_ms(
                 self.prior_p50_ms[ty as usize]
                     * info.latency_scale
@@ -1266,7 +1301,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let price = match usage {
             // What the provider says it used, where the tier prices tokens.
             Some((input, output)) => {
-                let m = &st.tiers[a.provider as usize][a.tier as usize].model;
+                let m = &st.tier(a.provider, a.tier).model;
                 m.price(a.model as usize, input, output)
             }
             None => a.price,
@@ -1277,7 +1312,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             // A cancelled attempt pays in proportion to the time it ran.
             Outcome::Cancelled => a.price.prorate(elapsed.0, (a.end - a.start).0),
         };
-        let t = &mut st.tiers[a.provider as usize][a.tier as usize];
+        let t = st.tier_mut(a.provider, a.tier);
         t.in_flight -= 1;
         t.busy += elapsed;
         t.cost += charge;
@@ -1341,7 +1376,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             self.streamed(&a, ttft);
         }
         if report.outcome == Outcome::RateLimited && report.limited_by == Limit::Tokens {
-            self.st.tiers[a.provider as usize][a.tier as usize].rate_limited_tokens += 1;
+            self.st.tier_mut(a.provider, a.tier).rate_limited_tokens += 1;
         }
         let n = self.st.wfs[slot as usize].nodes[node as usize];
         let sibling_running = n.running.iter().any(|&r| r != NO_ATTEMPT);
@@ -1377,9 +1412,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 );
             }
             Outcome::Failure | Outcome::Timeout => {
-                let max_retries = self.st.tiers[a.provider as usize][a.tier as usize]
-                    .model
-                    .max_retries;
+                let max_retries = self.st.tier(a.provider, a.tier).model.max_retries;
                 let w = &mut self.st.wfs[slot as usize];
                 let nd = &mut w.nodes[node as usize];
                 nd.failures += 1;
@@ -1431,9 +1464,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     fn rejected(&self, a: &Attempt) -> bool {
         let w = &self.st.wfs[a.wf_slot as usize];
         let n = &w.nodes[a.node as usize];
-        let models = &self.st.tiers[a.provider as usize][a.tier as usize]
-            .model
-            .models;
+        let models = &self.st.tier(a.provider, a.tier).model.models;
         let Some(curve) = &models[a.model as usize].quality else {
             return false;
         };
@@ -1458,7 +1489,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     fn redo(&mut self, a: &Attempt, charge: Money) {
         let elapsed = self.st.now - a.start;
         let st = &mut self.st;
-        st.tiers[a.provider as usize][a.tier as usize].redos += 1;
+        st.tier_mut(a.provider, a.tier).redos += 1;
         st.redos += 1;
         st.redo_wasted += elapsed;
         st.redo_cost += charge;
@@ -1592,7 +1623,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let mut remote_waits: Vec<&mut Samples> = st
             .tiers
             .iter_mut()
-            .flatten()
             .map(|t| &mut t.waits)
             .filter(|w| !w.is_empty())
             .collect();
@@ -1606,7 +1636,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let (mut failures, mut timeouts, mut rate_limited, mut hedges, mut escalations) =
             (0, 0, 0, 0, 0);
         for (p, name) in self.table.providers.iter().enumerate() {
-            for (k, t) in st.tiers[p].iter_mut().enumerate() {
+            for (k, t) in st.provider_tiers_mut(p).iter_mut().enumerate() {
                 let q = percentiles(&mut t.waits, &[50.0, 95.0], 1e-3);
                 failures += t.failures;
                 timeouts += t.timeouts;
@@ -1715,13 +1745,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             in_system_avg: st.active_area as f64 / dur_us,
             events,
             wall_time_s: 0.0,
-            rate_limited_tokens: self.token_limits.then(|| {
-                st.tiers
-                    .iter()
-                    .flatten()
-                    .map(|t| t.rate_limited_tokens)
-                    .sum()
-            }),
+            rate_limited_tokens: self
+                .token_limits
+                .then(|| st.tiers.iter().map(|t| t.rate_limited_tokens).sum()),
             redos: self.judging.then_some(st.redos),
             ttft_p50_ms: streaming_p[0],
             ttft_p95_ms: streaming_p[1],
