@@ -409,6 +409,11 @@ pub struct Policy {
     /// The earliest wake-up asked for since the last pass (token refill,
     /// hedge deadline); NEVER when none.
     next_wake: SimTime,
+    /// The earliest token-refill wake-up the last pass asked for (or
+    /// confirmed): `next_wake` without the hedge deadlines.
+    pass_wake: SimTime,
+    /// Scratch: hedge deadlines taken off the heap by `dead_hedges_only`.
+    due_scratch: Vec<HedgeTimer>,
     /// Run every pass, skipping none (tests compare the two modes).
     exhaustive: bool,
     /// Some tier's `tpm_blocked` is set (most scenarios have no token
@@ -500,6 +505,8 @@ impl Policy {
                 .collect(),
             dirty: true,
             next_wake: SimTime::NEVER,
+            pass_wake: SimTime::NEVER,
+            due_scratch: Vec::new(),
             exhaustive: false,
             tpm_any_blocked: false,
             c: setup.constants,
@@ -775,12 +782,18 @@ impl Policy {
     /// Cheap to call after every event: when no capacity was freed, no call
     /// was queued and no requested wake-up time has come since the last
     /// pass, a pass would find exactly what that one found, and is skipped.
+    /// So is a pass woken only by hedge deadlines of attempts that have
+    /// ended since (most deadlines: an attempt usually ends before it).
     pub fn dispatch<V: SystemView>(&mut self, view: &V, out: &mut Vec<Decision>) {
-        if !self.dirty && view.now() < self.next_wake && !self.exhaustive {
-            return;
+        if !self.dirty && !self.exhaustive {
+            let now = view.now();
+            if now < self.next_wake || (now < self.pass_wake && self.dead_hedges_only(view)) {
+                return;
+            }
         }
         self.dirty = false;
         self.next_wake = SimTime::NEVER;
+        self.pass_wake = SimTime::NEVER;
         if self.queued == 0 && self.hedges.is_empty() && self.hedges_due.is_empty() {
             return;
         }
@@ -859,6 +872,7 @@ impl Policy {
                 {
                     let at = load.next_token_at;
                     self.next_wake = self.next_wake.min(at);
+                    self.pass_wake = self.pass_wake.min(at);
                     let ts = &mut self.tiers[first + t];
                     if ts.token_wake != at {
                         ts.token_wake = at;
@@ -878,11 +892,47 @@ impl Policy {
                 continue;
             }
             self.next_wake = self.next_wake.min(at);
+            self.pass_wake = self.pass_wake.min(at);
             if ts.tpm_wake != at {
                 ts.tpm_wake = at;
                 out.push(Decision::WakeAt(at));
             }
         }
+    }
+
+    /// Called with nothing changed since the last pass but time, and no
+    /// token refill due: if every hedge deadline that has come is for an
+    /// attempt that has ended, drops those deadlines, keeps the wake-ups
+    /// the last pass asked for, and returns true.
+    ///
+    /// The pass this replaces would find what the last one found: the
+    /// queues, capacity, estimates and spends are unchanged (an attempt's
+    /// end makes the policy dirty, and so does anything queued that a pass
+    /// could start), the due hedges it holds are still running and still
+    /// find no room, and the ended attempts' deadlines would leave the due
+    /// list again at its end, where removing them moves no other entry.
+    /// Otherwise (a due deadline's attempt still runs) the deadlines go
+    /// back on the heap, which pops them in the same (time, seq) order.
+    fn dead_hedges_only<V: SystemView>(&mut self, view: &V) -> bool {
+        let now = view.now();
+        self.due_scratch.clear();
+        while let Some(top) = self.hedges.peek()
+            && top.at <= now
+        {
+            let t = self.hedges.pop().expect("peeked");
+            self.due_scratch.push(t);
+            if view.attempt_running(self.armed[t.armed as usize].attempt) {
+                self.hedges.extend(self.due_scratch.drain(..));
+                return false;
+            }
+        }
+        for t in self.due_scratch.drain(..) {
+            self.armed_free.push(t.armed);
+        }
+        self.next_wake = self
+            .pass_wake
+            .min(self.hedges.peek().map_or(SimTime::NEVER, |t| t.at));
+        true
     }
 
     /// Takes `cost` reserved tokens from this pass's copy of tier `g`'s
