@@ -414,6 +414,8 @@ pub struct Policy {
     pass_wake: SimTime,
     /// Scratch: hedge deadlines taken off the heap by `dead_hedges_only`.
     due_scratch: Vec<HedgeTimer>,
+    /// Dispatch passes made (skipped ones not counted).
+    passes: u64,
     /// Run every pass, skipping none (tests compare the two modes).
     exhaustive: bool,
     /// Some tier's `tpm_blocked` is set (most scenarios have no token
@@ -507,6 +509,7 @@ impl Policy {
             next_wake: SimTime::NEVER,
             pass_wake: SimTime::NEVER,
             due_scratch: Vec::new(),
+            passes: 0,
             exhaustive: false,
             tpm_any_blocked: false,
             c: setup.constants,
@@ -536,6 +539,11 @@ impl Policy {
         SimDuration::from_ms(
             self.c.retry_backoff_ms * 2f64.powi(retry.saturating_sub(1).min(30) as i32),
         )
+    }
+
+    /// Dispatch passes made so far (passes skipped as idle not counted).
+    pub fn passes(&self) -> u64 {
+        self.passes
     }
 
     /// Calls waiting in the queue of (provider, tier), including entries
@@ -791,6 +799,7 @@ impl Policy {
                 return;
             }
         }
+        self.passes += 1;
         self.dirty = false;
         self.next_wake = SimTime::NEVER;
         self.pass_wake = SimTime::NEVER;

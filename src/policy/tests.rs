@@ -342,6 +342,73 @@ fn full_hedges_a_slow_call_on_a_faster_tier_unless_disabled() {
 }
 
 #[test]
+fn a_pass_woken_only_by_the_deadline_of_an_ended_attempt_is_skipped() {
+    let mut p = Policy::new(setup(
+        PolicyKind::Full,
+        Ablations::default(),
+        Constants::default(),
+    ));
+    let (c1, c2) = (call(1, 0.0, 1.0), call(2, 0.0, 1.0));
+    let (a1, a2) = (
+        AttemptKey {
+            slot: 1,
+            generation: 0,
+        },
+        AttemptKey {
+            slot: 2,
+            generation: 0,
+        },
+    );
+    let at = |secs: f64, running: &[AttemptKey]| {
+        let mut v = view(vec![load(2, 2), load(0, 4)], &[]);
+        v.now = SimTime(SimDuration::from_secs_f64(secs).0);
+        v.running.borrow_mut().extend_from_slice(running);
+        v
+    };
+    let mut out = vec![];
+    // Both on the slow tier, critical: hedge deadlines at 1.5 x p95 = 4.5 s
+    // after each start (0 s and 1 s).
+    for (c, a, start) in [(c1, a1, 0.0), (c2, a2, 1.0)] {
+        let s = AttemptStarted {
+            call: c.call,
+            attempt: a,
+            provider: 0,
+            tier: 0,
+            model: 0,
+            ready: c,
+            kind: StartKind::Primary,
+        };
+        p.on_started(&at(start, &[a1, a2]), s, at(start, &[]).now, &mut out);
+    }
+    p.dispatch(&at(1.0, &[a1, a2]), &mut out);
+    assert_eq!(p.passes(), 1);
+    // The first attempt ends: a pass, which finds nothing to start.
+    p.on_attempt_end(&AttemptEnded {
+        provider: 0,
+        tier: 0,
+        node_type: 0,
+        queue_wait: SimDuration::ZERO,
+        service: SimDuration::from_secs_f64(2.0),
+        success: true,
+        measured: false,
+        kind: StartKind::Primary,
+    });
+    out.clear();
+    p.dispatch(&at(2.0, &[a2]), &mut out);
+    assert_eq!(p.passes(), 2);
+    assert!(started(&out).is_empty());
+    // Its deadline comes: no pass, nothing started.
+    p.dispatch(&at(4.6, &[a2]), &mut out);
+    assert_eq!(p.passes(), 2, "the ended attempt's deadline wakes no pass");
+    assert!(started(&out).is_empty());
+    // The second one's deadline, its attempt still running: a pass that
+    // hedges it on the free fast tier.
+    p.dispatch(&at(5.6, &[a2]), &mut out);
+    assert_eq!(p.passes(), 3);
+    assert_eq!(started(&out), vec![(2, 1, StartKind::Hedge)]);
+}
+
+#[test]
 fn model_routing_picks_the_cheap_model_for_easy_calls_within_budget() {
     let mut s = setup(
         PolicyKind::FifoCheapest,
