@@ -283,16 +283,16 @@ fn escalation_needs_the_saving_to_be_worth_the_price() {
     );
 }
 
-fn hedge_scenario(ab: Ablations) -> Vec<(u64, u16, StartKind)> {
-    let mut p = Policy::new(setup(PolicyKind::Full, ab, Constants::default()));
-    let c = call(1, 0.0, 1.0);
-    let v = view(vec![load(1, 2), load(0, 4)], &[c]);
-    let a = AttemptKey {
-        slot: 0,
+fn attempt_key(slot: u32) -> AttemptKey {
+    AttemptKey {
+        slot,
         generation: 0,
-    };
-    v.running.borrow_mut().push(a);
-    let s = AttemptStarted {
+    }
+}
+
+/// Attempt `a` of call `c`, a primary start on the slow tier.
+fn primary_on_slow_tier(c: ReadyCall, a: AttemptKey) -> AttemptStarted {
+    AttemptStarted {
         call: c.call,
         attempt: a,
         provider: 0,
@@ -300,9 +300,17 @@ fn hedge_scenario(ab: Ablations) -> Vec<(u64, u16, StartKind)> {
         model: 0,
         ready: c,
         kind: StartKind::Primary,
-    };
+    }
+}
+
+fn hedge_scenario(ab: Ablations) -> Vec<(u64, u16, StartKind)> {
+    let mut p = Policy::new(setup(PolicyKind::Full, ab, Constants::default()));
+    let c = call(1, 0.0, 1.0);
+    let v = view(vec![load(1, 2), load(0, 4)], &[c]);
+    let a = attempt_key(0);
+    v.running.borrow_mut().push(a);
     let mut out = vec![];
-    p.on_started(&v, s, SimTime::ZERO, &mut out);
+    p.on_started(&v, primary_on_slow_tier(c, a), SimTime::ZERO, &mut out);
     // Before the deadline (1.5 x p95 = 4.5 s): nothing.
     let mut early = view(vec![load(1, 2), load(0, 4)], &[]);
     early.now = SimTime(4_000_000);
@@ -349,16 +357,7 @@ fn a_pass_woken_only_by_the_deadline_of_an_ended_attempt_is_skipped() {
         Constants::default(),
     ));
     let (c1, c2) = (call(1, 0.0, 1.0), call(2, 0.0, 1.0));
-    let (a1, a2) = (
-        AttemptKey {
-            slot: 1,
-            generation: 0,
-        },
-        AttemptKey {
-            slot: 2,
-            generation: 0,
-        },
-    );
+    let (a1, a2) = (attempt_key(1), attempt_key(2));
     let at = |secs: f64, running: &[AttemptKey]| {
         let mut v = view(vec![load(2, 2), load(0, 4)], &[]);
         v.now = SimTime(SimDuration::from_secs_f64(secs).0);
@@ -369,16 +368,8 @@ fn a_pass_woken_only_by_the_deadline_of_an_ended_attempt_is_skipped() {
     // Both on the slow tier, critical: hedge deadlines at 1.5 x p95 = 4.5 s
     // after each start (0 s and 1 s).
     for (c, a, start) in [(c1, a1, 0.0), (c2, a2, 1.0)] {
-        let s = AttemptStarted {
-            call: c.call,
-            attempt: a,
-            provider: 0,
-            tier: 0,
-            model: 0,
-            ready: c,
-            kind: StartKind::Primary,
-        };
-        p.on_started(&at(start, &[a1, a2]), s, at(start, &[]).now, &mut out);
+        let v = at(start, &[a1, a2]);
+        p.on_started(&v, primary_on_slow_tier(c, a), v.now, &mut out);
     }
     p.dispatch(&at(1.0, &[a1, a2]), &mut out);
     assert_eq!(p.passes(), 1);

@@ -612,12 +612,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             _ => None,
         };
         let prior_p50_ms = setup.node_types.iter().map(|n| n.prior_p50_ms).collect();
-        let tier_first = std::iter::once(0)
-            .chain(by_provider.iter().scan(0, |n, p| {
-                *n += p.len();
-                Some(*n)
-            }))
-            .collect();
+        let mut tier_first = vec![0];
+        for p in &by_provider {
+            tier_first.push(tier_first[tier_first.len() - 1] + p.len());
+        }
         let tiers = by_provider.into_iter().flatten().collect();
         Runtime {
             io,
