@@ -144,6 +144,11 @@ enum NodeState {
 
 const NO_ATTEMPT: u32 = u32::MAX;
 
+/// At most this many nodes (1.2 MB) are reserved for a workflow when it
+/// arrives; a larger one (thousands of iterations, most of which it will
+/// not run) grows its table as it goes.
+const NODES_RESERVED_MAX: usize = 1 << 14;
+
 /// At most this many redos per call: a guard, since a redo goes to the
 /// tier's best model, whose answer is final.
 const MAX_REDOS: u8 = 8;
@@ -479,8 +484,9 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     arrival_keyer: Keyer,
     decisions: Vec<Decision>,
     follow_up: Vec<Decision>,
-    /// The most nodes a workflow can have.
-    max_nodes: usize,
+    /// Nodes reserved for a workflow when it arrives: all it can have, up
+    /// to [`NODES_RESERVED_MAX`].
+    nodes_reserved: usize,
     /// Prior median service time per node type (ms, tier scale 1): what a
     /// cancelled attempt of unknown planned duration is charged against.
     prior_p50_ms: Vec<f64>,
@@ -531,7 +537,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     pub fn new(s: &Scenario, obs: &'o mut O, io: D) -> Runtime<'o, O, D> {
         let table = NodeTable::build(s);
         let workload = crate::workload::compile(s, &table.facts());
-        let max_nodes = workload.max_nodes();
+        let nodes_reserved = workload.max_nodes().min(NODES_RESERVED_MAX);
         let by_provider: Vec<Vec<TierRt>> = s
             .providers
             .values()
@@ -669,7 +675,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             tracing,
             decisions: Vec::new(),
             follow_up: Vec::new(),
-            max_nodes,
+            nodes_reserved,
         }
     }
 
@@ -870,8 +876,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         nodes.clear();
         // Room for every iteration at once: growing it block by block
         // copied the nodes again at each doubling.
-        if nodes.capacity() < self.max_nodes {
-            nodes.reserve_exact(self.max_nodes);
+        if nodes.capacity() < self.nodes_reserved {
+            nodes.reserve_exact(self.nodes_reserved);
         }
         *w = Workflow {
             id,
