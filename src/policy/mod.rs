@@ -909,6 +909,15 @@ impl Policy {
         }
     }
 
+    /// The earliest hedge deadline, taken off the heap if it has come.
+    fn pop_due_deadline(&mut self, now: SimTime) -> Option<HedgeTimer> {
+        if self.hedges.peek()?.at <= now {
+            self.hedges.pop()
+        } else {
+            None
+        }
+    }
+
     /// Called with nothing changed since the last pass but time, and no
     /// token refill due: if every hedge deadline that has come is for an
     /// attempt that has ended, drops those deadlines, keeps the wake-ups
@@ -925,10 +934,7 @@ impl Policy {
     fn dead_hedges_only<V: SystemView>(&mut self, view: &V) -> bool {
         let now = view.now();
         self.due_scratch.clear();
-        while let Some(top) = self.hedges.peek()
-            && top.at <= now
-        {
-            let t = self.hedges.pop().expect("peeked");
+        while let Some(t) = self.pop_due_deadline(now) {
             self.due_scratch.push(t);
             if view.attempt_running(self.armed[t.armed as usize].attempt) {
                 self.hedges.extend(self.due_scratch.drain(..));
@@ -1083,11 +1089,7 @@ impl Policy {
 
     fn hedge<V: SystemView>(&mut self, view: &V, mut global: u32, out: &mut Vec<Decision>) {
         let now = view.now();
-        while let Some(top) = self.hedges.peek() {
-            if top.at > now {
-                break;
-            }
-            let t = self.hedges.pop().expect("peeked");
+        while let Some(t) = self.pop_due_deadline(now) {
             self.hedges_due.push(t.armed);
         }
         let mut i = 0;
@@ -1103,8 +1105,8 @@ impl Policy {
             let current = self.tiers[first + s.tier as usize].info.latency_scale;
             // The fastest tier with free capacity, if not slower than the current one.
             let mut target = None;
-            for i in 0..if global == 0 { 0 } else { self.provs[p].len } {
-                let t = self.provs[p].by_speed[i];
+            for rank in 0..if global == 0 { 0 } else { self.provs[p].len } {
+                let t = self.provs[p].by_speed[rank];
                 let g = first + t as usize;
                 if self.tiers[g].info.latency_scale <= current
                     && self.tiers[g].free > 0
