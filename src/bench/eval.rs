@@ -264,6 +264,7 @@ mod tests {
             repetitions: 3,
             benchmarks,
             ratios: vec![],
+            binary: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! speed-up from a changed result. Results go to `results_<unix>.json`.
 
 pub mod eval;
+pub mod paired;
 pub mod reference;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,14 @@ impl Suite {
         match self {
             Suite::Full => 7,
             Suite::Quick => 3,
+        }
+    }
+
+    /// The name `--suite` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Full => "full",
+            Suite::Quick => "quick",
         }
     }
 }
@@ -367,27 +376,51 @@ pub struct ResultsFile {
     /// Derived ratios with their goals.
     #[serde(default)]
     pub ratios: Vec<Ratio>,
+    /// The executable measured, when it was not the one writing the file
+    /// (a paired run, `--baseline-bin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
 }
 
 /// Summarises the timed repetitions of one benchmark.
 pub fn summarize(spec: &Spec, times: &[f64], digest: String) -> BenchResult {
+    summary(
+        &spec.name,
+        spec.unit,
+        spec.items,
+        spec.threads,
+        times,
+        Some(digest),
+    )
+}
+
+/// A benchmark's result from its timed repetitions: the minimum, with the
+/// median, maximum, spread and throughput beside it.
+pub fn summary(
+    name: &str,
+    unit: &str,
+    items: u64,
+    threads: usize,
+    times: &[f64],
+    digest: Option<String>,
+) -> BenchResult {
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
     let min = sorted.first().copied();
     let max = sorted.last().copied();
     let median = (!sorted.is_empty()).then(|| crate::stats::percentile_sorted(&sorted, 50.0));
     BenchResult {
-        name: spec.name.clone(),
-        unit: spec.unit.to_string(),
-        items: spec.items,
-        threads: spec.threads,
+        name: name.to_string(),
+        unit: unit.to_string(),
+        items,
+        threads,
         time_s: min.and_then(finite),
         median_s: median.and_then(finite),
         max_s: max.and_then(finite),
         spread: min.zip(max).and_then(|(a, b)| finite((b - a) / a)),
-        per_s: min.and_then(|m| finite(spec.items as f64 / m)),
+        per_s: min.and_then(|m| finite(items as f64 / m)),
         times_s: times.to_vec(),
-        output_digest: Some(digest),
+        output_digest: digest,
     }
 }
 
@@ -450,23 +483,29 @@ pub struct BenchOptions {
     pub progress: bool,
 }
 
-/// Runs the selected benchmarks.
-pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let specs: Vec<Spec> = suite(cores)?
+/// The benchmarks of `specs` in `suite` whose names contain one of `only`
+/// (all when it is empty); an error when none is.
+pub fn select(specs: Vec<Spec>, suite: Suite, only: &[String]) -> Result<Vec<Spec>> {
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let chosen: Vec<Spec> = specs
         .into_iter()
-        .filter(|s| opts.suite == Suite::Full || s.quick)
-        .filter(|s| opts.only.is_empty() || opts.only.iter().any(|o| s.name.contains(o.as_str())))
+        .filter(|s| suite == Suite::Full || s.quick)
+        .filter(|s| only.is_empty() || only.iter().any(|o| s.name.contains(o.as_str())))
         .collect();
-    if specs.is_empty() {
-        let names: Vec<String> = suite(cores)?.into_iter().map(|s| s.name).collect();
+    if chosen.is_empty() {
         return Err(Error::Input(format!(
-            "--only {}: matches no benchmark of the {:?} suite; expected part of one of: {}",
-            opts.only.join(", "),
-            opts.suite,
+            "--only {}: matches no benchmark of the {suite:?} suite; expected part of one of: {}",
+            only.join(", "),
             names.join(", ")
         )));
     }
+    Ok(chosen)
+}
+
+/// Runs the selected benchmarks.
+pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let specs = select(suite(cores)?, opts.suite, &opts.only)?;
     let reps = opts.repetitions.unwrap_or(opts.suite.repetitions());
     let mut scratch = Scratch::new()?;
     // One warm-up each (it also fixes the digest every repetition must
@@ -523,6 +562,7 @@ pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
         repetitions: reps,
         ratios: ratios(&results),
         benchmarks: results,
+        binary: None,
     })
 }
 
@@ -643,6 +683,7 @@ mod tests {
             repetitions: 1,
             benchmarks: vec![],
             ratios: vec![],
+            binary: None,
         };
         let a = write_results(dir.path(), &r).unwrap();
         let b = write_results(dir.path(), &r).unwrap();

@@ -1,10 +1,10 @@
 //! `agentsched bench`: the engine's benchmark suite and its eval report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::bench::{self, BenchOptions, ResultsFile, Suite, eval};
+use crate::bench::{self, BenchOptions, ResultsFile, Suite, eval, paired};
 use crate::error::{Error, Result};
 
 /// Flags of `bench`.
@@ -28,6 +28,14 @@ pub struct BenchArgs {
     /// Compare with this results file instead of the newest earlier one.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// Time this other build of agentsched alternately with this one, pass by pass, and compare with it (both results files are written).
+    #[arg(
+        long,
+        alias = "baseline_bin",
+        value_name = "PATH",
+        conflicts_with = "baseline"
+    )]
+    pub baseline_bin: Option<PathBuf>,
     /// List the suite's benchmarks and exit.
     #[arg(long)]
     pub list: bool,
@@ -88,6 +96,9 @@ pub(crate) fn run(a: BenchArgs) -> Result<u8> {
         }
         return Ok(0);
     }
+    if let Some(bin) = &a.baseline_bin {
+        return run_paired(&a, bin, cores);
+    }
     // The baseline is read before an expensive run, so a bad one fails fast.
     let baseline_path = match &a.baseline {
         Some(p) => Some(p.clone()),
@@ -97,26 +108,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<u8> {
         .as_ref()
         .map(|p| bench::read_results(p).map(|r| (p.clone(), r)))
         .transpose()?;
-    if let Some(report) = &a.eval_report {
-        // The report must not take a name the results history uses.
-        let name = report.file_name().map(|n| n.to_string_lossy().to_string());
-        if let Some(name) = name.filter(|n| bench::results_key(n).is_some())
-            && crate::output::same_file(report, &a.results_dir.join(&name))
-        {
-            return Err(Error::Input(format!(
-                "--eval-report {}: that name is a results file of --results-dir; choose another name",
-                report.display()
-            )));
-        }
-        if let Some(b) = &baseline_path
-            && crate::output::same_file(report, b)
-        {
-            return Err(Error::Input(format!(
-                "--eval-report {}: is the baseline results file; it would be overwritten",
-                report.display()
-            )));
-        }
-    }
+    check_report_path(&a, baseline_path.as_deref())?;
     let opts = BenchOptions {
         suite: a.suite,
         repetitions: a.reps.map(|r| r as usize),
@@ -149,10 +141,86 @@ pub(crate) fn run(a: BenchArgs) -> Result<u8> {
             results.repetitions
         );
     }
+    report(&a, &bpath, &base, &written, &results)
+}
+
+/// The eval report must not take a name the results history uses, nor
+/// replace the baseline.
+fn check_report_path(a: &BenchArgs, baseline: Option<&Path>) -> Result<()> {
+    let Some(report) = &a.eval_report else {
+        return Ok(());
+    };
+    let name = report.file_name().map(|n| n.to_string_lossy().to_string());
+    if let Some(name) = name.filter(|n| bench::results_key(n).is_some())
+        && crate::output::same_file(report, &a.results_dir.join(&name))
+    {
+        return Err(Error::Input(format!(
+            "--eval-report {}: that name is a results file of --results-dir; choose another name",
+            report.display()
+        )));
+    }
+    if let Some(b) = baseline
+        && crate::output::same_file(report, b)
+    {
+        return Err(Error::Input(format!(
+            "--eval-report {}: is the baseline results file; it would be overwritten",
+            report.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `--baseline-bin`: both binaries timed alternately, both results files
+/// written (the baseline's first, so this binary's is the newest), then
+/// compared.
+fn run_paired(a: &BenchArgs, bin: &Path, cores: usize) -> Result<u8> {
+    check_report_path(a, None)?;
+    let current_bin = std::env::current_exe().map_err(|e| {
+        Error::Setup(format!(
+            "cannot find this executable to time it beside --baseline-bin: {e}"
+        ))
+    })?;
+    let names: Vec<String> = bench::select(bench::suite(cores)?, a.suite, &a.only)?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let p = paired::run_paired(
+        &paired::PairedOptions {
+            baseline_bin: bin.to_path_buf(),
+            current_bin,
+            suite: a.suite,
+            repetitions: a.reps.map(|r| r as usize),
+            progress: !a.quiet,
+        },
+        &names,
+    )?;
+    let bpath = bench::write_results(&a.results_dir, &p.baseline)?;
+    let written = bench::write_results(&a.results_dir, &p.current)?;
+    outln!("baseline {}:", bin.display());
+    out!("{}", results_table(&p.baseline));
+    outln!("this binary:");
+    out!("{}", results_table(&p.current));
+    outln!(
+        "results: {} (baseline), {}",
+        bpath.display(),
+        written.display()
+    );
+    report(a, &bpath, &p.baseline, &written, &p.current)
+}
+
+/// Prints the comparison; with --eval-report, writes it and exits 1 when
+/// it is not acceptable.
+fn report(
+    a: &BenchArgs,
+    bpath: &Path,
+    base: &ResultsFile,
+    written: &Path,
+    results: &ResultsFile,
+) -> Result<u8> {
     let report = eval::evaluate(
-        &base,
+        base,
         &bpath.display().to_string(),
-        &results,
+        results,
         &written.display().to_string(),
     );
     out!("{}", eval::report_text(&report));

@@ -167,3 +167,81 @@ fn bad_baselines_and_filters_are_refused_before_the_run() {
         err(&o)
     );
 }
+
+/// `--baseline-bin`: a baseline that is this very binary computes the same
+/// thing; one that computes something else is vetoed; one that does not run
+/// is bad input.
+#[test]
+fn paired_runs_time_a_baseline_binary_alternately_and_judge_its_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let me = env!("CARGO_BIN_EXE_agentsched");
+    let paired = |baseline: &str, report: &str| {
+        let mut args: Vec<&str> = ONE.to_vec();
+        args[6] = "2"; // --reps
+        args.extend(["--baseline-bin", baseline, "--eval-report", report]);
+        agentsched_in(dir, &args)
+    };
+
+    let o = paired(me, "same.json");
+    let r = read(&dir.join("same.json"));
+    let acceptable = r["is_acceptable"].as_bool().unwrap();
+    // Exit 0 exactly when the report is acceptable (the same binary may
+    // measure faster or slower than itself; its output may not change).
+    assert_eq!(
+        o.status.code(),
+        Some(if acceptable { 0 } else { 1 }),
+        "{}",
+        err(&o)
+    );
+    let e = &r["benchmarks"][0];
+    assert_eq!(e["name"], "research_agent_1k/fifo_cheapest");
+    assert_eq!(e["output_changed"], false);
+    assert!(e["perf_gain"].as_f64().is_some(), "{r}");
+    let files = results(dir);
+    assert_eq!(files.len(), 2, "the baseline's and this binary's results");
+    assert_eq!(dir.join(r["baseline"].as_str().unwrap()), files[0]);
+    assert_eq!(dir.join(r["current"].as_str().unwrap()), files[1]);
+    for f in &files {
+        let v = read(f);
+        assert_eq!(v["binary"], me);
+        assert_eq!(v["repetitions"], 2);
+        assert_eq!(v["benchmarks"][0]["times_s"].as_array().unwrap().len(), 2);
+    }
+
+    // A baseline whose results carry another digest: score 0, exit 1.
+    let fake = dir.join("other-build");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n\"{me}\" \"$@\" || exit $?\nwhile [ $# -gt 0 ]; do\n  if [ \"$1\" = --results-dir ]; then\n    sed -i -E 's/\"output_digest\": \"[0-9a-f]+\"/\"output_digest\": \"0000\"/' \"$2\"/results_*.json\n  fi\n  shift\ndone\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = paired(fake.to_str().unwrap(), "other.json");
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let r = read(&dir.join("other.json"));
+    assert_eq!(r["benchmarks"][0]["output_changed"], true);
+    assert_eq!(r["benchmarks"][0]["score"], 0.0);
+    assert_eq!(r["is_acceptable"], false);
+    assert_eq!(r["output_changed"][0], "research_agent_1k/fifo_cheapest");
+    assert_eq!(results(dir).len(), 4);
+
+    // Not runnable, or beside --baseline: refused before anything runs.
+    let o = paired("/nonexistent/agentsched", "x.json");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("--baseline-bin /nonexistent/agentsched"),
+        "{}",
+        err(&o)
+    );
+    let o = agentsched_in(
+        dir,
+        &["bench", "--baseline-bin", me, "--baseline", "b.json"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert_eq!(results(dir).len(), 4, "nothing ran");
+    assert!(!dir.join("x.json").exists());
+}
