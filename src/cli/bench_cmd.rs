@@ -28,7 +28,7 @@ pub struct BenchArgs {
     /// Compare with this results file instead of the newest earlier one.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// Time this other build of agentsched alternately with this one, pass by pass, and compare with it (both results files are written).
+    /// Time this other build of agentsched alternately with this one, benchmark by benchmark, and compare with it (both results files are written).
     #[arg(
         long,
         alias = "baseline_bin",
