@@ -16,10 +16,11 @@
 //! that has `bench` will do. The benchmarks are this binary's suite; one the
 //! baseline does not list is timed on this side only (reported as new).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{BenchResult, RESULTS_SCHEMA, ResultsFile, Suite, ratios, summary};
+use super::{BenchResult, RESULTS_SCHEMA, ResultsFile, Scratch, Suite, ratios, summary};
 use crate::error::{Error, Result};
 
 /// How to run a paired comparison.
@@ -138,62 +139,56 @@ fn tail(stderr: &[u8]) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n  ")
 }
 
+/// Runs `bin` with `args`; its standard output, or why it failed.
+fn run(bin: &Path, args: &[&OsStr]) -> std::result::Result<Vec<u8>, String> {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run it: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!("{}:\n  {}", out.status, tail(&out.stderr)))
+    }
+}
+
 /// Checks that `bin` runs and has the `bench` command; returns the
 /// benchmark names it lists.
 fn list(bin: &Path) -> Result<Vec<String>> {
-    let flag = "--baseline-bin";
-    let out = Command::new(bin)
-        .args(["bench", "--list"])
-        .output()
-        .map_err(|e| Error::Input(format!("{flag} {}: cannot run it: {e}", bin.display())))?;
-    if !out.status.success() {
-        return Err(Error::Input(format!(
-            "{flag} {}: `bench --list` failed ({}); expected a build of agentsched that has the bench command:\n  {}",
-            bin.display(),
-            out.status,
-            tail(&out.stderr)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    let stdout = run(bin, &["bench".as_ref(), "--list".as_ref()]).map_err(|e| {
+        Error::Input(format!(
+            "--baseline-bin {}: `bench --list` failed ({e}); expected a build of agentsched that has the bench command",
+            bin.display()
+        ))
+    })?;
+    Ok(String::from_utf8_lossy(&stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect())
 }
 
 /// One timed run of benchmark `name` by `bin` (after its warm-up), in a
-/// scratch results directory of its own.
-fn pass(bin: &Path, suite: Suite, name: &str) -> Result<ResultsFile> {
-    let scratch = tempfile::Builder::new()
-        .prefix("agentsched-paired-")
-        .tempdir()
-        .map_err(|source| Error::Write {
-            path: std::env::temp_dir(),
-            source,
-        })?;
-    let out = Command::new(bin)
-        .arg("bench")
-        .args([
-            "--suite",
-            suite.name(),
-            "--reps",
-            "1",
-            "--quiet",
-            "--only",
-            name,
-        ])
-        .arg("--results-dir")
-        .arg(scratch.path())
-        .output()
-        .map_err(|e| Error::Execution(format!("{}: cannot run it: {e}", bin.display())))?;
-    if !out.status.success() {
-        return Err(Error::Execution(format!(
-            "{}: its run of {name} failed ({}):\n  {}",
-            bin.display(),
-            out.status,
-            tail(&out.stderr)
-        )));
-    }
-    let file = super::results_files(scratch.path())?.pop().ok_or_else(|| {
+/// fresh results directory of `scratch`.
+fn pass(bin: &Path, suite: Suite, name: &str, scratch: &mut Scratch) -> Result<ResultsFile> {
+    let dir = scratch.fresh();
+    let args = [
+        "bench",
+        "--suite",
+        suite.name(),
+        "--reps",
+        "1",
+        "--quiet",
+        "--only",
+        name,
+        "--results-dir",
+    ]
+    .map(OsStr::new);
+    let mut args = args.to_vec();
+    args.push(dir.as_os_str());
+    run(bin, &args).map_err(|e| {
+        Error::Execution(format!("{}: its run of {name} failed ({e})", bin.display()))
+    })?;
+    let file = super::results_files(&dir)?.pop().ok_or_else(|| {
         Error::Execution(format!(
             "{}: its run of {name} wrote no results file",
             bin.display()
@@ -217,6 +212,7 @@ pub fn run_paired(opts: &PairedOptions, names: &[String]) -> Result<Paired> {
     let reps = opts.repetitions.unwrap_or(opts.suite.repetitions());
     let mut base = Side::new(opts.baseline_bin.clone());
     let mut cur = Side::new(opts.current_bin.clone());
+    let mut scratch = Scratch::new()?;
     for rep in 0..reps {
         for name in names {
             let in_base = listed.contains(name);
@@ -226,7 +222,7 @@ pub fn run_paired(opts: &PairedOptions, names: &[String]) -> Result<Paired> {
                     continue;
                 }
                 let side = if is_base { &mut base } else { &mut cur };
-                let r = pass(&side.bin, opts.suite, name)?;
+                let r = pass(&side.bin, opts.suite, name, &mut scratch)?;
                 times[is_base as usize] = Some(side.add(name, r)?);
             }
             if opts.progress {
