@@ -148,7 +148,10 @@ fn run(bin: &Path, args: &[&OsStr]) -> std::result::Result<Vec<u8>, String> {
     if out.status.success() {
         Ok(out.stdout)
     } else {
-        Err(format!("{}:\n  {}", out.status, tail(&out.stderr)))
+        match tail(&out.stderr) {
+            t if t.is_empty() => Err(out.status.to_string()),
+            t => Err(format!("{}:\n  {t}\n", out.status)),
+        }
     }
 }
 
