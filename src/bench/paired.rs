@@ -174,7 +174,7 @@ fn list(bin: &Path) -> Result<Vec<String>> {
 /// fresh results directory of `scratch`.
 fn pass(bin: &Path, suite: Suite, name: &str, scratch: &mut Scratch) -> Result<ResultsFile> {
     let dir = scratch.fresh();
-    let args = [
+    let mut args = [
         "bench",
         "--suite",
         suite.name(),
@@ -185,8 +185,8 @@ fn pass(bin: &Path, suite: Suite, name: &str, scratch: &mut Scratch) -> Result<R
         name,
         "--results-dir",
     ]
-    .map(OsStr::new);
-    let mut args = args.to_vec();
+    .map(OsStr::new)
+    .to_vec();
     args.push(dir.as_os_str());
     run(bin, &args).map_err(|e| {
         Error::Execution(format!("{}: its run of {name} failed ({e})", bin.display()))
@@ -197,11 +197,13 @@ fn pass(bin: &Path, suite: Suite, name: &str, scratch: &mut Scratch) -> Result<R
             bin.display()
         ))
     })?;
-    super::read_results(&file)
+    let r = super::read_results(&file);
+    super::remove_quietly(&dir);
+    r
 }
 
 /// Runs `names` (this binary's selected benchmarks) in both binaries,
-/// alternately. The baseline's side is None when it has none of them.
+/// alternately; an error when the baseline lists none of them.
 pub fn run_paired(opts: &PairedOptions, names: &[String]) -> Result<Paired> {
     let listed = list(&opts.baseline_bin)?;
     if !names.iter().any(|n| listed.contains(n)) {
