@@ -447,6 +447,16 @@ struct TierState {
     tpm_wake: SimTime,
 }
 
+/// The load a pass records for a tier it does not look at: no room, and
+/// no rate limit to wake up for.
+const NOT_LOADED: TierLoad = TierLoad {
+    in_flight: 0,
+    slots: 0,
+    tokens: u32::MAX,
+    next_token_at: SimTime::ZERO,
+    token_bucket: None,
+};
+
 /// Where one provider's tiers are in `Policy::tiers`, and their orders.
 #[derive(Debug)]
 struct ProviderTiers {
@@ -806,11 +816,32 @@ impl Policy {
         if self.queued == 0 && self.hedges.is_empty() && self.hedges_due.is_empty() {
             return;
         }
+        if self.mech.hedging {
+            // Taken first: a provider's loads are worked out only if it has
+            // a due hedge or a queue.
+            while let Some(t) = self.pop_due_deadline(view.now()) {
+                self.hedges_due.push(t.armed);
+            }
+        }
         let mut global = self.global_free(view);
         for p in 0..self.provs.len() {
             let (p16, first, len) = (p as u16, self.provs[p].first, self.provs[p].len);
+            // Nothing queued at a provider and no hedge due there: this pass
+            // cannot start anything on its tiers, nor ask to wake up for
+            // them, so its loads (rate-limit buckets) are not worked out.
+            let idle = self.tiers[first..first + len]
+                .iter()
+                .all(|ts| ts.queue.is_empty())
+                && !self
+                    .hedges_due
+                    .iter()
+                    .any(|&i| self.armed[i as usize].provider == p16);
             for t in 0..len {
-                let load = view.tier_load(p16, t as u16);
+                let load = if idle {
+                    NOT_LOADED
+                } else {
+                    view.tier_load(p16, t as u16)
+                };
                 let ts = &mut self.tiers[first + t];
                 ts.free = load.free();
                 ts.load = load;
@@ -1087,11 +1118,10 @@ impl Policy {
         saved_s >= self.c.escalation_threshold_s && saved_s * self.c.time_value_per_s >= price_delta
     }
 
+    /// Starts due hedges (taken off the deadline heap at the pass's start)
+    /// where a tier no slower than their attempt's has room.
     fn hedge<V: SystemView>(&mut self, view: &V, mut global: u32, out: &mut Vec<Decision>) {
         let now = view.now();
-        while let Some(t) = self.pop_due_deadline(now) {
-            self.hedges_due.push(t.armed);
-        }
         let mut i = 0;
         while i < self.hedges_due.len() {
             let armed = self.hedges_due[i];
