@@ -772,8 +772,10 @@ impl Policy {
     }
 
     /// Makes every [`dispatch`](Self::dispatch) run a full pass, skipping
-    /// none. Decisions are the same either way (passes are skipped only
-    /// when they cannot find anything new); this exists to check that.
+    /// none, that reads every tier's load (a pass skips the loads of a
+    /// provider with nothing queued and no due hedge). Decisions are the
+    /// same either way (a pass or a load is skipped only when it cannot
+    /// change anything); this exists to check that.
     pub fn set_exhaustive(&mut self, on: bool) {
         self.exhaustive = on;
     }
@@ -828,10 +830,12 @@ impl Policy {
             let (p16, first, len) = (p as u16, self.provs[p].first, self.provs[p].len);
             // Nothing queued at a provider and no hedge due there: this pass
             // cannot start anything on its tiers, nor ask to wake up for
-            // them, so its loads (rate-limit buckets) are not worked out.
-            let idle = self.tiers[first..first + len]
-                .iter()
-                .all(|ts| ts.queue.is_empty())
+            // them, so its loads (rate-limit buckets) are not worked out
+            // (except in an exhaustive pass, which checks exactly that).
+            let idle = !self.exhaustive
+                && self.tiers[first..first + len]
+                    .iter()
+                    .all(|ts| ts.queue.is_empty())
                 && !self
                     .hedges_due
                     .iter()

@@ -679,8 +679,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
     }
 
-    /// Runs a full policy dispatch pass after every event instead of
-    /// skipping passes that cannot change anything. Outputs are the same,
+    /// Runs a full policy dispatch pass, reading every tier's load, after
+    /// every event instead of skipping passes (and loads) that cannot
+    /// change anything. Outputs are the same,
     /// except `events` (wake-ups may be requested at other moments); the
     /// tests check exactly that.
     pub fn with_exhaustive_dispatch(mut self) -> Self {
