@@ -136,9 +136,9 @@ impl CompiledWorkload {
         &self.blocks[(iteration as usize).min(self.blocks.len() - 1)]
     }
 
-    /// The most nodes a workflow can have (every iteration run).
-    pub fn max_nodes(&self) -> usize {
-        (0..self.iters).map(|i| self.block(i).nodes.len()).sum()
+    /// The nodes of the largest block.
+    pub fn max_block_nodes(&self) -> usize {
+        self.blocks.iter().map(|b| b.nodes.len()).max().unwrap_or(0)
     }
 
     /// Expected critical path of the iterations after `iteration`, counting

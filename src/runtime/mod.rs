@@ -145,9 +145,52 @@ enum NodeState {
 const NO_ATTEMPT: u32 = u32::MAX;
 
 /// At most this many nodes (1.2 MB) are reserved for a workflow when it
-/// arrives; a larger one (thousands of iterations, most of which it will
-/// not run) grows its table as it goes.
+/// arrives; a larger block grows its table as it goes.
 const NODES_RESERVED_MAX: usize = 1 << 14;
+
+/// A workflow's nodes from its oldest unfinished block on, indexed by the
+/// node's number in the workflow (what keys its randomness and names it
+/// in traces). A block is appended when the one before it finishes, so
+/// the table holds one block, not every iteration run so far: a thousand
+/// research workflows in flight touch a seventh of the memory, and the
+/// nodes they do touch stay in cache.
+#[derive(Debug, Default)]
+struct LiveNodes {
+    /// The workflow's number of `v[0]`; every node before it is done.
+    first: u32,
+    v: Vec<Node>,
+}
+
+impl LiveNodes {
+    /// Nodes the workflow has had so far.
+    fn total(&self) -> u32 {
+        self.first + self.v.len() as u32
+    }
+
+    /// Node `n`, if it is still held (a node before `first` is done).
+    fn get(&self, n: u32) -> Option<&Node> {
+        self.v.get(n.checked_sub(self.first)? as usize)
+    }
+
+    /// Drops every node held; numbering goes on from the last one.
+    fn drop_done(&mut self) {
+        self.first = self.total();
+        self.v.clear();
+    }
+}
+
+impl std::ops::Index<u32> for LiveNodes {
+    type Output = Node;
+    fn index(&self, n: u32) -> &Node {
+        &self.v[(n - self.first) as usize]
+    }
+}
+
+impl std::ops::IndexMut<u32> for LiveNodes {
+    fn index_mut(&mut self, n: u32) -> &mut Node {
+        &mut self.v[(n - self.first) as usize]
+    }
+}
 
 /// At most this many redos per call: a guard, since a redo goes to the
 /// tier's best model, whose answer is final.
@@ -185,7 +228,7 @@ struct Workflow {
     generation: u32,
     live: bool,
     arrival: SimTime,
-    nodes: Vec<Node>,
+    nodes: LiveNodes,
     unfinished: u32,
     iteration: u32,
     relevant: u32,
@@ -346,7 +389,7 @@ fn difficulty(seed: u64, workflow: u64, node: u32) -> f64 {
 impl View<'_> {
     fn ready_call(&self, call: CallKey) -> ReadyCall {
         let w = &self.st.wfs[call.slot as usize];
-        let n = &w.nodes[call.node as usize];
+        let n = &w.nodes[call.node];
         ReadyCall {
             call,
             workflow_id: w.id,
@@ -414,7 +457,9 @@ impl SystemView for View<'_> {
         let w = &self.st.wfs[call.slot as usize];
         w.live
             && w.generation == call.generation
-            && w.nodes[call.node as usize].state == NodeState::Waiting
+            && w.nodes
+                .get(call.node)
+                .is_some_and(|n| n.state == NodeState::Waiting)
     }
 
     fn attempt_running(&self, a: AttemptKey) -> bool {
@@ -484,7 +529,7 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     arrival_keyer: Keyer,
     decisions: Vec<Decision>,
     follow_up: Vec<Decision>,
-    /// Nodes reserved for a workflow when it arrives: all it can have, up
+    /// Nodes reserved for a workflow when it arrives: its largest block, up
     /// to [`NODES_RESERVED_MAX`].
     nodes_reserved: usize,
     /// Prior median service time per node type (ms, tier scale 1): what a
@@ -537,7 +582,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     pub fn new(s: &Scenario, obs: &'o mut O, io: D) -> Runtime<'o, O, D> {
         let table = NodeTable::build(s);
         let workload = crate::workload::compile(s, &table.facts());
-        let nodes_reserved = workload.max_nodes().min(NODES_RESERVED_MAX);
+        let nodes_reserved = workload.max_block_nodes().min(NODES_RESERVED_MAX);
         let by_provider: Vec<Vec<TierRt>> = s
             .providers
             .values()
@@ -733,6 +778,17 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
     }
 
+    /// The most nodes any workflow's table holds now.
+    #[cfg(test)]
+    pub(crate) fn largest_node_table(&self) -> usize {
+        self.st
+            .wfs
+            .iter()
+            .map(|w| w.nodes.v.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Workflows in the system (arrived, not yet finished).
     pub fn active_workflows(&self) -> u64 {
         self.st.active
@@ -816,7 +872,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             return;
         }
         let w = &self.st.wfs[slot as usize];
-        let node_type = w.nodes.get(node as usize).map_or(0, |n| n.ty);
+        let node_type = w.nodes.get(node).map_or(0, |n| n.ty);
         let ev = TraceEvent {
             t: self.st.now,
             kind,
@@ -874,11 +930,12 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let w = &mut self.st.wfs[slot as usize];
         let generation = w.generation;
         let mut nodes = std::mem::take(&mut w.nodes);
-        nodes.clear();
-        // Room for every iteration at once: growing it block by block
-        // copied the nodes again at each doubling.
-        if nodes.capacity() < self.nodes_reserved {
-            nodes.reserve_exact(self.nodes_reserved);
+        nodes.first = 0;
+        nodes.v.clear();
+        // Room for the largest block at once, so the table never grows
+        // (and copies its nodes) while the workflow runs.
+        if nodes.v.capacity() < self.nodes_reserved {
+            nodes.v.reserve_exact(self.nodes_reserved);
         }
         *w = Workflow {
             id,
@@ -898,12 +955,17 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         self.instantiate(slot, 0);
     }
 
-    /// Appends the block of `iteration` and readies its roots.
+    /// Appends the block of `iteration` and readies its roots. The nodes
+    /// before it are dropped if they are all done (a research iteration
+    /// starts when the one before has ended).
     fn instantiate(&mut self, slot: u32, iteration: u32) {
         let block = self.workload.block(iteration);
         let later = self.workload.later_iterations_cp(iteration);
         let w = &mut self.st.wfs[slot as usize];
-        let base = w.nodes.len() as u32;
+        if w.unfinished == 0 {
+            w.nodes.drop_done();
+        }
+        let base = w.nodes.total();
         w.iteration = iteration;
         w.unfinished += block.nodes.len() as u32;
         for (i, b) in block.nodes.iter().enumerate() {
@@ -913,7 +975,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 Exec::Remote(p) => p,
                 Exec::Local(_) => u16::MAX,
             };
-            w.nodes.push(Node {
+            w.nodes.v.push(Node {
                 ty: b.node_type,
                 provider,
                 state: NodeState::Blocked,
@@ -941,7 +1003,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     fn make_ready(&mut self, slot: u32, node: u32) {
         let now = self.st.now;
         let exec = {
-            let n = &mut self.st.wfs[slot as usize].nodes[node as usize];
+            let n = &mut self.st.wfs[slot as usize].nodes[node];
             n.state = NodeState::Waiting;
             n.ready_at = now;
             self.table.exec[n.ty as usize]
@@ -966,12 +1028,12 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             Exec::Remote(_) => {
                 self.trace(TraceKind::Ready, slot, node, Place::None, AttemptTag::NONE);
                 let w = &mut self.st.wfs[slot as usize];
-                let n = w.nodes[node as usize];
+                let n = w.nodes[node];
                 // Slack: how far this call's expected finish path is ahead of
                 // the workflow's latest expected finish among ready nodes.
                 let own_finish = now + n.rcp;
                 w.expected_finish = w.expected_finish.max(own_finish);
-                w.nodes[node as usize].slack = w.expected_finish - own_finish;
+                w.nodes[node].slack = w.expected_finish - own_finish;
                 let view = view!(self);
                 let r = view.ready_call(CallKey {
                     slot,
@@ -994,7 +1056,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     ) {
         let now = self.st.now;
         let w = &self.st.wfs[slot as usize];
-        let n = &w.nodes[node as usize];
+        let n = &w.nodes[node];
         let spec = DrawSpec {
             sampler: &self.table.samplers[n.ty as usize],
             tail: self.table.tails[n.ty as usize],
@@ -1010,7 +1072,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         p.waits.push((now - queued_at).0);
         let w = &mut self.st.wfs[slot as usize];
         w.local_running += 1;
-        let n = &mut w.nodes[node as usize];
+        let n = &mut w.nodes[node];
         n.state = NodeState::Running;
         // A local task's start time is kept in `ready_at` (its wait is recorded).
         n.ready_at = now;
@@ -1038,7 +1100,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let w = &mut self.st.wfs[slot as usize];
         w.local_running -= 1;
         let live = w.live && w.generation == generation;
-        let duration = self.st.now - w.nodes[node as usize].ready_at;
+        let duration = self.st.now - w.nodes[node].ready_at;
         let p = &mut self.st.pools[pool as usize];
         p.busy_workers -= 1;
         p.busy += duration;
@@ -1117,7 +1179,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             self.policy.recheck();
             return;
         }
-        let n = w.nodes[call.node as usize];
+        let n = w.nodes[call.node];
         let valid = match kind {
             StartKind::Hedge => n.state == NodeState::Running && n.running.contains(&NO_ATTEMPT),
             _ => n.state == NodeState::Waiting,
@@ -1204,7 +1266,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         };
         let generation = self.st.atts[aslot as usize].generation;
         let w = &mut self.st.wfs[call.slot as usize];
-        let node = &mut w.nodes[call.node as usize];
+        let node = &mut w.nodes[call.node];
         node.attempts += 1;
         node.state = NodeState::Running;
         let free_idx = node
@@ -1344,7 +1406,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             w.cancellations += 1;
             st.cancellations += 1;
         }
-        let node = &mut w.nodes[a.node as usize];
+        let node = &mut w.nodes[a.node];
         for r in node.running.iter_mut() {
             if *r == aslot {
                 *r = NO_ATTEMPT;
@@ -1383,7 +1445,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         if report.outcome == Outcome::RateLimited && report.limited_by == Limit::Tokens {
             self.st.tier_mut(a.provider, a.tier).rate_limited_tokens += 1;
         }
-        let n = self.st.wfs[slot as usize].nodes[node as usize];
+        let n = self.st.wfs[slot as usize].nodes[node];
         let sibling_running = n.running.iter().any(|&r| r != NO_ATTEMPT);
         match report.outcome {
             Outcome::Success => {
@@ -1405,7 +1467,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             Outcome::RateLimited => {
                 let w = &mut self.st.wfs[slot as usize];
                 w.rate_limited += 1;
-                w.nodes[node as usize].state = NodeState::Backoff;
+                w.nodes[node].state = NodeState::Backoff;
                 let g = w.generation;
                 self.io.set_timer(
                     self.st.now + report.retry_after,
@@ -1419,7 +1481,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             Outcome::Failure | Outcome::Timeout => {
                 let max_retries = self.st.tier(a.provider, a.tier).model.max_retries;
                 let w = &mut self.st.wfs[slot as usize];
-                let nd = &mut w.nodes[node as usize];
+                let nd = &mut w.nodes[node];
                 nd.failures += 1;
                 if nd.failures > max_retries {
                     self.workflow_done(slot, false);
@@ -1453,7 +1515,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     fn streamed(&mut self, a: &Attempt, ttft: SimDuration) {
         let st = &mut self.st;
         st.ttfts.push(ttft.0);
-        let out = st.wfs[a.wf_slot as usize].nodes[a.node as usize].output_tokens;
+        let out = st.wfs[a.wf_slot as usize].nodes[a.node].output_tokens;
         if out > 1 {
             let after_first = ((st.now - a.start).as_ms() - ttft.as_ms()).max(0.0);
             st.tpot_sum_ms += after_first / (out - 1) as f64;
@@ -1468,7 +1530,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     /// final.
     fn rejected(&self, a: &Attempt) -> bool {
         let w = &self.st.wfs[a.wf_slot as usize];
-        let n = &w.nodes[a.node as usize];
+        let n = &w.nodes[a.node];
         let models = &self.st.tier(a.provider, a.tier).model.models;
         let Some(curve) = &models[a.model as usize].quality else {
             return false;
@@ -1502,7 +1564,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let w = &mut st.wfs[a.wf_slot as usize];
         w.redos += 1;
         w.wasted += elapsed;
-        w.nodes[a.node as usize].redos += 1;
+        w.nodes[a.node].redos += 1;
         self.trace_attempt(TraceKind::Redo, a, charge);
         self.make_ready(a.wf_slot, a.node);
     }
@@ -1517,7 +1579,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             AttemptTag::NONE,
         );
         let w = &mut self.st.wfs[slot as usize];
-        let n = &mut w.nodes[node as usize];
+        let n = &mut w.nodes[node];
         n.state = NodeState::Done;
         let (ty, base, idx, iteration) = (n.ty, n.block_base, n.block_idx, n.iteration);
         w.unfinished -= 1;
@@ -1540,7 +1602,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             if !w.live {
                 return;
             }
-            let sn = &mut w.nodes[s as usize];
+            let sn = &mut w.nodes[s];
             sn.deps_left -= 1;
             if sn.deps_left == 0 {
                 self.make_ready(slot, s);
@@ -1562,6 +1624,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             // Cancel whatever still runs remotely; local tasks finish and are ignored.
             let running: Vec<u32> = self.st.wfs[slot as usize]
                 .nodes
+                .v
                 .iter()
                 .flat_map(|n| n.running)
                 .filter(|&r| r != NO_ATTEMPT)
@@ -1592,7 +1655,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             escalations: w.escalations,
             wasted: w.wasted,
             iterations: w.iteration + 1,
-            nodes: w.nodes.len() as u32,
+            nodes: w.nodes.total(),
             calls: w.calls,
             attempts: w.attempts,
             redos: w.redos,
@@ -1782,4 +1845,46 @@ fn report(r: std::io::Result<Vec<f64>>, n: usize) -> Vec<f64> {
         eprintln!("agentsched: cannot read back spilled samples ({e}); their percentiles are NaN");
         vec![f64::NAN; n]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(ty: u16) -> Node {
+        Node {
+            ty,
+            provider: 0,
+            state: NodeState::Blocked,
+            deps_left: 0,
+            block_base: 0,
+            block_idx: 0,
+            iteration: 0,
+            rcp: SimDuration::ZERO,
+            input_tokens: 0,
+            output_tokens: 0,
+            attempts: 0,
+            failures: 0,
+            running: [NO_ATTEMPT; 2],
+            redos: 0,
+            ready_at: SimTime::ZERO,
+            slack: SimDuration::ZERO,
+        }
+    }
+
+    #[test]
+    fn live_nodes_keep_their_numbers_when_done_blocks_are_dropped() {
+        let mut t = LiveNodes::default();
+        t.v.extend([node(10), node(11), node(12)]);
+        assert_eq!((t.total(), t[1].ty), (3, 11));
+        t.drop_done();
+        assert_eq!((t.total(), t.v.len()), (3, 0));
+        t.v.extend([node(20), node(21)]);
+        assert_eq!(t.total(), 5);
+        assert_eq!((t[3].ty, t[4].ty), (20, 21));
+        t[4].redos = 2;
+        assert_eq!(t.get(4).map(|n| n.redos), Some(2));
+        // Dropped and never-made nodes are not held.
+        assert!(t.get(2).is_none() && t.get(0).is_none() && t.get(5).is_none());
+    }
 }

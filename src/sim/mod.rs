@@ -143,14 +143,22 @@ impl<'o, O: Observer> Simulator<'o, O> {
     /// names, so only absurd draws (a lognormal with a huge sigma) or very
     /// long serial chains get there, and the clock never saturates.
     pub fn run_checked(mut self) -> Result<RunResult, PastHorizon> {
+        match self.run_events() {
+            Ok(events) => Ok(self.rt.finish(events)),
+            Err(events) => Err(PastHorizon {
+                partial: Box::new(self.rt.finish(events)),
+            }),
+        }
+    }
+
+    /// Handles every event; returns how many, as an error if the run
+    /// stopped at the horizon.
+    fn run_events(&mut self) -> Result<u64, u64> {
         let mut events = 0u64;
         self.rt.start();
         while let Some((t, ev)) = self.rt.io.queue.pop() {
             if t > SimTime::HORIZON {
-                let partial = self.rt.finish(events);
-                return Err(PastHorizon {
-                    partial: Box::new(partial),
-                });
+                return Err(events);
             }
             events += 1;
             match ev {
@@ -171,7 +179,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 }
             }
         }
-        Ok(self.rt.finish(events))
+        Ok(events)
     }
 }
 

@@ -108,6 +108,25 @@ fn iters_matters() {
 }
 
 #[test]
+fn a_workflow_holds_one_block_and_numbers_its_nodes_across_iterations() {
+    let mut s = research(30, PolicyKind::Full);
+    s.workload.iters = 5;
+    let mut obs = MemoryObserver::default();
+    let mut sim = Simulator::new(&s, &mut obs);
+    let blocks = [0, 1].map(|i| sim.workload().block(i).nodes.len());
+    let events = sim.run_events().expect("within the horizon");
+    assert!(events > 0);
+    // Every workflow ended on its last block: earlier ones were dropped.
+    assert!(sim.rt.largest_node_table() <= blocks[0].max(blocks[1]));
+    let _ = sim.rt.finish(events);
+    assert!(obs.workflows.iter().any(|w| w.iterations >= 3));
+    for w in &obs.workflows {
+        let expected = blocks[0] + (w.iterations as usize - 1) * blocks[1];
+        assert_eq!(w.nodes as usize, expected, "workflow {}", w.workflow_id);
+    }
+}
+
+#[test]
 fn workflows_see_the_same_draws_whatever_the_policy() {
     // Common random numbers: iterations depend on keyed evidence only.
     let iterations = |p| {
