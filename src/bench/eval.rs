@@ -12,6 +12,12 @@
 //! (±5%) are reported as unchanged; the rest are grouped as regressions and
 //! improvements; benchmarks in only one file as new or removed. Non-finite
 //! numbers are written as null.
+//!
+//! After a paired run (the two files timed alternately, repetition by
+//! repetition), each entry also gets `paired`: the median of the
+//! repetitions' own gains and a 95% interval for it. The verdict stays the
+//! minimum times' (as specified); the interval says whether the gain stands
+//! out from the machine's noise.
 
 use crate::stats::finite;
 use serde::Serialize;
@@ -59,6 +65,70 @@ pub struct EvalEntry {
     pub score: Option<f64>,
     /// How its time moved.
     pub change: Change,
+    /// Repetition by repetition, after a paired run (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paired: Option<PairedGain>,
+}
+
+/// One benchmark's gains repetition by repetition, in a paired run: each
+/// repetition timed both binaries back to back, so its own gain (baseline
+/// time / this time - 1) is free of the drift between repetitions.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PairedGain {
+    /// Repetitions paired.
+    pub repetitions: usize,
+    /// The median of the repetitions' gains.
+    pub median_gain: Option<f64>,
+    /// A 95% interval for that median (order statistics of the gains, true
+    /// whatever their distribution); null with fewer than 6 repetitions.
+    pub low: Option<f64>,
+    /// Its upper end.
+    pub high: Option<f64>,
+}
+
+/// The 0-based rank `k` such that the `k`-th smallest and the `k`-th largest
+/// of `n` samples bound their population's median with probability at least
+/// 95% (the largest such `k`); None when `n` is too small (under 6).
+///
+/// The median lies below the `k`-th smallest when at most `k` samples fall
+/// below it, which has probability P(B <= k) with B ~ Binomial(n, 1/2); the
+/// interval misses on either side, so it covers with 1 - 2 P(B <= k).
+pub fn median_interval_rank(n: usize) -> Option<usize> {
+    let mut pmf = 0.5f64.powi(n as i32);
+    let mut cdf = 0.0;
+    let mut rank = None;
+    for k in 0..n / 2 {
+        cdf += pmf;
+        if cdf > 0.025 {
+            break;
+        }
+        rank = Some(k);
+        pmf *= (n - k) as f64 / (k + 1) as f64;
+    }
+    rank
+}
+
+/// The paired gains of two equally long lists of times, repetition by
+/// repetition; None unless every time is positive.
+pub fn paired_gain(old: &[f64], new: &[f64]) -> Option<PairedGain> {
+    if old.len() != new.len() || old.is_empty() {
+        return None;
+    }
+    let mut gains = old
+        .iter()
+        .zip(new)
+        .map(|(&o, &n)| Some(positive(Some(o))? / positive(Some(n))? - 1.0))
+        .collect::<Option<Vec<f64>>>()?;
+    gains.sort_by(f64::total_cmp);
+    let n = gains.len();
+    let bound = |i: usize| finite(gains[i]);
+    let k = median_interval_rank(n);
+    Some(PairedGain {
+        repetitions: n,
+        median_gain: finite(crate::stats::percentile_sorted(&gains, 50.0)),
+        low: k.and_then(&bound),
+        high: k.and_then(|k| bound(n - 1 - k)),
+    })
 }
 
 /// The eval report.
@@ -131,6 +201,23 @@ pub fn compare(name: &str, old: Option<&BenchResult>, new: Option<&BenchResult>)
         output_changed,
         score,
         change,
+        paired: None,
+    }
+}
+
+/// Adds the repetition-by-repetition gains to a report of a paired run
+/// (`baseline` and `current` timed alternately, so their `times_s` pair up).
+pub fn add_paired(r: &mut EvalReport, baseline: &ResultsFile, current: &ResultsFile) {
+    let times = |f: &'_ ResultsFile, n: &str| -> Option<Vec<f64>> {
+        f.benchmarks
+            .iter()
+            .find(|b| b.name == n)
+            .map(|b| b.times_s.clone())
+    };
+    for e in &mut r.benchmarks {
+        e.paired = times(baseline, &e.name)
+            .zip(times(current, &e.name))
+            .and_then(|(o, n)| paired_gain(&o, &n));
     }
 }
 
@@ -207,13 +294,29 @@ pub fn report_text(r: &EvalReport) -> String {
             Some(false) => "",
             None => ", output not comparable",
         };
+        let paired = e.paired.as_ref().map_or(String::new(), |p| {
+            let interval = match (p.low, p.high) {
+                (Some(lo), Some(hi)) => format!(" [{}, {}]", pct(Some(lo)), pct(Some(hi))),
+                _ => String::new(),
+            };
+            format!(
+                "; paired median {}{interval} of {}",
+                pct(p.median_gain),
+                p.repetitions
+            )
+        });
         s.push_str(&format!(
-            "  {:<40} {:>9} s -> {:>9} s  {:>8}  {change}{output}\n",
+            "  {:<40} {:>9} s -> {:>9} s  {:>8}  {change}{output}{paired}\n",
             e.name,
             secs(e.old_time_s),
             secs(e.new_time_s),
             pct(e.perf_gain)
         ));
+    }
+    if r.benchmarks.iter().any(|e| e.paired.is_some()) {
+        s.push_str(
+            "  (paired: the median of each repetition's own gain, with its 95% interval; an interval that holds 0 is within the machine's noise)\n",
+        );
     }
     s.push_str(&format!(
         "aggregate score {} ({}): {}\n",
@@ -341,6 +444,53 @@ mod tests {
         // New and removed benchmarks are not comparable: null, no veto.
         let fresh = r.benchmarks.iter().find(|e| e.name == "fresh").unwrap();
         assert_eq!((fresh.score, fresh.perf_gain), (None, None));
+    }
+
+    /// Coverage 1 - 2 P(B <= k), B ~ Binomial(n, 1/2), by hand: n = 5 has
+    /// none at 95% (P(B = 0) = 1/32 > 2.5%); n = 6: P(B = 0) = 1/64; n = 9:
+    /// P(B <= 1) = 10/512 but P(B <= 2) = 46/512; n = 20: P(B <= 5) =
+    /// 21700/2^20 = 2.07%, P(B <= 6) = 6.0%.
+    #[test]
+    fn the_median_interval_takes_the_widest_rank_with_95_percent_coverage() {
+        assert_eq!(median_interval_rank(1), None);
+        assert_eq!(median_interval_rank(5), None);
+        assert_eq!(median_interval_rank(6), Some(0));
+        assert_eq!(median_interval_rank(9), Some(1));
+        assert_eq!(median_interval_rank(20), Some(5));
+    }
+
+    #[test]
+    fn paired_gains_are_per_repetition_with_their_interval() {
+        // Repetition i: baseline old[i], this binary new[i].
+        let old = [1.2, 2.0, 1.1, 1.0, 1.5, 3.0, 1.0, 1.0, 1.3];
+        let new = [1.0, 1.6, 1.0, 1.0, 1.0, 2.0, 2.0, 0.8, 1.0];
+        let p = paired_gain(&old, &new).unwrap();
+        // Gains sorted: -0.5, 0, 0.1, 0.2, 0.25, 0.25, 0.3, 0.5, 0.5.
+        assert_eq!(p.repetitions, 9);
+        assert!((p.median_gain.unwrap() - 0.25).abs() < 1e-12);
+        assert_eq!((p.low, p.high), (Some(0.0), Some(0.5)));
+        // Too few repetitions for an interval; unequal or bad lists, none.
+        let short = paired_gain(&old[..4], &new[..4]).unwrap();
+        assert_eq!((short.low, short.high), (None, None));
+        assert!(paired_gain(&old, &new[..8]).is_none());
+        assert!(paired_gain(&[1.0, 0.0], &[1.0, 1.0]).is_none());
+    }
+
+    #[test]
+    fn only_a_paired_report_carries_paired_gains() {
+        let mut old = file(vec![b("a", Some(1.0), Some("x"))]);
+        let mut new = file(vec![b("a", Some(0.5), Some("x"))]);
+        old.benchmarks[0].times_s = vec![1.0; 6];
+        new.benchmarks[0].times_s = vec![0.5; 6];
+        let mut r = evaluate(&old, "old", &new, "new");
+        assert!(!serde_json::to_string(&r).unwrap().contains("paired"));
+        add_paired(&mut r, &old, &new);
+        let p = r.benchmarks[0].paired.as_ref().unwrap();
+        assert_eq!(
+            (p.median_gain, p.low, p.high),
+            (Some(1.0), Some(1.0), Some(1.0))
+        );
+        assert!(report_text(&r).contains("paired median +100.0% [+100.0%, +100.0%] of 6"));
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<u8> {
             results.repetitions
         );
     }
-    report(&a, &bpath, &base, &written, &results)
+    report(&a, &bpath, &base, &written, &results, false)
 }
 
 /// The eval report must not take a name the results history uses, nor
@@ -205,10 +205,11 @@ fn run_paired(a: &BenchArgs, bin: &Path, cores: usize) -> Result<u8> {
         bpath.display(),
         written.display()
     );
-    report(a, &bpath, &p.baseline, &written, &p.current)
+    report(a, &bpath, &p.baseline, &written, &p.current, true)
 }
 
-/// Prints the comparison; with --eval-report, writes it and exits 1 when
+/// Prints the comparison (with each repetition's own gain when the two
+/// were timed alternately); with --eval-report, writes it and exits 1 when
 /// it is not acceptable.
 fn report(
     a: &BenchArgs,
@@ -216,13 +217,17 @@ fn report(
     base: &ResultsFile,
     written: &Path,
     results: &ResultsFile,
+    paired: bool,
 ) -> Result<u8> {
-    let report = eval::evaluate(
+    let mut report = eval::evaluate(
         base,
         &bpath.display().to_string(),
         results,
         &written.display().to_string(),
     );
+    if paired {
+        eval::add_paired(&mut report, base, results);
+    }
     out!("{}", eval::report_text(&report));
     match &a.eval_report {
         Some(path) => {

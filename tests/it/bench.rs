@@ -198,6 +198,12 @@ fn paired_runs_time_a_baseline_binary_alternately_and_judge_its_output() {
     assert_eq!(e["name"], "research_agent_1k/fifo_cheapest");
     assert_eq!(e["output_changed"], false);
     assert!(e["perf_gain"].as_f64().is_some(), "{r}");
+    // Each repetition's own gain: its median, but no 95% interval from 2.
+    assert_eq!(e["paired"]["repetitions"], 2, "{r}");
+    assert!(e["paired"]["median_gain"].as_f64().is_some(), "{r}");
+    assert!(e["paired"]["low"].is_null() && e["paired"]["high"].is_null());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("paired median"), "{text}");
     let files = results(dir);
     assert_eq!(files.len(), 2, "the baseline's and this binary's results");
     assert_eq!(dir.join(r["baseline"].as_str().unwrap()), files[0]);
