@@ -483,14 +483,23 @@ pub struct BenchOptions {
     pub progress: bool,
 }
 
-/// The benchmarks of `specs` in `suite` whose names contain one of `only`
-/// (all when it is empty); an error when none is.
+/// The benchmarks of `specs` in `suite` selected by `only` (all when it is
+/// empty): a benchmark's full name selects it alone (`.../simulate`, not
+/// `.../simulate_trace` too), other text every name that contains it; an
+/// error when none is selected.
 pub fn select(specs: Vec<Spec>, suite: Suite, only: &[String]) -> Result<Vec<Spec>> {
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let selects = |name: &str, o: &str| {
+        if names.iter().any(|n| n == o) {
+            name == o
+        } else {
+            name.contains(o)
+        }
+    };
     let chosen: Vec<Spec> = specs
         .into_iter()
         .filter(|s| suite == Suite::Full || s.quick)
-        .filter(|s| only.is_empty() || only.iter().any(|o| s.name.contains(o.as_str())))
+        .filter(|s| only.is_empty() || only.iter().any(|o| selects(&s.name, o)))
         .collect();
     if chosen.is_empty() {
         return Err(Error::Input(format!(
@@ -650,6 +659,47 @@ pub fn read_results(path: &Path) -> Result<ResultsFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_name_selects_its_benchmark_alone_other_text_every_match() {
+        let spec = |name: &str, quick: bool| Spec {
+            name: name.into(),
+            unit: "runs",
+            items: 1,
+            threads: 1,
+            quick,
+            work: Box::new(|_| Ok(String::new())),
+        };
+        let specs = || {
+            vec![
+                spec("m/core", true),
+                spec("m/simulate", true),
+                spec("m/simulate_trace", false),
+            ]
+        };
+        let names = |suite, only: &[&str]| -> Result<Vec<String>> {
+            let only: Vec<String> = only.iter().map(|o| o.to_string()).collect();
+            Ok(select(specs(), suite, &only)?
+                .into_iter()
+                .map(|s| s.name)
+                .collect())
+        };
+        assert_eq!(names(Suite::Full, &["m/simulate"]).unwrap(), ["m/simulate"]);
+        assert_eq!(
+            names(Suite::Full, &["simulate"]).unwrap(),
+            ["m/simulate", "m/simulate_trace"]
+        );
+        assert_eq!(names(Suite::Full, &[]).unwrap().len(), 3);
+        assert_eq!(
+            names(Suite::Quick, &["trace"]).ok(),
+            None,
+            "full suite only"
+        );
+        assert_eq!(
+            names(Suite::Quick, &["m/core", "simulate"]).unwrap(),
+            ["m/core", "m/simulate"]
+        );
+    }
 
     #[test]
     fn results_keys_order_by_time_then_suffix() {

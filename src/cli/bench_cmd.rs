@@ -16,7 +16,7 @@ pub struct BenchArgs {
     /// Timed repetitions per benchmark, after one warm-up (default: the suite's).
     #[arg(allow_negative_numbers = true, long, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub reps: Option<u64>,
-    /// Run only the benchmarks whose name contains this text (repeatable).
+    /// Run only the benchmarks whose name contains this text (repeatable); a full name runs that benchmark alone.
     #[arg(long)]
     pub only: Vec<String>,
     /// Directory of the `results_<unix time>.json` files.
