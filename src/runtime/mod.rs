@@ -144,19 +144,23 @@ enum NodeState {
 
 const NO_ATTEMPT: u32 = u32::MAX;
 
-/// At most this many nodes (1.2 MB) are reserved for a workflow when it
+/// At most this many nodes (1 MB) are reserved for a workflow when it
 /// arrives; a larger block grows its table as it goes.
 const NODES_RESERVED_MAX: usize = 1 << 14;
 
-/// A workflow's nodes from its oldest unfinished block on, indexed by the
-/// node's number in the workflow (what keys its randomness and names it
-/// in traces). A block is appended when the one before it finishes, so
-/// the table holds one iteration's nodes, not every iteration run so far:
-/// with thousands of workflows in flight, first touches of fresh memory
-/// (page faults) were a tenth of a research run's time.
+// A node fits one cache line.
+const _: () = assert!(std::mem::size_of::<Node>() <= 64);
+
+/// A workflow's nodes: the block it is running, indexed by the node's
+/// number in the workflow (what keys its randomness and names it in
+/// traces). The next block replaces it when it has finished, so the table
+/// holds one iteration's nodes, not every iteration run so far: with
+/// thousands of workflows in flight, first touches of fresh memory (page
+/// faults) were a tenth of a research run's time.
 #[derive(Debug, Default)]
 struct LiveNodes {
-    /// The workflow's number of `v[0]`; every node before it is done.
+    /// The workflow's number of `v[0]`, the block's first node; every
+    /// node before it is done.
     first: u32,
     v: Vec<Node>,
 }
@@ -172,7 +176,7 @@ impl LiveNodes {
         self.v.get(n.checked_sub(self.first)? as usize)
     }
 
-    /// Drops every node held; numbering goes on from the last one.
+    /// Drops every node held (all done); numbering goes on after them.
     fn drop_done(&mut self) {
         self.first = self.total();
         self.v.clear();
@@ -203,11 +207,6 @@ struct Node {
     provider: u16,
     state: NodeState,
     deps_left: u32,
-    /// Index of this node's block's first node in the workflow.
-    block_base: u32,
-    /// Index within the block.
-    block_idx: u32,
-    iteration: u32,
     rcp: SimDuration,
     input_tokens: u32,
     output_tokens: u32,
@@ -955,20 +954,24 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         self.instantiate(slot, 0);
     }
 
-    /// Appends the block of `iteration` and readies its roots. The nodes
-    /// before it are dropped if they are all done (a research iteration
-    /// starts when the one before has ended).
+    /// Replaces the workflow's finished block by the block of `iteration`
+    /// and readies its roots.
     fn instantiate(&mut self, slot: u32, iteration: u32) {
         let block = self.workload.block(iteration);
         let later = self.workload.later_iterations_cp(iteration);
         let w = &mut self.st.wfs[slot as usize];
-        if w.unfinished == 0 {
-            w.nodes.drop_done();
-        }
-        let base = w.nodes.total();
+        // Only the research agent has several blocks, and its next one is
+        // made when DecideNext ends, which every node of the block precedes
+        // (validation keeps pdfs and subqueries >= 1).
+        assert_eq!(
+            w.unfinished, 0,
+            "a block starts only when the one before has finished"
+        );
+        w.nodes.drop_done();
+        let base = w.nodes.first;
         w.iteration = iteration;
         w.unfinished += block.nodes.len() as u32;
-        for (i, b) in block.nodes.iter().enumerate() {
+        for b in &block.nodes {
             let remote = matches!(self.table.exec[b.node_type as usize], Exec::Remote(_));
             w.calls += remote as u32;
             let provider = match self.table.exec[b.node_type as usize] {
@@ -980,9 +983,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 provider,
                 state: NodeState::Blocked,
                 deps_left: b.preds,
-                block_base: base,
-                block_idx: i as u32,
-                iteration,
                 rcp: b.rcp_in_block + later,
                 input_tokens: b.input_tokens,
                 output_tokens: b.output_tokens,
@@ -1579,9 +1579,12 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             AttemptTag::NONE,
         );
         let w = &mut self.st.wfs[slot as usize];
+        // The block held is this node's (taken now: a next block replaces it).
+        let (base, iteration) = (w.nodes.first, w.iteration);
+        let idx = node - base;
         let n = &mut w.nodes[node];
         n.state = NodeState::Done;
-        let (ty, base, idx, iteration) = (n.ty, n.block_base, n.block_idx, n.iteration);
+        let ty = n.ty;
         w.unfinished -= 1;
         if Some(ty) == self.workload.decide_type {
             w.relevant +=
@@ -1857,9 +1860,6 @@ mod tests {
             provider: 0,
             state: NodeState::Blocked,
             deps_left: 0,
-            block_base: 0,
-            block_idx: 0,
-            iteration: 0,
             rcp: SimDuration::ZERO,
             input_tokens: 0,
             output_tokens: 0,
