@@ -39,7 +39,7 @@ use crate::rng::{Keyer, Stream, keyed, unit};
 use crate::scenario::{Arrivals, Dist, Enforcer, Sampler, Scenario, Template};
 use crate::stats::{self, Samples};
 use crate::units::{Money, SimDuration, SimTime};
-use crate::workload::{CompiledWorkload, TypeFacts};
+use crate::workload::{BlockNode, CompiledWorkload, TypeFacts};
 
 /// Where nodes of a type run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +150,28 @@ const NODES_RESERVED_MAX: usize = 1 << 14;
 
 // A node fits one cache line.
 const _: () = assert!(std::mem::size_of::<Node>() <= 64);
+
+impl Node {
+    /// Block node `b` of a fresh block, waiting for its predecessors;
+    /// `rcp` is its remaining critical path, later iterations included.
+    fn blocked(b: &BlockNode, provider: u16, rcp: SimDuration) -> Node {
+        Node {
+            ty: b.node_type,
+            provider,
+            state: NodeState::Blocked,
+            deps_left: b.preds,
+            rcp,
+            input_tokens: b.input_tokens,
+            output_tokens: b.output_tokens,
+            attempts: 0,
+            failures: 0,
+            running: [NO_ATTEMPT; 2],
+            redos: 0,
+            ready_at: SimTime::ZERO,
+            slack: SimDuration::ZERO,
+        }
+    }
+}
 
 /// A workflow's nodes: the block it is running, indexed by the node's
 /// number in the workflow (what keys its randomness and names it in
@@ -978,21 +1000,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 Exec::Remote(p) => p,
                 Exec::Local(_) => u16::MAX,
             };
-            w.nodes.v.push(Node {
-                ty: b.node_type,
-                provider,
-                state: NodeState::Blocked,
-                deps_left: b.preds,
-                rcp: b.rcp_in_block + later,
-                input_tokens: b.input_tokens,
-                output_tokens: b.output_tokens,
-                attempts: 0,
-                failures: 0,
-                running: [NO_ATTEMPT; 2],
-                redos: 0,
-                ready_at: SimTime::ZERO,
-                slack: SimDuration::ZERO,
-            });
+            w.nodes
+                .v
+                .push(Node::blocked(b, provider, b.rcp_in_block + later));
         }
         for i in 0..block.roots.len() {
             let root = self.workload.block(iteration).roots[i];
@@ -1855,21 +1865,15 @@ mod tests {
     use super::*;
 
     fn node(ty: u16) -> Node {
-        Node {
-            ty,
-            provider: 0,
-            state: NodeState::Blocked,
-            deps_left: 0,
-            rcp: SimDuration::ZERO,
+        let b = BlockNode {
+            node_type: ty,
             input_tokens: 0,
             output_tokens: 0,
-            attempts: 0,
-            failures: 0,
-            running: [NO_ATTEMPT; 2],
-            redos: 0,
-            ready_at: SimTime::ZERO,
-            slack: SimDuration::ZERO,
-        }
+            preds: 0,
+            tag: 0,
+            rcp_in_block: SimDuration::ZERO,
+        };
+        Node::blocked(&b, 0, SimDuration::ZERO)
     }
 
     #[test]
