@@ -104,7 +104,7 @@ pub struct TraceEvent {
     pub workflow: u64,
     /// Node index within the workflow (0 for workflow-level events).
     pub node: u32,
-    /// Node type index.
+    /// Node type index (0 for workflow-level events).
     pub node_type: u16,
     /// Where.
     pub place: Place,

@@ -893,7 +893,11 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             return;
         }
         let w = &self.st.wfs[slot as usize];
-        let node_type = w.nodes.get(node).map_or(0, |n| n.ty);
+        // Workflow-level events name no node (node 0 may be long done).
+        let node_type = match kind {
+            TraceKind::Arrive | TraceKind::WorkflowDone(_) => 0,
+            _ => w.nodes.get(node).map_or(0, |n| n.ty),
+        };
         let ev = TraceEvent {
             t: self.st.now,
             kind,

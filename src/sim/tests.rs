@@ -111,7 +111,10 @@ fn iters_matters() {
 fn a_workflow_holds_one_block_and_numbers_its_nodes_across_iterations() {
     let mut s = research(30, PolicyKind::Full);
     s.workload.iters = 5;
-    let mut obs = MemoryObserver::default();
+    let mut obs = MemoryObserver {
+        keep_trace: true,
+        ..MemoryObserver::default()
+    };
     let mut sim = Simulator::new(&s, &mut obs);
     let blocks = [0, 1].map(|i| sim.workload().block(i).nodes.len());
     let events = sim.run_events().expect("within the horizon");
@@ -124,6 +127,23 @@ fn a_workflow_holds_one_block_and_numbers_its_nodes_across_iterations() {
         let expected = blocks[0] + (w.iterations as usize - 1) * blocks[1];
         assert_eq!(w.nodes as usize, expected, "workflow {}", w.workflow_id);
     }
+    // Workflow-level events name no node, however many blocks were dropped.
+    let ends: Vec<_> = obs
+        .trace
+        .iter()
+        .filter(|e| matches!(e.kind, TraceKind::Arrive | TraceKind::WorkflowDone(_)))
+        .collect();
+    assert_eq!(ends.len(), 2 * obs.workflows.len());
+    assert!(ends.iter().all(|e| (e.node, e.node_type) == (0, 0)));
+    // Node events of later iterations carry their node's type.
+    let table = NodeTable::build(&s);
+    let decide = table.names.iter().position(|n| n == "DecideNext").unwrap() as u16;
+    let last = blocks[0] as u32 + blocks[1] as u32 - 1;
+    assert!(
+        obs.trace
+            .iter()
+            .any(|e| e.kind == TraceKind::NodeDone && e.node == last && e.node_type == decide)
+    );
 }
 
 #[test]
