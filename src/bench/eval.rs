@@ -21,6 +21,7 @@
 
 use crate::stats::finite;
 use serde::Serialize;
+use statrs::distribution::{Binomial, DiscreteCDF};
 
 use super::{BenchResult, ResultsFile};
 
@@ -94,18 +95,10 @@ pub struct PairedGain {
 /// below it, which has probability P(B <= k) with B ~ Binomial(n, 1/2); the
 /// interval misses on either side, so it covers with 1 - 2 P(B <= k).
 pub fn median_interval_rank(n: usize) -> Option<usize> {
-    let mut pmf = 0.5f64.powi(n as i32);
-    let mut cdf = 0.0;
-    let mut rank = None;
-    for k in 0..n / 2 {
-        cdf += pmf;
-        if cdf > 0.025 {
-            break;
-        }
-        rank = Some(k);
-        pmf *= (n - k) as f64 / (k + 1) as f64;
-    }
-    rank
+    let below = Binomial::new(0.5, n as u64).ok()?;
+    (0..n / 2)
+        .take_while(|&k| below.cdf(k as u64) <= 0.025)
+        .last()
 }
 
 /// The paired gains of two equally long lists of times, repetition by
@@ -208,16 +201,14 @@ pub fn compare(name: &str, old: Option<&BenchResult>, new: Option<&BenchResult>)
 /// Adds the repetition-by-repetition gains to a report of a paired run
 /// (`baseline` and `current` timed alternately, so their `times_s` pair up).
 pub fn add_paired(r: &mut EvalReport, baseline: &ResultsFile, current: &ResultsFile) {
-    let times = |f: &'_ ResultsFile, n: &str| -> Option<Vec<f64>> {
-        f.benchmarks
-            .iter()
-            .find(|b| b.name == n)
-            .map(|b| b.times_s.clone())
-    };
+    fn times<'f>(f: &'f ResultsFile, name: &str) -> Option<&'f [f64]> {
+        let b = f.benchmarks.iter().find(|b| b.name == name)?;
+        Some(&b.times_s)
+    }
     for e in &mut r.benchmarks {
         e.paired = times(baseline, &e.name)
             .zip(times(current, &e.name))
-            .and_then(|(o, n)| paired_gain(&o, &n));
+            .and_then(|(o, n)| paired_gain(o, n));
     }
 }
 
