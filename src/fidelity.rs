@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use crate::stats::{finite, kendall_tau_b_pairs, within_margin};
-use crate::sweep::collect::{self, ConfigKey, Row, num};
+use crate::sweep::collect::{self, ConfigKey, Row, record_num};
 
 /// Metrics whose mean absolute relative error is the headline MAPE: the
 /// sweep's headline metrics up to `cost_total` (makespan mean, p50, p95,
@@ -158,8 +158,8 @@ pub fn compare_pair(sim: &RunTables, live: &RunTables, tol: &Tolerances) -> Pair
         .map(|(k, headline)| Metric {
             scope: "run".into(),
             name: k.to_string(),
-            sim: num(&sim.summary, k),
-            live: num(&live.summary, k),
+            sim: record_num(&sim.summary, k),
+            live: record_num(&live.summary, k),
             headline,
         })
         .collect();
@@ -172,8 +172,8 @@ pub fn compare_pair(sim: &RunTables, live: &RunTables, tol: &Tolerances) -> Pair
             metrics.push(Metric {
                 scope: scope.clone(),
                 name: k.to_string(),
-                sim: num(st, k),
-                live: num(lt, k),
+                sim: record_num(st, k),
+                live: record_num(lt, k),
                 headline: false,
             });
         }
@@ -757,7 +757,7 @@ mod tests {
             ("cost_mean", cost.to_string()),
             ("cost_total", (10.0 * cost).to_string()),
         ] {
-            r.insert(k.to_string(), v);
+            r.insert(k, &v);
         }
         r
     }
@@ -885,7 +885,7 @@ mod tests {
         ));
         // With 2 runs per configuration, the same data is a reversal.
         let two =
-            |v: Vec<Row>| -> Vec<Row> { v.into_iter().filter(|r| r["seed"] != "3").collect() };
+            |v: Vec<Row>| -> Vec<Row> { v.into_iter().filter(|r| &r["seed"] != "3").collect() };
         let r = compare_experiments(&two(sim), &two(live), &objectives, &Tolerances::default());
         assert_eq!(
             r.rankings[0].reversed,

@@ -29,7 +29,7 @@ pub fn write_report(exp_dir: &Path, runs_csv: &Path, out_dir: Option<&Path>) -> 
     let needed = ["run_id", "policy", "seed", "ablation_name", "exit_code"]
         .into_iter()
         .chain(collect::HEADLINE);
-    let missing: Vec<&str> = needed.filter(|c| !rows[0].contains_key(*c)).collect();
+    let missing: Vec<&str> = needed.filter(|c| !rows[0].contains_key(c)).collect();
     if !missing.is_empty() {
         return Err(Error::Input(format!(
             "{}: not a runs.csv written by `agentsched collect`: no column {}",
@@ -110,7 +110,7 @@ fn fidelity_section(exp_dir: &Path, rows: &[Row]) -> Result<Option<String>> {
         .collect();
     let mut sim_rows = Vec::with_capacity(live_rows.len());
     for r in &live_rows {
-        let id = r.get("run_id").map_or("", String::as_str);
+        let id = r.get("run_id").unwrap_or("");
         let path = exp_dir
             .join("runs")
             .join(id)
@@ -125,7 +125,7 @@ fn fidelity_section(exp_dir: &Path, rows: &[Row]) -> Result<Option<String>> {
         let result = crate::sim::run(&s, &mut crate::metrics::NullObserver);
         let mut sim = r.clone();
         for (k, v) in result.summary.fields() {
-            sim.insert(k.to_string(), v.to_string());
+            sim.insert(k, &v.to_string());
         }
         sim_rows.push(sim);
     }
@@ -175,7 +175,7 @@ fn fidelity_section(exp_dir: &Path, rows: &[Row]) -> Result<Option<String>> {
 
 fn distinct(rows: &[Row], k: &str) -> Vec<String> {
     rows.iter()
-        .filter_map(|r| r.get(k).cloned())
+        .filter_map(|r| r.get(k).map(String::from))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect()
@@ -311,7 +311,7 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)]) -> String {
     for r in rows {
         h.push_str("<tr>");
         for c in cols {
-            let v = r.get(c).map_or("", String::as_str);
+            let v = r.get(c).unwrap_or("");
             let shown = v.parse::<f64>().map_or_else(
                 |_| esc(v),
                 |x| if v.contains('.') { fmt_num(x) } else { esc(v) },

@@ -51,9 +51,9 @@ fn policies(rows: &[&Row]) -> Vec<String> {
     }
     for r in rows {
         if let Some(p) = r.get("policy")
-            && !seen.contains(p)
+            && !seen.iter().any(|s| s == p)
         {
-            seen.push(p.clone());
+            seen.push(p.to_string());
         }
     }
     seen
@@ -81,7 +81,7 @@ fn policy_means(rows: &[&Row], pols: &[String], metric: &str) -> Vec<f64> {
             mean(
                 &rows
                     .iter()
-                    .filter(|r| r.get("policy") == Some(p))
+                    .filter(|r| r.get("policy") == Some(p.as_str()))
                     .map(|r| num(r, metric))
                     .collect::<Vec<_>>(),
             )

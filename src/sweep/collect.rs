@@ -12,8 +12,10 @@ use crate::output::{atomic_write, json_f64};
 use crate::stats::{Describe, describe, pareto_front};
 use crate::sweep::plan::SIM_FLAGS;
 
-/// One row of runs.csv, by column name.
-pub type Row = BTreeMap<String, String>;
+pub use crate::sweep::row::Row;
+
+/// One record of a small CSV file (a run's summary or tiers), by column name.
+pub type Record = BTreeMap<String, String>;
 
 /// The seed runner's leading columns, in its order.
 pub const CONFIG_COLUMNS: [&str; 19] = [
@@ -75,34 +77,41 @@ fn cell(v: &Value) -> String {
     }
 }
 
-/// A CSV file as rows of column -> value (text as written).
-pub fn read_csv(path: &Path) -> Result<Vec<Row>> {
-    let mut r = csv::Reader::from_path(path)
-        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+/// A CSV file as records of column -> value (text as written).
+pub fn read_csv(path: &Path) -> Result<Vec<Record>> {
+    read_csv_as(path, |head, rec| {
+        head.iter()
+            .cloned()
+            .zip(rec.iter().map(String::from))
+            .collect()
+    })
+}
+
+/// A CSV file's records, each built by `record` from the header and its
+/// fields.
+fn read_csv_as<R>(
+    path: &Path,
+    mut record: impl FnMut(&[String], &csv::StringRecord) -> R,
+) -> Result<Vec<R>> {
+    let fail = |e: csv::Error| Error::Input(format!("{}: {e}", path.display()));
+    let mut r = csv::Reader::from_path(path).map_err(fail)?;
     let head: Vec<String> = r
         .headers()
-        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?
+        .map_err(fail)?
         .iter()
         .map(String::from)
         .collect();
-    let mut rows = Vec::new();
+    let mut out = Vec::new();
     for rec in r.records() {
-        let rec = rec.map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-        rows.push(
-            head.iter()
-                .cloned()
-                .zip(rec.iter().map(String::from))
-                .collect(),
-        );
+        out.push(record(&head, &rec.map_err(fail)?));
     }
-    Ok(rows)
+    Ok(out)
 }
 
 /// Whether a row is a successful run whose outputs were read: exit code 0
 /// and no `collect_error`.
 pub fn succeeded(r: &Row) -> bool {
-    r.get("exit_code").is_some_and(|c| c == "0")
-        && r.get("collect_error").is_none_or(String::is_empty)
+    r.get("exit_code").is_some_and(|c| c == "0") && r.get("collect_error").is_none_or(str::is_empty)
 }
 
 /// Adds a run's summary and tier metrics to its row. Files this tool did
@@ -124,11 +133,9 @@ fn read_outputs(d: &Path, row: &mut Row) -> std::result::Result<(), String> {
             "policy" => {}
             // The run's wall time is meta's; the simulator's own is kept apart.
             "wall_time_s" => {
-                row.insert("sim_wall_time_s".into(), v);
+                row.insert("sim_wall_time_s", &v);
             }
-            _ => {
-                row.insert(k, v);
-            }
+            _ => row.insert(&k, &v),
         }
     }
     let tiers = d.join("out/tiers.csv");
@@ -147,7 +154,7 @@ fn read_outputs(d: &Path, row: &mut Row) -> std::result::Result<(), String> {
             let prefix = format!("{provider}_tier{tier}");
             for (k, v) in &t {
                 if !matches!(k.as_str(), "provider" | "tier_id" | "kind") {
-                    row.insert(format!("{prefix}_{k}"), v.clone());
+                    row.insert(&format!("{prefix}_{k}"), v);
                 }
             }
         }
@@ -213,20 +220,20 @@ fn gather_run(d: &Path) -> (Option<Row>, Vec<String>) {
                 .or_else(|| meta["params"].get(k).cloned())
                 .unwrap_or(Value::Null),
         };
-        row.insert(k.to_string(), cell(&v));
+        row.insert(k, &cell(&v));
     }
     // Matrix keys that are scenario paths get a column of their own.
     if let Some(params) = meta["params"].as_object() {
         for (k, v) in params {
             if !row.contains_key(k) {
-                row.insert(k.clone(), cell(v));
+                row.insert(k, &cell(v));
             }
         }
     }
-    row.insert("run_dir".into(), d.display().to_string());
-    row.insert("start_time_unix_s".into(), cell(&meta["start_time_unix_s"]));
-    row.insert("end_time_unix_s".into(), cell(&meta["end_time_unix_s"]));
-    row.insert("output_digest".into(), cell(&meta["output_digest"]));
+    row.insert("run_dir", &d.display().to_string());
+    row.insert("start_time_unix_s", &cell(&meta["start_time_unix_s"]));
+    row.insert("end_time_unix_s", &cell(&meta["end_time_unix_s"]));
+    row.insert("output_digest", &cell(&meta["output_digest"]));
     let summary = d.join("out/summary.csv");
     if summary.is_file() {
         if let Err(problem) = read_outputs(d, &mut row) {
@@ -234,7 +241,7 @@ fn gather_run(d: &Path) -> (Option<Row>, Vec<String>) {
                 "{}: {problem}; the run is counted as failed",
                 d.display()
             ));
-            row.insert("collect_error".into(), problem);
+            row.insert("collect_error", &problem);
         }
     } else if meta["exit_code"] == 0 {
         warnings.push(format!(
@@ -261,7 +268,7 @@ pub fn columns(rows: &[Row]) -> Vec<String> {
     // Inserted one by one: collecting would sort every row's keys at once.
     let mut rest: BTreeSet<&str> = BTreeSet::new();
     for k in rows.iter().flat_map(|r| r.keys()) {
-        if !fixed.contains(k.as_str()) {
+        if !fixed.contains(k) {
             rest.insert(k);
         }
     }
@@ -275,7 +282,7 @@ pub fn to_csv(rows: &[Row], cols: &[String]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(cols).expect("in-memory csv");
     for r in rows {
-        w.write_record(cols.iter().map(|c| r.get(c).map_or("", String::as_str)))
+        w.write_record(cols.iter().map(|c| r.get(c).unwrap_or("")))
             .expect("in-memory csv");
     }
     w.into_inner().expect("in-memory csv")
@@ -283,7 +290,16 @@ pub fn to_csv(rows: &[Row], cols: &[String]) -> Vec<u8> {
 
 /// A row's value as a number (NaN when missing or not a number).
 pub fn num(r: &Row, k: &str) -> f64 {
-    r.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+    parse_num(r.get(k))
+}
+
+/// A record's value as a number (NaN when missing or not a number).
+pub fn record_num(r: &Record, k: &str) -> f64 {
+    parse_num(r.get(k).map(String::as_str))
+}
+
+fn parse_num(cell: Option<&str>) -> f64 {
+    cell.and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
 }
 
 /// A configuration: everything but the seed.
@@ -293,12 +309,12 @@ pub struct ConfigKey(pub Vec<(String, String)>);
 impl ConfigKey {
     fn of(r: &Row, extra: &[String]) -> ConfigKey {
         let mut v: Vec<(String, String)> = config_keys()
-            .map(|k| (k.to_string(), r.get(k).cloned().unwrap_or_default()))
+            .map(|k| (k.to_string(), r.get(k).unwrap_or_default().to_string()))
             .collect();
         v.extend(
             extra
                 .iter()
-                .map(|k| (k.clone(), r.get(k).cloned().unwrap_or_default())),
+                .map(|k| (k.clone(), r.get(k).unwrap_or_default().to_string())),
         );
         ConfigKey(v)
     }
@@ -496,7 +512,7 @@ pub fn aggregate(rows: &[Row]) -> Aggregate {
         .iter()
         .flat_map(|r| r.keys())
         .filter(|k| k.contains('.') && !k.contains("_tier"))
-        .cloned()
+        .map(String::from)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -549,7 +565,7 @@ pub fn aggregate(rows: &[Row]) -> Aggregate {
                 .collect(),
             seeds: idx
                 .iter()
-                .map(|&i| (ok[i].get("seed").cloned().unwrap_or_default(), i))
+                .map(|&i| (ok[i].get("seed").unwrap_or_default().to_string(), i))
                 .collect(),
             pareto: false,
         })
@@ -692,7 +708,7 @@ pub fn trends_csv(a: &Aggregate) -> Vec<u8> {
                 t.slices[2].to_string(),
                 t.slices[3].to_string(),
             ];
-            cols.iter().cloned().zip(cells).collect()
+            cols.iter().zip(cells).collect()
         })
         .collect();
     to_csv(&rows, &cols)
@@ -742,11 +758,11 @@ pub fn aggregate_csv(a: &Aggregate) -> Vec<u8> {
         .iter()
         .map(|c| {
             let mut r = Row::new();
-            r.insert("label".into(), c.label.clone());
+            r.insert("label", &c.label);
             for (k, v) in &c.key.0 {
-                r.insert(k.clone(), v.clone());
+                r.insert(k, v);
             }
-            r.insert("n".into(), c.metrics["makespan_p95_ms"].n.to_string());
+            r.insert("n", &c.metrics["makespan_p95_ms"].n.to_string());
             for (m, d) in &c.metrics {
                 for (s, v) in [
                     ("mean", d.mean),
@@ -757,13 +773,10 @@ pub fn aggregate_csv(a: &Aggregate) -> Vec<u8> {
                     ("ci95_low", d.ci95_low),
                     ("ci95_high", d.ci95_high),
                 ] {
-                    r.insert(format!("{m}_{s}"), f(v));
+                    r.insert(&format!("{m}_{s}"), &f(v));
                 }
             }
-            r.insert(
-                "on_pareto_front".into(),
-                if c.pareto { "True" } else { "False" }.into(),
-            );
+            r.insert("on_pareto_front", if c.pareto { "True" } else { "False" });
             r
         })
         .collect();
@@ -821,7 +834,7 @@ pub fn collect(exp_dir: &Path, out_csv: Option<&Path>) -> Result<Collected> {
 
 /// Reads a runs.csv back (the report's input).
 pub fn read_runs_csv(path: &Path) -> Result<Vec<Row>> {
-    read_csv(path)
+    read_csv_as(path, |head, rec| head.iter().zip(rec.iter()).collect())
 }
 
 #[cfg(test)]
@@ -840,13 +853,13 @@ mod tests {
             ("tiers.0.slots", slots),
             ("seed", seed),
         ] {
-            r.insert(k.into(), v.into());
+            r.insert(k, v);
         }
         for m in HEADLINE {
-            r.insert(m.into(), "1".into());
+            r.insert(m, "1");
         }
-        r.insert("makespan_p95_ms".into(), p95.to_string());
-        r.insert("cost_mean".into(), cost.to_string());
+        r.insert("makespan_p95_ms", &p95.to_string());
+        r.insert("cost_mean", &cost.to_string());
         r
     }
 

@@ -16,6 +16,7 @@ pub mod collect;
 pub mod live;
 pub mod plan;
 pub mod pyjson;
+pub mod row;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
