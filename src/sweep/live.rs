@@ -179,7 +179,7 @@ pub fn run_live_sweep(
     let plan = expand(cfg, cfg.trace)?;
     let l = &cfg.live;
     // Every run's endpoints are checked before anything is sent.
-    for r in &plan {
+    for r in plan.iter() {
         if let Ok(mut s) = resolve(&cfg.base, &r.params, &r.ablation) {
             endpoints.resolve(&endpoints_name, &mut s, |k| std::env::var(k).ok())?;
         }
@@ -197,10 +197,10 @@ pub fn run_live_sweep(
         outcome.dry_run_lines = order
             .iter()
             .map(|t| {
-                let r = &plan[t.run];
+                let r = plan.get(t.run);
                 format!(
                     "{}  live trial {} of {}{}",
-                    trial_id(r, t.trial, l),
+                    trial_id(&r, t.trial, l),
                     t.trial + 1,
                     l.max_trials,
                     if l.adaptive() && t.trial >= l.trials.max(3).min(l.max_trials) {
@@ -248,7 +248,7 @@ pub fn run_live_sweep(
     let mut last_ran: Option<usize> = None;
     let mut stopped = false;
     for t in &order {
-        let r = &plan[t.run];
+        let r = &plan.get(t.run);
         if settled(done[t.run], &values[t.run], l) {
             continue;
         }

@@ -165,9 +165,8 @@ pub fn write_experiment_record(
 pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOutcome> {
     let plan = expand(cfg, cfg.trace)?;
     let dir = exp_dir(cfg, opts);
-    let mine: Vec<&PlannedRun> = plan
-        .iter()
-        .filter(|r| opts.shard.is_none_or(|s| s.owns(r.index)))
+    let mine: Vec<usize> = (0..plan.len())
+        .filter(|&i| opts.shard.is_none_or(|s| s.owns(i)))
         .collect();
     let mut outcome = SweepOutcome {
         exp_dir: dir.clone(),
@@ -179,7 +178,8 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
     if opts.dry_run {
         outcome.dry_run_lines = mine
             .iter()
-            .map(|r| {
+            .map(|&i| {
+                let r = plan.get(i);
                 format!(
                     "{}  {}",
                     r.run_id,
@@ -192,7 +192,8 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
     write_experiment_record(cfg, &dir, plan.len(), None)?;
 
     let mut todo = Vec::new();
-    for r in mine {
+    for i in mine {
+        let r = plan.get(i);
         // Leftovers of a run killed mid-write.
         let partial = runs_dir.join(format!(".{}.partial", r.run_id));
         if partial.exists() {
@@ -206,7 +207,7 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
         {
             outcome.skipped += 1;
         } else {
-            todo.push(r);
+            todo.push(i);
         }
     }
 
@@ -259,11 +260,11 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
         let started_runs: usize = pool.install(|| {
             todo.par_iter()
                 .with_max_len(1)
-                .map_with(tx, |tx, r| {
+                .map_with(tx, |tx, &i| {
                     if stop.load(Ordering::SeqCst) {
                         return 0;
                     }
-                    let staged = execute(r, &cfg.base, runs_dir);
+                    let staged = execute(&plan.get(i), &cfg.base, runs_dir);
                     if !staged.ok && opts.fail_fast {
                         stop.store(true, Ordering::SeqCst);
                     }

@@ -814,47 +814,106 @@ pub fn resolve(
     Scenario::from_value(doc).map_err(|e| e.to_string())
 }
 
-/// Expands a config into its full plan (every run, unsharded).
-pub fn expand(cfg: &ExperimentConfig, trace: bool) -> Result<Vec<PlannedRun>> {
-    let mut combos: Vec<Vec<(String, Value)>> = vec![vec![]];
-    for (k, values) in &cfg.matrix {
-        combos = combos
-            .into_iter()
-            .flat_map(|c| {
-                values.iter().map(move |v| {
-                    let mut c = c.clone();
-                    c.push((k.clone(), v.clone()));
-                    c
-                })
-            })
-            .collect();
+/// An experiment's full plan (every run, unsharded), in the seed runner's
+/// order: matrix combinations (the first key outermost), then seeds, then
+/// ablations. A run is made from its position when asked for, so a plan
+/// costs what its matrix costs however many runs it has: a sweep's memory
+/// is its workers', not its run count's.
+#[derive(Debug)]
+pub struct Plan<'c> {
+    cfg: &'c ExperimentConfig,
+    trace: bool,
+    len: usize,
+}
+
+impl Plan<'_> {
+    /// Runs in the plan.
+    pub fn len(&self) -> usize {
+        self.len
     }
-    let mut plan = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for combo in &combos {
-        for seed in &cfg.seeds {
-            for ab in &cfg.ablations {
-                let mut params = cfg.common_args.clone();
-                for (k, v) in combo {
-                    params.insert(k.clone(), v.clone());
-                }
-                params.insert("seed".into(), seed.clone());
-                let run_id = run_id(&params, ab, &cfg.base);
-                if !seen.insert(run_id.clone()) {
-                    return Err(Error::Input(format!(
-                        "{}: two runs share the id {run_id}",
-                        cfg.origin
-                    )));
-                }
-                plan.push(PlannedRun {
-                    index: plan.len(),
-                    run_id,
-                    params,
-                    ablation: ab.clone(),
-                    trace,
-                });
+
+    /// True when the plan has no run.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The run at plan position `index` (below [`Plan::len`]).
+    pub fn get(&self, index: usize) -> PlannedRun {
+        assert!(index < self.len, "plan position {index} of {}", self.len);
+        let cfg = self.cfg;
+        let mut rest = index;
+        let mut digit = |n: usize| {
+            let d = rest % n;
+            rest /= n;
+            d
+        };
+        let ablation = &cfg.ablations[digit(cfg.ablations.len())];
+        let seed = &cfg.seeds[digit(cfg.seeds.len())];
+        // Mixed radix, the last matrix key least significant.
+        let mut picked = vec![0; cfg.matrix.len()];
+        for (k, (_, values)) in cfg.matrix.iter().enumerate().rev() {
+            picked[k] = digit(values.len());
+        }
+        let mut params = cfg.common_args.clone();
+        for ((k, values), &v) in cfg.matrix.iter().zip(&picked) {
+            params.insert(k.clone(), values[v].clone());
+        }
+        params.insert("seed".into(), seed.clone());
+        PlannedRun {
+            index,
+            run_id: run_id(&params, ablation, &cfg.base),
+            params,
+            ablation: ablation.clone(),
+            trace: self.trace,
+        }
+    }
+
+    /// Every run, in plan order.
+    pub fn iter(&self) -> impl Iterator<Item = PlannedRun> + '_ {
+        (0..self.len).map(|i| self.get(i))
+    }
+}
+
+/// The plan of a config, after checking that no two of its runs share an
+/// id (their directories would collide).
+pub fn expand(cfg: &ExperimentConfig, trace: bool) -> Result<Plan<'_>> {
+    let len = cfg
+        .matrix
+        .iter()
+        .map(|(_, values)| values.len())
+        .chain([cfg.seeds.len(), cfg.ablations.len()])
+        .try_fold(1usize, usize::checked_mul)
+        .ok_or_else(|| Error::Input(format!("{}: the matrix has too many runs", cfg.origin)))?;
+    let plan = Plan { cfg, trace, len };
+    // Ids are compared by hash (16 bytes a run, not the ids themselves);
+    // runs whose hashes meet are compared by id. The run reported is the
+    // first, in plan order, whose id an earlier run has.
+    let hash = |id: &str| {
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(id, &mut h);
+        std::hash::Hasher::finish(&h)
+    };
+    let mut by_hash: Vec<(u64, usize)> = plan.iter().map(|r| (hash(&r.run_id), r.index)).collect();
+    by_hash.sort_unstable();
+    let mut first_repeat: Option<(usize, String)> = None;
+    for group in by_hash.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+        let ids: Vec<(usize, String)> = group
+            .iter()
+            .map(|&(_, i)| (i, plan.get(i).run_id))
+            .collect();
+        for (n, (i, id)) in ids.iter().enumerate() {
+            if ids[..n].iter().any(|(_, earlier)| earlier == id)
+                && first_repeat.as_ref().is_none_or(|(j, _)| i < j)
+            {
+                first_repeat = Some((*i, id.clone()));
             }
         }
+    }
+    if let Some((_, id)) = first_repeat {
+        return Err(Error::Input(format!(
+            "{}: two runs share the id {id}",
+            cfg.origin
+        )));
     }
     Ok(plan)
 }
@@ -910,7 +969,7 @@ mod tests {
 
     #[test]
     fn smoke_config_yields_the_seed_runners_ids() {
-        let plan = expand(&smoke(), false).unwrap();
+        let plan: Vec<PlannedRun> = expand(&smoke(), false).unwrap().iter().collect();
         let mut ids: Vec<&str> = plan.iter().map(|r| r.run_id.as_str()).collect();
         ids.sort();
         assert_eq!(
@@ -944,6 +1003,78 @@ mod tests {
             ExperimentConfig::from_value(serde_json::from_str(text).unwrap(), "default.json", None)
                 .unwrap();
         assert_eq!(expand(&cfg, false).unwrap().len(), 2 * 4 * 3 * 4);
+    }
+
+    fn config(matrix: Value) -> ExperimentConfig {
+        let mut doc: Value =
+            serde_json::from_str(include_str!("../../scenarios/smoke.json")).unwrap();
+        doc["matrix"] = matrix;
+        ExperimentConfig::from_value(doc, "test.json", None).unwrap()
+    }
+
+    #[test]
+    fn plan_positions_decode_to_the_nested_loops_runs() {
+        let cfg = config(serde_json::json!({
+            "workflows": [5, 7, 9],
+            "policy": ["fifo_cheapest", "full"],
+            "heavy_tail_prob": [0.0, 0.1],
+            "seeds": [1, 2, 3],
+            "ablations": [
+                {"name": "baseline", "flags": []},
+                {"name": "no_hedge", "flags": ["--disable_hedging"]}
+            ]
+        }));
+        // The seed runner's expansion: the first matrix key outermost,
+        // then seeds, then ablations.
+        let mut want = Vec::new();
+        for wf in &cfg.matrix[0].1 {
+            for policy in &cfg.matrix[1].1 {
+                for tail in &cfg.matrix[2].1 {
+                    for seed in &cfg.seeds {
+                        for ab in &cfg.ablations {
+                            let mut params = cfg.common_args.clone();
+                            params.insert("workflows".into(), wf.clone());
+                            params.insert("policy".into(), policy.clone());
+                            params.insert("heavy_tail_prob".into(), tail.clone());
+                            params.insert("seed".into(), seed.clone());
+                            want.push((run_id(&params, ab, &cfg.base), params, ab.name.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        let plan = expand(&cfg, true).unwrap();
+        assert_eq!(plan.len(), 3 * 2 * 2 * 3 * 2);
+        let got: Vec<_> = plan
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                assert_eq!((r.index, r.trace), (i, true));
+                (r.run_id, r.params, r.ablation.name)
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_repeated_run_is_refused_naming_the_first_repeat() {
+        let mut cfg = smoke();
+        cfg.seeds.push(serde_json::json!(1));
+        let e = expand(&cfg, false).unwrap_err().to_string();
+        // Plan order: fifo_cheapest's seeds 1, 2, then 1 again (baseline first).
+        assert!(
+            e.contains("two runs share the id fifo_cheapest__wf5__seed1__baseline__c9768924ff6b"),
+            "{e}"
+        );
+        assert!(e.starts_with("smoke.json"), "{e}");
+        let mut cfg = smoke();
+        cfg.ablations.push(cfg.ablations[1].clone());
+        let e = expand(&cfg, false).unwrap_err().to_string();
+        assert!(
+            e.contains("share the id fifo_cheapest__wf5__seed1__no_hedge__"),
+            "{e}"
+        );
+        assert_eq!(expand(&smoke(), false).unwrap().len(), 8);
     }
 
     #[test]
