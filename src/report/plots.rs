@@ -8,7 +8,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::policy::PolicyKind;
-use crate::sweep::collect::{Aggregate, Row};
+use crate::sweep::collect::{Aggregate, Row, num};
 
 type PlotResult = Result<String, String>;
 
@@ -24,10 +24,6 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
 ];
-
-fn num(r: &Row, k: &str) -> f64 {
-    r.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
-}
 
 fn mean(xs: &[f64]) -> f64 {
     let v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
