@@ -271,6 +271,19 @@ impl StreamFile {
     }
 }
 
+/// Writes go to [`StreamFile::write`]: an I/O error is kept and reported
+/// by [`StreamFile::commit`], so these calls never fail.
+impl Write for StreamFile {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        StreamFile::write(self, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Drop for StreamFile {
     fn drop(&mut self) {
         self.stop_writeback();

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::metrics::SUMMARY_COLUMNS;
-use crate::output::{atomic_write, json_f64};
+use crate::output::{Durability, StreamFile, atomic_write, json_f64};
 use crate::stats::{Describe, describe, pareto_front};
 use crate::sweep::plan::SIM_FLAGS;
 
@@ -162,8 +162,9 @@ fn read_outputs(d: &Path, row: &mut Row) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Reads every run directory of an experiment into rows (sorted by run id).
-pub fn gather(exp_dir: &Path) -> Result<(Vec<Row>, Vec<String>)> {
+/// An experiment's run directories, sorted by name (run id); hidden ones
+/// (a sweep's half-written runs) are skipped.
+fn run_dirs(exp_dir: &Path) -> Result<Vec<PathBuf>> {
     let runs = exp_dir.join("runs");
     let entries = std::fs::read_dir(&runs).map_err(|source| Error::Read {
         path: runs.clone(),
@@ -179,12 +180,21 @@ pub fn gather(exp_dir: &Path) -> Result<(Vec<Row>, Vec<String>)> {
         })
         .collect();
     dirs.sort();
-    // Runs are read in parallel (each is independent) and kept in id order.
+    Ok(dirs)
+}
+
+/// Reads run directories in parallel (each is independent), in order.
+fn read_runs(dirs: &[PathBuf]) -> Vec<(Option<Row>, Vec<String>)> {
     use rayon::prelude::*;
-    let read: Vec<(Option<Row>, Vec<String>)> = dirs.par_iter().map(|d| gather_run(d)).collect();
-    let mut rows = Vec::with_capacity(read.len());
+    dirs.par_iter().map(|d| gather_run(d)).collect()
+}
+
+/// Reads every run directory of an experiment into rows (sorted by run id).
+pub fn gather(exp_dir: &Path) -> Result<(Vec<Row>, Vec<String>)> {
+    let dirs = run_dirs(exp_dir)?;
+    let mut rows = Vec::with_capacity(dirs.len());
     let mut warnings = Vec::new();
-    for (row, w) in read {
+    for (row, w) in read_runs(&dirs) {
         rows.extend(row);
         warnings.extend(w);
     }
@@ -252,9 +262,10 @@ fn gather_run(d: &Path) -> (Option<Row>, Vec<String>) {
     (Some(row), warnings)
 }
 
-/// runs.csv column order: the seed's config columns, the summary metrics,
-/// run_dir and times, then every other column sorted.
-pub fn columns(rows: &[Row]) -> Vec<String> {
+/// runs.csv column order of rows with these column names (repeats
+/// allowed): the seed's config columns, the summary metrics, run_dir and
+/// times, then every other column sorted.
+fn columns_of<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut cols: Vec<String> = CONFIG_COLUMNS.iter().map(|s| s.to_string()).collect();
     // `workflows` is both a config column and a summary metric (same value).
     cols.extend(
@@ -267,7 +278,7 @@ pub fn columns(rows: &[Row]) -> Vec<String> {
     let fixed: BTreeSet<&str> = cols.iter().map(String::as_str).collect();
     // Inserted one by one: collecting would sort every row's keys at once.
     let mut rest: BTreeSet<&str> = BTreeSet::new();
-    for k in rows.iter().flat_map(|r| r.keys()) {
+    for k in names {
         if !fixed.contains(k) {
             rest.insert(k);
         }
@@ -796,9 +807,139 @@ pub struct Collected {
     pub runs_csv: PathBuf,
 }
 
+/// Runs `collect` reads at once: their full rows are held only until they
+/// are spilled, so memory grows with the rows [`aggregate`] reads.
+const READ_BATCH: usize = 512;
+
+/// Whether [`aggregate`] reads column `k`: the exit status, the seed, the
+/// configuration keys and the headline metrics. Every column with a dot
+/// is kept: scenario-path parameters are configuration keys too.
+fn aggregate_reads(k: &str) -> bool {
+    matches!(k, "exit_code" | "collect_error" | "seed" | "ablation_name")
+        || SIM_FLAGS.contains(&k)
+        || HEADLINE.contains(&k)
+        || k.contains('.')
+}
+
+/// Full rows set aside until every column name is known: an anonymous
+/// temporary file beside the runs, one CSV record per row of (column
+/// number, value) pairs, in the order the rows came.
+struct Spill {
+    out: csv::Writer<std::io::BufWriter<std::fs::File>>,
+    /// Column names by number.
+    names: Vec<&'static str>,
+    ids: std::collections::HashMap<&'static str, usize>,
+    /// Where it lives (for messages).
+    dir: PathBuf,
+}
+
+impl Spill {
+    fn new(dir: &Path) -> Result<Spill> {
+        let file = tempfile::tempfile_in(dir).map_err(|source| Error::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Spill {
+            out: csv::WriterBuilder::new()
+                .flexible(true)
+                .from_writer(std::io::BufWriter::with_capacity(1 << 16, file)),
+            names: Vec::new(),
+            ids: Default::default(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn push(&mut self, row: &Row) -> Result<()> {
+        let mut rec = csv::StringRecord::new();
+        let mut id = itoa::Buffer::new();
+        for (k, v) in row.iter() {
+            let next = self.names.len();
+            let n = *self.ids.entry(k).or_insert(next);
+            if n == next {
+                self.names.push(k);
+            }
+            rec.push_field(id.format(n));
+            rec.push_field(v);
+        }
+        self.out
+            .write_record(&rec)
+            .map_err(|e| spill_error(&self.dir, e))
+    }
+
+    /// Writes every row set aside, in order, as CSV under `cols` (cells
+    /// of columns a row lacks are empty).
+    fn write_csv(self, cols: &[String], to: impl std::io::Write) -> Result<()> {
+        let col_of: std::collections::HashMap<&str, usize> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        let at: Vec<usize> = self.names.iter().map(|n| col_of[n]).collect();
+        let fail = |e: &dyn std::fmt::Display| spill_error(&self.dir, e);
+        let mut file = self
+            .out
+            .into_inner()
+            .map_err(|e| fail(e.error()))?
+            .into_inner()
+            .map_err(|e| fail(e.error()))?;
+        std::io::Seek::rewind(&mut file).map_err(|e| fail(&e))?;
+        let mut rows = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(std::io::BufReader::with_capacity(1 << 16, file));
+        let mut w = csv::Writer::from_writer(to);
+        w.write_record(cols).map_err(|e| fail(&e))?;
+        let mut rec = csv::StringRecord::new();
+        while rows.read_record(&mut rec).map_err(|e| fail(&e))? {
+            let mut line = vec![""; cols.len()];
+            let mut cells = rec.iter();
+            while let (Some(n), Some(v)) = (cells.next(), cells.next()) {
+                let n: usize = n.parse().map_err(|e| fail(&e))?;
+                line[at[n]] = v;
+            }
+            w.write_record(&line).map_err(|e| fail(&e))?;
+        }
+        w.flush().map_err(|e| fail(&e))
+    }
+}
+
+/// An I/O problem with `collect`'s temporary file in `dir`.
+fn spill_error(dir: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Write {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(format!("collect's temporary file: {e}")),
+    }
+}
+
 /// `collect --exp-dir DIR [--out-csv]`.
+///
+/// Memory grows with the columns the statistics read, not with every
+/// column: runs are read a batch at a time, their full rows go to a
+/// temporary file, and `runs.csv` is written from it once every column is
+/// known.
 pub fn collect(exp_dir: &Path, out_csv: Option<&Path>) -> Result<Collected> {
-    let (rows, warnings) = gather(exp_dir)?;
+    collect_in_batches(exp_dir, out_csv, READ_BATCH)
+}
+
+/// [`collect`], reading `batch` runs at a time.
+fn collect_in_batches(exp_dir: &Path, out_csv: Option<&Path>, batch: usize) -> Result<Collected> {
+    let dirs = run_dirs(exp_dir)?;
+    let mut spill = Spill::new(exp_dir)?;
+    let mut rows = Vec::with_capacity(dirs.len());
+    let mut warnings = Vec::new();
+    for batch in dirs.chunks(batch) {
+        for (row, w) in read_runs(batch) {
+            warnings.extend(w);
+            if let Some(row) = row {
+                spill.push(&row)?;
+                rows.push(
+                    row.iter()
+                        .filter(|(k, _)| aggregate_reads(k))
+                        .collect::<Row>(),
+                );
+            }
+        }
+    }
     if rows.is_empty() {
         return Err(Error::Input(format!(
             "{}: no runs found under runs/",
@@ -811,7 +952,10 @@ pub fn collect(exp_dir: &Path, out_csv: Option<&Path>) -> Result<Collected> {
         source,
     })?;
     let runs_csv = out_csv.map_or_else(|| agg_dir.join("runs.csv"), Path::to_path_buf);
-    atomic_write(&runs_csv, &to_csv(&rows, &columns(&rows)))?;
+    let cols = columns_of(spill.names.iter().copied());
+    let mut file = StreamFile::create(&runs_csv, Durability::Atomic)?;
+    spill.write_csv(&cols, &mut file)?;
+    file.commit()?;
     let a = aggregate(&rows);
     atomic_write(
         &agg_dir.join("sweep_aggregate.json"),
@@ -916,6 +1060,100 @@ mod tests {
             "{csv}"
         );
         assert!(csv.contains(",2;4;8,300.5;100.5;100.5,0,0,0,2\n"), "{csv}");
+    }
+
+    /// Writes a run directory: meta.json with `exit_code`, and for a
+    /// successful run a summary whose every metric is `x` and one tiers.csv
+    /// row per tier named.
+    fn fake_run(exp: &Path, id: &str, exit_code: i32, x: &str, tiers: &[&str]) {
+        let d = exp.join("runs").join(id);
+        std::fs::create_dir_all(d.join("out")).unwrap();
+        let meta = json!({
+            "run_id": id, "exit_code": exit_code, "ablation_name": "baseline",
+            "ablation_flags": [], "wall_time_s": 0.5, "sim_binary_version": "t",
+            "params": {"policy": "full", "seed": id.len(), "tiers.0.slots": x},
+            "resolved": {"workflows": 10},
+        });
+        std::fs::write(d.join("meta.json"), meta.to_string()).unwrap();
+        if exit_code != 0 {
+            return;
+        }
+        let head = SUMMARY_COLUMNS.join(",");
+        let values = vec![x; SUMMARY_COLUMNS.len()].join(",");
+        std::fs::write(d.join("out/summary.csv"), format!("{head}\n{values}\n")).unwrap();
+        let mut t = String::from("provider,tier_id,kind,requests,note\n");
+        for name in tiers {
+            // A cell that needs quoting goes through the spill intact.
+            t.push_str(&format!("p,{name},remote,{x},\"a, \"\"b\"\"\nc\"\n"));
+        }
+        std::fs::write(d.join("out/tiers.csv"), t).unwrap();
+    }
+
+    /// Collecting in small batches through the temporary file writes what
+    /// the rows held in memory give: the same runs.csv (columns that only
+    /// some runs have included) and the same statistics.
+    #[test]
+    fn batched_collect_writes_what_rows_in_memory_give() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp = tmp.path();
+        fake_run(exp, "r1", 0, "1", &["0"]);
+        fake_run(exp, "r2", 0, "2", &["0", "1"]);
+        fake_run(exp, "r3", 3, "", &[]);
+        fake_run(exp, "r4", 0, "4", &["2"]);
+        fake_run(exp, "r5", 0, "5", &[]);
+        let (rows, _) = gather(exp).unwrap();
+        assert_eq!(rows.len(), 5);
+        let expected_csv = to_csv(&rows, &columns_of(rows.iter().flat_map(|r| r.keys())));
+        let expected_json = format!("{:#}\n", aggregate_json(&aggregate(&rows)));
+        for batch in [1, 2, 3, 512] {
+            let c = collect_in_batches(exp, None, batch).unwrap();
+            assert_eq!((c.runs, c.failed), (5, 1));
+            let csv = std::fs::read(&c.runs_csv).unwrap();
+            assert_eq!(
+                String::from_utf8(csv).unwrap(),
+                String::from_utf8(expected_csv.clone()).unwrap(),
+                "batch {batch}"
+            );
+            let json = std::fs::read_to_string(exp.join("aggregate/sweep_aggregate.json")).unwrap();
+            assert_eq!(json, expected_json, "batch {batch}");
+        }
+        let text = String::from_utf8(expected_csv).unwrap();
+        assert!(
+            text.contains("p_tier2_requests"),
+            "a column of one run only"
+        );
+        assert!(text.contains("\"a, \"\"b\"\"\nc\""), "a quoted cell");
+        assert!(text.contains("tiers.0.slots"), "a scenario-path parameter");
+    }
+
+    /// The statistics read only the columns `collect` keeps of each row.
+    #[test]
+    fn aggregate_of_the_kept_columns_is_the_aggregate_of_whole_rows() {
+        let mut rows = Vec::new();
+        for (policy, costs) in [("a", [1.0, 2.0]), ("b", [9.0, 8.0])] {
+            for (i, slots) in ["2", "4"].iter().enumerate() {
+                for seed in ["1", "2"] {
+                    let mut r = row(policy, slots, seed, 100.0 * (i + 1) as f64, costs[i]);
+                    r.insert("openai_tier0_requests", "7");
+                    r.insert("events", seed);
+                    r.insert("run_dir", "x");
+                    rows.push(r);
+                }
+            }
+        }
+        let kept: Vec<Row> = rows
+            .iter()
+            .map(|r| r.iter().filter(|(k, _)| aggregate_reads(k)).collect())
+            .collect();
+        assert!(
+            kept.iter()
+                .all(|r| !r.contains_key("openai_tier0_requests"))
+        );
+        assert_eq!(
+            aggregate_json(&aggregate(&kept)),
+            aggregate_json(&aggregate(&rows))
+        );
+        assert_eq!(trends_csv(&aggregate(&kept)), trends_csv(&aggregate(&rows)));
     }
 
     #[test]
