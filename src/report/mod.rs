@@ -18,10 +18,35 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The columns of the report's table of runs.
+const RUNS_TABLE: [&str; 14] = [
+    "run_id",
+    "policy",
+    "workflows",
+    "seed",
+    "ablation_name",
+    "exit_code",
+    "makespan_p50_ms",
+    "makespan_p95_ms",
+    "makespan_p99_ms",
+    "cost_mean",
+    "hedges",
+    "escalations",
+    "retries",
+    "wall_time_s",
+];
+
+/// Whether the report reads column `k` of runs.csv: what the statistics
+/// read and the table of runs. The rest is not kept, so the report's
+/// memory grows with these columns, not with all of them.
+fn report_reads(k: &str) -> bool {
+    collect::aggregate_reads(k) || RUNS_TABLE.contains(&k)
+}
+
 /// Writes `<out_dir or exp_dir/report>/index.html` and `assets/*.svg`;
 /// returns the index path.
 pub fn write_report(exp_dir: &Path, runs_csv: &Path, out_dir: Option<&Path>) -> Result<PathBuf> {
-    let rows = collect::read_runs_csv(runs_csv)?;
+    let rows = collect::read_runs_csv(runs_csv, report_reads)?;
     if rows.is_empty() {
         return Err(Error::Input(format!("{}: no runs", runs_csv.display())));
     }
@@ -288,22 +313,7 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)]) -> String {
         h.push_str("</tbody></table></section>\n");
     }
     h.push_str("<section id=\"runs\"><h2>Runs</h2><p>Click a header to sort.</p>\n<table class=\"sortable\" id=\"runs-table\"><thead><tr>");
-    let cols = [
-        "run_id",
-        "policy",
-        "workflows",
-        "seed",
-        "ablation_name",
-        "exit_code",
-        "makespan_p50_ms",
-        "makespan_p95_ms",
-        "makespan_p99_ms",
-        "cost_mean",
-        "hedges",
-        "escalations",
-        "retries",
-        "wall_time_s",
-    ];
+    let cols = RUNS_TABLE;
     for c in cols {
         h.push_str(&format!("<th>{c}</th>"));
     }
@@ -336,5 +346,58 @@ fn fmt_num(x: f64) -> String {
         format!("{x:.3}")
     } else {
         fmt_f64((x * 1e6).round() / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::{SweepOptions, plan::ExperimentConfig, run_sweep};
+
+    /// The report reads only the columns it keeps: its page and plots of a
+    /// real sweep's runs.csv are the same from whole rows.
+    #[test]
+    fn the_kept_columns_give_the_report_of_whole_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = ExperimentConfig::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.json"),
+        )
+        .unwrap();
+        let o = run_sweep(
+            &cfg,
+            &SweepOptions {
+                out_root: Some(tmp.path().to_path_buf()),
+                quiet: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let runs_csv = collect::collect(&o.exp_dir, None).unwrap().runs_csv;
+        let render = |keep: &dyn Fn(&str) -> bool| {
+            let rows = collect::read_runs_csv(&runs_csv, keep).unwrap();
+            let agg = collect::aggregate(&rows);
+            let ok: Vec<&Row> = rows.iter().filter(|r| collect::succeeded(r)).collect();
+            let plots = [
+                plots::makespan_by_policy(&ok),
+                plots::cost_by_policy(&ok),
+                plots::ablation_ratio(&agg),
+                plots::pareto(&agg),
+            ]
+            .map(|svg| svg.unwrap());
+            (
+                rows.iter().map(Row::len).sum::<usize>(),
+                page(&rows, &agg, &[]),
+                plots,
+            )
+        };
+        let (whole_cells, whole_page, whole_plots) = render(&|_| true);
+        let (kept_cells, kept_page, kept_plots) = render(&report_reads);
+        assert!(
+            kept_cells * 3 < whole_cells,
+            "{kept_cells} of {whole_cells} cells kept"
+        );
+        assert_eq!(kept_page, whole_page);
+        assert_eq!(kept_plots, whole_plots);
+        assert!(whole_page.contains("no_hedge"), "a page with runs in it");
     }
 }

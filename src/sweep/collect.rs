@@ -814,7 +814,7 @@ const READ_BATCH: usize = 512;
 /// Whether [`aggregate`] reads column `k`: the exit status, the seed, the
 /// configuration keys and the headline metrics. Every column with a dot
 /// is kept: scenario-path parameters are configuration keys too.
-fn aggregate_reads(k: &str) -> bool {
+pub fn aggregate_reads(k: &str) -> bool {
     matches!(k, "exit_code" | "collect_error" | "seed" | "ablation_name")
         || SIM_FLAGS.contains(&k)
         || HEADLINE.contains(&k)
@@ -976,9 +976,15 @@ fn collect_in_batches(exp_dir: &Path, out_csv: Option<&Path>, batch: usize) -> R
     })
 }
 
-/// Reads a runs.csv back (the report's input).
-pub fn read_runs_csv(path: &Path) -> Result<Vec<Row>> {
-    read_csv_as(path, |head, rec| head.iter().zip(rec.iter()).collect())
+/// Reads a runs.csv back (the report's input), keeping the columns `keep`
+/// accepts.
+pub fn read_runs_csv(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<Row>> {
+    read_csv_as(path, |head, rec| {
+        head.iter()
+            .zip(rec.iter())
+            .filter(|(k, _)| keep(k))
+            .collect()
+    })
 }
 
 #[cfg(test)]
