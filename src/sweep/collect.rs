@@ -81,7 +81,7 @@ fn cell(v: &Value) -> String {
 pub fn read_csv(path: &Path) -> Result<Vec<Record>> {
     // The files read here (a run's summary and tiers) are a few hundred
     // bytes: building the csv crate's reader (its parser tables) took a
-    // sixth of `collect`'s time, so a copy of one parser splits them. A
+    // sixth of `collect`'s time, so one parser per thread splits them. A
     // file it does not take is read by the csv crate, for its messages.
     if let Ok(bytes) = std::fs::read(path)
         && let Some(mut lines) = split_plain_csv(&bytes)
