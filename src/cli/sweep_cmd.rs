@@ -67,28 +67,28 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
         exp_name: a.exp_name,
         out_root: a.out_root,
         jobs: a.jobs,
-        dry_run: a.dry_run,
         resume: a.resume,
         fail_fast: a.fail_fast,
         shard: a.shard,
         quiet: a.quiet,
     };
+    if a.dry_run {
+        let d = match &a.live {
+            Some(endpoints) => sweep::live::dry_run_live(&cfg, &opts, endpoints)?,
+            None => sweep::dry_run(&cfg, &opts)?,
+        };
+        let (listed, planned) = (d.listed, d.planned);
+        for line in d.lines {
+            outln!("{line}");
+        }
+        outln!("{listed} runs planned ({planned} in the full plan); dry run, nothing executed");
+        return Ok(0);
+    }
     let started = std::time::Instant::now();
     let o = match &a.live {
         Some(endpoints) => sweep::live::run_live_sweep(&cfg, &opts, endpoints)?,
         None => sweep::run_sweep(&cfg, &opts)?,
     };
-    if a.dry_run {
-        for line in &o.dry_run_lines {
-            outln!("{line}");
-        }
-        outln!(
-            "{} runs planned ({} in the full plan); dry run, nothing executed",
-            o.in_shard,
-            o.planned
-        );
-        return Ok(0);
-    }
     if !a.quiet {
         let scope = match (a.shard, &a.live) {
             (Some(s), _) => format!("{} in shard {s}", o.in_shard),

@@ -155,12 +155,20 @@ fn objective_of(out: &Path, objective: &str) -> Option<f64> {
     rows.first()?.get(objective)?.parse().ok()
 }
 
-/// Runs a live sweep (or, with `dry_run`, prints its schedule).
-pub fn run_live_sweep(
-    cfg: &ExperimentConfig,
+/// A live sweep's plan and trial order, once its options and every run's
+/// endpoints are checked.
+struct LivePlan<'c> {
+    plan: super::plan::Plan<'c>,
+    order: Vec<Trial>,
+    endpoints: EndpointsFile,
+    endpoints_name: String,
+}
+
+fn live_plan<'c>(
+    cfg: &'c ExperimentConfig,
     opts: &SweepOptions,
     endpoints_path: &Path,
-) -> Result<SweepOutcome> {
+) -> Result<LivePlan<'c>> {
     if opts.shard.is_some() {
         return Err(Error::Input(
             "--shard: a live sweep runs one run at a time against its endpoints; run it whole"
@@ -177,14 +185,63 @@ pub fn run_live_sweep(
     let endpoints = EndpointsFile::read(endpoints_path)?;
     let endpoints_name = endpoints_path.display().to_string();
     let plan = expand(cfg, cfg.trace)?;
-    let l = &cfg.live;
     // Every run's endpoints are checked before anything is sent.
     for r in plan.iter() {
         if let Ok(mut s) = resolve(&cfg.base, &r.params, &r.ablation) {
             endpoints.resolve(&endpoints_name, &mut s, |k| std::env::var(k).ok())?;
         }
     }
-    let order = schedule(plan.len(), l);
+    let order = schedule(plan.len(), &cfg.live);
+    Ok(LivePlan {
+        plan,
+        order,
+        endpoints,
+        endpoints_name,
+    })
+}
+
+/// A live sweep's trials in the order they would run; nothing is sent
+/// or written.
+pub fn dry_run_live<'c>(
+    cfg: &'c ExperimentConfig,
+    opts: &SweepOptions,
+    endpoints_path: &Path,
+) -> Result<super::DryRun<'c>> {
+    let LivePlan { plan, order, .. } = live_plan(cfg, opts, endpoints_path)?;
+    let l = &cfg.live;
+    Ok(super::DryRun {
+        planned: order.len(),
+        listed: order.len(),
+        lines: Box::new(order.into_iter().map(move |t| {
+            let r = plan.get(t.run);
+            format!(
+                "{}  live trial {} of {}{}",
+                trial_id(&r, t.trial, l),
+                t.trial + 1,
+                l.max_trials,
+                if l.adaptive() && t.trial >= l.trials.max(3).min(l.max_trials) {
+                    " (if not yet within ci_target)"
+                } else {
+                    ""
+                }
+            )
+        })),
+    })
+}
+
+/// Runs a live sweep (see [`dry_run_live`] for its listing).
+pub fn run_live_sweep(
+    cfg: &ExperimentConfig,
+    opts: &SweepOptions,
+    endpoints_path: &Path,
+) -> Result<SweepOutcome> {
+    let LivePlan {
+        plan,
+        order,
+        endpoints,
+        endpoints_name,
+    } = live_plan(cfg, opts, endpoints_path)?;
+    let l = &cfg.live;
     let dir = exp_dir(cfg, opts);
     let runs_dir = dir.join("runs");
     let mut outcome = SweepOutcome {
@@ -193,26 +250,6 @@ pub fn run_live_sweep(
         in_shard: order.len(),
         ..Default::default()
     };
-    if opts.dry_run {
-        outcome.dry_run_lines = order
-            .iter()
-            .map(|t| {
-                let r = plan.get(t.run);
-                format!(
-                    "{}  live trial {} of {}{}",
-                    trial_id(&r, t.trial, l),
-                    t.trial + 1,
-                    l.max_trials,
-                    if l.adaptive() && t.trial >= l.trials.max(3).min(l.max_trials) {
-                        " (if not yet within ci_target)"
-                    } else {
-                        ""
-                    }
-                )
-            })
-            .collect();
-        return Ok(outcome);
-    }
     let mut extra = Map::new();
     extra.insert("mode".into(), "live".into());
     extra.insert("endpoints_file".into(), endpoints_name.clone().into());

@@ -44,8 +44,6 @@ pub struct SweepOptions {
     pub out_root: Option<PathBuf>,
     /// Threads (default: the config's `jobs`, else the number of cores).
     pub jobs: Option<usize>,
-    /// Print the plan, run nothing.
-    pub dry_run: bool,
     /// Skip runs that are complete with the same configuration.
     pub resume: bool,
     /// Stop starting runs after the first failure.
@@ -73,9 +71,26 @@ pub struct SweepOutcome {
     pub failed: usize,
     /// Runs not started because of --fail-fast.
     pub not_started: usize,
-    /// A dry run's plan: one line per run of this shard (id, then the
-    /// equivalent `simulate` command line).
-    pub dry_run_lines: Vec<String>,
+}
+
+/// What a sweep would run, listed line by line as it is read, so that a
+/// big plan's listing starts at once and holds nothing per run.
+pub struct DryRun<'c> {
+    /// Runs in the full plan.
+    pub planned: usize,
+    /// Runs (or live trials) this listing has.
+    pub listed: usize,
+    /// One line per run: its id, then what it runs.
+    pub lines: Box<dyn Iterator<Item = String> + 'c>,
+}
+
+impl std::fmt::Debug for DryRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DryRun")
+            .field("planned", &self.planned)
+            .field("listed", &self.listed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The experiment directory of a config under `opts`.
@@ -161,7 +176,28 @@ pub fn write_experiment_record(
     Ok(())
 }
 
-/// Runs (or, with `dry_run`, prints) a sweep.
+/// The runs of this shard of a sweep, each with the equivalent
+/// `simulate` command line; nothing is run or written.
+pub fn dry_run<'c>(cfg: &'c ExperimentConfig, opts: &SweepOptions) -> Result<DryRun<'c>> {
+    let plan = expand(cfg, cfg.trace)?;
+    let runs_dir = exp_dir(cfg, opts).join("runs");
+    let shard = opts.shard;
+    let mine = move |i: &usize| shard.is_none_or(|s| s.owns(*i));
+    Ok(DryRun {
+        planned: plan.len(),
+        listed: (0..plan.len()).filter(mine).count(),
+        lines: Box::new((0..plan.len()).filter(mine).map(move |i| {
+            let r = plan.get(i);
+            format!(
+                "{}  {}",
+                r.run_id,
+                r.cmd(&runs_dir.join(&r.run_id).join("out")).join(" ")
+            )
+        })),
+    })
+}
+
+/// Runs a sweep (see [`dry_run`] for its listing).
 pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOutcome> {
     let plan = expand(cfg, cfg.trace)?;
     let dir = exp_dir(cfg, opts);
@@ -175,20 +211,6 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
         ..Default::default()
     };
     let runs_dir = dir.join("runs");
-    if opts.dry_run {
-        outcome.dry_run_lines = mine
-            .iter()
-            .map(|&i| {
-                let r = plan.get(i);
-                format!(
-                    "{}  {}",
-                    r.run_id,
-                    r.cmd(&runs_dir.join(&r.run_id).join("out")).join(" ")
-                )
-            })
-            .collect();
-        return Ok(outcome);
-    }
     write_experiment_record(cfg, &dir, plan.len(), None)?;
 
     let mut todo = Vec::new();
@@ -488,5 +510,55 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dry run lists its shard's runs, in plan order, each with the
+    /// command that runs it, and counts what it lists.
+    #[test]
+    fn a_dry_run_lists_its_shards_runs_in_plan_order() {
+        let cfg = ExperimentConfig::from_value(
+            serde_json::from_str(DEFAULT_EXPERIMENT).unwrap(),
+            "default",
+            None,
+        )
+        .unwrap();
+        let plan = expand(&cfg, false).unwrap();
+        let mut seen = Vec::new();
+        for k in 1..=3 {
+            let shard = Shard { k, n: 3 };
+            let opts = SweepOptions {
+                shard: Some(shard),
+                out_root: Some("/nowhere".into()),
+                ..Default::default()
+            };
+            let d = dry_run(&cfg, &opts).unwrap();
+            assert_eq!(d.planned, plan.len());
+            let (listed, lines) = (d.listed, d.lines.collect::<Vec<_>>());
+            assert_eq!(lines.len(), listed);
+            let expected: Vec<String> = plan
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| shard.owns(*i))
+                .map(|(_, r)| r.run_id)
+                .collect();
+            let ids: Vec<&str> = lines
+                .iter()
+                .map(|l| l.split("  ").next().unwrap())
+                .collect();
+            assert_eq!(ids, expected, "shard {shard}");
+            assert!(
+                lines[0].contains("agentsched simulate --pdfs")
+                    && lines[0].contains(&format!("/nowhere/default/runs/{}/out", ids[0])),
+                "{}",
+                lines[0]
+            );
+            seen.extend(expected);
+        }
+        assert_eq!(seen.len(), plan.len(), "the shards cover the plan");
     }
 }
