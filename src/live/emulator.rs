@@ -488,9 +488,13 @@ async fn handle(
         input_tokens: prompt_tokens,
         output_tokens: out,
     };
-    let now = state.clock.sim(received);
     let (reply, buckets) = {
         let mut side = state.provider.lock().expect("provider lock");
+        // The provider decides when it takes the request, not when it
+        // arrived: clock reads under the lock never go backwards, and a
+        // bucket that saw a later request first would otherwise ask this
+        // one to wait longer than a refill.
+        let now = state.clock.sim(Instant::now());
         let r = match &keyer {
             None => side.attempt(now, ids, tier_model, serve.model, &spec),
             Some(k) => side.attempt_keyed(k, now, ids, tier_model, serve.model, &spec),
