@@ -1,6 +1,7 @@
 //! `report`: a static HTML page with SVG plots (drawn with plotters) that
 //! opens from disk with no network: summary, plots, per-configuration
-//! statistics and a sortable table of every run.
+//! statistics and a sortable table of the runs (at most 10,000; past that,
+//! failed runs are kept before successful ones).
 
 mod plots;
 
@@ -35,6 +36,34 @@ const RUNS_TABLE: [&str; 14] = [
     "retries",
     "wall_time_s",
 ];
+
+/// The most runs the table lists. A row is about 250 bytes, so 100,000
+/// runs would make a 25 MB page that is slow to open and to sort;
+/// runs.csv has every run.
+const RUNS_TABLE_MAX: usize = 10_000;
+
+/// The runs the table lists, in runs.csv's order: all of them when they
+/// fit in `max`, else every failed run (up to `max`: they are what a user
+/// looks for) and the first successful runs.
+fn listed_runs(rows: &[Row], max: usize) -> Vec<&Row> {
+    if rows.len() <= max {
+        return rows.iter().collect();
+    }
+    let failed = rows.iter().filter(|r| !collect::succeeded(r)).count();
+    let (mut failed_left, mut ok_left) = (failed.min(max), max - failed.min(max));
+    rows.iter()
+        .filter(|r| {
+            let left = if collect::succeeded(r) {
+                &mut ok_left
+            } else {
+                &mut failed_left
+            };
+            let take = *left > 0;
+            *left -= usize::from(take);
+            take
+        })
+        .collect()
+}
 
 /// Whether the report reads column `k` of runs.csv: what the statistics
 /// read and the table of runs. The rest is not kept, so the report's
@@ -104,7 +133,7 @@ pub fn write_report(exp_dir: &Path, runs_csv: &Path, out_dir: Option<&Path>) -> 
         atomic_write(&assets.join(name), svg.as_bytes())?;
         figures.push((name, title));
     }
-    let mut html = page(&rows, &agg, &figures);
+    let mut html = page(&rows, &agg, &figures, RUNS_TABLE_MAX);
     if let Some(section) = fidelity_section(exp_dir, &rows)? {
         // Before the runs table, after the statistics.
         let at = html.find("<section id=\"runs\">").unwrap_or(html.len());
@@ -206,7 +235,7 @@ fn distinct(rows: &[Row], k: &str) -> Vec<String> {
         .collect()
 }
 
-fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)]) -> String {
+fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)], max_listed: usize) -> String {
     let failed = rows.iter().filter(|r| !collect::succeeded(r)).count();
     let mut h = String::new();
     h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>agentsched sweep report</title>\n<style>");
@@ -312,13 +341,32 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)]) -> String {
         }
         h.push_str("</tbody></table></section>\n");
     }
-    h.push_str("<section id=\"runs\"><h2>Runs</h2><p>Click a header to sort.</p>\n<table class=\"sortable\" id=\"runs-table\"><thead><tr>");
+    let listed = listed_runs(rows, max_listed);
+    h.push_str("<section id=\"runs\"><h2>Runs</h2><p>Click a header to sort.");
+    if listed.len() < rows.len() {
+        let failed_listed = listed.iter().filter(|r| !collect::succeeded(r)).count();
+        h.push_str(&if failed == 0 {
+            format!(
+                " Listed: the first {} of the {} runs; runs.csv has every run.",
+                listed.len(),
+                rows.len()
+            )
+        } else {
+            format!(
+                " Listed: {} of the {} runs, in runs.csv's order: {failed_listed} of the {failed} that failed and the first {} that succeeded; runs.csv has every run.",
+                listed.len(),
+                rows.len(),
+                listed.len() - failed_listed
+            )
+        });
+    }
+    h.push_str("</p>\n<table class=\"sortable\" id=\"runs-table\"><thead><tr>");
     let cols = RUNS_TABLE;
     for c in cols {
         h.push_str(&format!("<th>{c}</th>"));
     }
     h.push_str("</tr></thead><tbody>\n");
-    for r in rows {
+    for r in listed {
         h.push_str("<tr>");
         for c in cols {
             let v = r.get(c).unwrap_or("");
@@ -386,7 +434,7 @@ mod tests {
             .map(|svg| svg.unwrap());
             (
                 rows.iter().map(Row::len).sum::<usize>(),
-                page(&rows, &agg, &[]),
+                page(&rows, &agg, &[], RUNS_TABLE_MAX),
                 plots,
             )
         };
@@ -399,5 +447,60 @@ mod tests {
         assert_eq!(kept_page, whole_page);
         assert_eq!(kept_plots, whole_plots);
         assert!(whole_page.contains("no_hedge"), "a page with runs in it");
+
+        // A cap below the run count lists that many runs and says so.
+        let rows = collect::read_runs_csv(&runs_csv, report_reads).unwrap();
+        let agg = collect::aggregate(&rows);
+        let table_rows = |page: &str| {
+            let table = &page[page.find("id=\"runs-table\"").unwrap()..];
+            table.matches("<tr>").count() - 1 // the header's
+        };
+        assert_eq!(table_rows(&whole_page), rows.len());
+        assert!(!whole_page.contains("Listed:"));
+        let capped = page(&rows, &agg, &[], 3);
+        assert_eq!(table_rows(&capped), 3);
+        assert!(
+            capped.contains(&format!(
+                "Listed: the first 3 of the {} runs; runs.csv has every run.",
+                rows.len()
+            )),
+            "{capped}"
+        );
+        let mut rows = rows;
+        rows[1].insert("exit_code", "1");
+        let capped = page(&rows, &agg, &[], 3);
+        assert_eq!(table_rows(&capped), 3);
+        assert!(
+            capped.contains(&format!(
+                "Listed: 3 of the {} runs, in runs.csv's order: 1 of the 1 that failed and the first 2 that succeeded;",
+                rows.len()
+            )),
+            "{capped}"
+        );
+    }
+
+    /// Past the cap, every failed run is listed before any successful one
+    /// is, and the listed runs keep runs.csv's order.
+    #[test]
+    fn a_capped_table_lists_failed_runs_then_the_first_successful_ones() {
+        let rows: Vec<Row> = ["0", "1", "0", "0", "0", "2", "1"]
+            .iter()
+            .enumerate()
+            .map(|(i, code)| {
+                Row::from_iter([("run_id", i.to_string()), ("exit_code", code.to_string())])
+            })
+            .collect();
+        let ids = |max| -> Vec<String> {
+            listed_runs(&rows, max)
+                .iter()
+                .map(|r| r["run_id"].to_string())
+                .collect()
+        };
+        assert_eq!(ids(7), ["0", "1", "2", "3", "4", "5", "6"]);
+        assert_eq!(ids(100), ids(7));
+        assert_eq!(ids(6), ["0", "1", "2", "3", "5", "6"]);
+        assert_eq!(ids(4), ["0", "1", "5", "6"]);
+        assert_eq!(ids(2), ["1", "5"]);
+        assert!(ids(0).is_empty());
     }
 }
