@@ -457,25 +457,23 @@ mod tests {
         };
         assert_eq!(table_rows(&whole_page), rows.len());
         assert!(!whole_page.contains("Listed:"));
-        let capped = page(&rows, &agg, &[], 3);
-        assert_eq!(table_rows(&capped), 3);
-        assert!(
-            capped.contains(&format!(
-                "Listed: the first 3 of the {} runs; runs.csv has every run.",
-                rows.len()
-            )),
-            "{capped}"
+        let assert_capped_to_3 = |rows: &[Row], note: &str| {
+            let capped = page(rows, &agg, &[], 3);
+            assert_eq!(table_rows(&capped), 3);
+            assert!(capped.contains(note), "{note:?} not in {capped}");
+        };
+        let n = rows.len();
+        assert_capped_to_3(
+            &rows,
+            &format!("Listed: the first 3 of the {n} runs; runs.csv has every run."),
         );
         let mut rows = rows;
         rows[1].insert("exit_code", "1");
-        let capped = page(&rows, &agg, &[], 3);
-        assert_eq!(table_rows(&capped), 3);
-        assert!(
-            capped.contains(&format!(
-                "Listed: 3 of the {} runs, in runs.csv's order: 1 of the 1 that failed and the first 2 that succeeded;",
-                rows.len()
-            )),
-            "{capped}"
+        assert_capped_to_3(
+            &rows,
+            &format!(
+                "Listed: 3 of the {n} runs, in runs.csv's order: 1 of the 1 that failed and the first 2 that succeeded;"
+            ),
         );
     }
 
