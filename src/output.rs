@@ -369,6 +369,10 @@ struct BatchWriter<T: Send + 'static> {
     batch: Vec<T>,
     batch_len: usize,
     tx: Option<std::sync::mpsc::SyncSender<Batch<T>>>,
+    /// Emptied batches the writer hands back, so the simulation thread
+    /// refills warm memory instead of allocating (and faulting in) a fresh
+    /// batch for every `batch_len` records.
+    spare: std::sync::mpsc::Receiver<Vec<T>>,
     handle: Option<std::thread::JoinHandle<Result<[u8; 20]>>>,
 }
 
@@ -391,6 +395,7 @@ impl<T: Send + 'static> BatchWriter<T> {
         footer: &'static [u8],
     ) -> Result<BatchWriter<T>> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<T>>(4);
+        let (spare_tx, spare) = std::sync::mpsc::sync_channel::<Vec<T>>(4);
         let handle = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
@@ -399,12 +404,15 @@ impl<T: Send + 'static> BatchWriter<T> {
                 let mut text = Vec::with_capacity(batch_len * 128);
                 for msg in rx {
                     match msg {
-                        Batch::Items(items) => {
+                        Batch::Items(mut items) => {
                             text.clear();
                             for r in &items {
                                 format(&mut text, r);
                             }
                             file.write(&text);
+                            items.clear();
+                            // Dropped instead when enough are waiting.
+                            let _ = spare_tx.try_send(items);
                         }
                         Batch::Commit => {
                             file.write(footer);
@@ -420,6 +428,7 @@ impl<T: Send + 'static> BatchWriter<T> {
             batch: Vec::with_capacity(batch_len),
             batch_len,
             tx: Some(tx),
+            spare,
             handle: Some(handle),
         })
     }
@@ -427,7 +436,11 @@ impl<T: Send + 'static> BatchWriter<T> {
     fn push(&mut self, r: T) {
         self.batch.push(r);
         if self.batch.len() == self.batch_len {
-            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_len));
+            let next = self
+                .spare
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(self.batch_len));
+            let full = std::mem::replace(&mut self.batch, next);
             self.send(Batch::Items(full));
         }
     }
