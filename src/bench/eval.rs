@@ -20,7 +20,7 @@
 //! out from the machine's noise.
 
 use crate::stats::finite;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, DiscreteCDF};
 
 use super::{BenchResult, ResultsFile};
@@ -104,21 +104,52 @@ pub fn median_interval_rank(n: usize) -> Option<usize> {
 /// The paired gains of two equally long lists of times, repetition by
 /// repetition; None unless every time is positive.
 pub fn paired_gain(old: &[f64], new: &[f64]) -> Option<PairedGain> {
-    if old.len() != new.len() || old.is_empty() {
+    let m = per_repetition(old, new, |o, n| o / n - 1.0)?;
+    Some(PairedGain {
+        repetitions: m.repetitions,
+        median_gain: m.median,
+        low: m.low,
+        high: m.high,
+    })
+}
+
+/// The median of one value per repetition, with a 95% interval for it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepetitionMedian {
+    /// Repetitions.
+    pub repetitions: usize,
+    /// The median of their values.
+    pub median: Option<f64>,
+    /// The interval's lower end (order statistics, true whatever the
+    /// values' distribution); None with fewer than 6 repetitions.
+    pub low: Option<f64>,
+    /// Its upper end.
+    pub high: Option<f64>,
+}
+
+/// `f(a, b)` of each repetition's two times, and the median of those
+/// values with its interval; None unless the lists are equally long, not
+/// empty, and every time is positive.
+pub fn per_repetition(
+    a: &[f64],
+    b: &[f64],
+    f: impl Fn(f64, f64) -> f64,
+) -> Option<RepetitionMedian> {
+    if a.len() != b.len() || a.is_empty() {
         return None;
     }
-    let mut gains = old
+    let mut values = a
         .iter()
-        .zip(new)
-        .map(|(&o, &n)| Some(positive(Some(o))? / positive(Some(n))? - 1.0))
+        .zip(b)
+        .map(|(&x, &y)| Some(f(positive(Some(x))?, positive(Some(y))?)))
         .collect::<Option<Vec<f64>>>()?;
-    gains.sort_by(f64::total_cmp);
-    let n = gains.len();
-    let bound = |i: usize| finite(gains[i]);
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let bound = |i: usize| finite(values[i]);
     let k = median_interval_rank(n);
-    Some(PairedGain {
+    Some(RepetitionMedian {
         repetitions: n,
-        median_gain: finite(crate::stats::percentile_sorted(&gains, 50.0)),
+        median: finite(crate::stats::percentile_sorted(&values, 50.0)),
         low: k.and_then(&bound),
         high: k.and_then(|k| bound(n - 1 - k)),
     })

@@ -343,6 +343,13 @@ pub struct Ratio {
     pub target: String,
     /// Whether the value meets the goal (null when unknown).
     pub met: Option<bool>,
+    /// The ratio of each repetition's own two times: every repetition
+    /// times the benchmarks back to back, so its ratio is free of the
+    /// machine's drift between repetitions, which the minimum times are not.
+    /// Reported beside the verdict (which stays the minimum times'), so
+    /// that a verdict near the goal can be read against the noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<eval::RepetitionMedian>,
 }
 
 /// The machine a results file was measured on.
@@ -426,7 +433,8 @@ pub fn summary(
 
 /// The ratios issue 10 sets goals for, from one run's results.
 pub fn ratios(results: &[BenchResult]) -> Vec<Ratio> {
-    let time = |n: &str| results.iter().find(|r| r.name == n).and_then(|r| r.time_s);
+    let find = |n: &str| results.iter().find(|r| r.name == n);
+    let time = |n: &str| find(n).and_then(|r| r.time_s);
     // `goal` None: reported without a goal.
     let ratio =
         |name: &str, num: &str, den: &str, target: &str, goal: Option<&dyn Fn(f64) -> bool>| {
@@ -438,6 +446,9 @@ pub fn ratios(results: &[BenchResult]) -> Vec<Ratio> {
                 value,
                 target: target.into(),
                 met: value.zip(goal).map(|(v, g)| g(v)),
+                paired: find(num)
+                    .zip(find(den))
+                    .and_then(|(a, b)| eval::per_repetition(&a.times_s, &b.times_s, |x, y| x / y)),
             }
         };
     vec![
@@ -790,5 +801,38 @@ mod tests {
         assert_eq!(get("core speed").met, Some(false));
         assert_eq!(get("output path with trace").value, None);
         assert_eq!(get("output path with trace").met, None);
+        // No repetition times: no per-repetition ratio.
+        assert_eq!(get("output path:").paired, None);
+    }
+
+    #[test]
+    fn ratios_also_pair_each_repetitions_own_times() {
+        let r = |name: &str, times: &[f64]| summary(name, "customers", 1, 1, times, None);
+        // The machine slows down on every other repetition: the minimum
+        // times' ratio (1.1 / 1.0) misses what each repetition shows.
+        let core = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0];
+        let simulate = [1.2, 2.6, 1.1, 2.4, 1.3, 2.2, 1.25];
+        let v = ratios(&[r(MMC_CORE, &core), r(MMC_SIMULATE, &simulate)]);
+        let out = v
+            .iter()
+            .find(|x| x.name.starts_with("output path:"))
+            .unwrap();
+        assert_eq!(out.value, Some(1.1));
+        // Ratios 1.2 1.3 1.1 1.2 1.3 1.1 1.25: median 1.2; with 7
+        // repetitions the 95% interval is the smallest and largest.
+        let p = out.paired.expect("paired");
+        assert_eq!(p.repetitions, 7);
+        assert_eq!(p.median, Some(1.2));
+        assert_eq!((p.low, p.high), (Some(1.1), Some(1.3)));
+        // Five repetitions: a median, but too few for an interval.
+        let v = ratios(&[r(MMC_CORE, &core[..5]), r(MMC_SIMULATE, &simulate[..5])]);
+        let p = v[0].paired.expect("paired");
+        assert_eq!(
+            (p.repetitions, p.median, p.low, p.high),
+            (5, Some(1.2), None, None)
+        );
+        // Unequal repetition counts cannot be paired.
+        let v = ratios(&[r(MMC_CORE, &core), r(MMC_SIMULATE, &simulate[..6])]);
+        assert_eq!(v[0].paired, None);
     }
 }

@@ -71,11 +71,24 @@ fn results_table(r: &ResultsFile) -> String {
                 .map_or("-", |d| &d[..12.min(d.len())]),
         ));
     }
+    let num = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.3}"));
     for q in &r.ratios {
+        // Each repetition's own ratio, beside the minimum times' verdict.
+        let paired = q.paired.as_ref().map_or(String::new(), |p| {
+            let interval = match (p.low, p.high) {
+                (Some(lo), Some(hi)) => format!(" [{}, {}]", num(Some(lo)), num(Some(hi))),
+                _ => String::new(),
+            };
+            format!(
+                "; per repetition: median {}{interval} of {}",
+                num(p.median),
+                p.repetitions
+            )
+        });
         s.push_str(&format!(
-            "{}: {} (goal {}{})\n",
+            "{}: {} (goal {}{}){paired}\n",
             q.name,
-            q.value.map_or("n/a".into(), |v| format!("{v:.3}")),
+            num(q.value),
             q.target,
             match q.met {
                 Some(true) => ", met",
