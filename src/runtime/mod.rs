@@ -569,8 +569,23 @@ impl<O: Observer, D: Driver> std::fmt::Debug for Runtime<'_, O, D> {
 
 /// Priors for the policy: Monte Carlo p50/p95 of each node type's latency
 /// (node tail and heavy tail included), from a fixed keyed stream.
+///
+/// They depend only on the seed and the type's latency model, which most
+/// runs of a sweep or a ratchet share with an earlier run of the process
+/// (same seed and node types, another policy or constant), so they are
+/// memoised process-wide: a run of the default scenario spent a tenth of
+/// its instructions drawing them.
 fn priors(s: &Scenario, table: &NodeTable, cw: &CompiledWorkload) -> Vec<NodeTypeInfo> {
-    const N: usize = 2000;
+    priors_with(s, table, cw, true)
+}
+
+/// [`priors`], through the memo or not (tests compare the two).
+fn priors_with(
+    s: &Scenario,
+    table: &NodeTable,
+    cw: &CompiledWorkload,
+    memo: bool,
+) -> Vec<NodeTypeInfo> {
     (0..table.names.len())
         .map(|ty| {
             // Use the token count the workload actually gives this type, if any.
@@ -580,22 +595,66 @@ fn priors(s: &Scenario, table: &NodeTable, cw: &CompiledWorkload) -> Vec<NodeTyp
                 .flat_map(|b| b.nodes.iter())
                 .find(|n| n.node_type as usize == ty)
                 .map_or(table.tokens[ty].1, |n| n.output_tokens);
-            let spec = DrawSpec {
-                sampler: &table.samplers[ty],
-                tail: table.tails[ty],
-                heavy_tail: table.heavy_tails[ty],
-                input_tokens: 0,
-                output_tokens: tokens,
+            // Everything the draws read, exactly (`Debug` prints each
+            // float's shortest round-trip digits).
+            let model = format!(
+                "{ty} {:?} {:?} {:?} {tokens}",
+                table.dists[ty], table.tails[ty], table.heavy_tails[ty]
+            );
+            let compute = || {
+                let spec = DrawSpec {
+                    sampler: &table.samplers[ty],
+                    tail: table.tails[ty],
+                    heavy_tail: table.heavy_tails[ty],
+                    input_tokens: 0,
+                    output_tokens: tokens,
+                };
+                prior(s.seed, ty, &spec)
             };
-            let mut rng = keyed(s.seed, Stream::Prior, [ty as u64, 0, 0, 0]);
-            let mut xs: Vec<f64> = (0..N).map(|_| draw_latency_ms(&mut rng, &spec)).collect();
-            xs.sort_unstable_by(f64::total_cmp);
-            NodeTypeInfo {
-                prior_p50_ms: stats::percentile_sorted(&xs, 50.0),
-                prior_p95_ms: stats::percentile_sorted(&xs, 95.0),
+            if memo {
+                prior_memo(s.seed, model, compute)
+            } else {
+                compute()
             }
         })
         .collect()
+}
+
+/// At most this many priors are memoised; past it the memo starts afresh.
+const PRIOR_MEMO_MAX: usize = 4096;
+
+/// The memoised prior of `(seed, model)`, computed by `compute` if new.
+fn prior_memo(seed: u64, model: String, compute: impl FnOnce() -> NodeTypeInfo) -> NodeTypeInfo {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static MEMO: OnceLock<Mutex<HashMap<(u64, String), NodeTypeInfo>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Mutex::default);
+    let key = (seed, model);
+    // A poisoned lock only means another run panicked; the map is still whole.
+    if let Some(p) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return p.clone();
+    }
+    let p = compute();
+    let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
+    if m.len() >= PRIOR_MEMO_MAX {
+        m.clear();
+    }
+    m.insert(key, p.clone());
+    p
+}
+
+/// Node type `ty`'s prior: p50 and p95 of 2,000 keyed draws of `spec`.
+fn prior(seed: u64, ty: usize, spec: &DrawSpec<'_>) -> NodeTypeInfo {
+    const N: usize = 2000;
+    let mut rng = keyed(seed, Stream::Prior, [ty as u64, 0, 0, 0]);
+    let mut xs: Vec<f64> = (0..N).map(|_| draw_latency_ms(&mut rng, spec)).collect();
+    let [p50, p95] = stats::percentiles_select(&mut xs, &[50.0, 95.0])[..] else {
+        unreachable!("two percentiles asked, two given")
+    };
+    NodeTypeInfo {
+        prior_p50_ms: p50,
+        prior_p95_ms: p95,
+    }
 }
 
 impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
@@ -1878,6 +1937,31 @@ mod tests {
             rcp_in_block: SimDuration::ZERO,
         };
         Node::blocked(&b, 0, SimDuration::ZERO)
+    }
+
+    /// The memo gives what the draws give, cold or warm, and a change to a
+    /// node type's latency model or to the seed is a new entry, not a hit.
+    #[test]
+    fn memoised_priors_are_the_draws_of_each_model() {
+        let base = Scenario::default_research_agent();
+        let mut slower = base.clone();
+        let (name, nt) = slower.node_types.iter_mut().next().expect("a node type");
+        let name = name.clone();
+        nt.latency = crate::scenario::Dist::Constant { ms: 12_345.0 };
+        let mut reseeded = base.clone();
+        reseeded.seed += 1;
+        let mut seen = Vec::new();
+        for s in [&base, &slower, &reseeded, &base, &slower] {
+            let table = NodeTable::build(s);
+            let cw = crate::workload::compile(s, &table.facts());
+            let fresh = priors_with(s, &table, &cw, false);
+            assert_eq!(priors(s, &table, &cw), fresh);
+            seen.push((table.names.iter().position(|n| *n == name).unwrap(), fresh));
+        }
+        let ty = seen[0].0;
+        assert_eq!(seen[1].1[ty].prior_p50_ms, 12_345.0);
+        assert_ne!(seen[0].1[ty], seen[1].1[ty]);
+        assert_ne!(seen[0].1, seen[2].1, "another seed draws other priors");
     }
 
     #[test]

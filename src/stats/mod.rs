@@ -3,6 +3,8 @@
 
 pub mod samples;
 
+use std::cmp::Ordering;
+
 pub use samples::Samples;
 
 /// The `q`-th percentile (0..=100) of sorted data by linear interpolation
@@ -23,19 +25,40 @@ pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
-/// Several percentiles of unsorted data (sorts a copy once).
+/// Several percentiles of unsorted data (selects on a copy).
 pub fn percentiles(data: &[f64], qs: &[f64]) -> Vec<f64> {
-    let mut v = data.to_vec();
-    v.sort_unstable_by(f64::total_cmp);
-    qs.iter().map(|&q| percentile_sorted(&v, q)).collect()
+    percentiles_select(&mut data.to_vec(), qs)
+}
+
+/// Several percentiles of `data`, which it reorders: exactly what
+/// [`percentile_sorted`] gives on the sorted data (by `f64::total_cmp`),
+/// found by selection instead of a sort.
+pub fn percentiles_select(data: &mut [f64], qs: &[f64]) -> Vec<f64> {
+    select_percentiles(data, qs, f64::total_cmp, |a, b, pos| {
+        let frac = pos.fract();
+        if frac == 0.0 { a } else { a + (b - a) * frac }
+    })
 }
 
 /// Several percentiles of integer data (microseconds, nano-dollars),
 /// scaled by `unit`; sorting integers is several times faster than floats.
-/// Reorders `data` (selection, not a full sort). Percentiles are selected
-/// in ascending order, each in the part right of the previous one, so a
-/// list like p50, p95, p99, max costs about 1.6 passes instead of four.
+/// Reorders `data` (selection, not a full sort).
 pub fn percentiles_u64(data: &mut [u64], qs: &[f64], unit: f64) -> Vec<f64> {
+    select_percentiles(data, qs, Ord::cmp, |a, b, pos| interpolate(a, b, pos, unit))
+}
+
+/// For each of `qs`, `value(a, b, pos)` of the order statistics `a` (rank
+/// floor(pos)) and `b` (rank ceil(pos)) at fractional rank `pos`, the
+/// ranks `percentile_sorted` interpolates between; NaN for empty data.
+/// Percentiles are selected in ascending order, each in the part right of
+/// the previous one, so a list like p50, p95, p99, max costs about 1.6
+/// passes over the data instead of a sort.
+fn select_percentiles<T: Copy>(
+    data: &mut [T],
+    qs: &[f64],
+    cmp: impl Fn(&T, &T) -> Ordering + Copy,
+    value: impl Fn(T, T, f64) -> f64,
+) -> Vec<f64> {
     let n = data.len();
     let mut out = vec![f64::NAN; qs.len()];
     if n == 0 {
@@ -46,20 +69,22 @@ pub fn percentiles_u64(data: &mut [u64], qs: &[f64], unit: f64) -> Vec<f64> {
     // Everything left of `from` ranks below every statistic still to come.
     let mut from = 0;
     for i in order {
-        // Same interpolation as `percentile_sorted`, on the scaled values.
         let pos = (n - 1) as f64 * (qs[i] / 100.0);
         let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
         let lo = lo.max(from);
-        let a = *data[from..].select_nth_unstable(lo - from).1;
-        // After selection everything right of `lo` is >= data[lo], so the
-        // next order statistic is the minimum of that part.
+        let a = *data[from..].select_nth_unstable_by(lo - from, cmp).1;
+        // After selection everything right of `lo` ranks at or above
+        // data[lo], so the next order statistic is the least of that part.
         let b = if hi <= lo {
             a
         } else {
-            *data[lo + 1..].iter().min().expect("hi < n")
+            *data[lo + 1..]
+                .iter()
+                .min_by(|x, y| cmp(x, y))
+                .expect("hi < n")
         };
         from = lo;
-        out[i] = interpolate(a, b, pos, unit);
+        out[i] = value(a, b, pos);
     }
     out
 }
@@ -342,7 +367,7 @@ mod tests {
     fn integer_percentiles_agree_with_float_ones() {
         let mut v: Vec<u64> = vec![4000, 1000, 3000, 2000];
         let got = percentiles_u64(&mut v, &[0.0, 25.0, 50.0, 95.0, 100.0], 1e-3);
-        let want = percentiles(&[4.0, 1.0, 3.0, 2.0], &[0.0, 25.0, 50.0, 95.0, 100.0]);
+        let want = sorted_percentiles(&[4.0, 1.0, 3.0, 2.0], &[0.0, 25.0, 50.0, 95.0, 100.0]);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
         }
@@ -353,7 +378,7 @@ mod tests {
         let data: Vec<u64> = (0..1001).map(|_| (r.next_u32() % 300) as u64).collect();
         let qs = [0.0, 1.0, 33.3, 50.0, 95.0, 99.0, 99.9, 100.0];
         let floats: Vec<f64> = data.iter().map(|&x| x as f64).collect();
-        let want = percentiles(&floats, &qs);
+        let want = sorted_percentiles(&floats, &qs);
         let got = percentiles_u64(&mut data.clone(), &qs, 1.0);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-9, "{got:?} vs {want:?}");
@@ -369,12 +394,40 @@ mod tests {
             qs in proptest::collection::vec(0.0f64..=100.0, 1..8),
         ) {
             let floats: Vec<f64> = data.iter().map(|&x| x as f64).collect();
-            let want = percentiles(&floats, &qs);
+            let want = sorted_percentiles(&floats, &qs);
             let got = percentiles_u64(&mut data.clone(), &qs, 1.0);
             for (g, w) in got.iter().zip(&want) {
                 proptest::prop_assert!((g - w).abs() < 1e-9, "{:?} vs {:?}", got, want);
             }
         }
+
+        /// Float selection gives, bit for bit, what a full sort and
+        /// `percentile_sorted` give: any floats (ties, signed zeros,
+        /// infinities and NaNs among them), any percentiles in any order.
+        #[test]
+        fn float_percentiles_match_a_full_sort_bit_for_bit(
+            data in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Strategy::prop_map(0u8..6, f64::from),
+                    proptest::prelude::any::<f64>(),
+                    proptest::prelude::Just(-0.0),
+                ],
+                1..300,
+            ),
+            qs in proptest::collection::vec(0.0f64..=100.0, 1..6),
+        ) {
+            let want = sorted_percentiles(&data, &qs);
+            let got = percentiles_select(&mut data.clone(), &qs);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(bits(&got), bits(&want));
+        }
+    }
+
+    /// The reference: a full sort, then `percentile_sorted` per percentile.
+    fn sorted_percentiles(data: &[f64], qs: &[f64]) -> Vec<f64> {
+        let mut v = data.to_vec();
+        v.sort_by(f64::total_cmp);
+        qs.iter().map(|&q| percentile_sorted(&v, q)).collect()
     }
 
     #[test]
