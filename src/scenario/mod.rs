@@ -591,7 +591,15 @@ impl Scenario {
 
     /// The embedded default scenario.
     pub fn default_research_agent() -> Scenario {
-        Scenario::from_json_str(DEFAULT_SCENARIO_JSON).expect("embedded default scenario is valid")
+        // Parsed once per process: the factory starts every scenario of a
+        // ratchet from it, and parsing cost more than cloning.
+        static DEFAULT: std::sync::OnceLock<Scenario> = std::sync::OnceLock::new();
+        DEFAULT
+            .get_or_init(|| {
+                Scenario::from_json_str(DEFAULT_SCENARIO_JSON)
+                    .expect("embedded default scenario is valid")
+            })
+            .clone()
     }
 
     /// Parses and validates a scenario document.

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::metrics::{Observer, WorkflowRecord};
 use crate::policy::{Constants, PolicyKind};
+use crate::scenario::Scenario;
 use crate::scenario::factory::{ScenarioSeed, default_seeds};
 use crate::stats::describe;
 
@@ -79,19 +80,24 @@ pub struct RunScore {
 #[derive(Debug, Default)]
 struct DigestObserver {
     hasher: sha1::Sha1,
+    /// One record's text, reused.
+    line: String,
 }
 
 impl Observer for DigestObserver {
     fn workflow_done(&mut self, r: &WorkflowRecord) {
         use sha1::Digest;
-        self.hasher.update(format!("{r:?}\n").as_bytes());
+        use std::fmt::Write;
+        self.line.clear();
+        let _ = writeln!(self.line, "{r:?}");
+        self.hasher.update(self.line.as_bytes());
     }
 }
 
-/// Runs `seed`'s scenario under `policy` and `constants`, in memory.
-pub fn score(seed: &ScenarioSeed, policy: PolicyKind, constants: &Constants) -> RunScore {
+/// Runs scenario `s` under `constants`, in memory.
+fn score_scenario(s: &Scenario, constants: &Constants) -> RunScore {
     use sha1::Digest;
-    let mut s = seed.scenario(policy);
+    let mut s = s.clone();
     s.constants = constants.clone();
     let mut obs = DigestObserver::default();
     let mut r = crate::sim::run(&s, &mut obs);
@@ -111,8 +117,25 @@ pub fn score(seed: &ScenarioSeed, policy: PolicyKind, constants: &Constants) -> 
 }
 
 /// Scores every (seed, constants) pair in parallel; results in input order.
+/// Each seed's scenario is built once, however many constants it is
+/// scored under.
 pub fn score_all(jobs: &[(&ScenarioSeed, &Constants)], policy: PolicyKind) -> Vec<RunScore> {
-    jobs.par_iter().map(|(s, c)| score(s, policy, c)).collect()
+    let mut built: Vec<(&ScenarioSeed, Scenario)> = Vec::new();
+    for &(seed, _) in jobs {
+        if !built.iter().any(|(b, _)| std::ptr::eq(*b, seed)) {
+            built.push((seed, seed.scenario(policy)));
+        }
+    }
+    let scenario_of = |seed: &ScenarioSeed| {
+        &built
+            .iter()
+            .find(|(b, _)| std::ptr::eq(*b, seed))
+            .expect("built above")
+            .1
+    };
+    jobs.par_iter()
+        .map(|(seed, c)| score_scenario(scenario_of(seed), c))
+        .collect()
 }
 
 /// A paired comparison of a candidate against the reference on scenarios.
