@@ -76,21 +76,69 @@ pub struct RunScore {
 }
 
 /// Hashes workflow records as they complete (completion order is itself
-/// deterministic).
+/// deterministic). The digest only tells runs of one process apart (an
+/// eval's `output_changed`), so it hashes each record's fields as bytes:
+/// formatting them as text was a tenth of a ratchet's instructions.
 #[derive(Debug, Default)]
 struct DigestObserver {
     hasher: sha1::Sha1,
-    /// One record's text, reused.
-    line: String,
 }
 
 impl Observer for DigestObserver {
     fn workflow_done(&mut self, r: &WorkflowRecord) {
         use sha1::Digest;
-        use std::fmt::Write;
-        self.line.clear();
-        let _ = writeln!(self.line, "{r:?}");
-        self.hasher.update(self.line.as_bytes());
+        // Every field, by name: a field added to the record fails to
+        // compile here until it is hashed too.
+        let WorkflowRecord {
+            workflow_id,
+            arrival,
+            finish,
+            ok,
+            cost,
+            retries,
+            rate_limited,
+            cancellations,
+            hedges_launched,
+            escalations,
+            wasted,
+            iterations,
+            nodes,
+            calls,
+            attempts,
+            redos,
+            queue_wait,
+            interrupted,
+        } = *r;
+        let wide = [
+            workflow_id,
+            arrival.0,
+            finish.0,
+            cost.0,
+            wasted.0,
+            queue_wait.0,
+        ];
+        let narrow = [
+            retries,
+            rate_limited,
+            cancellations,
+            hedges_launched,
+            escalations,
+            iterations,
+            nodes,
+            calls,
+            attempts,
+            redos,
+        ];
+        let mut bytes = [0u8; 6 * 8 + 10 * 4 + 2];
+        for (i, x) in wide.iter().enumerate() {
+            bytes[8 * i..8 * i + 8].copy_from_slice(&x.to_le_bytes());
+        }
+        for (i, x) in narrow.iter().enumerate() {
+            bytes[48 + 4 * i..52 + 4 * i].copy_from_slice(&x.to_le_bytes());
+        }
+        bytes[88] = u8::from(ok);
+        bytes[89] = u8::from(interrupted);
+        self.hasher.update(bytes);
     }
 }
 
@@ -464,6 +512,66 @@ mod tests {
             p95_ms: p95,
             cost_mean: cost,
             digest: String::new(),
+        }
+    }
+
+    /// Every field of a record moves the run digest.
+    #[test]
+    fn the_run_digest_reads_every_record_field() {
+        use crate::units::{Money, SimDuration, SimTime};
+        use sha1::Digest;
+        let base = WorkflowRecord {
+            workflow_id: 1,
+            arrival: SimTime(2),
+            finish: SimTime(3),
+            ok: true,
+            cost: Money(4),
+            retries: 5,
+            rate_limited: 6,
+            cancellations: 7,
+            hedges_launched: 8,
+            escalations: 9,
+            wasted: SimDuration(10),
+            iterations: 11,
+            nodes: 12,
+            calls: 13,
+            attempts: 14,
+            redos: 15,
+            queue_wait: SimDuration(16),
+            interrupted: false,
+        };
+        let digest = |r: &WorkflowRecord| {
+            let mut o = DigestObserver::default();
+            o.workflow_done(r);
+            o.hasher.finalize().to_vec()
+        };
+        let changes: [fn(&mut WorkflowRecord); 18] = [
+            |r| r.workflow_id += 1,
+            |r| r.arrival.0 += 1,
+            |r| r.finish.0 += 1,
+            |r| r.ok = false,
+            |r| r.cost.0 += 1,
+            |r| r.retries += 1,
+            |r| r.rate_limited += 1,
+            |r| r.cancellations += 1,
+            |r| r.hedges_launched += 1,
+            |r| r.escalations += 1,
+            |r| r.wasted.0 += 1,
+            |r| r.iterations += 1,
+            |r| r.nodes += 1,
+            |r| r.calls += 1,
+            |r| r.attempts += 1,
+            |r| r.redos += 1,
+            |r| r.queue_wait.0 += 1,
+            |r| r.interrupted = true,
+        ];
+        let mut seen = vec![digest(&base)];
+        for change in changes {
+            let mut r = base.clone();
+            change(&mut r);
+            let d = digest(&r);
+            assert!(!seen.contains(&d), "a field left the digest unchanged");
+            seen.push(d);
         }
     }
 
