@@ -155,6 +155,22 @@ pub fn per_repetition(
     })
 }
 
+/// `; {label} {median} [{low}, {high}] of {repetitions}` (no interval
+/// without both ends), each number printed by `show`.
+pub fn median_text(
+    label: &str,
+    median: Option<f64>,
+    (low, high): (Option<f64>, Option<f64>),
+    repetitions: usize,
+    show: impl Fn(Option<f64>) -> String,
+) -> String {
+    let interval = match (low, high) {
+        (Some(lo), Some(hi)) => format!(" [{}, {}]", show(Some(lo)), show(Some(hi))),
+        _ => String::new(),
+    };
+    format!("; {label} {}{interval} of {repetitions}", show(median))
+}
+
 /// The eval report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EvalReport {
@@ -317,14 +333,12 @@ pub fn report_text(r: &EvalReport) -> String {
             None => ", output not comparable",
         };
         let paired = e.paired.as_ref().map_or(String::new(), |p| {
-            let interval = match (p.low, p.high) {
-                (Some(lo), Some(hi)) => format!(" [{}, {}]", pct(Some(lo)), pct(Some(hi))),
-                _ => String::new(),
-            };
-            format!(
-                "; paired median {}{interval} of {}",
-                pct(p.median_gain),
-                p.repetitions
+            median_text(
+                "paired median",
+                p.median_gain,
+                (p.low, p.high),
+                p.repetitions,
+                pct,
             )
         });
         s.push_str(&format!(
@@ -479,6 +493,29 @@ mod tests {
         assert_eq!(median_interval_rank(6), Some(0));
         assert_eq!(median_interval_rank(9), Some(1));
         assert_eq!(median_interval_rank(20), Some(5));
+    }
+
+    #[test]
+    fn median_text_shows_an_interval_only_with_both_ends() {
+        let show = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}"));
+        assert_eq!(
+            median_text(
+                "per repetition: median",
+                Some(1.25),
+                (Some(1.0), Some(1.5)),
+                7,
+                show
+            ),
+            "; per repetition: median 1.250 [1.000, 1.500] of 7"
+        );
+        assert_eq!(
+            median_text("m", Some(1.25), (None, Some(1.5)), 5, show),
+            "; m 1.250 of 5"
+        );
+        assert_eq!(
+            median_text("m", None, (None, None), 0, show),
+            "; m n/a of 0"
+        );
     }
 
     #[test]

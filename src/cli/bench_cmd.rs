@@ -75,14 +75,12 @@ fn results_table(r: &ResultsFile) -> String {
     for q in &r.ratios {
         // Each repetition's own ratio, beside the minimum times' verdict.
         let paired = q.paired.as_ref().map_or(String::new(), |p| {
-            let interval = match (p.low, p.high) {
-                (Some(lo), Some(hi)) => format!(" [{}, {}]", num(Some(lo)), num(Some(hi))),
-                _ => String::new(),
-            };
-            format!(
-                "; per repetition: median {}{interval} of {}",
-                num(p.median),
-                p.repetitions
+            eval::median_text(
+                "per repetition: median",
+                p.median,
+                (p.low, p.high),
+                p.repetitions,
+                num,
             )
         });
         s.push_str(&format!(
