@@ -150,11 +150,18 @@ impl Window {
         self.evicted.clear();
     }
 
+    /// Inlined: most reads find the cached quantiles fresh.
+    #[inline]
     fn refresh_if_stale(&mut self) {
         let n = self.buf.len();
         if n < MIN_SAMPLES || (!self.p50.is_nan() && self.since_refresh < self.refresh_every) {
             return;
         }
+        self.refresh();
+    }
+
+    #[inline(never)]
+    fn refresh(&mut self) {
         if self.tracking {
             self.fold();
         } else {

@@ -320,17 +320,41 @@ pub struct AttemptEnded {
 
 /// A queued call; the heap pops the smallest `(k1, k2, seq)`. Entries are
 /// small on purpose: the facts of the call are read from the view.
+///
+/// The three keys are packed into one `u128` (k1, then k2 in 24 bits,
+/// then seq in 40), so that a sift step is one integer comparison and an
+/// entry is 32 bytes: queues of hundreds of calls spend most of a pop there.
+/// k2 is a workflow id (at most [`MAX_WORKFLOWS`](crate::scenario::MAX_WORKFLOWS)
+/// < 2^24) and seq counts the pushes of one run.
 #[derive(Clone, Copy, Debug)]
 struct Queued {
-    k1: u64,
-    k2: u64,
-    seq: u64,
+    key: u128,
     call: CallKey,
+}
+
+// Every workflow id of a run fits the queue key's k2 field.
+const _: () = assert!(crate::scenario::MAX_WORKFLOWS < 1 << Queued::K2_BITS);
+
+impl Queued {
+    const K2_BITS: u32 = 24;
+    const SEQ_BITS: u32 = 40;
+
+    fn new(k1: u64, k2: u64, seq: u64, call: CallKey) -> Queued {
+        assert!(
+            k2 < 1 << Self::K2_BITS && seq < 1 << Self::SEQ_BITS,
+            "queue key out of range: workflow id {k2} (limit 2^24), push {seq} (limit 2^40)"
+        );
+        let low = (k2 << Self::SEQ_BITS) | seq;
+        Queued {
+            key: (u128::from(k1) << 64) | u128::from(low),
+            call,
+        }
+    }
 }
 
 impl PartialEq for Queued {
     fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
+        self.key == o.key
     }
 }
 impl Eq for Queued {}
@@ -342,7 +366,7 @@ impl PartialOrd for Queued {
 impl Ord for Queued {
     fn cmp(&self, o: &Self) -> Ordering {
         // Reversed: BinaryHeap is a max-heap and we pop the smallest key.
-        (o.k1, o.k2, o.seq).cmp(&(self.k1, self.k2, self.seq))
+        o.key.cmp(&self.key)
     }
 }
 
@@ -428,6 +452,8 @@ pub struct Policy {
 #[derive(Debug)]
 struct TierState {
     info: TierInfo,
+    /// The model with the lowest price multiplier (ties to the lower index).
+    cheapest_model: u8,
     /// Calls waiting for this tier.
     queue: BinaryHeap<Queued>,
     /// Queue-wait window.
@@ -495,15 +521,25 @@ impl Policy {
                 by_speed: sort_by(p, &|x| x.latency_scale),
                 token_limited: p.iter().any(|t| t.token_limit),
             });
-            tiers.extend(p.iter().map(|info| TierState {
-                info: info.clone(),
-                queue: BinaryHeap::new(),
-                waits: Window::new(window),
-                free: 0,
-                load: TierLoad::default(),
-                token_wake: SimTime::NEVER,
-                tpm_blocked: SimTime::NEVER,
-                tpm_wake: SimTime::NEVER,
+            tiers.extend(p.iter().map(|info| {
+                TierState {
+                    info: info.clone(),
+                    cheapest_model: (0..info.models.len())
+                        .min_by(|&a, &b| {
+                            info.models[a]
+                                .0
+                                .total_cmp(&info.models[b].0)
+                                .then(a.cmp(&b))
+                        })
+                        .unwrap_or(0) as u8,
+                    queue: BinaryHeap::new(),
+                    waits: Window::new(window),
+                    free: 0,
+                    load: TierLoad::default(),
+                    token_wake: SimTime::NEVER,
+                    tpm_blocked: SimTime::NEVER,
+                    tpm_wake: SimTime::NEVER,
+                }
             }));
         }
         Policy {
@@ -610,21 +646,15 @@ impl Policy {
 
     /// The model a call uses on `tier`.
     fn model_for(&self, r: &ReadyCall, provider: u16, tier: u16) -> u8 {
-        let info = &self.tier(provider, tier).info;
+        let ts = self.tier(provider, tier);
+        let info = &ts.info;
         if r.redos > 0 {
             return info.best_model(r.difficulty);
         }
         if !self.mech.model_routing {
             return 0;
         }
-        let cheapest = (0..info.models.len())
-            .min_by(|&a, &b| {
-                info.models[a]
-                    .0
-                    .total_cmp(&info.models[b].0)
-                    .then(a.cmp(&b))
-            })
-            .unwrap_or(0) as u8;
+        let cheapest = ts.cheapest_model;
         let default_price = info.price(0, r.input_tokens, r.output_tokens);
         let over_budget = r.workflow_spent.as_dollars() + default_price > self.c.workflow_budget;
         if r.difficulty < self.c.routing_threshold || over_budget {
@@ -711,12 +741,9 @@ impl Policy {
         let (k1, k2) = self.key(&r);
         self.seq += 1;
         let g = self.gid(provider, tier);
-        self.tiers[g].queue.push(Queued {
-            k1,
-            k2,
-            seq: self.seq,
-            call: r.call,
-        });
+        self.tiers[g]
+            .queue
+            .push(Queued::new(k1, k2, self.seq, r.call));
         self.queued += 1;
     }
 

@@ -583,3 +583,31 @@ fn a_redone_call_goes_to_the_model_that_accepts_it_most() {
     c.redos = 1;
     assert_eq!(model_of(&mut p, c), 0);
 }
+
+proptest::proptest! {
+    /// The packed queue key orders entries exactly as the (k1, k2, seq)
+    /// tuple it packs (reversed, for the max-heap), ties included.
+    #[test]
+    fn packed_queue_keys_order_as_their_tuples(
+        a in (proptest::prelude::any::<u64>(), 0u64..1 << 24, 0u64..1 << 40),
+        b in (proptest::prelude::any::<u64>(), 0u64..1 << 24, 0u64..1 << 40),
+        same_k1 in proptest::prelude::any::<bool>(),
+        same_k2 in proptest::prelude::any::<bool>(),
+    ) {
+        let b = (if same_k1 { a.0 } else { b.0 }, if same_k2 { a.1 } else { b.1 }, b.2);
+        let call = CallKey { slot: 0, generation: 0, node: 0 };
+        let (qa, qb) = (Queued::new(a.0, a.1, a.2, call), Queued::new(b.0, b.1, b.2, call));
+        proptest::prop_assert_eq!(qa.cmp(&qb), b.cmp(&a));
+    }
+}
+
+#[test]
+#[should_panic(expected = "queue key out of range")]
+fn a_workflow_id_beyond_the_queue_key_is_refused() {
+    let call = CallKey {
+        slot: 0,
+        generation: 0,
+        node: 0,
+    };
+    let _ = Queued::new(0, 1 << 24, 0, call);
+}
