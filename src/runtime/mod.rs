@@ -185,6 +185,11 @@ struct LiveNodes {
     /// node before it is done.
     first: u32,
     v: Vec<Node>,
+    /// Each remote node's keyed difficulty (NaN for local ones), beside
+    /// `v`; filled only when something reads difficulties. Drawn once per
+    /// node rather than on every look at the call, and kept out of
+    /// [`Node`] so that a node still fits one cache line.
+    difficulty: Vec<f64>,
 }
 
 impl LiveNodes {
@@ -202,6 +207,12 @@ impl LiveNodes {
     fn drop_done(&mut self) {
         self.first = self.total();
         self.v.clear();
+        self.difficulty.clear();
+    }
+
+    /// Node `n`'s difficulty (filled only when difficulties are read).
+    fn difficulty(&self, n: u32) -> f64 {
+        self.difficulty[(n - self.first) as usize]
     }
 }
 
@@ -392,7 +403,6 @@ impl State {
 
 struct View<'a> {
     st: &'a State,
-    seed: u64,
     /// Whether anything reads call difficulties (routing, quality curves).
     difficulty: bool,
 }
@@ -421,7 +431,7 @@ impl View<'_> {
             slack: n.slack,
             // Drawn only when something reads it; keyed, so laziness changes nothing.
             difficulty: if self.difficulty {
-                difficulty(self.seed, w.id, call.node)
+                w.nodes.difficulty(call.node)
             } else {
                 0.0
             },
@@ -515,7 +525,6 @@ macro_rules! view {
     ($sim:ident) => {
         View {
             st: &$sim.st,
-            seed: $sim.seed,
             difficulty: $sim.routing || $sim.judging,
         }
     };
@@ -1016,10 +1025,14 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let mut nodes = std::mem::take(&mut w.nodes);
         nodes.first = 0;
         nodes.v.clear();
+        nodes.difficulty.clear();
         // Room for the largest block at once, so the table never grows
         // (and copies its nodes) while the workflow runs.
         if nodes.v.capacity() < self.nodes_reserved {
             nodes.v.reserve_exact(self.nodes_reserved);
+        }
+        if (self.routing || self.judging) && nodes.difficulty.capacity() < self.nodes_reserved {
+            nodes.difficulty.reserve_exact(self.nodes_reserved);
         }
         *w = Workflow {
             id,
@@ -1056,7 +1069,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let base = w.nodes.first;
         w.iteration = iteration;
         w.unfinished += block.nodes.len() as u32;
-        for b in &block.nodes {
+        let with_difficulty = self.routing || self.judging;
+        for (i, b) in block.nodes.iter().enumerate() {
             let remote = matches!(self.table.exec[b.node_type as usize], Exec::Remote(_));
             w.calls += remote as u32;
             let provider = match self.table.exec[b.node_type as usize] {
@@ -1066,6 +1080,13 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             w.nodes
                 .v
                 .push(Node::blocked(b, provider, b.rcp_in_block + later));
+            if with_difficulty {
+                w.nodes.difficulty.push(if remote {
+                    difficulty(self.seed, w.id, base + i as u32)
+                } else {
+                    f64::NAN
+                });
+            }
         }
         for i in 0..block.roots.len() {
             let root = self.workload.block(iteration).roots[i];
@@ -1611,7 +1632,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         if n.redos >= MAX_REDOS {
             return false;
         }
-        let d = difficulty(self.seed, w.id, a.node);
+        let d = w.nodes.difficulty(a.node);
         let p = curve.accept(d);
         let better = models
             .iter()
