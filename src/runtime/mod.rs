@@ -409,7 +409,7 @@ struct View<'a> {
 
 /// A call's keyed difficulty in [0, 1): what model routing and quality
 /// curves read.
-fn difficulty(seed: u64, workflow: u64, node: u32) -> f64 {
+pub(crate) fn difficulty(seed: u64, workflow: u64, node: u32) -> f64 {
     unit(&mut keyed(
         seed,
         Stream::Difficulty,

@@ -609,3 +609,54 @@ fn a_node_types_own_heavy_tail_replaces_the_global_one() {
     after.wall_time_s = before.wall_time_s;
     assert_eq!(before, after);
 }
+
+/// Model routing reads each call's keyed difficulty (drawn once per node,
+/// in every iteration's block): with no quality curves and no budget in
+/// the way, every LLM start (primary, escalated or hedge) uses the cheap
+/// model exactly when its call's difficulty is under the threshold.
+#[test]
+fn routing_picks_each_calls_model_by_its_keyed_difficulty() {
+    let mut s = research(60, PolicyKind::Full);
+    s.ablations.enable_model_routing = true;
+    s.constants.workflow_budget = 1e12;
+    for p in s.providers.values_mut() {
+        for t in &mut p.tiers {
+            for m in &mut t.models {
+                m.quality = None;
+            }
+        }
+    }
+    let mut obs = MemoryObserver {
+        keep_trace: true,
+        ..MemoryObserver::default()
+    };
+    let sim = Simulator::new(&s, &mut obs);
+    let names = sim.table().names.clone();
+    let first_block = sim.workload().block(0).nodes.len() as u32;
+    sim.run();
+    let (mut cheap, mut default, mut later_blocks) = (0, 0, 0);
+    for e in obs
+        .trace
+        .iter()
+        .filter(|e| matches!(e.kind, TraceKind::Start(_)))
+    {
+        if s.node_types[&names[e.node_type as usize]].resource != "llm" {
+            continue;
+        }
+        let d = crate::runtime::difficulty(s.seed, e.workflow, e.node);
+        // The LLM tiers' models are [large, small]: the small one is cheaper.
+        let want = u8::from(d < s.constants.routing_threshold);
+        assert_eq!(e.model, want, "workflow {} node {}", e.workflow, e.node);
+        if want == 1 {
+            cheap += 1
+        } else {
+            default += 1
+        }
+        later_blocks += usize::from(e.node >= first_block);
+    }
+    assert!(
+        cheap > 100 && default > 100,
+        "{cheap} cheap, {default} default"
+    );
+    assert!(later_blocks > 50, "later iterations' nodes: {later_blocks}");
+}
