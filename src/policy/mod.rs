@@ -122,6 +122,19 @@ impl TierInfo {
         }
         best as u8
     }
+
+    /// The model with the lowest price multiplier (ties go to the lower
+    /// index): where model routing sends easy calls.
+    pub fn cheapest_model(&self) -> u8 {
+        (0..self.models.len())
+            .min_by(|&a, &b| {
+                self.models[a]
+                    .0
+                    .total_cmp(&self.models[b].0)
+                    .then(a.cmp(&b))
+            })
+            .unwrap_or(0) as u8
+    }
 }
 
 /// Static facts about a node type.
@@ -452,7 +465,7 @@ pub struct Policy {
 #[derive(Debug)]
 struct TierState {
     info: TierInfo,
-    /// The model with the lowest price multiplier (ties to the lower index).
+    /// `info.cheapest_model()`, found once.
     cheapest_model: u8,
     /// Calls waiting for this tier.
     queue: BinaryHeap<Queued>,
@@ -521,25 +534,16 @@ impl Policy {
                 by_speed: sort_by(p, &|x| x.latency_scale),
                 token_limited: p.iter().any(|t| t.token_limit),
             });
-            tiers.extend(p.iter().map(|info| {
-                TierState {
-                    info: info.clone(),
-                    cheapest_model: (0..info.models.len())
-                        .min_by(|&a, &b| {
-                            info.models[a]
-                                .0
-                                .total_cmp(&info.models[b].0)
-                                .then(a.cmp(&b))
-                        })
-                        .unwrap_or(0) as u8,
-                    queue: BinaryHeap::new(),
-                    waits: Window::new(window),
-                    free: 0,
-                    load: TierLoad::default(),
-                    token_wake: SimTime::NEVER,
-                    tpm_blocked: SimTime::NEVER,
-                    tpm_wake: SimTime::NEVER,
-                }
+            tiers.extend(p.iter().map(|info| TierState {
+                info: info.clone(),
+                cheapest_model: info.cheapest_model(),
+                queue: BinaryHeap::new(),
+                waits: Window::new(window),
+                free: 0,
+                load: TierLoad::default(),
+                token_wake: SimTime::NEVER,
+                tpm_blocked: SimTime::NEVER,
+                tpm_wake: SimTime::NEVER,
             }));
         }
         Policy {

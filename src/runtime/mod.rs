@@ -429,7 +429,7 @@ impl View<'_> {
             workflow_arrival: w.arrival,
             remaining_cp: n.rcp,
             slack: n.slack,
-            // Drawn only when something reads it; keyed, so laziness changes nothing.
+            // The table holds difficulties only when something reads them.
             difficulty: if self.difficulty {
                 w.nodes.difficulty(call.node)
             } else {
