@@ -1225,13 +1225,24 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
     }
 
+    /// Inlined: most events leave the policy nothing to do.
+    #[inline]
     fn dispatch(&mut self) {
         let view = view!(self);
         self.policy.dispatch(&view, &mut self.decisions);
         self.apply_decisions();
     }
 
+    /// Inlined: most calls find no decision to apply.
+    #[inline]
     fn apply_decisions(&mut self) {
+        if !self.decisions.is_empty() {
+            self.apply_pending_decisions();
+        }
+    }
+
+    #[inline(never)]
+    fn apply_pending_decisions(&mut self) {
         // Starting a call may arm a hedge timer; its wake-up request lands
         // in `follow_up` and is applied in the next round.
         while !self.decisions.is_empty() {
@@ -1712,6 +1723,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
     }
 
+    #[inline]
     fn workflow_done(&mut self, slot: u32, ok: bool) {
         self.workflow_done_as(slot, ok, false);
     }
