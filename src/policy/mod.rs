@@ -87,6 +87,10 @@ pub struct TierInfo {
     /// Whether the client enforces a tokens-per-minute limit here (the
     /// view then reports the bucket in [`TierLoad::token_bucket`]).
     pub token_limit: bool,
+    /// Whether the client enforces a request-rate limit here (only then
+    /// may the view report finite [`TierLoad::tokens`] on a tier with a
+    /// free slot).
+    pub request_limit: bool,
 }
 
 impl TierInfo {
@@ -208,7 +212,8 @@ pub struct TierLoad {
     /// Slots.
     pub slots: u32,
     /// Rate-limit tokens available now (`u32::MAX` when unlimited or
-    /// enforced by the provider, which the client cannot see).
+    /// enforced by the provider, which the client cannot see; finite on a
+    /// tier with a free slot only under [`TierInfo::request_limit`]).
     pub tokens: u32,
     /// When a token beyond the `tokens` available now arrives: the
     /// earliest start once they are all taken.
@@ -455,6 +460,9 @@ pub struct Policy {
     passes: u64,
     /// Run every pass, skipping none (tests compare the two modes).
     exhaustive: bool,
+    /// Some tier has a client-enforced request-rate limit (without one, no
+    /// pass can leave a tier blocked by its request tokens).
+    request_limited: bool,
     /// Some tier's `tpm_blocked` is set (most scenarios have no token
     /// limits, and their passes skip the scan).
     tpm_any_blocked: bool,
@@ -562,6 +570,7 @@ impl Policy {
             passes: 0,
             exhaustive: false,
             tpm_any_blocked: false,
+            request_limited: setup.providers.iter().flatten().any(|t| t.request_limit),
             c: setup.constants,
             node_types: setup.node_types,
             hedges: BinaryHeap::new(),
@@ -945,11 +954,36 @@ impl Policy {
         // 3. A tier that this pass leaves blocked only by its rate limit
         //    (out of tokens, slots to spare) gets a wake-up at its next token
         //    when a queued call or a due hedge could use it.
+        //    Only a client-enforced request limit can leave a tier so.
+        if self.request_limited {
+            self.ask_token_wakes(out);
+        }
+        // 4. The same for tokens-per-minute limits: a tier that left a call
+        //    waiting for tokens wakes up when they suffice.
+        if !std::mem::take(&mut self.tpm_any_blocked) {
+            return;
+        }
+        for ts in &mut self.tiers {
+            let at = std::mem::replace(&mut ts.tpm_blocked, SimTime::NEVER);
+            if at == SimTime::NEVER {
+                continue;
+            }
+            self.next_wake = self.next_wake.min(at);
+            self.pass_wake = self.pass_wake.min(at);
+            if ts.tpm_wake != at {
+                ts.tpm_wake = at;
+                out.push(Decision::WakeAt(at));
+            }
+        }
+    }
+
+    /// Step 3 of a pass: token wake-ups for tiers left request-rate-blocked.
+    fn ask_token_wakes(&mut self, out: &mut Vec<Decision>) {
         for p in 0..self.provs.len() {
             let first = self.provs[p].first;
             for t in 0..self.provs[p].len {
                 let ts = &self.tiers[first + t];
-                let load = ts.load;
+                let load = &ts.load;
                 if load.tokens == u32::MAX {
                     continue;
                 }
@@ -967,23 +1001,6 @@ impl Policy {
                         out.push(Decision::WakeAt(at));
                     }
                 }
-            }
-        }
-        // 4. The same for tokens-per-minute limits: a tier that left a call
-        //    waiting for tokens wakes up when they suffice.
-        if !std::mem::take(&mut self.tpm_any_blocked) {
-            return;
-        }
-        for ts in &mut self.tiers {
-            let at = std::mem::replace(&mut ts.tpm_blocked, SimTime::NEVER);
-            if at == SimTime::NEVER {
-                continue;
-            }
-            self.next_wake = self.next_wake.min(at);
-            self.pass_wake = self.pass_wake.min(at);
-            if ts.tpm_wake != at {
-                ts.tpm_wake = at;
-                out.push(Decision::WakeAt(at));
             }
         }
     }

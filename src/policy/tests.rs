@@ -56,6 +56,7 @@ fn setup(kind: PolicyKind, ablations: Ablations, constants: Constants) -> Policy
                 models: vec![(1.0, 1.0)],
                 quality: vec![None],
                 token_limit: false,
+                request_limit: false,
             },
             TierInfo {
                 latency_scale: 0.5,
@@ -63,6 +64,7 @@ fn setup(kind: PolicyKind, ablations: Ablations, constants: Constants) -> Policy
                 models: vec![(1.0, 1.0)],
                 quality: vec![None],
                 token_limit: false,
+                request_limit: false,
             },
         ]],
         node_types: vec![NodeTypeInfo {
@@ -446,11 +448,13 @@ fn desc_key_orders_scores_descending() {
 
 #[test]
 fn a_pass_that_uses_the_last_token_asks_to_wake_for_the_next() {
-    let mut p = Policy::new(setup(
+    let mut s = setup(
         PolicyKind::FifoCheapest,
         Ablations::default(),
         Constants::default(),
-    ));
+    );
+    s.providers[0][0].request_limit = true;
+    let mut p = Policy::new(s);
     let calls = [call(1, 0.0, 1.0), call(2, 0.0, 1.0), call(3, 0.0, 1.0)];
     let full = view(vec![load(2, 2), load(4, 4)], &calls);
     let mut out = vec![];

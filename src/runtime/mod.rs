@@ -724,6 +724,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                                 .collect(),
                             token_limit: t.model.token_bucket.is_some()
                                 && t.model.token_enforcer == Enforcer::Client,
+                            request_limit: t.model.bucket.is_some()
+                                && t.model.enforcer == Enforcer::Client,
                         })
                         .collect()
                 })
