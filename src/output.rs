@@ -385,14 +385,13 @@ impl<T: Send + 'static> std::fmt::Debug for BatchWriter<T> {
 }
 
 impl<T: Send + 'static> BatchWriter<T> {
-    /// Starts the thread `name`; `format` appends one record's text, and
-    /// `footer` is written after the last record.
+    /// Starts the thread `name`; `format` appends the text of one record
+    /// (`Some`), and after the last one (`None`) whatever is left to write.
     fn start(
         name: &str,
         mut file: StreamFile,
         batch_len: usize,
-        mut format: impl FnMut(&mut Vec<u8>, &T) + Send + 'static,
-        footer: &'static [u8],
+        mut format: impl FnMut(&mut Vec<u8>, Option<&T>) + Send + 'static,
     ) -> Result<BatchWriter<T>> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<T>>(4);
         let (spare_tx, spare) = std::sync::mpsc::sync_channel::<Vec<T>>(4);
@@ -407,7 +406,7 @@ impl<T: Send + 'static> BatchWriter<T> {
                         Batch::Items(mut items) => {
                             text.clear();
                             for r in &items {
-                                format(&mut text, r);
+                                format(&mut text, Some(r));
                             }
                             file.write(&text);
                             items.clear();
@@ -415,7 +414,9 @@ impl<T: Send + 'static> BatchWriter<T> {
                             let _ = spare_tx.try_send(items);
                         }
                         Batch::Commit => {
-                            file.write(footer);
+                            text.clear();
+                            format(&mut text, None);
+                            file.write(&text);
                             return file.commit();
                         }
                     }
@@ -484,17 +485,52 @@ struct TraceNames {
     pools: Vec<String>,
 }
 
-/// Streams `workflows.csv` in id order (records arrive in completion order
-/// and wait in a reorder buffer only until every lower id is written) and,
-/// optionally, `trace.json`.
+/// Streams `workflows.csv` in id order (records arrive in completion order;
+/// its writer thread puts them back in order) and, optionally, `trace.json`.
 #[derive(Debug)]
 pub struct FileObserver {
     workflows: BatchWriter<WorkflowRecord>,
-    /// Records that finished before a lower id: slot `i` holds id
-    /// `next_id + i` (a ring, so the near-in-order common case moves nothing).
-    pending: std::collections::VecDeque<Option<WorkflowRecord>>,
-    next_id: u64,
     trace: Option<BatchWriter<TraceEvent>>,
+}
+
+/// Puts workflow records, which arrive in completion order, back in id
+/// order: each waits only until every lower id has passed.
+#[derive(Debug, Default)]
+struct IdOrder {
+    /// Records that finished before a lower id: slot `i` holds id
+    /// `next + i` (a ring, so the near-in-order common case moves nothing).
+    pending: std::collections::VecDeque<Option<WorkflowRecord>>,
+    next: u64,
+}
+
+impl IdOrder {
+    /// Takes `r`, and hands `emit` every record now in order.
+    fn put(&mut self, r: &WorkflowRecord, mut emit: impl FnMut(&WorkflowRecord)) {
+        if r.workflow_id == self.next && self.pending.is_empty() {
+            emit(r);
+            self.next += 1;
+            return;
+        }
+        let slot = (r.workflow_id - self.next) as usize;
+        if self.pending.len() <= slot {
+            self.pending.resize(slot + 1, None);
+        }
+        self.pending[slot] = Some(r.clone());
+        while let Some(Some(_)) = self.pending.front() {
+            let r = self.pending.pop_front().flatten().expect("checked");
+            emit(&r);
+            self.next += 1;
+        }
+    }
+
+    /// Hands `emit` the records still held, in id order (a run that ends
+    /// with every workflow finished holds none).
+    fn drain(&mut self, emit: impl FnMut(&WorkflowRecord)) {
+        std::mem::take(&mut self.pending)
+            .iter()
+            .flatten()
+            .for_each(emit);
+    }
 }
 
 impl FileObserver {
@@ -528,38 +564,40 @@ impl FileObserver {
                 "trace.json",
                 t,
                 TRACE_BATCH,
-                move |out: &mut Vec<u8>, e: &TraceEvent| {
+                move |out: &mut Vec<u8>, e: Option<&TraceEvent>| {
+                    let Some(e) = e else {
+                        out.extend_from_slice(b"\n]\n");
+                        return;
+                    };
                     if !first {
                         out.extend_from_slice(b",\n");
                     }
                     first = false;
                     trace_json(out, e, &names);
                 },
-                b"\n]\n",
             )?)
         } else {
             None
         };
+        // Records come in completion order; the writer thread puts them
+        // back in id order, off the simulation's thread.
+        let mut order = IdOrder::default();
         Ok(FileObserver {
             workflows: BatchWriter::start(
                 "workflows.csv",
                 workflows,
                 ROW_BATCH,
-                move |out: &mut Vec<u8>, r: &WorkflowRecord| workflow_row(out, r, redos),
-                b"",
+                move |out: &mut Vec<u8>, r: Option<&WorkflowRecord>| match r {
+                    Some(r) => order.put(r, |r| workflow_row(out, r, redos)),
+                    None => order.drain(|r| workflow_row(out, r, redos)),
+                },
             )?,
-            pending: std::collections::VecDeque::new(),
-            next_id: 0,
             trace,
         })
     }
 
     /// Commits the files; returns the SHA-1 of `workflows.csv`.
     pub fn finish(mut self) -> Result<[u8; 20]> {
-        // Every workflow finished, so the buffer drains completely.
-        for r in std::mem::take(&mut self.pending).into_iter().flatten() {
-            self.workflows.push(r);
-        }
         if let Some(t) = self.trace.take() {
             t.commit()?;
         }
@@ -640,21 +678,7 @@ fn trace_json(out: &mut Vec<u8>, e: &TraceEvent, names: &TraceNames) {
 
 impl Observer for FileObserver {
     fn workflow_done(&mut self, rec: &WorkflowRecord) {
-        if rec.workflow_id == self.next_id && self.pending.is_empty() {
-            self.workflows.push(rec.clone());
-            self.next_id += 1;
-            return;
-        }
-        let slot = (rec.workflow_id - self.next_id) as usize;
-        if self.pending.len() <= slot {
-            self.pending.resize(slot + 1, None);
-        }
-        self.pending[slot] = Some(rec.clone());
-        while let Some(Some(_)) = self.pending.front() {
-            let r = self.pending.pop_front().flatten().expect("checked");
-            self.workflows.push(r);
-            self.next_id += 1;
-        }
+        self.workflows.push(rec.clone());
     }
 
     fn wants_trace(&self) -> bool {
@@ -965,6 +989,24 @@ mod tests {
             queue_wait: SimDuration(333),
             interrupted: false,
         }
+    }
+
+    /// A record is handed on as soon as every lower id has been; at the
+    /// end the rest come in id order, past ids that never finished.
+    #[test]
+    fn id_order_waits_only_for_lower_ids_and_drains_past_gaps() {
+        let mut order = IdOrder::default();
+        let mut out = vec![];
+        for id in [3, 1, 0, 5] {
+            order.put(&record(id), |r| out.push(r.workflow_id));
+            if id == 0 {
+                assert_eq!(out, [0, 1], "0 frees 1, and 2 has not finished");
+            }
+        }
+        order.drain(|r| out.push(r.workflow_id));
+        assert_eq!(out, [0, 1, 3, 5]);
+        order.drain(|r| out.push(r.workflow_id));
+        assert_eq!(out.len(), 4, "drained once");
     }
 
     /// Records finishing out of order (across batch boundaries of the
