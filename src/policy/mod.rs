@@ -854,6 +854,7 @@ impl Policy {
         self.pass(view, out);
     }
 
+    /// A pass [`dispatch`](Self::dispatch) did not skip outright.
     #[inline(never)]
     fn pass<V: SystemView>(&mut self, view: &V, out: &mut Vec<Decision>) {
         if !self.dirty && !self.exhaustive {

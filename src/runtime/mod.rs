@@ -1243,6 +1243,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
     }
 
+    /// Applies the decisions, and those their starts lead to.
     #[inline(never)]
     fn apply_pending_decisions(&mut self) {
         // Starting a call may arm a hedge timer; its wake-up request lands
