@@ -525,7 +525,7 @@ macro_rules! view {
     ($sim:ident) => {
         View {
             st: &$sim.st,
-            difficulty: $sim.routing || $sim.judging,
+            difficulty: $sim.difficulties,
         }
     };
 }
@@ -543,8 +543,9 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     st: State,
     obs: &'o mut O,
     tracing: bool,
-    /// Model routing on: draw call difficulties.
-    routing: bool,
+    /// Something reads call difficulties (model routing, quality curves):
+    /// draw them into the node tables.
+    difficulties: bool,
     /// Some answer can be rejected (quality curves): judge successes.
     judging: bool,
     /// Some tier has a tokens-per-minute limit: report 429s by cause.
@@ -762,7 +763,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         Runtime {
             io,
             prior_p50_ms,
-            routing: mech.model_routing,
+            difficulties: mech.model_routing || s.redos_possible(),
             judging: s.redos_possible(),
             token_limits: s.has_token_limits(),
             streaming: s.node_types.values().any(|n| n.latency.is_streaming()),
@@ -1033,7 +1034,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         if nodes.v.capacity() < self.nodes_reserved {
             nodes.v.reserve_exact(self.nodes_reserved);
         }
-        if (self.routing || self.judging) && nodes.difficulty.capacity() < self.nodes_reserved {
+        if self.difficulties && nodes.difficulty.capacity() < self.nodes_reserved {
             nodes.difficulty.reserve_exact(self.nodes_reserved);
         }
         *w = Workflow {
@@ -1071,7 +1072,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let base = w.nodes.first;
         w.iteration = iteration;
         w.unfinished += block.nodes.len() as u32;
-        let with_difficulty = self.routing || self.judging;
         for (i, b) in block.nodes.iter().enumerate() {
             let remote = matches!(self.table.exec[b.node_type as usize], Exec::Remote(_));
             w.calls += remote as u32;
@@ -1082,7 +1082,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             w.nodes
                 .v
                 .push(Node::blocked(b, provider, b.rcp_in_block + later));
-            if with_difficulty {
+            if self.difficulties {
                 w.nodes.difficulty.push(if remote {
                     difficulty(self.seed, w.id, base + i as u32)
                 } else {
