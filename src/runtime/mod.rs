@@ -605,12 +605,21 @@ fn priors_with(
                 .flat_map(|b| b.nodes.iter())
                 .find(|n| n.node_type as usize == ty)
                 .map_or(table.tokens[ty].1, |n| n.output_tokens);
-            // Everything the draws read, exactly (`Debug` prints each
-            // float's shortest round-trip digits).
-            let model = format!(
-                "{ty} {:?} {:?} {:?} {tokens}",
-                table.dists[ty], table.tails[ty], table.heavy_tails[ty]
-            );
+            // Everything the draws read, bit for bit.
+            let (tail, heavy) = (table.tails[ty], table.heavy_tails[ty]);
+            let (tail_on, (tail_prob, tail_mult)) = (tail.is_some(), tail.unwrap_or((0.0, 0.0)));
+            let mut model: PriorKey = [0; 14];
+            model[..6].copy_from_slice(&table.dists[ty].bits());
+            model[6..].copy_from_slice(&[
+                s.seed,
+                ty as u64,
+                tokens.into(),
+                tail_on.into(),
+                tail_prob.to_bits(),
+                tail_mult.to_bits(),
+                heavy.0.to_bits(),
+                heavy.1.to_bits(),
+            ]);
             let compute = || {
                 let spec = DrawSpec {
                     sampler: &table.samplers[ty],
@@ -622,7 +631,7 @@ fn priors_with(
                 prior(s.seed, ty, &spec)
             };
             if memo {
-                prior_memo(s.seed, model, compute)
+                prior_memo(model, compute)
             } else {
                 compute()
             }
@@ -633,13 +642,17 @@ fn priors_with(
 /// At most this many priors are memoised; past it the memo starts afresh.
 const PRIOR_MEMO_MAX: usize = 4096;
 
-/// The memoised prior of `(seed, model)`, computed by `compute` if new.
-fn prior_memo(seed: u64, model: String, compute: impl FnOnce() -> NodeTypeInfo) -> NodeTypeInfo {
+/// What a prior depends on: the type's distribution ([`Dist::bits`]), then
+/// the seed, the type's index (its draws' key), its output tokens, its
+/// node tail (present, probability, multiplier) and its heavy tail.
+type PriorKey = [u64; 14];
+
+/// The memoised prior of `key`, computed by `compute` if new.
+fn prior_memo(key: PriorKey, compute: impl FnOnce() -> NodeTypeInfo) -> NodeTypeInfo {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static MEMO: OnceLock<Mutex<HashMap<(u64, String), NodeTypeInfo>>> = OnceLock::new();
+    static MEMO: OnceLock<Mutex<HashMap<PriorKey, NodeTypeInfo>>> = OnceLock::new();
     let memo = MEMO.get_or_init(Mutex::default);
-    let key = (seed, model);
     // A poisoned lock only means another run panicked; the map is still whole.
     if let Some(p) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return p.clone();

@@ -108,6 +108,38 @@ pub enum Sampler {
 }
 
 impl Dist {
+    /// The variant and its parameters, bit for bit: two distributions with
+    /// equal bits draw the same numbers (a memo key; `-0.0` and `0.0`, or
+    /// two NaNs, differ).
+    pub fn bits(&self) -> [u64; 6] {
+        let f = f64::to_bits;
+        match *self {
+            Dist::Constant { ms } => [0, f(ms), 0, 0, 0, 0],
+            Dist::Uniform { low_ms, high_ms } => [1, f(low_ms), f(high_ms), 0, 0, 0],
+            Dist::Exponential { mean_ms } => [2, f(mean_ms), 0, 0, 0, 0],
+            Dist::Lognormal {
+                mu,
+                sigma,
+                mu_per_output_token,
+            } => [3, f(mu), f(sigma), f(mu_per_output_token), 0, 0],
+            Dist::Gamma { shape, scale_ms } => [4, f(shape), f(scale_ms), 0, 0, 0],
+            Dist::Streaming {
+                ttft_mu,
+                ttft_sigma,
+                ttft_ms_per_input_token,
+                tpot_mu,
+                tpot_sigma,
+            } => [
+                5,
+                f(ttft_mu),
+                f(ttft_sigma),
+                f(ttft_ms_per_input_token),
+                f(tpot_mu),
+                f(tpot_sigma),
+            ],
+        }
+    }
+
     /// Checks parameters; the error says which parameter and what was expected.
     pub fn check(&self) -> Result<(), String> {
         use super::{MAX_FACTOR, MAX_MS, MAX_SIGMA, show};
@@ -310,6 +342,47 @@ mod tests {
         let s = d.sampler();
         let mut r = keyed(11, Stream::Prior, [0; 4]);
         (0..n).map(|_| s.sample(&mut r, 700, tokens)).sum::<f64>() / n as f64
+    }
+
+    fn dist_of(variant: u8, p: [f64; 5]) -> Dist {
+        match variant {
+            0 => Dist::Constant { ms: p[0] },
+            1 => Dist::Uniform {
+                low_ms: p[0],
+                high_ms: p[1],
+            },
+            2 => Dist::Exponential { mean_ms: p[0] },
+            3 => Dist::Lognormal {
+                mu: p[0],
+                sigma: p[1],
+                mu_per_output_token: p[2],
+            },
+            4 => Dist::Gamma {
+                shape: p[0],
+                scale_ms: p[1],
+            },
+            _ => Dist::Streaming {
+                ttft_mu: p[0],
+                ttft_sigma: p[1],
+                ttft_ms_per_input_token: p[2],
+                tpot_mu: p[3],
+                tpot_sigma: p[4],
+            },
+        }
+    }
+
+    proptest::proptest! {
+        /// Without zeros or NaNs, equal bits mean equal distributions: the
+        /// variant and every parameter take part.
+        #[test]
+        fn bits_are_equal_exactly_for_equal_dists(
+            va in 0u8..6, vb in 0u8..6,
+            pa in proptest::array::uniform5(proptest::sample::select(vec![1.0, 2.0, 3.5])),
+            pb in proptest::array::uniform5(proptest::sample::select(vec![1.0, 2.0, 3.5])),
+        ) {
+            let (a, b) = (dist_of(va, pa), dist_of(vb, pb));
+            proptest::prop_assert_eq!(a.bits() == b.bits(), a == b, "{:?} vs {:?}", a, b);
+        }
     }
 
     #[test]
