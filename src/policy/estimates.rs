@@ -79,7 +79,8 @@ impl Window {
                 self.evicted.push(self.buf[self.next]);
             }
             self.buf[self.next] = x;
-            self.next = (self.next + 1) % self.window;
+            // Not `% window`: a division per sample, twice per attempt end.
+            self.next = if self.next + 1 == self.window { 0 } else { self.next + 1 };
         }
         self.since_refresh += 1;
         if self.tracking {
