@@ -80,7 +80,10 @@ impl Window {
             }
             self.buf[self.next] = x;
             // Not `% window`: a division per sample, twice per attempt end.
-            self.next = if self.next + 1 == self.window { 0 } else { self.next + 1 };
+            self.next += 1;
+            if self.next == self.window {
+                self.next = 0;
+            }
         }
         self.since_refresh += 1;
         if self.tracking {
