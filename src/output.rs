@@ -1020,9 +1020,11 @@ mod tests {
         for routing in [false, true] {
             let mut s = Scenario::default_research_agent();
             s.ablations.enable_model_routing = routing;
+            // Three full batches and a part: the batch is as long as in a big run.
+            let n = 3 * ROW_BATCH as u64 + 17;
+            s.workload.workflows = n;
             let tmp = tempfile::tempdir().unwrap();
             let mut obs = FileObserver::create(tmp.path(), false, &s, Durability::Atomic).unwrap();
-            let n = 3 * ROW_BATCH as u64 + 17;
             // Each block of five finishes in the order 2, 0, 4, 1, 3.
             let mut order: Vec<u64> = (0..n).collect();
             for chunk in order.chunks_mut(5) {
