@@ -440,6 +440,8 @@ pub struct Policy {
     /// Due hedges that found no capacity yet, as indices into `armed`
     /// (an entry is freed when it leaves this list).
     hedges_due: Vec<u32>,
+    /// Per provider, whether a tier has room in this pass's hedge step.
+    hedge_room: Vec<bool>,
     seq: u64,
     /// Entries in all queues (dead ones included until popped).
     queued: usize,
@@ -577,6 +579,7 @@ impl Policy {
             armed: Vec::new(),
             armed_free: Vec::new(),
             hedges_due: Vec::new(),
+            hedge_room: Vec::new(),
             seq: 0,
             queued: 0,
             learns: mech.escalation || mech.hedging,
@@ -1188,6 +1191,12 @@ impl Policy {
     /// where a tier no slower than their attempt's has room.
     fn hedge<V: SystemView>(&mut self, view: &V, mut global: u32, out: &mut Vec<Decision>) {
         let now = view.now();
+        self.hedge_room.clear();
+        if !self.hedges_due.is_empty() {
+            for pv in &self.provs {
+                self.hedge_room.push(has_room(&self.tiers, pv));
+            }
+        }
         let mut i = 0;
         while i < self.hedges_due.len() {
             let armed = self.hedges_due[i];
@@ -1196,12 +1205,20 @@ impl Policy {
                 self.armed_free.push(self.hedges_due.swap_remove(i));
                 continue;
             }
-            let (call, provider, cost) = (s.call, s.provider, s.ready.reserved_tokens());
-            let (p, first) = (provider as usize, self.provs[provider as usize].first);
+            let (call, provider) = (s.call, s.provider);
+            let p = provider as usize;
+            // No tier of its provider has room: no target (and no token
+            // taken), as the search below would find.
+            if global == 0 || !self.hedge_room[p] {
+                i += 1;
+                continue;
+            }
+            let cost = s.ready.reserved_tokens();
+            let first = self.provs[p].first;
             let current = self.tiers[first + s.tier as usize].info.latency_scale;
             // The fastest tier with free capacity, if not slower than the current one.
             let mut target = None;
-            for rank in 0..if global == 0 { 0 } else { self.provs[p].len } {
+            for rank in 0..self.provs[p].len {
                 let t = self.provs[p].by_speed[rank];
                 let g = first + t as usize;
                 if self.tiers[g].info.latency_scale <= current
@@ -1226,6 +1243,7 @@ impl Policy {
                         });
                         self.tiers[first + t as usize].free -= 1;
                         global -= 1;
+                        self.hedge_room[p] = has_room(&self.tiers, &self.provs[p]);
                     }
                     self.armed_free.push(self.hedges_due.swap_remove(i));
                 }
@@ -1237,6 +1255,13 @@ impl Policy {
             self.next_wake = self.next_wake.min(top.at);
         }
     }
+}
+
+/// Whether any of the provider's tiers has a free slot left in this pass.
+fn has_room(tiers: &[TierState], pv: &ProviderTiers) -> bool {
+    tiers[pv.first..pv.first + pv.len]
+        .iter()
+        .any(|t| t.free > 0)
 }
 
 #[cfg(test)]

@@ -402,6 +402,73 @@ fn a_pass_woken_only_by_the_deadline_of_an_ended_attempt_is_skipped() {
 }
 
 #[test]
+fn due_hedges_wait_while_no_tier_has_room_and_start_in_order_when_one_frees() {
+    let mut p = Policy::new(setup(
+        PolicyKind::Full,
+        Ablations::default(),
+        Constants::default(),
+    ));
+    let (c1, c2) = (call(1, 0.0, 1.0), call(2, 0.0, 1.0));
+    let (a1, a2) = (attempt_key(1), attempt_key(2));
+    // Both tiers full, or the fast one with `fast_free` slots.
+    let at = |secs: f64, fast_free: u32| {
+        let mut v = view(vec![load(2, 2), load(4 - fast_free, 4)], &[]);
+        v.now = SimTime(SimDuration::from_secs_f64(secs).0);
+        v.running.borrow_mut().extend_from_slice(&[a1, a2]);
+        v
+    };
+    let mut out = vec![];
+    for (c, a, start) in [(c1, a1, 0.0), (c2, a2, 1.0)] {
+        let v = at(start, 0);
+        p.on_started(&v, primary_on_slow_tier(c, a), v.now, &mut out);
+    }
+    // Both deadlines (4.5 s and 5.5 s) have come; no tier has room.
+    out.clear();
+    p.dispatch(&at(6.0, 0), &mut out);
+    assert!(started(&out).is_empty(), "no room: nothing hedged");
+    // A pass after an attempt end elsewhere, still no room: still nothing.
+    p.on_attempt_end(&AttemptEnded {
+        provider: 0,
+        tier: 1,
+        node_type: 0,
+        queue_wait: SimDuration::ZERO,
+        service: SimDuration::from_secs_f64(0.5),
+        success: true,
+        measured: false,
+        kind: StartKind::Primary,
+    });
+    p.dispatch(&at(6.5, 0), &mut out);
+    assert!(started(&out).is_empty(), "still no room");
+    // One fast slot frees: the earlier deadline's call gets it, the other
+    // stays due and takes the next.
+    p.on_attempt_end(&AttemptEnded {
+        provider: 0,
+        tier: 1,
+        node_type: 0,
+        queue_wait: SimDuration::ZERO,
+        service: SimDuration::from_secs_f64(0.5),
+        success: true,
+        measured: false,
+        kind: StartKind::Primary,
+    });
+    p.dispatch(&at(7.0, 1), &mut out);
+    assert_eq!(started(&out), vec![(1, 1, StartKind::Hedge)]);
+    out.clear();
+    p.on_attempt_end(&AttemptEnded {
+        provider: 0,
+        tier: 1,
+        node_type: 0,
+        queue_wait: SimDuration::ZERO,
+        service: SimDuration::from_secs_f64(0.5),
+        success: true,
+        measured: false,
+        kind: StartKind::Primary,
+    });
+    p.dispatch(&at(7.5, 1), &mut out);
+    assert_eq!(started(&out), vec![(2, 1, StartKind::Hedge)]);
+}
+
+#[test]
 fn model_routing_picks_the_cheap_model_for_easy_calls_within_budget() {
     let mut s = setup(
         PolicyKind::FifoCheapest,
