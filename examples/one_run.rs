@@ -49,5 +49,7 @@ fn main() {
         "{model}: {n} workflows in {secs:.3} s = {:.0} workflows/s",
         n as f64 / secs
     );
-    assert_eq!(r.summary.completed, n);
+    // Workflows whose calls exhaust their retries fail (a 16,000-workflow
+    // research run has a few); every one ends either way.
+    assert_eq!(r.summary.completed + r.summary.failed, n);
 }
