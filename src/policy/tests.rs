@@ -422,48 +422,32 @@ fn due_hedges_wait_while_no_tier_has_room_and_start_in_order_when_one_frees() {
         let v = at(start, 0);
         p.on_started(&v, primary_on_slow_tier(c, a), v.now, &mut out);
     }
+    // What an attempt of another call reports as it ends on the fast tier.
+    let fast_end = AttemptEnded {
+        provider: 0,
+        tier: 1,
+        node_type: 0,
+        queue_wait: SimDuration::ZERO,
+        service: SimDuration::from_secs_f64(0.5),
+        success: true,
+        measured: false,
+        kind: StartKind::Primary,
+    };
     // Both deadlines (4.5 s and 5.5 s) have come; no tier has room.
     out.clear();
     p.dispatch(&at(6.0, 0), &mut out);
     assert!(started(&out).is_empty(), "no room: nothing hedged");
     // A pass after an attempt end elsewhere, still no room: still nothing.
-    p.on_attempt_end(&AttemptEnded {
-        provider: 0,
-        tier: 1,
-        node_type: 0,
-        queue_wait: SimDuration::ZERO,
-        service: SimDuration::from_secs_f64(0.5),
-        success: true,
-        measured: false,
-        kind: StartKind::Primary,
-    });
+    p.on_attempt_end(&fast_end);
     p.dispatch(&at(6.5, 0), &mut out);
     assert!(started(&out).is_empty(), "still no room");
     // One fast slot frees: the earlier deadline's call gets it, the other
     // stays due and takes the next.
-    p.on_attempt_end(&AttemptEnded {
-        provider: 0,
-        tier: 1,
-        node_type: 0,
-        queue_wait: SimDuration::ZERO,
-        service: SimDuration::from_secs_f64(0.5),
-        success: true,
-        measured: false,
-        kind: StartKind::Primary,
-    });
+    p.on_attempt_end(&fast_end);
     p.dispatch(&at(7.0, 1), &mut out);
     assert_eq!(started(&out), vec![(1, 1, StartKind::Hedge)]);
     out.clear();
-    p.on_attempt_end(&AttemptEnded {
-        provider: 0,
-        tier: 1,
-        node_type: 0,
-        queue_wait: SimDuration::ZERO,
-        service: SimDuration::from_secs_f64(0.5),
-        success: true,
-        measured: false,
-        kind: StartKind::Primary,
-    });
+    p.on_attempt_end(&fast_end);
     p.dispatch(&at(7.5, 1), &mut out);
     assert_eq!(started(&out), vec![(2, 1, StartKind::Hedge)]);
 }
