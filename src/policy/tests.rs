@@ -74,6 +74,15 @@ fn setup(kind: PolicyKind, ablations: Ablations, constants: Constants) -> Policy
     }
 }
 
+/// The `full` policy with default constants on [`setup`]'s provider.
+fn full_policy() -> Policy {
+    Policy::new(setup(
+        PolicyKind::Full,
+        Ablations::default(),
+        Constants::default(),
+    ))
+}
+
 fn call(wf: u64, arrival_s: f64, rcp_s: f64) -> ReadyCall {
     ReadyCall {
         call: CallKey {
@@ -353,11 +362,7 @@ fn full_hedges_a_slow_call_on_a_faster_tier_unless_disabled() {
 
 #[test]
 fn a_pass_woken_only_by_the_deadline_of_an_ended_attempt_is_skipped() {
-    let mut p = Policy::new(setup(
-        PolicyKind::Full,
-        Ablations::default(),
-        Constants::default(),
-    ));
+    let mut p = full_policy();
     let (c1, c2) = (call(1, 0.0, 1.0), call(2, 0.0, 1.0));
     let (a1, a2) = (attempt_key(1), attempt_key(2));
     let at = |secs: f64, running: &[AttemptKey]| {
@@ -403,11 +408,7 @@ fn a_pass_woken_only_by_the_deadline_of_an_ended_attempt_is_skipped() {
 
 #[test]
 fn due_hedges_wait_while_no_tier_has_room_and_start_in_order_when_one_frees() {
-    let mut p = Policy::new(setup(
-        PolicyKind::Full,
-        Ablations::default(),
-        Constants::default(),
-    ));
+    let mut p = full_policy();
     let (c1, c2) = (call(1, 0.0, 1.0), call(2, 0.0, 1.0));
     let (a1, a2) = (attempt_key(1), attempt_key(2));
     // Both tiers full, or the fast one with `fast_free` slots.
@@ -480,11 +481,7 @@ fn model_routing_picks_the_cheap_model_for_easy_calls_within_budget() {
 
 #[test]
 fn retry_backoff_doubles() {
-    let p = Policy::new(setup(
-        PolicyKind::Full,
-        Ablations::default(),
-        Constants::default(),
-    ));
+    let p = full_policy();
     assert_eq!(p.retry_delay(1), SimDuration::from_ms(100.0));
     assert_eq!(p.retry_delay(3), SimDuration::from_ms(400.0));
 }
