@@ -136,8 +136,11 @@ fn bare(draws: &mut impl Draws, customers: u64) -> (Vec<u64>, Vec<u64>) {
 /// timeouts, rate limits, hedges, tracing or observer: what it costs is a
 /// lower bound for any runtime with the engine's structure.
 mod lean {
-    use std::cmp::{Ordering, Reverse};
+    use std::cmp::Reverse;
     use std::collections::BinaryHeap;
+
+    use agentsched::sim::EventQueue;
+    use agentsched::units::SimTime;
 
     use super::{Draws, SERVERS};
 
@@ -253,27 +256,6 @@ mod lean {
         End { slot: u32, generation: u32 },
     }
 
-    struct Entry {
-        key: u128,
-        event: Event,
-    }
-    impl PartialEq for Entry {
-        fn eq(&self, o: &Self) -> bool {
-            self.key == o.key
-        }
-    }
-    impl Eq for Entry {}
-    impl PartialOrd for Entry {
-        fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-            Some(self.cmp(o))
-        }
-    }
-    impl Ord for Entry {
-        fn cmp(&self, o: &Self) -> Ordering {
-            o.key.cmp(&self.key)
-        }
-    }
-
     struct State {
         now: u64,
         wfs: Vec<Workflow>,
@@ -302,9 +284,8 @@ mod lean {
         st: State,
         policy: Policy,
         decisions: Vec<Decision>,
-        heap: BinaryHeap<Entry>,
-        arrival: Option<u128>,
-        seq: u64,
+        /// The engine's own event queue (times in ns here).
+        queue: EventQueue<Event>,
         arrived: u64,
         customers: u64,
         draws: &'d mut D,
@@ -313,17 +294,12 @@ mod lean {
     const NS: f64 = 1e9;
 
     impl<D: Draws> Runtime<'_, D> {
-        fn key(&mut self, at: u64) -> u128 {
-            self.seq += 1;
-            (u128::from(at) << 64) | u128::from(self.seq)
-        }
-
         fn arrive(&mut self) {
             let id = self.arrived;
             self.arrived += 1;
             if self.arrived < self.customers {
                 let at = self.st.now + (self.draws.gap_s(self.arrived) * NS) as u64;
-                self.arrival = Some(self.key(at));
+                self.queue.push_arrival(SimTime(at), Event::Arrival);
             }
             let slot = match self.st.free_wfs.pop() {
                 Some(s) => s,
@@ -407,14 +383,13 @@ mod lean {
             w.queue_wait += wait;
             let end = now + (self.draws.service_s(w.id) * NS) as u64;
             let generation = self.st.atts[aslot as usize].generation;
-            let key = self.key(end);
-            self.heap.push(Entry {
-                key,
-                event: Event::End {
+            self.queue.push(
+                SimTime(end),
+                Event::End {
                     slot: aslot,
                     generation,
                 },
-            });
+            );
         }
 
         fn end(&mut self, aslot: u32, generation: u32) {
@@ -445,20 +420,8 @@ mod lean {
         }
 
         fn run(&mut self) {
-            loop {
-                let arrival_first = match (self.arrival, self.heap.peek()) {
-                    (Some(a), Some(h)) => a < h.key,
-                    (a, _) => a.is_some(),
-                };
-                let (key, event) = if arrival_first {
-                    (self.arrival.take().expect("checked"), Event::Arrival)
-                } else {
-                    match self.heap.pop() {
-                        Some(e) => (e.key, e.event),
-                        None => break,
-                    }
-                };
-                self.st.now = (key >> 64) as u64;
+            while let Some((now, event)) = self.queue.pop() {
+                self.st.now = now.0;
                 match event {
                     Event::Arrival => self.arrive(),
                     Event::End { slot, generation } => self.end(slot, generation),
@@ -500,14 +463,12 @@ mod lean {
                 dirty: false,
             },
             decisions: Vec::new(),
-            heap: BinaryHeap::new(),
-            arrival: None,
-            seq: 0,
+            queue: EventQueue::default(),
             arrived: 0,
             customers,
             draws,
         };
-        rt.arrival = Some(rt.key(0));
+        rt.queue.push_arrival(SimTime(0), Event::Arrival);
         rt.run();
         let t = &rt.st.tiers[0];
         std::hint::black_box((rt.st.cost, t.requests, t.busy_ns));
