@@ -127,14 +127,14 @@ fn bare(draws: &mut impl Draws, customers: u64) -> (Vec<u64>, Vec<u64>) {
     (latencies, waits)
 }
 
-/// The least a general runtime keeps, in the engine's shape, on the keyed
-/// draws: workflows in reused slots with generations, their nodes, a policy
-/// that sees the system only through a view and answers with decisions,
-/// attempts in reused slots (a stale end is recognised by its generation),
-/// one event heap ordered by (time, insertion), and the per-tier and
-/// per-workflow accounting behind the engine's outputs. No retries,
-/// timeouts, rate limits, hedges, tracing or observer: what it costs is a
-/// lower bound for any runtime with the engine's structure.
+/// A lean runtime of the engine's shape, on the keyed draws: workflows in
+/// reused slots with generations, their nodes, a policy that sees the
+/// system only through a view and answers with decisions, attempts in
+/// reused slots (a stale end is recognised by its generation), the
+/// engine's event queue, and the per-tier and per-workflow accounting
+/// behind the engine's outputs. No retries, timeouts, rate limits, hedges,
+/// traces or observer: what the engine adds to this is what its features
+/// cost where a scenario does not use them.
 mod lean {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
