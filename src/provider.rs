@@ -153,6 +153,16 @@ impl TierModel {
         }
     }
 
+    /// Whether the client enforces a request-rate limit here.
+    pub fn client_request_limit(&self) -> bool {
+        self.bucket.is_some() && self.enforcer == Enforcer::Client
+    }
+
+    /// Whether the client enforces a tokens-per-minute limit here.
+    pub fn client_token_limit(&self) -> bool {
+        self.token_bucket.is_some() && self.token_enforcer == Enforcer::Client
+    }
+
     /// Price of one attempt with `model` and the given token counts.
     pub fn price(&self, model: usize, input_tokens: u32, output_tokens: u32) -> Money {
         match &self.flat_prices {
@@ -411,10 +421,25 @@ pub fn draw_attempt(
     let (a, b) = ids.words();
     let mut rng = keyer.rng(a, b);
     let scale = tier.latency_scale * tier.models[model].latency_scale;
-    let (ms, ttft_ms) = draw_latency_split(&mut rng, spec);
+    // When no tail can fire and no failure can be drawn, nothing after the
+    // base draw is read from this attempt's own stream: the uniforms are not
+    // drawn (the M/M/c model spent a tenth of an attempt's draw on them).
+    // The time to first token goes through the same expression as in
+    // `draw_latency_split`, so results are bit for bit the same.
+    let quiet = tier.failure_prob <= 0.0
+        && spec.tail.is_none_or(|(p, _)| p <= 0.0)
+        && spec.heavy_tail.0 <= 0.0;
+    let (ms, ttft_ms) = if quiet {
+        let (ms, ttft) = spec
+            .sampler
+            .sample_split(&mut rng, spec.input_tokens, spec.output_tokens);
+        (ms, ttft.map(|t| t * ms / ms.max(f64::MIN_POSITIVE)))
+    } else {
+        draw_latency_split(&mut rng, spec)
+    };
     let ms = ms * scale;
     let ttft = ttft_ms.map(|t| SimDuration::from_ms(t * scale));
-    let failed = unit(&mut rng) < tier.failure_prob;
+    let failed = !quiet && unit(&mut rng) < tier.failure_prob;
     let latency = SimDuration::from_ms(ms);
     match tier.timeout {
         Some(limit) if latency > limit => AttemptDraw {
@@ -531,6 +556,90 @@ mod tests {
         );
         // 0.01 + 1000 * 1/1e6 + 500 * 2/1e6 = 0.012
         assert_eq!(tier.price(0, 1000, 500), Money::from_dollars(0.012));
+    }
+
+    /// The draw as made before quiet draws skipped the tail and failure
+    /// uniforms: every uniform drawn, whatever the probabilities.
+    fn draw_with_every_uniform(
+        keyer: &Keyer,
+        ids: AttemptIds,
+        tier: &TierModel,
+        spec: &DrawSpec<'_>,
+    ) -> AttemptDraw {
+        let (a, b) = ids.words();
+        let mut rng = keyer.rng(a, b);
+        let (ms, ttft_ms) = draw_latency_split(&mut rng, spec);
+        let scale = tier.latency_scale * tier.models[0].latency_scale;
+        let ttft = ttft_ms.map(|t| SimDuration::from_ms(t * scale));
+        let failed = unit(&mut rng) < tier.failure_prob;
+        let latency = SimDuration::from_ms(ms * scale);
+        let (duration, outcome) = match tier.timeout {
+            Some(limit) if latency > limit => (limit, Outcome::Timeout),
+            _ if failed => (latency, Outcome::Failure),
+            _ => (latency, Outcome::Success),
+        };
+        AttemptDraw {
+            duration,
+            outcome,
+            ttft,
+        }
+    }
+
+    proptest::proptest! {
+        /// Skipping the uniforms nobody reads changes no draw: with tails
+        /// and failures that cannot happen, and with ones that can.
+        #[test]
+        fn quiet_draws_are_the_draws_with_every_uniform(
+            streaming in proptest::bool::ANY,
+            mu in 3.0f64..8.0,
+            tokens in 1u32..2000,
+            tail_prob in proptest::sample::select(vec![0.0, 0.3]),
+            heavy_prob in proptest::sample::select(vec![0.0, 0.2]),
+            failure_prob in proptest::sample::select(vec![0.0, 0.4]),
+            timeout_ms in proptest::option::of(100.0f64..5000.0),
+            scale in 0.2f64..3.0,
+            workflow in 0u64..1000,
+            attempt in 0u32..4,
+        ) {
+            let dist = if streaming {
+                Dist::Streaming {
+                    ttft_mu: mu,
+                    ttft_sigma: 0.5,
+                    ttft_ms_per_input_token: 0.01,
+                    tpot_mu: mu - 3.0,
+                    tpot_sigma: 0.3,
+                }
+            } else {
+                Dist::Lognormal { mu, sigma: 0.7, mu_per_output_token: 0.0005 }
+            };
+            let sampler = dist.sampler();
+            let spec = DrawSpec {
+                sampler: &sampler,
+                tail: (tail_prob > 0.0).then_some((tail_prob, 4.0)),
+                heavy_tail: (heavy_prob, 50.0),
+                input_tokens: 300,
+                output_tokens: tokens,
+            };
+            let tier = TierModel::new(&Tier {
+                slots: 1,
+                rate_limit: None,
+                token_limit: None,
+                latency_scale: scale,
+                failure_prob,
+                timeout_ms,
+                max_retries: 0,
+                price_per_call: 0.0,
+                price_per_mtok_in: 0.0,
+                price_per_mtok_out: 0.0,
+                models: vec![],
+            });
+            let ids = AttemptIds { workflow, node: 2, provider: 0, tier: 0, attempt };
+            let keyer = attempt_keyer(5);
+            proptest::prop_assert_eq!(
+                draw_attempt(&keyer, ids, &tier, 0, &spec),
+                draw_with_every_uniform(&keyer, ids, &tier, &spec)
+            );
+        }
     }
 
     #[test]

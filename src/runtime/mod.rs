@@ -304,6 +304,8 @@ struct Attempt {
 #[derive(Debug)]
 struct TierRt {
     model: TierModel,
+    /// The client enforces a request or token limit here (a start books it).
+    client_limited: bool,
     in_flight: u32,
     busy: SimDuration,
     waits: Samples,
@@ -692,8 +694,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             .map(|p| {
                 p.tiers
                     .iter()
-                    .map(|t| TierRt {
-                        model: TierModel::new(t),
+                    .map(TierModel::new)
+                    .map(|model| TierRt {
+                        client_limited: model.client_request_limit() || model.client_token_limit(),
+                        model,
                         in_flight: 0,
                         busy: SimDuration::ZERO,
                         waits: Samples::default(),
@@ -736,10 +740,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                                 .iter()
                                 .map(|m| m.quality.as_ref().map(|q| (q.midpoint, q.slope)))
                                 .collect(),
-                            token_limit: t.model.token_bucket.is_some()
-                                && t.model.token_enforcer == Enforcer::Client,
-                            request_limit: t.model.bucket.is_some()
-                                && t.model.enforcer == Enforcer::Client,
+                            token_limit: t.model.client_token_limit(),
+                            request_limit: t.model.client_request_limit(),
                         })
                         .collect()
                 })
@@ -1328,16 +1330,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let t = self.st.tier_mut(provider, tier);
         // The client-side bucket is booked here; a provider-enforced one
         // is the provider's (the driver's) business.
-        if let (Some(b), Enforcer::Client) = (&mut t.model.bucket, t.model.enforcer) {
-            b.take(now, 1);
-        }
-        if let (Some(b), Enforcer::Client) = (&mut t.model.token_bucket, t.model.token_enforcer) {
-            let cost = n.input_tokens as u64 + n.output_tokens as u64;
-            assert!(
-                b.admits(now, cost),
-                "policy started a call its tier's token limit does not admit"
-            );
-            b.take(now, cost);
+        if t.client_limited {
+            book_client_limits(&mut t.model, now, n.input_tokens, n.output_tokens);
         }
         let price = t
             .model
@@ -1465,7 +1459,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
     }
 
-    /// Releases an attempt's slot and accounts for it; returns it.
+    /// Releases an attempt's slot and accounts for it; returns it and
+    /// what it was charged.
     /// Always inlined, as is `node_done`: their calls' frames were a
     /// measurable share of what an attempt costs.
     #[inline(always)]
@@ -1474,7 +1469,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         aslot: u32,
         outcome: Outcome,
         usage: Option<(u32, u32)>,
-    ) -> Attempt {
+    ) -> (Attempt, Money) {
         let now = self.st.now;
         let a = self.st.atts[aslot as usize];
         if outcome == Outcome::Cancelled {
@@ -1548,18 +1543,16 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             measured: outcome != Outcome::Cancelled && outcome != Outcome::RateLimited,
             kind: a.kind,
         });
-        a
+        (a, charge)
     }
 
     fn attempt_end(&mut self, aslot: u32, generation: u32, report: AttemptReport) {
-        let a = self.st.atts[aslot as usize];
-        if !a.live || a.generation != generation {
+        let at = &self.st.atts[aslot as usize];
+        if !at.live || at.generation != generation {
             return; // cancelled earlier
         }
-        let cost_before = self.st.wfs[a.wf_slot as usize].cost;
-        let a = self.release_attempt(aslot, report.outcome, report.usage);
+        let (a, charge) = self.release_attempt(aslot, report.outcome, report.usage);
         let (slot, node) = (a.wf_slot, a.node);
-        let charge = Money(self.st.wfs[slot as usize].cost.0 - cost_before.0);
         // Live replies always carry a measured TTFT; only a streaming
         // scenario reports it, so only then is it kept.
         if let (true, Outcome::Success, Some(ttft)) = (self.streaming, report.outcome, report.ttft)
@@ -1569,11 +1562,11 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         if report.outcome == Outcome::RateLimited && report.limited_by == Limit::Tokens {
             self.st.tier_mut(a.provider, a.tier).rate_limited_tokens += 1;
         }
-        let n = self.st.wfs[slot as usize].nodes[node];
-        let sibling_running = n.running.iter().any(|&r| r != NO_ATTEMPT);
+        let running = self.st.wfs[slot as usize].nodes[node].running;
+        let sibling_running = running.iter().any(|&r| r != NO_ATTEMPT);
         match report.outcome {
             Outcome::Success => {
-                for r in n.running {
+                for r in running {
                     if r != NO_ATTEMPT {
                         self.release_attempt(r, Outcome::Cancelled, None);
                     }
@@ -1749,19 +1742,29 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         self.workflow_done_as(slot, ok, false);
     }
 
+    /// Cancels whatever a failed workflow still runs remotely; its local
+    /// tasks finish and are ignored.
+    #[cold]
+    #[inline(never)]
+    fn cancel_running(&mut self, slot: u32) {
+        let running: Vec<u32> = self.st.wfs[slot as usize]
+            .nodes
+            .v
+            .iter()
+            .flat_map(|n| n.running)
+            .filter(|&r| r != NO_ATTEMPT)
+            .collect();
+        for r in running {
+            self.release_attempt(r, Outcome::Cancelled, None);
+        }
+    }
+
+    /// Inlined: every workflow ends here once, and the call's frame was a
+    /// fifth of what the bookkeeping of an ending costs.
+    #[inline]
     fn workflow_done_as(&mut self, slot: u32, ok: bool, interrupted: bool) {
         if !ok {
-            // Cancel whatever still runs remotely; local tasks finish and are ignored.
-            let running: Vec<u32> = self.st.wfs[slot as usize]
-                .nodes
-                .v
-                .iter()
-                .flat_map(|n| n.running)
-                .filter(|&r| r != NO_ATTEMPT)
-                .collect();
-            for r in running {
-                self.release_attempt(r, Outcome::Cancelled, None);
-            }
+            self.cancel_running(slot);
         }
         self.trace(
             TraceKind::WorkflowDone(ok),
@@ -1960,6 +1963,21 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             redo_cost: self.judging.then(|| st.redo_cost.as_dollars()),
         };
         RunResult { summary, tiers }
+    }
+}
+
+/// Books a start on the tier's client-enforced request and token buckets.
+fn book_client_limits(m: &mut TierModel, now: SimTime, input_tokens: u32, output_tokens: u32) {
+    if let (Some(b), Enforcer::Client) = (&mut m.bucket, m.enforcer) {
+        b.take(now, 1);
+    }
+    if let (Some(b), Enforcer::Client) = (&mut m.token_bucket, m.token_enforcer) {
+        let cost = input_tokens as u64 + output_tokens as u64;
+        assert!(
+            b.admits(now, cost),
+            "policy started a call its tier's token limit does not admit"
+        );
+        b.take(now, cost);
     }
 }
 
