@@ -824,13 +824,20 @@ impl Policy {
     }
 
     /// An attempt ended (any outcome: it freed capacity); learn from it if
-    /// it was measured. Inlined: most policies learn nothing.
-    #[inline]
+    /// it was measured. Always inlined, the learning kept out of line: most
+    /// policies learn nothing, and then the ended attempt's facts need not
+    /// even be gathered.
+    #[inline(always)]
     pub fn on_attempt_end(&mut self, e: &AttemptEnded) {
         self.dirty = true;
-        if !self.learns || !e.measured {
-            return;
+        if self.learns && e.measured {
+            self.learn(e);
         }
+    }
+
+    /// Adds a measured attempt's service time and queue wait to the estimates.
+    #[inline(never)]
+    fn learn(&mut self, e: &AttemptEnded) {
         if e.success {
             self.service[e.node_type as usize][e.tier as usize].push(e.service.as_ms());
         }
