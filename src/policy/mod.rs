@@ -242,6 +242,13 @@ pub trait SystemView {
     fn now(&self) -> SimTime;
     /// Load of one tier.
     fn tier_load(&self, provider: u16, tier: u16) -> TierLoad;
+    /// Free slots of one tier, rate limits aside: `tier_load(..).free()`
+    /// where the client enforces no rate limit, which is all a plain
+    /// policy reads (a driver may answer it without working out buckets).
+    fn free_slots(&self, provider: u16, tier: u16) -> u32 {
+        let load = self.tier_load(provider, tier);
+        load.slots.saturating_sub(load.in_flight)
+    }
     /// Remote attempts in flight, all providers.
     fn remote_in_flight(&self) -> u32;
     /// True while `call` still needs a start (not running, done or dead).
@@ -468,6 +475,12 @@ pub struct Policy {
     /// Some tier's `tpm_blocked` is set (most scenarios have no token
     /// limits, and their passes skip the scan).
     tpm_any_blocked: bool,
+    /// Only the queues can start calls: no escalation, hedging or
+    /// in-flight cap, and no client-enforced rate limit anywhere. Then a
+    /// tier's free slots are all a decision reads of it, nothing can leave
+    /// a tier waiting for a token, and a pass only serves each queue
+    /// (`plain_pass`), as the full pass would with every other step idle.
+    plain: bool,
 }
 
 /// One tier as the policy keeps it: its facts, its queue and wait
@@ -573,6 +586,14 @@ impl Policy {
             exhaustive: false,
             tpm_any_blocked: false,
             request_limited: setup.providers.iter().flatten().any(|t| t.request_limit),
+            plain: !mech.escalation
+                && !mech.hedging
+                && !mech.in_flight_cap
+                && !setup
+                    .providers
+                    .iter()
+                    .flatten()
+                    .any(|t| t.request_limit || t.token_limit),
             c: setup.constants,
             node_types: setup.node_types,
             hedges: BinaryHeap::new(),
@@ -816,9 +837,10 @@ impl Policy {
 
     /// Makes every [`dispatch`](Self::dispatch) run a full pass, skipping
     /// none, that reads every tier's load (a pass skips the loads of a
-    /// provider with nothing queued and no due hedge). Decisions are the
-    /// same either way (a pass or a load is skipped only when it cannot
-    /// change anything); this exists to check that.
+    /// provider with nothing queued and no due hedge) and runs every step
+    /// (a [`plain`](Policy::plain) policy's pass only serves the queues).
+    /// Decisions are the same either way (a pass, a load or a step is
+    /// skipped only when it cannot change anything); this exists to check that.
     pub fn set_exhaustive(&mut self, on: bool) {
         self.exhaustive = on;
     }
@@ -881,6 +903,10 @@ impl Policy {
         self.next_wake = SimTime::NEVER;
         self.pass_wake = SimTime::NEVER;
         if self.queued == 0 && self.hedges.is_empty() && self.hedges_due.is_empty() {
+            return;
+        }
+        if self.plain && !self.exhaustive {
+            self.plain_pass(view, out);
             return;
         }
         if self.mech.hedging {
@@ -985,6 +1011,41 @@ impl Policy {
             if ts.tpm_wake != at {
                 ts.tpm_wake = at;
                 out.push(Decision::WakeAt(at));
+            }
+        }
+    }
+
+    /// The pass of a [`plain`](Policy::plain) policy: step 1 alone, each
+    /// tier serving its own queue into its free slots in the full pass's
+    /// order. The full pass's other steps would do nothing: no escalation
+    /// or hedge to start, no cap to bind, no rate limit to wake up for.
+    fn plain_pass<V: SystemView>(&mut self, view: &V, out: &mut Vec<Decision>) {
+        for p in 0..self.provs.len() {
+            let (p16, first, len) = (p as u16, self.provs[p].first, self.provs[p].len);
+            for t in 0..len {
+                let g = first + t;
+                if self.tiers[g].queue.is_empty() {
+                    continue;
+                }
+                let mut free = view.free_slots(p16, t as u16);
+                while free > 0 {
+                    let Some(q) = self.pop_live(view, g) else {
+                        break;
+                    };
+                    let model = if self.mech.model_routing {
+                        self.model_for(&view.call_facts(q.call), p16, t as u16)
+                    } else {
+                        0
+                    };
+                    out.push(Decision::Start {
+                        call: q.call,
+                        provider: p16,
+                        tier: t as u16,
+                        model,
+                        kind: StartKind::Primary,
+                    });
+                    free -= 1;
+                }
             }
         }
     }

@@ -482,6 +482,11 @@ impl SystemView for View<'_> {
         }
     }
 
+    fn free_slots(&self, provider: u16, tier: u16) -> u32 {
+        let t = self.st.tier(provider, tier);
+        t.model.slots.saturating_sub(t.in_flight)
+    }
+
     fn remote_in_flight(&self) -> u32 {
         self.st.remote_in_flight
     }
