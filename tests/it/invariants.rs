@@ -370,7 +370,8 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
 
 /// Everything a run produces, wake-up counts aside, as comparable text
 /// and records: once with the policy skipping idle dispatch passes (and a
-/// plain policy making its plain passes), once with every full pass made.
+/// plain policy making its plain passes and ready-call searches), once
+/// with every full pass and general search made.
 fn skipping_and_exhaustive(s: &Scenario) -> [(String, Vec<TraceEvent>, Vec<WorkflowRecord>); 2] {
     [false, true].map(|exhaustive| {
         let mut obs = MemoryObserver {
