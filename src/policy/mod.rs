@@ -999,18 +999,7 @@ impl Policy {
                         };
                         q
                     };
-                    let model = if self.mech.model_routing {
-                        self.model_for(&view.call_facts(q.call), p16, t as u16)
-                    } else {
-                        0
-                    };
-                    out.push(Decision::Start {
-                        call: q.call,
-                        provider: p16,
-                        tier: t as u16,
-                        model,
-                        kind: StartKind::Primary,
-                    });
+                    self.start_from_queue(view, q, p16, t as u16, out);
                     self.tiers[g].free -= 1;
                     global -= 1;
                 }
@@ -1067,22 +1056,37 @@ impl Policy {
                     let Some(q) = self.pop_live(view, g) else {
                         break;
                     };
-                    let model = if self.mech.model_routing {
-                        self.model_for(&view.call_facts(q.call), p16, t as u16)
-                    } else {
-                        0
-                    };
-                    out.push(Decision::Start {
-                        call: q.call,
-                        provider: p16,
-                        tier: t as u16,
-                        model,
-                        kind: StartKind::Primary,
-                    });
+                    self.start_from_queue(view, q, p16, t as u16, out);
                     free -= 1;
                 }
             }
         }
+    }
+
+    /// Step 1's start of queue head `q` on its own tier `t` of provider
+    /// `p`: a primary start, on the model routing picks from the call's
+    /// facts now (the default model without routing).
+    #[inline]
+    fn start_from_queue<V: SystemView>(
+        &self,
+        view: &V,
+        q: Queued,
+        p: u16,
+        t: u16,
+        out: &mut Vec<Decision>,
+    ) {
+        let model = if self.mech.model_routing {
+            self.model_for(&view.call_facts(q.call), p, t)
+        } else {
+            0
+        };
+        out.push(Decision::Start {
+            call: q.call,
+            provider: p,
+            tier: t,
+            model,
+            kind: StartKind::Primary,
+        });
     }
 
     /// Step 3 of a pass: token wake-ups for tiers left request-rate-blocked.
