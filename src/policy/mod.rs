@@ -738,14 +738,7 @@ impl Policy {
         let pv = &self.provs[p as usize];
         for &t in &pv.by_price {
             if self.tiers[pv.first + t as usize].queue.is_empty() && view.free_slots(p, t) > 0 {
-                let model = self.model_for(&r, p, t);
-                out.push(Decision::Start {
-                    call: r.call,
-                    provider: p,
-                    tier: t,
-                    model,
-                    kind: StartKind::Primary,
-                });
+                self.start_ready(&r, t, out);
                 return;
             }
         }
@@ -778,14 +771,7 @@ impl Policy {
                     // for its next token (always, under a token limit).
                     self.dirty |= (load.tokens == 1 && load.in_flight + 1 < load.slots)
                         || load.token_bucket.is_some();
-                    let model = self.model_for(&r, p, t);
-                    out.push(Decision::Start {
-                        call: r.call,
-                        provider: p,
-                        tier: t,
-                        model,
-                        kind: StartKind::Primary,
-                    });
+                    self.start_ready(&r, t, out);
                     return;
                 }
                 let could_take = t == cheapest
@@ -806,6 +792,20 @@ impl Policy {
         // recomputes it.
         self.dirty |= wake_needed || pv.token_limited;
         self.enqueue(p, cheapest, r);
+    }
+
+    /// Starts ready call `r` on tier `t` of its provider, on the model
+    /// it would use there, as its first placement.
+    #[inline]
+    fn start_ready(&self, r: &ReadyCall, t: u16, out: &mut Vec<Decision>) {
+        let model = self.model_for(r, r.provider, t);
+        out.push(Decision::Start {
+            call: r.call,
+            provider: r.provider,
+            tier: t,
+            model,
+            kind: StartKind::Primary,
+        });
     }
 
     fn enqueue(&mut self, provider: u16, tier: u16, r: ReadyCall) {
