@@ -233,7 +233,7 @@ fn escalation_moves_waiting_calls_to_a_faster_tier() {
         Constants::default(),
     ));
     for _ in 0..50 {
-        p.on_attempt_end(&AttemptEnded {
+        p.on_attempt_end(|| AttemptEnded {
             provider: 0,
             tier: 0,
             node_type: 0,
@@ -381,7 +381,7 @@ fn a_pass_woken_only_by_the_deadline_of_an_ended_attempt_is_skipped() {
     p.dispatch(&at(1.0, &[a1, a2]), &mut out);
     assert_eq!(p.passes(), 1);
     // The first attempt ends: a pass, which finds nothing to start.
-    p.on_attempt_end(&AttemptEnded {
+    p.on_attempt_end(|| AttemptEnded {
         provider: 0,
         tier: 0,
         node_type: 0,
@@ -439,16 +439,16 @@ fn due_hedges_wait_while_no_tier_has_room_and_start_in_order_when_one_frees() {
     p.dispatch(&at(6.0, 0), &mut out);
     assert!(started(&out).is_empty(), "no room: nothing hedged");
     // A pass after an attempt end elsewhere, still no room: still nothing.
-    p.on_attempt_end(&fast_end);
+    p.on_attempt_end(|| fast_end);
     p.dispatch(&at(6.5, 0), &mut out);
     assert!(started(&out).is_empty(), "still no room");
     // One fast slot frees: the earlier deadline's call gets it, the other
     // stays due and takes the next.
-    p.on_attempt_end(&fast_end);
+    p.on_attempt_end(|| fast_end);
     p.dispatch(&at(7.0, 1), &mut out);
     assert_eq!(started(&out), vec![(1, 1, StartKind::Hedge)]);
     out.clear();
-    p.on_attempt_end(&fast_end);
+    p.on_attempt_end(|| fast_end);
     p.dispatch(&at(7.5, 1), &mut out);
     assert_eq!(started(&out), vec![(2, 1, StartKind::Hedge)]);
 }
@@ -515,7 +515,7 @@ fn a_pass_that_uses_the_last_token_asks_to_wake_for_the_next() {
     let mut limited = view(vec![load(0, 2), load(4, 4)], &calls);
     limited.loads[0][0].tokens = 1;
     limited.loads[0][0].next_token_at = next;
-    p.on_attempt_end(&AttemptEnded {
+    p.on_attempt_end(|| AttemptEnded {
         provider: 0,
         tier: 0,
         node_type: 0,

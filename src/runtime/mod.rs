@@ -1538,7 +1538,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
         let ty = node.ty;
         self.trace_attempt(TraceKind::End(outcome), &a, charge);
-        self.policy.on_attempt_end(&AttemptEnded {
+        self.policy.on_attempt_end(|| AttemptEnded {
             provider: a.provider,
             tier: a.tier,
             node_type: ty,
