@@ -230,6 +230,19 @@ pub struct ProviderReply {
     pub limited_by: Limit,
 }
 
+impl ProviderReply {
+    /// A placeholder to draw into (an instant success).
+    pub const BLANK: ProviderReply = ProviderReply {
+        draw: AttemptDraw {
+            duration: SimDuration::ZERO,
+            outcome: Outcome::Success,
+            ttft: None,
+        },
+        retry_after: SimDuration::ZERO,
+        limited_by: Limit::Requests,
+    };
+}
+
 impl ProviderSide {
     /// The provider side of a validated scenario.
     pub fn new(s: &crate::scenario::Scenario) -> ProviderSide {
@@ -274,8 +287,26 @@ impl ProviderSide {
         model: usize,
         spec: &DrawSpec<'_>,
     ) -> ProviderReply {
+        let mut reply = ProviderReply::BLANK;
+        self.attempt_into(&mut reply, now, ids, tier, model, spec);
+        reply
+    }
+
+    /// [`attempt`](Self::attempt), written into `out`: the simulator
+    /// draws straight into the slot it keeps the reply in, where a reply
+    /// returned and copied over was reloaded wider than it had just been
+    /// written (a store-forwarding stall on every attempt).
+    pub fn attempt_into(
+        &mut self,
+        out: &mut ProviderReply,
+        now: SimTime,
+        ids: AttemptIds,
+        tier: &TierModel,
+        model: usize,
+        spec: &DrawSpec<'_>,
+    ) {
         let keyer = self.keyer;
-        self.attempt_keyed(&keyer, now, ids, tier, model, spec)
+        self.attempt_keyed_into(out, &keyer, now, ids, tier, model, spec);
     }
 
     /// [`attempt`](Self::attempt) with draws from another keyer (the
@@ -289,43 +320,56 @@ impl ProviderSide {
         model: usize,
         spec: &DrawSpec<'_>,
     ) -> ProviderReply {
-        let drawn = |keyer: &Keyer| ProviderReply {
-            draw: draw_attempt(keyer, ids, tier, model, spec),
-            retry_after: SimDuration::ZERO,
-            limited_by: Limit::Requests,
-        };
-        if !self.any_bucket {
-            return drawn(keyer);
+        let mut reply = ProviderReply::BLANK;
+        self.attempt_keyed_into(&mut reply, keyer, now, ids, tier, model, spec);
+        reply
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_keyed_into(
+        &mut self,
+        out: &mut ProviderReply,
+        keyer: &Keyer,
+        now: SimTime,
+        ids: AttemptIds,
+        tier: &TierModel,
+        model: usize,
+        spec: &DrawSpec<'_>,
+    ) {
+        if self.any_bucket {
+            let (p, t) = (ids.provider as usize, ids.tier as usize);
+            let cost = spec.reserved_tokens();
+            let request_wait =
+                self.buckets[p][t].map_or(SimDuration::ZERO, |b| b.ready_at(now, 1) - now);
+            let token_wait =
+                self.token_buckets[p][t].map_or(SimDuration::ZERO, |b| b.ready_at(now, cost) - now);
+            if request_wait > SimDuration::ZERO || token_wait > SimDuration::ZERO {
+                let (limited_by, duration) = if token_wait > request_wait {
+                    (Limit::Tokens, tier.token_reject_latency)
+                } else {
+                    (Limit::Requests, tier.reject_latency)
+                };
+                *out = ProviderReply {
+                    draw: AttemptDraw {
+                        duration,
+                        outcome: Outcome::RateLimited,
+                        ttft: None,
+                    },
+                    retry_after: request_wait.max(token_wait),
+                    limited_by,
+                };
+                return;
+            }
+            if let Some(b) = &mut self.buckets[p][t] {
+                b.take(now, 1);
+            }
+            if let Some(b) = &mut self.token_buckets[p][t] {
+                b.take(now, cost);
+            }
         }
-        let (p, t) = (ids.provider as usize, ids.tier as usize);
-        let cost = spec.reserved_tokens();
-        let request_wait =
-            self.buckets[p][t].map_or(SimDuration::ZERO, |b| b.ready_at(now, 1) - now);
-        let token_wait =
-            self.token_buckets[p][t].map_or(SimDuration::ZERO, |b| b.ready_at(now, cost) - now);
-        if request_wait > SimDuration::ZERO || token_wait > SimDuration::ZERO {
-            let (limited_by, duration) = if token_wait > request_wait {
-                (Limit::Tokens, tier.token_reject_latency)
-            } else {
-                (Limit::Requests, tier.reject_latency)
-            };
-            return ProviderReply {
-                draw: AttemptDraw {
-                    duration,
-                    outcome: Outcome::RateLimited,
-                    ttft: None,
-                },
-                retry_after: request_wait.max(token_wait),
-                limited_by,
-            };
-        }
-        if let Some(b) = &mut self.buckets[p][t] {
-            b.take(now, 1);
-        }
-        if let Some(b) = &mut self.token_buckets[p][t] {
-            b.take(now, cost);
-        }
-        drawn(keyer)
+        out.retry_after = SimDuration::ZERO;
+        out.limited_by = Limit::Requests;
+        draw_attempt_into(&mut out.draw, keyer, ids.words(), tier, model, spec);
     }
 
     /// The provider-enforced request bucket of (provider, tier) at `now`.
@@ -418,7 +462,25 @@ pub fn draw_attempt(
     model: usize,
     spec: &DrawSpec<'_>,
 ) -> AttemptDraw {
-    let (a, b) = ids.words();
+    let mut d = ProviderReply::BLANK.draw;
+    draw_attempt_into(&mut d, keyer, ids.words(), tier, model, spec);
+    d
+}
+
+/// [`draw_attempt`] of the ids packed as [`AttemptIds::words`], written
+/// into `out` field by field (see [`ProviderSide::attempt_into`]). The
+/// words come in registers: read from the ids in memory, the provider and
+/// tier (two 2-byte stores) were loaded as one 4-byte word, another
+/// store-forwarding stall.
+#[inline(never)]
+fn draw_attempt_into(
+    out: &mut AttemptDraw,
+    keyer: &Keyer,
+    (a, b): (u64, u64),
+    tier: &TierModel,
+    model: usize,
+    spec: &DrawSpec<'_>,
+) {
     let mut rng = keyer.rng(a, b);
     let scale = tier.latency_scale * tier.models[model].latency_scale;
     // When no tail can fire and no failure can be drawn, nothing after the
@@ -441,7 +503,7 @@ pub fn draw_attempt(
     let ttft = ttft_ms.map(|t| SimDuration::from_ms(t * scale));
     let failed = !quiet && unit(&mut rng) < tier.failure_prob;
     let latency = SimDuration::from_ms(ms);
-    match tier.timeout {
+    *out = match tier.timeout {
         Some(limit) if latency > limit => AttemptDraw {
             duration: limit,
             outcome: Outcome::Timeout,
@@ -457,7 +519,7 @@ pub fn draw_attempt(
             outcome: Outcome::Success,
             ttft,
         },
-    }
+    };
 }
 
 impl AttemptIds {

@@ -14,7 +14,7 @@ pub use crate::runtime::{Exec, NodeTable};
 
 use crate::metrics::{Observer, RunResult};
 use crate::policy::AttemptKey;
-use crate::provider::{Limit, Outcome, ProviderSide};
+use crate::provider::{ProviderReply, ProviderSide};
 use crate::runtime::{AttemptReport, Driver, Runtime, SendAttempt, Timer};
 use crate::scenario::Scenario;
 use crate::units::{SimDuration, SimTime};
@@ -26,51 +26,51 @@ enum Event {
     AttemptEnd { slot: u32, generation: u32 },
 }
 
-/// An attempt's drawn end: outcome, Retry-After, the limit behind a 429,
-/// time to first token.
-type End = (Outcome, SimDuration, Limit, Option<SimDuration>);
-
 /// The simulator's side of the runtime: the event queue and the provider
 /// model (keyed draws, provider-enforced buckets).
 #[derive(Debug)]
 pub struct SimDriver {
     queue: EventQueue<Event>,
     provider: ProviderSide,
-    /// The drawn end of each attempt slot: outcome, Retry-After, the
-    /// limit behind a 429 and the time to first token.
-    ends: Vec<End>,
+    /// The provider's reply to each attempt slot's latest attempt: its
+    /// drawn duration and outcome, and for a 429 its Retry-After and limit.
+    ends: Vec<ProviderReply>,
 }
 
 // Inlined: an attempt's send and an arrival's timer were calls of their own.
 impl Driver for SimDriver {
     #[inline]
     fn send(&mut self, now: SimTime, a: &SendAttempt<'_>) -> Option<SimDuration> {
-        let reply = self
-            .provider
-            .attempt(now, a.ids, a.tier, a.model as usize, &a.spec);
-        let draw = reply.draw;
         let slot = a.key.slot as usize;
         if slot >= self.ends.len() {
-            self.ends.resize(
-                slot + 1,
-                (Outcome::Success, SimDuration::ZERO, Limit::Requests, None),
-            );
+            self.ends.resize(slot + 1, ProviderReply::BLANK);
         }
-        self.ends[slot] = (draw.outcome, reply.retry_after, reply.limited_by, draw.ttft);
+        // Drawn straight into its slot (see `ProviderSide::attempt_into`).
+        self.provider.attempt_into(
+            &mut self.ends[slot],
+            now,
+            a.ids,
+            a.tier,
+            a.model as usize,
+            &a.spec,
+        );
+        let duration = self.ends[slot].draw.duration;
         self.queue.push(
-            now + draw.duration,
+            now + duration,
             Event::AttemptEnd {
                 slot: a.key.slot,
                 generation: a.key.generation,
             },
         );
-        Some(draw.duration)
+        Some(duration)
     }
 
     /// Nothing to do: the runtime ignores the stale end event.
     fn cancel(&mut self, _attempt: AttemptKey) {}
 
-    #[inline]
+    /// Always inlined: out of line, the timer passed through memory was
+    /// reloaded wider than it was written (a store-forwarding stall).
+    #[inline(always)]
     fn set_timer(&mut self, at: SimTime, timer: Timer) {
         match timer {
             // At most one arrival is pending: it waits beside the heap.
@@ -167,15 +167,15 @@ impl<'o, O: Observer> Simulator<'o, O> {
             match ev {
                 Event::Timer(timer) => self.rt.on_timer(t, timer),
                 Event::AttemptEnd { slot, generation } => {
-                    let (outcome, retry_after, limited_by, ttft) = self.rt.io.ends[slot as usize];
+                    let end = self.rt.io.ends[slot as usize];
                     self.rt.on_attempt_end(
                         t,
                         AttemptKey { slot, generation },
                         AttemptReport {
-                            outcome,
-                            retry_after,
-                            limited_by,
-                            ttft,
+                            outcome: end.draw.outcome,
+                            retry_after: end.retry_after,
+                            limited_by: end.limited_by,
+                            ttft: end.draw.ttft,
                             usage: None,
                         },
                     );

@@ -4,6 +4,7 @@ use super::*;
 use crate::metrics::{MemoryObserver, NullObserver};
 use crate::metrics::{Place, TraceKind};
 use crate::policy::PolicyKind;
+use crate::provider::Outcome;
 use crate::scenario::Arrivals;
 use crate::units::Money;
 
