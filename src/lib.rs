@@ -35,6 +35,7 @@ pub mod error;
 pub mod fidelity;
 pub mod live;
 pub mod metrics;
+pub mod minheap;
 pub mod numtext;
 pub mod output;
 pub mod policy;

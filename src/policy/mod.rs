@@ -50,6 +50,7 @@ use std::collections::BinaryHeap;
 pub use params::{Ablations, Constants, Mechanisms, PolicyKind};
 
 use crate::bucket::TokenBucket;
+use crate::minheap::MinHeap;
 use crate::units::{Money, SimDuration, SimTime};
 use estimates::Window;
 
@@ -417,7 +418,7 @@ impl PartialOrd for HedgeTimer {
 }
 impl Ord for HedgeTimer {
     fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
+        (self.at, self.seq).cmp(&(o.at, o.seq))
     }
 }
 
@@ -439,7 +440,7 @@ pub struct Policy {
     node_types: Vec<NodeTypeInfo>,
     /// Service-time window per (node type, provider tier slot).
     service: Vec<Vec<Window>>,
-    hedges: BinaryHeap<HedgeTimer>,
+    hedges: MinHeap<HedgeTimer>,
     /// The attempts of pending hedge timers, by `HedgeTimer::armed`, and
     /// the free entries of that table.
     armed: Vec<AttemptStarted>,
@@ -598,7 +599,7 @@ impl Policy {
                     .any(|t| t.request_limit || t.token_limit),
             c: setup.constants,
             node_types: setup.node_types,
-            hedges: BinaryHeap::new(),
+            hedges: MinHeap::new(),
             armed: Vec::new(),
             armed_free: Vec::new(),
             hedges_due: Vec::new(),

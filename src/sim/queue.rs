@@ -1,18 +1,15 @@
-//! The event queue: a binary min-heap ordered by (time, insertion
-//! sequence), so events at equal times pop in the order they were
-//! scheduled, never in an order that depends on the heap's internals.
+//! The event queue: a min-heap ordered by (time, insertion sequence), so
+//! events at equal times pop in the order they were scheduled, never in an
+//! order that depends on the heap's internals.
 //!
 //! The arrival process is a chain (each arrival schedules the next), so at
 //! most one arrival is ever pending. It waits in a slot beside the heap
 //! instead of in it: one heap push and one pop fewer per workflow, with
 //! the same (time, seq) order.
-//!
-//! The heap is a few lines here rather than `std`'s `BinaryHeap`: its pop
-//! swaps the last entry into the root in 8-byte pieces and at once reads
-//! the root back in 16-byte ones, a store-forwarding stall that was 7% of
-//! an M/M/8 run. Here the sifted entry stays in registers and is written
-//! once, where it lands.
 
+use std::cmp::Ordering;
+
+use crate::minheap::MinHeap;
 use crate::units::SimTime;
 
 /// `key` packs (time, seq) into one integer: one comparison per sift step.
@@ -22,11 +19,27 @@ struct Entry<E> {
     event: E,
 }
 
+impl<E> PartialEq for Entry<E> {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key
+    }
+}
+impl<E> Eq for Entry<E> {}
+impl<E> PartialOrd for Entry<E> {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl<E> Ord for Entry<E> {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.key.cmp(&o.key)
+    }
+}
+
 /// A deterministic min-queue of timed events.
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    /// A binary min-heap on `key`: each entry's key is below its children's.
-    heap: Vec<Entry<E>>,
+    heap: MinHeap<Entry<E>>,
     arrival: Option<Entry<E>>,
     seq: u64,
 }
@@ -34,7 +47,7 @@ pub struct EventQueue<E> {
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
         EventQueue {
-            heap: Vec::new(),
+            heap: MinHeap::default(),
             arrival: None,
             seq: 0,
         }
@@ -45,29 +58,8 @@ impl<E: Copy> EventQueue<E> {
     /// Schedules `event` at `time`.
     #[inline]
     pub fn push(&mut self, time: SimTime, event: E) {
-        let entry = Entry {
-            key: self.next_key(time),
-            event,
-        };
-        let hole = self.heap.len();
-        self.heap.push(entry);
-        self.sift_up(hole, entry);
-    }
-
-    /// Writes `entry` at `hole` or above it: parents with later keys move
-    /// down into the hole until its place is found.
-    #[inline]
-    fn sift_up(&mut self, mut hole: usize, entry: Entry<E>) {
-        while hole > 0 {
-            let parent = (hole - 1) / 2;
-            let p = self.heap[parent];
-            if p.key < entry.key {
-                break;
-            }
-            self.heap[hole] = p;
-            hole = parent;
-        }
-        self.heap[hole] = entry;
+        let key = self.next_key(time);
+        self.heap.push(Entry { key, event });
     }
 
     /// Schedules the next arrival, ordered exactly as [`push`](Self::push)
@@ -91,43 +83,16 @@ impl<E: Copy> EventQueue<E> {
     /// The earliest event (FIFO among equal times).
     #[inline]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        let arrival_first = match (&self.arrival, self.heap.first()) {
+        let arrival_first = match (&self.arrival, self.heap.peek()) {
             (Some(a), Some(h)) => a.key < h.key,
             (a, _) => a.is_some(),
         };
         let e = if arrival_first {
             self.arrival.take()
         } else {
-            self.pop_heap()
+            self.heap.pop()
         }?;
         Some((SimTime((e.key >> 64) as u64), e.event))
-    }
-
-    /// Removes the heap's root. The hole it leaves moves down to a leaf,
-    /// the earlier child moving up at each level (one comparison per
-    /// level); the last entry then sifts up from there. It belongs near the
-    /// bottom, so this costs fewer comparisons than sifting it down from
-    /// the root (as `std`'s heap does too).
-    #[inline]
-    fn pop_heap(&mut self) -> Option<Entry<E>> {
-        let last = self.heap.pop()?;
-        let Some(&top) = self.heap.first() else {
-            return Some(last);
-        };
-        let (mut hole, mut child) = (0, 1);
-        while let Some([l, r]) = self.heap.get(child..child + 2) {
-            // Branch-free: which child is earlier is a coin toss.
-            child += (r.key < l.key) as usize;
-            self.heap[hole] = self.heap[child];
-            hole = child;
-            child = 2 * hole + 1;
-        }
-        if child < self.heap.len() {
-            self.heap[hole] = self.heap[child];
-            hole = child;
-        }
-        self.sift_up(hole, last);
-        Some(top)
     }
 
     /// Events pending.
