@@ -325,6 +325,8 @@ impl ProviderSide {
         reply
     }
 
+    /// [`attempt_keyed`](Self::attempt_keyed), written into `out`; what
+    /// the other three come to.
     #[allow(clippy::too_many_arguments)]
     fn attempt_keyed_into(
         &mut self,
