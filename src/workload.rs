@@ -133,7 +133,12 @@ pub struct CompiledWorkload {
 impl CompiledWorkload {
     /// The block used for iteration `i`.
     pub fn block(&self, iteration: u32) -> &Block {
-        &self.blocks[(iteration as usize).min(self.blocks.len() - 1)]
+        &self.blocks[self.block_index(iteration)]
+    }
+
+    /// The index in `blocks` of the block used for iteration `i`.
+    pub fn block_index(&self, iteration: u32) -> usize {
+        (iteration as usize).min(self.blocks.len() - 1)
     }
 
     /// The nodes of the largest block.

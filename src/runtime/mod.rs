@@ -148,21 +148,19 @@ const NO_ATTEMPT: u32 = u32::MAX;
 /// arrives; a larger block grows its table as it goes.
 const NODES_RESERVED_MAX: usize = 1 << 14;
 
-// A node fits one cache line.
-const _: () = assert!(std::mem::size_of::<Node>() <= 64);
+// 48 bytes, not a cache line: with a thousand workflows in flight their
+// node tables overflow the L2 cache, and a node's first touch is what the
+// research agent waits on most (padded to 128 bytes, it ran 15% slower).
+const _: () = assert!(std::mem::size_of::<Node>() <= 48);
 
 impl Node {
-    /// Block node `b` of a fresh block, waiting for its predecessors;
-    /// `rcp` is its remaining critical path, later iterations included.
-    fn blocked(b: &BlockNode, provider: u16, rcp: SimDuration) -> Node {
+    /// Block node `b` of a fresh block, waiting for its predecessors.
+    fn blocked(b: &BlockNode, provider: u16) -> Node {
         Node {
             ty: b.node_type,
             provider,
             state: NodeState::Blocked,
             deps_left: b.preds,
-            rcp,
-            input_tokens: b.input_tokens,
-            output_tokens: b.output_tokens,
             attempts: 0,
             failures: 0,
             running: [NO_ATTEMPT; 2],
@@ -243,6 +241,10 @@ impl std::ops::IndexMut<u32> for LiveNodes {
 /// tier's best model, whose answer is final.
 const MAX_REDOS: u8 = 8;
 
+/// A live node: what changes as it runs, and its type and provider, read
+/// on every look at it. Its tokens and critical path within the block are
+/// its block node's, read through [`Workflow::block_node`] rather than
+/// copied into every workflow's table.
 #[derive(Clone, Copy, Debug)]
 struct Node {
     ty: u16,
@@ -250,9 +252,6 @@ struct Node {
     provider: u16,
     state: NodeState,
     deps_left: u32,
-    rcp: SimDuration,
-    input_tokens: u32,
-    output_tokens: u32,
     attempts: u32,
     failures: u32,
     running: [u32; 2],
@@ -274,6 +273,11 @@ struct Workflow {
     unfinished: u32,
     iteration: u32,
     relevant: u32,
+    /// The critical path of the iterations after this one.
+    later_cp: SimDuration,
+    /// Where the table's block starts in the runtime's `block_nodes`, less
+    /// `nodes.first` (wrapping): node `n`'s block node is at `n + statics`.
+    statics: u32,
     propensity: f64,
     expected_finish: SimTime,
     cost: Money,
@@ -293,6 +297,19 @@ struct Workflow {
 }
 
 impl Workflow {
+    /// Node `node`'s block node (type, tokens, critical path within its
+    /// block), shared by every workflow that runs the block.
+    #[inline]
+    fn block_node<'b>(&self, block_nodes: &'b [BlockNode], node: u32) -> &'b BlockNode {
+        &block_nodes[node.wrapping_add(self.statics) as usize]
+    }
+
+    /// Node `node`'s remaining critical path, later iterations included.
+    #[inline]
+    fn remaining_cp(&self, block_nodes: &[BlockNode], node: u32) -> SimDuration {
+        self.block_node(block_nodes, node).rcp_in_block + self.later_cp
+    }
+
     /// Makes a free slot workflow `id`, arrived at `now`, in place: built
     /// on the stack and copied in, the struct was reloaded wider than it
     /// had just been written (store-forwarding stalls, 8% of an M/M/8
@@ -308,6 +325,8 @@ impl Workflow {
             unfinished,
             iteration,
             relevant,
+            later_cp,
+            statics,
             propensity: w_propensity,
             expected_finish,
             cost,
@@ -331,10 +350,12 @@ impl Workflow {
         *cost = Money::ZERO;
         *wasted = SimDuration::ZERO;
         *queue_wait = SimDuration::ZERO;
+        *later_cp = SimDuration::ZERO;
         for count in [
             unfinished,
             iteration,
             relevant,
+            statics,
             retries,
             rate_limited,
             cancellations,
@@ -476,6 +497,7 @@ impl State {
 
 struct View<'a> {
     st: &'a State,
+    block_nodes: &'a [BlockNode],
     /// Whether anything reads call difficulties (routing, quality curves).
     difficulty: bool,
 }
@@ -491,16 +513,18 @@ pub(crate) fn difficulty(seed: u64, workflow: u64, node: u32) -> f64 {
 }
 
 impl View<'_> {
+    #[inline]
     fn ready_call(&self, call: CallKey) -> ReadyCall {
         let w = &self.st.wfs[call.slot as usize];
         let n = &w.nodes[call.node];
+        let b = w.block_node(self.block_nodes, call.node);
         ReadyCall {
             call,
             workflow_id: w.id,
             provider: n.provider,
             node_type: n.ty,
             workflow_arrival: w.arrival,
-            remaining_cp: n.rcp,
+            remaining_cp: w.remaining_cp(self.block_nodes, call.node),
             slack: n.slack,
             // The table holds difficulties only when something reads them.
             difficulty: if self.difficulty {
@@ -510,8 +534,8 @@ impl View<'_> {
             },
             redos: n.redos,
             workflow_spent: w.cost,
-            input_tokens: n.input_tokens,
-            output_tokens: n.output_tokens,
+            input_tokens: b.input_tokens,
+            output_tokens: b.output_tokens,
         }
     }
 }
@@ -603,6 +627,7 @@ macro_rules! view {
     ($sim:ident) => {
         View {
             st: &$sim.st,
+            block_nodes: &$sim.block_nodes,
             difficulty: $sim.difficulties,
         }
     };
@@ -641,6 +666,11 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     /// Nodes reserved for a workflow when it arrives: its largest block, up
     /// to [`NODES_RESERVED_MAX`].
     nodes_reserved: usize,
+    /// Every block's nodes, block after block: a node's static facts, which
+    /// its workflow's table does not copy (see [`Workflow::block_node`]).
+    block_nodes: Vec<BlockNode>,
+    /// Where each block starts in `block_nodes`.
+    block_first: Vec<u32>,
     /// Prior median service time per node type (ms, tier scale 1): what a
     /// cancelled attempt of unknown planned duration is charged against.
     prior_p50_ms: Vec<f64>,
@@ -764,6 +794,20 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let table = NodeTable::build(s);
         let workload = crate::workload::compile(s, &table.facts());
         let nodes_reserved = workload.max_block_nodes().min(NODES_RESERVED_MAX);
+        let block_nodes: Vec<BlockNode> = workload
+            .blocks
+            .iter()
+            .flat_map(|b| b.nodes.iter().copied())
+            .collect();
+        let block_first: Vec<u32> = workload
+            .blocks
+            .iter()
+            .scan(0u32, |first, b| {
+                let at = *first;
+                *first += b.nodes.len() as u32;
+                Some(at)
+            })
+            .collect();
         let by_provider: Vec<Vec<TierRt>> = s
             .providers
             .values()
@@ -904,6 +948,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             decisions: Vec::new(),
             follow_up: Vec::new(),
             nodes_reserved,
+            block_nodes,
+            block_first,
         }
     }
 
@@ -1134,7 +1180,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     /// and readies its roots.
     fn instantiate(&mut self, slot: u32, iteration: u32) {
         let block = self.workload.block(iteration);
-        let later = self.workload.later_iterations_cp(iteration);
         let w = &mut self.st.wfs[slot as usize];
         // Only the research agent has several blocks, and its next one is
         // made when DecideNext ends, which every node of the block precedes
@@ -1146,6 +1191,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         w.nodes.drop_done();
         let base = w.nodes.first;
         w.iteration = iteration;
+        w.later_cp = self.workload.later_iterations_cp(iteration);
+        w.statics = self.block_first[self.workload.block_index(iteration)].wrapping_sub(base);
         w.unfinished += block.nodes.len() as u32;
         for (i, b) in block.nodes.iter().enumerate() {
             let remote = matches!(self.table.exec[b.node_type as usize], Exec::Remote(_));
@@ -1154,9 +1201,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 Exec::Remote(p) => p,
                 Exec::Local(_) => u16::MAX,
             };
-            w.nodes
-                .v
-                .push(Node::blocked(b, provider, b.rcp_in_block + later));
+            w.nodes.v.push(Node::blocked(b, provider));
             if self.difficulties {
                 w.nodes.difficulty.push(if remote {
                     difficulty(self.seed, w.id, base + i as u32)
@@ -1199,10 +1244,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             Exec::Remote(_) => {
                 self.trace(TraceKind::Ready, slot, node, Place::None, AttemptTag::NONE);
                 let w = &mut self.st.wfs[slot as usize];
-                let n = w.nodes[node];
                 // Slack: how far this call's expected finish path is ahead of
                 // the workflow's latest expected finish among ready nodes.
-                let own_finish = now + n.rcp;
+                let own_finish = now + w.remaining_cp(&self.block_nodes, node);
                 w.expected_finish = w.expected_finish.max(own_finish);
                 w.nodes[node].slack = w.expected_finish - own_finish;
                 let view = view!(self);
@@ -1228,12 +1272,13 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let now = self.st.now;
         let w = &self.st.wfs[slot as usize];
         let n = &w.nodes[node];
+        let b = w.block_node(&self.block_nodes, node);
         let spec = DrawSpec {
             sampler: &self.table.samplers[n.ty as usize],
             tail: self.table.tails[n.ty as usize],
             heavy_tail: self.table.heavy_tails[n.ty as usize],
-            input_tokens: n.input_tokens,
-            output_tokens: n.output_tokens,
+            input_tokens: b.input_tokens,
+            output_tokens: b.output_tokens,
         };
         let mut rng = self.local_keyer.rng(w.id, node as u64);
         let duration = SimDuration::from_ms(draw_latency_ms(&mut rng, &spec));
@@ -1380,6 +1425,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
         let wf_id = w.id;
         let attempt_no = n.attempts;
+        let (input_tokens, output_tokens) = {
+            let b = w.block_node(&self.block_nodes, call.node);
+            (b.input_tokens, b.output_tokens)
+        };
         let ids = AttemptIds {
             workflow: wf_id,
             node: call.node,
@@ -1391,11 +1440,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         // The client-side bucket is booked here; a provider-enforced one
         // is the provider's (the driver's) business.
         if t.client_limited {
-            book_client_limits(&mut t.model, now, n.input_tokens, n.output_tokens);
+            book_client_limits(&mut t.model, now, input_tokens, output_tokens);
         }
-        let price = t
-            .model
-            .price(model as usize, n.input_tokens, n.output_tokens);
+        let price = t.model.price(model as usize, input_tokens, output_tokens);
         t.in_flight += 1;
         t.requests += 1;
         let queue_wait = if kind == StartKind::Hedge {
@@ -1457,7 +1504,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             StartKind::Escalated => w.escalations += 1,
             StartKind::Primary => {}
         }
-        let (ty, output_tokens) = (n.ty, n.output_tokens);
+        let ty = n.ty;
         let send = SendAttempt {
             key: AttemptKey {
                 slot: aslot,
@@ -1467,14 +1514,14 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             model,
             kind,
             node_type: ty,
-            input_tokens: n.input_tokens,
+            input_tokens,
             output_tokens,
             queue_wait,
             spec: DrawSpec {
                 sampler: &self.table.samplers[ty as usize],
                 tail: self.table.tails[ty as usize],
                 heavy_tail: self.table.heavy_tails[ty as usize],
-                input_tokens: n.input_tokens,
+                input_tokens,
                 output_tokens,
             },
             tier: &self.st.tier(provider, tier).model,
@@ -1693,7 +1740,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     fn streamed(&mut self, a: &Attempt, ttft: SimDuration) {
         let st = &mut self.st;
         st.ttfts.push(ttft.0);
-        let out = st.wfs[a.wf_slot as usize].nodes[a.node].output_tokens;
+        let out = st.wfs[a.wf_slot as usize]
+            .block_node(&self.block_nodes, a.node)
+            .output_tokens;
         if out > 1 {
             let after_first = ((st.now - a.start).as_ms() - ttft.as_ms()).max(0.0);
             st.tpot_sum_ms += after_first / (out - 1) as f64;
@@ -2085,7 +2134,7 @@ mod tests {
             tag: 0,
             rcp_in_block: SimDuration::ZERO,
         };
-        Node::blocked(&b, 0, SimDuration::ZERO)
+        Node::blocked(&b, 0)
     }
 
     /// The memo gives what the draws give, cold or warm, and a change to a
