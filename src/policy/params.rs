@@ -81,6 +81,12 @@ pub struct Mechanisms {
 }
 
 impl Mechanisms {
+    /// Whether anything reads a ready call's slack (the DAG score and the
+    /// hedging test): the runtime works it out only then.
+    pub fn reads_slack(&self) -> bool {
+        self.dag_priority || self.hedging
+    }
+
     /// What `kind` runs once `ablations` are applied.
     pub fn of(kind: PolicyKind, ablations: &Ablations) -> Mechanisms {
         let dag = kind != PolicyKind::FifoCheapest;

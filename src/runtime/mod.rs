@@ -39,7 +39,7 @@ use crate::rng::{Keyer, Stream, keyed, unit};
 use crate::scenario::{Arrivals, Dist, Enforcer, Sampler, Scenario, Template};
 use crate::stats::{self, Samples};
 use crate::units::{Money, SimDuration, SimTime};
-use crate::workload::{BlockNode, CompiledWorkload, TypeFacts};
+use crate::workload::{Block, BlockNode, CompiledWorkload, TypeFacts};
 
 /// Where nodes of a type run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +144,9 @@ enum NodeState {
 
 const NO_ATTEMPT: u32 = u32::MAX;
 
+/// A local node's [`Node::provider`].
+const LOCAL: u16 = u16::MAX;
+
 /// At most this many nodes (1 MB) are reserved for a workflow when it
 /// arrives; a larger block grows its table as it goes.
 const NODES_RESERVED_MAX: usize = 1 << 14;
@@ -152,6 +155,41 @@ const NODES_RESERVED_MAX: usize = 1 << 14;
 // node tables overflow the L2 cache, and a node's first touch is what the
 // research agent waits on most (padded to 128 bytes, it ran 15% slower).
 const _: () = assert!(std::mem::size_of::<Node>() <= 48);
+
+/// A block as every workflow's table starts it: its nodes blocked on
+/// their predecessors, copied in whole when an iteration starts.
+#[derive(Debug)]
+struct FreshBlock {
+    nodes: Vec<Node>,
+    /// Remote nodes (calls).
+    calls: u32,
+    /// Where the block starts in the runtime's `block_nodes`.
+    first: u32,
+    /// The block's roots.
+    roots: Vec<u32>,
+}
+
+impl FreshBlock {
+    fn new(b: &Block, first: u32, table: &NodeTable) -> FreshBlock {
+        let nodes: Vec<Node> = b
+            .nodes
+            .iter()
+            .map(|n| {
+                let provider = match table.exec[n.node_type as usize] {
+                    Exec::Remote(p) => p,
+                    Exec::Local(_) => LOCAL,
+                };
+                Node::blocked(n, provider)
+            })
+            .collect();
+        FreshBlock {
+            calls: nodes.iter().filter(|n| n.provider != LOCAL).count() as u32,
+            nodes,
+            first,
+            roots: b.roots.clone(),
+        }
+    }
+}
 
 impl Node {
     /// Block node `b` of a fresh block, waiting for its predecessors.
@@ -248,7 +286,7 @@ const MAX_REDOS: u8 = 8;
 #[derive(Clone, Copy, Debug)]
 struct Node {
     ty: u16,
-    /// Provider index for remote nodes.
+    /// Provider index for remote nodes, [`LOCAL`] for local ones.
     provider: u16,
     state: NodeState,
     deps_left: u32,
@@ -657,6 +695,10 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     streaming: bool,
     /// Hedging on: tell the policy about starts.
     hedging: bool,
+    /// The policy reads slack (see
+    /// [`Mechanisms::reads_slack`](crate::policy::Mechanisms::reads_slack)): work it
+    /// out when a call becomes ready.
+    slack: bool,
     arrival_gap: Option<rand_distr::Exp<f64>>,
     /// Premixed keys of the hot streams.
     local_keyer: Keyer,
@@ -669,8 +711,8 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     /// Every block's nodes, block after block: a node's static facts, which
     /// its workflow's table does not copy (see [`Workflow::block_node`]).
     block_nodes: Vec<BlockNode>,
-    /// Where each block starts in `block_nodes`.
-    block_first: Vec<u32>,
+    /// Each block as a fresh workflow table holds it, and its calls.
+    fresh_blocks: Vec<FreshBlock>,
     /// Prior median service time per node type (ms, tier scale 1): what a
     /// cancelled attempt of unknown planned duration is charged against.
     prior_p50_ms: Vec<f64>,
@@ -808,6 +850,12 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 Some(at)
             })
             .collect();
+        let fresh_blocks: Vec<FreshBlock> = workload
+            .blocks
+            .iter()
+            .zip(&block_first)
+            .map(|(b, &first)| FreshBlock::new(b, first, &table))
+            .collect();
         let by_provider: Vec<Vec<TierRt>> = s
             .providers
             .values()
@@ -903,6 +951,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             token_limits: s.has_token_limits(),
             streaming: s.node_types.values().any(|n| n.latency.is_streaming()),
             hedging: mech.hedging,
+            slack: mech.reads_slack(),
             arrival_gap,
             local_keyer: Keyer::new(s.seed, Stream::Local),
             arrival_keyer: Keyer::new(s.seed, Stream::Arrival),
@@ -949,7 +998,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             follow_up: Vec::new(),
             nodes_reserved,
             block_nodes,
-            block_first,
+            fresh_blocks,
         }
     }
 
@@ -1178,8 +1227,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
 
     /// Replaces the workflow's finished block by the block of `iteration`
     /// and readies its roots.
+    #[inline(always)]
     fn instantiate(&mut self, slot: u32, iteration: u32) {
-        let block = self.workload.block(iteration);
+        let bi = self.workload.block_index(iteration);
+        let fresh = &self.fresh_blocks[bi];
         let w = &mut self.st.wfs[slot as usize];
         // Only the research agent has several blocks, and its next one is
         // made when DecideNext ends, which every node of the block precedes
@@ -1192,39 +1243,38 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let base = w.nodes.first;
         w.iteration = iteration;
         w.later_cp = self.workload.later_iterations_cp(iteration);
-        w.statics = self.block_first[self.workload.block_index(iteration)].wrapping_sub(base);
-        w.unfinished += block.nodes.len() as u32;
-        for (i, b) in block.nodes.iter().enumerate() {
-            let remote = matches!(self.table.exec[b.node_type as usize], Exec::Remote(_));
-            w.calls += remote as u32;
-            let provider = match self.table.exec[b.node_type as usize] {
-                Exec::Remote(p) => p,
-                Exec::Local(_) => u16::MAX,
-            };
-            w.nodes.v.push(Node::blocked(b, provider));
-            if self.difficulties {
-                w.nodes.difficulty.push(if remote {
+        w.statics = fresh.first.wrapping_sub(base);
+        w.unfinished += fresh.nodes.len() as u32;
+        w.calls += fresh.calls;
+        match fresh.nodes[..] {
+            // One node (the M/M/c model's block): no copy loop.
+            [n] => w.nodes.v.push(n),
+            _ => w.nodes.v.extend_from_slice(&fresh.nodes),
+        }
+        if self.difficulties {
+            for (i, n) in fresh.nodes.iter().enumerate() {
+                w.nodes.difficulty.push(if n.provider != LOCAL {
                     difficulty(self.seed, w.id, base + i as u32)
                 } else {
                     f64::NAN
                 });
             }
         }
-        for i in 0..block.roots.len() {
-            let root = self.workload.block(iteration).roots[i];
+        for i in 0..self.fresh_blocks[bi].roots.len() {
+            let root = self.fresh_blocks[bi].roots[i];
             self.make_ready(slot, base + root);
         }
     }
 
+    #[inline(always)]
     fn make_ready(&mut self, slot: u32, node: u32) {
         let now = self.st.now;
-        let exec = {
-            let n = &mut self.st.wfs[slot as usize].nodes[node];
-            n.state = NodeState::Waiting;
-            n.ready_at = now;
-            self.table.exec[n.ty as usize]
-        };
-        match exec {
+        let w = &mut self.st.wfs[slot as usize];
+        let generation = w.generation;
+        let n = &mut w.nodes[node];
+        n.state = NodeState::Waiting;
+        n.ready_at = now;
+        match self.table.exec[n.ty as usize] {
             Exec::Local(pool) => {
                 self.trace(
                     TraceKind::Ready,
@@ -1233,7 +1283,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                     Place::Pool(pool),
                     AttemptTag::NONE,
                 );
-                let generation = self.st.wfs[slot as usize].generation;
                 let p = &mut self.st.pools[pool as usize];
                 if p.busy_workers < p.workers && p.queue.is_empty() {
                     self.start_local(slot, generation, node, pool, now);
@@ -1242,17 +1291,18 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 }
             }
             Exec::Remote(_) => {
+                if self.slack {
+                    // How far this call's expected finish path is ahead of
+                    // the workflow's latest expected finish among ready nodes.
+                    let own_finish = now + w.remaining_cp(&self.block_nodes, node);
+                    w.expected_finish = w.expected_finish.max(own_finish);
+                    w.nodes[node].slack = w.expected_finish - own_finish;
+                }
                 self.trace(TraceKind::Ready, slot, node, Place::None, AttemptTag::NONE);
-                let w = &mut self.st.wfs[slot as usize];
-                // Slack: how far this call's expected finish path is ahead of
-                // the workflow's latest expected finish among ready nodes.
-                let own_finish = now + w.remaining_cp(&self.block_nodes, node);
-                w.expected_finish = w.expected_finish.max(own_finish);
-                w.nodes[node].slack = w.expected_finish - own_finish;
                 let view = view!(self);
                 let r = view.ready_call(CallKey {
                     slot,
-                    generation: view.st.wfs[slot as usize].generation,
+                    generation,
                     node,
                 });
                 self.policy.on_ready(&view, r, &mut self.decisions);
@@ -1402,17 +1452,19 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         kind: StartKind,
     ) {
         let now = self.st.now;
+        // Looked up once: the attempt touches its tier four times.
+        let gt = self.st.tier_first[provider as usize] + tier as usize;
         let w = &self.st.wfs[call.slot as usize];
         if !w.live || w.generation != call.generation {
             self.policy.recheck();
             return;
         }
-        let n = w.nodes[call.node];
+        let n = &w.nodes[call.node];
         let valid = match kind {
             StartKind::Hedge => n.state == NodeState::Running && n.running.contains(&NO_ATTEMPT),
             _ => n.state == NodeState::Waiting,
         };
-        let t = self.st.tier(provider, tier);
+        let t = &self.st.tiers[gt];
         // A policy may only start what the view reported free; anything
         // else is a policy bug, and starting it would break the tier model.
         assert!(
@@ -1423,20 +1475,17 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             self.policy.recheck();
             return;
         }
-        let wf_id = w.id;
-        let attempt_no = n.attempts;
-        let (input_tokens, output_tokens) = {
-            let b = w.block_node(&self.block_nodes, call.node);
-            (b.input_tokens, b.output_tokens)
-        };
+        let (attempt_no, ready_at, ty) = (n.attempts, n.ready_at, n.ty);
         let ids = AttemptIds {
-            workflow: wf_id,
+            workflow: w.id,
             node: call.node,
             provider,
             tier,
             attempt: attempt_no,
         };
-        let t = self.st.tier_mut(provider, tier);
+        let b = w.block_node(&self.block_nodes, call.node);
+        let (input_tokens, output_tokens) = (b.input_tokens, b.output_tokens);
+        let t = &mut self.st.tiers[gt];
         // The client-side bucket is booked here; a provider-enforced one
         // is the provider's (the driver's) business.
         if t.client_limited {
@@ -1448,7 +1497,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let queue_wait = if kind == StartKind::Hedge {
             SimDuration::ZERO
         } else {
-            now - n.ready_at
+            now - ready_at
         };
         if kind != StartKind::Hedge {
             t.waits.push(queue_wait.0);
@@ -1475,18 +1524,18 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             price,
             queue_wait,
         };
-        let aslot = match self.st.free_atts.pop() {
+        let (aslot, generation) = match self.st.free_atts.pop() {
             Some(s) => {
-                let g = self.st.atts[s as usize].generation;
-                self.st.atts[s as usize] = Attempt { generation: g, ..a };
-                s
+                let slot = &mut self.st.atts[s as usize];
+                let g = slot.generation;
+                *slot = Attempt { generation: g, ..a };
+                (s, g)
             }
             None => {
                 self.st.atts.push(a);
-                (self.st.atts.len() - 1) as u32
+                ((self.st.atts.len() - 1) as u32, 0)
             }
         };
-        let generation = self.st.atts[aslot as usize].generation;
         let w = &mut self.st.wfs[call.slot as usize];
         let node = &mut w.nodes[call.node];
         node.attempts += 1;
@@ -1504,7 +1553,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             StartKind::Escalated => w.escalations += 1,
             StartKind::Primary => {}
         }
-        let ty = n.ty;
         let send = SendAttempt {
             key: AttemptKey {
                 slot: aslot,
@@ -1524,10 +1572,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 input_tokens,
                 output_tokens,
             },
-            tier: &self.st.tier(provider, tier).model,
+            tier: &self.st.tiers[gt].model,
         };
         let planned = self.io.send(now, &send).unwrap_or_else(|| {
-            let info = &self.st.tier(provider, tier).model;
+            let info = &self.st.tiers[gt].model;
             SimDuration::from_ms(
                 self.prior_p50_ms[ty as usize]
                     * info.latency_scale
