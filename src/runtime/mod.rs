@@ -1452,13 +1452,13 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         kind: StartKind,
     ) {
         let now = self.st.now;
-        // Looked up once: the attempt touches its tier four times.
-        let gt = self.st.tier_first[provider as usize] + tier as usize;
         let w = &self.st.wfs[call.slot as usize];
         if !w.live || w.generation != call.generation {
             self.policy.recheck();
             return;
         }
+        // Looked up once: the attempt touches its tier four times.
+        let gt = self.st.tier_first[provider as usize] + tier as usize;
         let n = &w.nodes[call.node];
         let valid = match kind {
             StartKind::Hedge => n.state == NodeState::Running && n.running.contains(&NO_ATTEMPT),
