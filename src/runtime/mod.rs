@@ -1920,8 +1920,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     }
 
     /// Always inlined (the cold cancellations stay out of line): every
-    /// workflow ends here once, and the call's frame was a twentieth of
-    /// what a workflow's end costs M/M/c.
+    /// workflow ends here once, and out of line the call cost M/M/c 33
+    /// instructions a customer (of about 1,850).
     #[inline(always)]
     fn workflow_done_as(&mut self, slot: u32, ok: bool, interrupted: bool) {
         if !ok {
