@@ -959,6 +959,9 @@ impl Policy {
             }
         }
         let mut global = self.global_free(view);
+        // Whether some tier has fewer request tokens than free slots: only
+        // such a tier can run out of tokens with slots to spare (step 3).
+        let mut token_short = false;
         for p in 0..self.provs.len() {
             let (p16, first, len) = (p as u16, self.provs[p].first, self.provs[p].len);
             // Nothing queued at a provider and no hedge due there: this pass
@@ -979,6 +982,7 @@ impl Policy {
                 } else {
                     view.tier_load(p16, t as u16)
                 };
+                token_short |= load.tokens < load.slots.saturating_sub(load.in_flight);
                 let ts = &mut self.tiers[first + t];
                 ts.free = load.free();
                 ts.load = load;
@@ -1023,8 +1027,10 @@ impl Policy {
         // 3. A tier that this pass leaves blocked only by its rate limit
         //    (out of tokens, slots to spare) gets a wake-up at its next token
         //    when a queued call or a due hedge could use it.
-        //    Only a client-enforced request limit can leave a tier so.
-        if self.request_limited {
+        //    Only a client-enforced request limit can leave a tier so, and
+        //    only one that had fewer tokens than free slots: a tier with
+        //    at least as many either still has tokens or has no slot left.
+        if self.request_limited && (token_short || self.exhaustive) {
             self.ask_token_wakes(out);
         }
         // 4. The same for tokens-per-minute limits: a tier that left a call
