@@ -1131,6 +1131,10 @@ impl Policy {
     }
 
     /// The earliest hedge deadline, taken off the heap if it has come.
+    /// Always inlined: a pass and a wake-up's check for ended attempts'
+    /// deadlines call it until it finds nothing due, and out of line those
+    /// calls were 0.6% of the research agent's instructions under `full`.
+    #[inline(always)]
     fn pop_due_deadline(&mut self, now: SimTime) -> Option<HedgeTimer> {
         if self.hedges.peek()?.at <= now {
             self.hedges.pop()
