@@ -651,6 +651,21 @@ proptest::proptest! {
         let (qa, qb) = (Queued::new(a.0, a.1, a.2, call), Queued::new(b.0, b.1, b.2, call));
         proptest::prop_assert_eq!(qa.cmp(&qb), b.cmp(&a));
     }
+
+    /// A hedge deadline's packed key orders deadlines as (at, seq) does,
+    /// ties in time included; the attempt index plays no part.
+    #[test]
+    fn hedge_deadlines_order_as_their_time_and_sequence(
+        a in (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>(), proptest::prelude::any::<u32>()),
+        b in (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>(), proptest::prelude::any::<u32>()),
+        same_at in proptest::prelude::any::<bool>(),
+    ) {
+        let b = (if same_at { a.0 } else { b.0 }, b.1, b.2);
+        let timer = |(at, seq, armed): (u64, u64, u32)| HedgeTimer { at: SimTime(at), seq, armed };
+        let (ta, tb) = (timer(a), timer(b));
+        proptest::prop_assert_eq!(ta.cmp(&tb), (a.0, a.1).cmp(&(b.0, b.1)));
+        proptest::prop_assert_eq!(ta == tb, (a.0, a.1) == (b.0, b.1));
+    }
 }
 
 #[test]
