@@ -25,6 +25,14 @@ impl SimTime {
     /// saturating arithmetic below [`SimTime::NEVER`] can never stall a run.
     pub const HORIZON: SimTime = SimTime(1 << 62);
 
+    /// This time and a sequence number packed into one integer that orders
+    /// as the pair `(time, seq)` does: heaps of timed entries (the event
+    /// queue, the policy's hedge deadlines) compare once per sift step.
+    #[inline(always)]
+    pub fn with_seq(self, seq: u64) -> u128 {
+        (u128::from(self.0) << 64) | u128::from(seq)
+    }
+
     /// Milliseconds since the start, as a float (for reports).
     pub fn as_ms(self) -> f64 {
         self.0 as f64 / 1000.0

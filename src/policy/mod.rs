@@ -418,15 +418,7 @@ impl PartialOrd for HedgeTimer {
 }
 impl Ord for HedgeTimer {
     fn cmp(&self, o: &Self) -> Ordering {
-        self.key().cmp(&o.key())
-    }
-}
-
-impl HedgeTimer {
-    /// (at, seq) as one integer: one comparison per sift step.
-    #[inline(always)]
-    fn key(&self) -> u128 {
-        (u128::from(self.at.0) << 64) | u128::from(self.seq)
+        self.at.with_seq(self.seq).cmp(&o.at.with_seq(o.seq))
     }
 }
 

@@ -77,7 +77,7 @@ impl<E: Copy> EventQueue<E> {
     #[inline]
     fn next_key(&mut self, time: SimTime) -> u128 {
         self.seq += 1;
-        ((time.0 as u128) << 64) | self.seq as u128
+        time.with_seq(self.seq)
     }
 
     /// The earliest event (FIFO among equal times).
