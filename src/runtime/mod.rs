@@ -147,14 +147,14 @@ const NO_ATTEMPT: u32 = u32::MAX;
 /// A local node's [`Node::provider`].
 const LOCAL: u16 = u16::MAX;
 
-/// At most this many nodes (1 MB) are reserved for a workflow when it
+/// At most this many nodes (640 KB) are reserved for a workflow when it
 /// arrives; a larger block grows its table as it goes.
 const NODES_RESERVED_MAX: usize = 1 << 14;
 
-// 48 bytes, not a cache line: with a thousand workflows in flight their
+// 40 bytes, not a cache line: with a thousand workflows in flight their
 // node tables overflow the L2 cache, and a node's first touch is what the
 // research agent waits on most (padded to 128 bytes, it ran 15% slower).
-const _: () = assert!(std::mem::size_of::<Node>() <= 48);
+const _: () = assert!(std::mem::size_of::<Node>() <= 40);
 
 /// A block as every workflow's table starts it: its nodes blocked on
 /// their predecessors, copied in whole when an iteration starts.
@@ -291,7 +291,10 @@ struct Node {
     state: NodeState,
     deps_left: u32,
     attempts: u32,
-    failures: u32,
+    /// Failed attempts so far: at most a tier's `max_retries` (validated
+    /// <= 100) plus one, since the next one fails the workflow. A byte
+    /// keeps the node at 40 bytes.
+    failures: u8,
     running: [u32; 2],
     /// Answers rejected so far (quality curves): the call is redone on a
     /// better model.
@@ -1755,12 +1758,12 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 let max_retries = self.st.tier(a.provider, a.tier).model.max_retries;
                 let w = &mut self.st.wfs[slot as usize];
                 let nd = &mut w.nodes[node];
-                nd.failures += 1;
-                if nd.failures > max_retries {
+                nd.failures = nd.failures.saturating_add(1);
+                if u32::from(nd.failures) > max_retries {
                     self.workflow_done(slot, false);
                 } else {
                     nd.state = NodeState::Backoff;
-                    let delay = self.policy.retry_delay(nd.failures);
+                    let delay = self.policy.retry_delay(u32::from(nd.failures));
                     w.retries += 1;
                     self.st.retries += 1;
                     let g = w.generation;
