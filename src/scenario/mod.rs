@@ -504,6 +504,24 @@ pub const MAX_CALLS_PER_ITERATION: u64 = 1_000_000;
 pub const MAX_CALL_STATES: u64 = 20_000_000;
 /// The most slots a tier (or workers a pool) may have.
 pub const MAX_SLOTS: u32 = 1_000_000;
+/// The most node types, pools, providers, and tiers of one provider, a
+/// scenario may have: each is numbered in 16 bits (one value is kept for
+/// "no provider").
+pub const MAX_NAMED: usize = 65_535;
+/// The most models one tier may have: a model is numbered in 8 bits.
+pub const MAX_MODELS: usize = 256;
+
+/// At most `max` entries named by `field`.
+fn check_len(field: &str, len: usize, max: usize, what: &str) -> Result<(), ScenarioError> {
+    if len <= max {
+        Ok(())
+    } else {
+        Err(ScenarioError::new(
+            field,
+            format!("expected at most {max} {what}, got {len}"),
+        ))
+    }
+}
 
 /// A multiplier: finite, > 0 and at most [`MAX_FACTOR`].
 fn check_factor(field: &str, v: f64) -> Result<(), ScenarioError> {
@@ -775,6 +793,9 @@ impl Scenario {
                 )?;
             }
         }
+        check_len("node_types", self.node_types.len(), MAX_NAMED, "node types")?;
+        check_len("pools", self.pools.len(), MAX_NAMED, "pools")?;
+        check_len("providers", self.providers.len(), MAX_NAMED, "providers")?;
         let mut classes: BTreeMap<&str, String> = BTreeMap::new();
         for (name, pool) in &self.pools {
             check_count(&format!("pools.{name}.workers"), pool.workers, MAX_SLOTS)?;
@@ -797,6 +818,7 @@ impl Scenario {
                     "expected at least one tier",
                 ));
             }
+            check_len(&format!("{at}.tiers"), p.tiers.len(), MAX_NAMED, "tiers")?;
             for (k, t) in p.tiers.iter().enumerate() {
                 validate_tier(&format!("{at}.tiers.{k}"), t)?;
             }
@@ -1025,6 +1047,12 @@ fn validate_tier(at: &str, t: &Tier) -> Result<(), ScenarioError> {
             MAX_MS,
         )?;
     }
+    check_len(
+        &format!("{at}.models"),
+        t.models.len(),
+        MAX_MODELS,
+        "models",
+    )?;
     for (m, model) in t.models.iter().enumerate() {
         check_range(
             &format!("{at}.models.{m}.price_multiplier"),
@@ -1095,6 +1123,45 @@ mod tests {
         v["node_types"]["Plan"]["latency"]["sigma"] = (-1.0).into();
         let e = Scenario::from_value(v).unwrap_err();
         assert_eq!(e.field, "node_types.Plan.latency.sigma");
+    }
+
+    /// Each is numbered in 16 bits (models in 8): one more would have
+    /// wrapped to another's number and run silently with its settings.
+    #[test]
+    fn counts_past_their_numbering_are_refused() {
+        let base = Scenario::mmc(8, 7.2, 1.0, 100, 3);
+        let mut s = base.clone();
+        let call = s.node_types["Call"].clone();
+        for i in 0..MAX_NAMED {
+            s.node_types.insert(format!("A{i:05}"), call.clone());
+        }
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.field, "node_types");
+        assert!(
+            e.message.contains("at most 65535 node types, got 65536"),
+            "{e}"
+        );
+        s.node_types.remove("A00000");
+        s.validate().unwrap();
+
+        let mut s = Scenario::default_research_agent();
+        let tier = &mut s.providers.get_mut("llm_provider").unwrap().tiers[0];
+        let model = tier.models[0].clone();
+        tier.models = vec![model; MAX_MODELS + 1];
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.field, "providers.llm_provider.tiers.0.models");
+        assert!(e.message.contains("at most 256 models, got 257"), "{e}");
+        s.providers.get_mut("llm_provider").unwrap().tiers[0]
+            .models
+            .pop();
+        s.validate().unwrap();
+
+        let mut s = base;
+        let p = s.providers.values_mut().next().unwrap();
+        p.tiers = vec![p.tiers[0].clone(); MAX_NAMED + 1];
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.field, "providers.llm_provider.tiers");
+        assert!(e.message.contains("at most 65535 tiers"), "{e}");
     }
 
     #[test]
