@@ -355,19 +355,23 @@ fn parse_identity(v: &str, seed: u64) -> Option<Identity> {
         f.insert(k.trim(), x.trim());
     }
     let n = |k: &str| f.get(k)?.parse::<u64>().ok();
+    // A field out of its type's range makes the header malformed, as a
+    // missing one does, rather than wrapping to another attempt's identity.
+    let n32 = |k: &str| u32::try_from(n(k)?).ok();
+    let n16 = |k: &str| u16::try_from(n(k)?).ok();
     if n("seed")? != seed {
         return None;
     }
     Some(Identity {
         ids: AttemptIds {
             workflow: n("wf")?,
-            node: n("node")? as u32,
-            provider: n("provider")? as u16,
-            tier: n("tier")? as u16,
-            attempt: n("attempt")? as u32,
+            node: n32("node")?,
+            provider: n16("provider")?,
+            tier: n16("tier")?,
+            attempt: n32("attempt")?,
         },
         node_type: f.get("type")?.to_string(),
-        out: n("out")? as u32,
+        out: n32("out")?,
     })
 }
 
@@ -747,5 +751,13 @@ mod tests {
             (3, 4, 2, 5)
         );
         assert!(parse_identity("seed=2;wf=3", 1).is_none());
+        assert!(
+            parse_identity(
+                "seed=1;wf=3;node=4;provider=65536;tier=0;attempt=2;model=0;type=Plan;out=5",
+                1,
+            )
+            .is_none(),
+            "provider 65536 wrapped to provider 0"
+        );
     }
 }
