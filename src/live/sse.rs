@@ -75,7 +75,12 @@ fn parse_line(line: &[u8], out: &mut Vec<SseEvent>) {
         }
     }
     if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-        let n = |k: &str| u.get(k).and_then(|x| x.as_u64()).unwrap_or(0) as u32;
+        // Saturated, not wrapped: a count past u32 prices as the most.
+        let n = |k: &str| {
+            u.get(k)
+                .and_then(|x| x.as_u64())
+                .map_or(0, |x| u32::try_from(x).unwrap_or(u32::MAX))
+        };
         out.push(SseEvent::Usage(n("prompt_tokens"), n("completion_tokens")));
     }
 }
@@ -111,6 +116,14 @@ mod tests {
             evs.extend(p.push(&stream.as_bytes()[cut..]));
             assert_eq!(evs, whole, "split at {cut}");
         }
+    }
+
+    #[test]
+    fn usage_past_u32_saturates() {
+        let evs = SseParser::default().push(
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4294967301,\"completion_tokens\":3}}\n\n",
+        );
+        assert_eq!(evs, vec![SseEvent::Usage(u32::MAX, 3)]);
     }
 
     #[test]

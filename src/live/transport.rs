@@ -397,7 +397,7 @@ async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest)
                         .get("usage")
                         .and_then(|u| u.get("prompt_tokens"))
                         .and_then(|t| t.as_u64())
-                        .map(|t| (t as u32, 0));
+                        .map(|t| (u32::try_from(t).unwrap_or(u32::MAX), 0));
                 }
                 _ => {
                     reply.outcome = Some(Outcome::Failure);
