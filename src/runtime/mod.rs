@@ -154,7 +154,7 @@ const NODES_RESERVED_MAX: usize = 1 << 14;
 // 40 bytes, not a cache line: with a thousand workflows in flight their
 // node tables overflow the L2 cache, and a node's first touch is what the
 // research agent waits on most (padded to 128 bytes it ran 15% slower, to 64
-// about 10%; from 48 bytes to 40, 6-9% faster as a fresh process).
+// about 10%; from 48 bytes to 40, 6-8% faster as a fresh process).
 const _: () = assert!(std::mem::size_of::<Node>() <= 40);
 
 /// A block as every workflow's table starts it: its nodes blocked on
