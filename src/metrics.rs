@@ -119,6 +119,10 @@ pub struct TraceEvent {
 /// Receives records as a run produces them. Defaults do nothing, so a
 /// benchmark pays for none of it.
 pub trait Observer {
+    /// False for a kind of observer that never takes a trace: the runtime's
+    /// trace calls then compile to nothing, instead of to a test of
+    /// [`wants_trace`](Observer::wants_trace) and a call.
+    const CAN_TRACE: bool = true;
     /// A workflow finished or failed (in completion order, not id order).
     fn workflow_done(&mut self, _rec: &WorkflowRecord) {}
     /// True if [`Observer::trace`] should be called at all.
@@ -132,7 +136,9 @@ pub trait Observer {
 /// Records nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NullObserver;
-impl Observer for NullObserver {}
+impl Observer for NullObserver {
+    const CAN_TRACE: bool = false;
+}
 
 /// Keeps everything in memory (tests, small runs).
 #[derive(Debug, Default, Clone)]

@@ -38,8 +38,10 @@ pub struct SimDriver {
 }
 
 // Inlined: an attempt's send and an arrival's timer were calls of their own.
+// Always, for the send: a run that records its workflows (`simulate`, a
+// sweep's runs) still made it a call.
 impl Driver for SimDriver {
-    #[inline]
+    #[inline(always)]
     fn send(&mut self, now: SimTime, a: &SendAttempt<'_>) -> Option<SimDuration> {
         let slot = a.key.slot as usize;
         if slot >= self.ends.len() {

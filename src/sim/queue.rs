@@ -80,8 +80,10 @@ impl<E: Copy> EventQueue<E> {
         time.with_seq(self.seq)
     }
 
-    /// The earliest event (FIFO among equal times).
-    #[inline]
+    /// The earliest event (FIFO among equal times). Always inlined: a run
+    /// that records its workflows (`simulate`, a sweep's runs) made it a
+    /// call of its own.
+    #[inline(always)]
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
         let arrival_first = match (&self.arrival, self.heap.peek()) {
             (Some(a), Some(h)) => a.key < h.key,
