@@ -433,11 +433,16 @@ async fn handle(
         return Ok(error(404, "unknown model: see GET /v1/models"));
     };
     let (p, t) = (serve.provider, serve.tier);
-    let max_tokens = doc
+    // Past u32 it would wrap to some small length: refused, as a server
+    // refuses a length past its context.
+    let Ok(max_tokens) = doc
         .get("max_tokens")
         .or_else(|| doc.get("max_completion_tokens"))
         .and_then(|x| x.as_u64())
-        .unwrap_or(16) as u32;
+        .map_or(Ok(16), u32::try_from)
+    else {
+        return Ok(error(400, "max_tokens: expected at most 4294967295"));
+    };
     let prompt_tokens = if chat {
         doc.get("messages")
             .and_then(|m| m.as_array())

@@ -256,6 +256,41 @@ fn background_emulator(s: &Scenario) -> (tokio::runtime::Runtime, emulator::Emul
     (rt, h)
 }
 
+/// A `max_tokens` past u32 is a bad request, not wrapped to a small length.
+#[test]
+fn a_max_tokens_past_u32_is_refused() {
+    use std::io::{Read, Write};
+    let s = small(PolicyKind::FifoCheapest);
+    let (rt, h) = background_emulator(&s);
+    let model = emulator::endpoints_for(&s, h.addr).providers["llm_provider"][0]
+        .model
+        .clone();
+    let post = |max_tokens: u64| {
+        let body = format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}],"max_tokens":{max_tokens}}}"#
+        );
+        let mut c = std::net::TcpStream::connect(h.addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        write!(
+            c,
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let past = post(u64::from(u32::MAX) + 6);
+    assert!(past.starts_with("HTTP/1.1 400"), "{past}");
+    assert!(past.contains("max_tokens"), "{past}");
+    let ok = post(6);
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    rt.block_on(h.shutdown());
+}
+
 #[test]
 fn api_keys_never_reach_an_output() {
     let dir = tempfile::tempdir().unwrap();
