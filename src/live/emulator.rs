@@ -21,7 +21,7 @@
 //! - With the [`IDENTITY_HEADER`](super::IDENTITY_HEADER) the draw is the
 //!   simulator's for that attempt; without it, one from the emulator's own
 //!   keyed stream (a request counter) for the provider's node type whose
-//!   output size is closest to `max_tokens`.
+//!   output size is closest to `max_tokens` (one past u32 is a 400).
 //! - Faults (`--fault KIND=PROB`, drawn once per request): `reset` (the
 //!   connection is dropped half-way), `malformed` (a broken SSE line
 //!   mid-stream), `stall` (the stream stops half-way until past the tier's
