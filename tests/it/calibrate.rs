@@ -10,7 +10,11 @@ use serde_json::Value;
 
 use crate::util::{Emulator, agentsched_in, err};
 
-const SCALE: &str = "40";
+/// A transport delay is stretched by the time scale. At 40x, on a machine
+/// whose two cores were kept busy beside the test, tier 1's calibrated
+/// mean came out 12-13% high (the null run's transport time no longer
+/// matched the live run's); at 20x, 4%.
+const SCALE: &str = "20";
 
 /// The default scenario with llm latencies 2x, a tier-1 failure rate of
 /// 0.2 (not 0.02) and on tier 0 a provider-enforced bucket of 1/s, burst 4
@@ -131,15 +135,18 @@ fn calibration_recovers_the_emulators_truth_and_predicts_the_run() {
         Scenario::from_json_str(&std::fs::read_to_string(dir.join("cal.json")).unwrap()).unwrap();
 
     // Latency: the extraction calls (most of the llm traffic) on both tiers.
+    // Tier 1 answers about 3,500 of them; tier 0, behind its 1/s bucket,
+    // about 700, so its scale is known to about 3% (sigma 0.8 / sqrt(700))
+    // and it gets 15% (quiet runs gave 0.92-1.03 of the truth).
     let (inp, out) = (1500, 150);
-    for tier in 0..2 {
+    for (tier, tolerance) in [(0, 0.15), (1, 0.10)] {
         let (want, got, was) = (
             cell_mean(&truth, "ExtractEvidence", tier, inp, out),
             cell_mean(&cal, "ExtractEvidence", tier, inp, out),
             cell_mean(&base, "ExtractEvidence", tier, inp, out),
         );
         assert!(
-            (got / want - 1.0).abs() < 0.10,
+            (got / want - 1.0).abs() < tolerance,
             "tier {tier}: calibrated {got:.0} ms, truth {want:.0} ms"
         );
         assert!(
@@ -167,8 +174,10 @@ fn calibration_recovers_the_emulators_truth_and_predicts_the_run() {
         &cal.providers["llm_provider"].tiers[0],
         &cal.providers["llm_provider"].tiers[1],
     );
+    // About 3,500 answers know a rate of 0.2 to 3.4% (its binomial error);
+    // 15% is over four of those (quiet runs gave 0.188-0.206).
     assert!(
-        (t1.failure_prob / 0.2 - 1.0).abs() < 0.10,
+        (t1.failure_prob / 0.2 - 1.0).abs() < 0.15,
         "failure prob {}",
         t1.failure_prob
     );
