@@ -17,24 +17,55 @@ pub enum SseEvent {
     Error(String),
 }
 
+/// The longest `data:` line kept, in bytes. A streamed delta is a few
+/// hundred bytes, and even a whole answer sent as one chunk is well under
+/// this; a server that sends more without a newline is not streaming
+/// events, and buffering it would take memory without bound.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// Buffers partial lines between chunks.
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,
+    /// `buf[..scanned]` holds no newline: a long line arriving in many
+    /// chunks is scanned once, not once per chunk.
+    scanned: usize,
+    /// Dropping the rest of an over-long line, up to its newline.
+    skipping: bool,
 }
 
 impl SseParser {
-    /// Feeds bytes; returns the events of every complete line.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        self.buf.extend_from_slice(bytes);
+    /// Feeds bytes; returns the events of every complete line. A line
+    /// past [`MAX_LINE_BYTES`] is one `oversized_sse_line` error, and the
+    /// parser goes on at the next line.
+    pub fn push(&mut self, mut bytes: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();
+        if self.skipping {
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.skipping = false;
+                    bytes = &bytes[i + 1..];
+                }
+                None => return out,
+            }
+        }
+        self.buf.extend_from_slice(bytes);
         let mut start = 0;
-        while let Some(i) = self.buf[start..].iter().position(|&b| b == b'\n') {
-            let line = &self.buf[start..start + i];
-            start += i + 1;
-            parse_line(line, &mut out);
+        let mut from = self.scanned;
+        while let Some(i) = self.buf[from..].iter().position(|&b| b == b'\n') {
+            let end = from + i;
+            parse_line(&self.buf[start..end], &mut out);
+            start = end + 1;
+            from = start;
         }
         self.buf.drain(..start);
+        self.scanned = self.buf.len();
+        if self.buf.len() > MAX_LINE_BYTES {
+            out.push(SseEvent::Error("oversized_sse_line".into()));
+            self.buf.clear();
+            self.scanned = 0;
+            self.skipping = true;
+        }
         out
     }
 }
@@ -124,6 +155,37 @@ mod tests {
             b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4294967301,\"completion_tokens\":3}}\n\n",
         );
         assert_eq!(evs, vec![SseEvent::Usage(u32::MAX, 3)]);
+    }
+
+    #[test]
+    fn an_oversized_line_is_one_error_and_the_parser_goes_on() {
+        let mut p = SseParser::default();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut evs = Vec::new();
+        evs.extend(p.push(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: "));
+        for _ in 0..6 {
+            evs.extend(p.push(&chunk));
+            assert!(p.buf.len() <= MAX_LINE_BYTES, "{}", p.buf.len());
+        }
+        evs.extend(p.push(b"xx\ndata: [DONE]\n"));
+        assert_eq!(
+            evs,
+            vec![
+                SseEvent::Content,
+                SseEvent::Error("oversized_sse_line".into()),
+                SseEvent::Done
+            ]
+        );
+        // A line just under the limit, in pieces, is parsed (and rejected
+        // as JSON, not as too long).
+        let mut p = SseParser::default();
+        let mut evs = p.push(b"data: ");
+        let body = vec![b'y'; MAX_LINE_BYTES - 7];
+        for piece in body.chunks(1 << 16) {
+            evs.extend(p.push(piece));
+        }
+        evs.extend(p.push(b"\n"));
+        assert_eq!(evs, vec![SseEvent::Error("malformed_sse".into())]);
     }
 
     #[test]

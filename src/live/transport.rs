@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -19,6 +19,15 @@ use super::sse::{SseEvent, SseParser};
 use crate::provider::{Limit, Outcome, ProviderSide};
 use crate::runtime::SendAttempt;
 use crate::units::{SimDuration, SimTime};
+
+/// The most of an error or 429 body read: enough for any server's
+/// message; a longer one is dropped with its connection.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// The most of an embeddings answer read: far past a batch of vectors
+/// (3,072 floats of JSON are about 60 kB). Past it the attempt fails as
+/// `body_too_large` instead of holding whatever the server sends.
+pub const MAX_EMBED_BODY_BYTES: usize = 64 << 20;
 
 /// A boxed reply future.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
@@ -360,9 +369,9 @@ async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest)
     reply.rate_headers = RateHeaders::parse(resp.headers());
     if status == http::StatusCode::TOO_MANY_REQUESTS {
         let headers = resp.headers().clone();
-        // Read the body (it names the limit) so the connection can be reused.
-        let body = resp
-            .into_body()
+        // Read the body (it names the limit) so the connection can be
+        // reused; one past any real error message is ignored.
+        let body = Limited::new(resp.into_body(), MAX_ERROR_BODY_BYTES)
             .collect()
             .await
             .map(|b| b.to_bytes())
@@ -376,7 +385,9 @@ async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest)
         return reply;
     }
     if !status.is_success() {
-        let _ = resp.into_body().collect().await;
+        let _ = Limited::new(resp.into_body(), MAX_ERROR_BODY_BYTES)
+            .collect()
+            .await;
         reply.outcome = Some(Outcome::Failure);
         reply.error = Some(format!("http_{}", status.as_u16()));
         reply.done = Some(Instant::now());
@@ -385,8 +396,9 @@ async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest)
     let mut body = resp.into_body();
     match req.kind {
         CallKind::Embed => {
-            let bytes = match body.collect().await {
+            let bytes = match Limited::new(body, MAX_EMBED_BODY_BYTES).collect().await {
                 Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<LengthLimitError>() => return Reply::failed("body_too_large"),
                 Err(_) => return Reply::failed("truncated"),
             };
             reply.done = Some(Instant::now());
@@ -535,6 +547,78 @@ mod tests {
         assert_eq!(limit_of_429(&h, b"slow down"), Limit::Tokens);
         h.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
         assert_eq!(limit_of_429(&h, b"slow down"), Limit::Requests);
+    }
+
+    /// Answers one request on 127.0.0.1 with `status` and a body of
+    /// `fill` spaces then `tail`, written until the client hangs up.
+    fn serve_once(status: &str, fill: usize, tail: &'static [u8]) -> Arc<ResolvedEndpoint> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            fill + tail.len()
+        );
+        std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let _ = c.read(&mut [0u8; 4096]);
+            let spaces = [b' '; 1 << 16];
+            let mut left = fill;
+            let mut ok = c.write_all(head.as_bytes()).is_ok();
+            while ok && left > 0 {
+                let n = left.min(spaces.len());
+                ok = c.write_all(&spaces[..n]).is_ok();
+                left -= n;
+            }
+            let _ = ok && c.write_all(tail).is_ok();
+        });
+        Arc::new(ResolvedEndpoint {
+            authority: addr.to_string(),
+            path: "/v1".into(),
+            models: vec!["m".into()],
+            auth: None,
+            headers: Vec::new(),
+            base_url: format!("http://{addr}/v1"),
+        })
+    }
+
+    fn embed_request(endpoint: Arc<ResolvedEndpoint>) -> CallRequest {
+        CallRequest {
+            endpoint,
+            kind: CallKind::Embed,
+            model: 0,
+            input_tokens: 4,
+            output_tokens: 0,
+            timeout: Some(Duration::from_secs(60)),
+            identity: None,
+            prompt_variant: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_a_failure_not_a_buffer() {
+        // Read whole, the spaces would parse as no JSON at all.
+        let ep = serve_once("200 OK", MAX_EMBED_BODY_BYTES, b"{}");
+        let reply = HttpTransport::new().call(embed_request(ep)).await;
+        assert_eq!(reply.outcome, Some(Outcome::Failure));
+        assert_eq!(reply.error.as_deref(), Some("body_too_large"));
+        // An answer just under the limit is read and judged as JSON.
+        let ep = serve_once("200 OK", MAX_EMBED_BODY_BYTES - 2, b"{}");
+        let reply = HttpTransport::new().call(embed_request(ep)).await;
+        assert_eq!(reply.error.as_deref(), Some("malformed_json"));
+    }
+
+    #[tokio::test]
+    async fn a_429_body_past_the_limit_is_not_read_for_its_limit() {
+        let says_tokens = b"on tokens per min (TPM)";
+        let ep = serve_once("429 Too Many Requests", 16, says_tokens);
+        let reply = HttpTransport::new().call(embed_request(ep)).await;
+        assert_eq!(reply.limited_by, Some(Limit::Tokens));
+        let ep = serve_once("429 Too Many Requests", MAX_ERROR_BODY_BYTES, says_tokens);
+        let reply = HttpTransport::new().call(embed_request(ep)).await;
+        assert_eq!(reply.outcome, Some(Outcome::RateLimited));
+        assert_eq!(reply.limited_by, Some(Limit::Requests));
     }
 
     #[test]
