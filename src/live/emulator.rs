@@ -22,6 +22,7 @@
 //!   simulator's for that attempt; without it, one from the emulator's own
 //!   keyed stream (a request counter) for the provider's node type whose
 //!   output size is closest to `max_tokens` (one past u32 is a 400).
+//! - A request body past [`MAX_REQUEST_BYTES`] is a 413.
 //! - Faults (`--fault KIND=PROB`, drawn once per request): `reset` (the
 //!   connection is dropped half-way), `malformed` (a broken SSE line
 //!   mid-stream), `stall` (the stream stops half-way until past the tier's
@@ -40,7 +41,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -302,6 +303,11 @@ pub async fn start(s: &Scenario, cfg: EmulatorConfig, addr: SocketAddr) -> Resul
     })
 }
 
+/// The largest request body served; past it a request is a 413 (before
+/// its body is read when its `content-length` says so). A prompt of a
+/// million tokens is about 4 MB.
+pub const MAX_REQUEST_BYTES: usize = 16 << 20;
+
 /// A response body: whole, or fed frame by frame from a channel.
 #[derive(Debug)]
 pub enum EmuBody {
@@ -418,8 +424,24 @@ async fn handle(
         .get(super::IDENTITY_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_identity(v, state.seed));
-    let body = match req.into_body().collect().await {
+    let too_large = || {
+        let message = format!("request body over {MAX_REQUEST_BYTES} bytes");
+        Ok(error(413, &message))
+    };
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+        return too_large();
+    }
+    let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return too_large(),
         Err(_) => return Ok(error(400, "unreadable body")),
     };
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) else {

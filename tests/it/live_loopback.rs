@@ -292,6 +292,40 @@ fn a_max_tokens_past_u32_is_refused() {
 }
 
 #[test]
+fn a_request_body_past_the_limit_is_refused_before_it_is_read() {
+    use std::io::{Read, Write};
+    let s = small(PolicyKind::FifoCheapest);
+    let (rt, h) = background_emulator(&s);
+    // Only the head is sent: the answer must come from content-length.
+    let post = |length: usize| {
+        let mut c = std::net::TcpStream::connect(h.addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        write!(
+            c,
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             content-length: {length}\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let past = post(emulator::MAX_REQUEST_BYTES + 1);
+    assert!(past.starts_with("HTTP/1.1 413"), "{past}");
+    assert!(
+        past.contains(&format!("over {} bytes", emulator::MAX_REQUEST_BYTES)),
+        "{past}"
+    );
+    // At the limit the body is waited for; the half-closed connection
+    // ends it early, which is an unreadable body, not a 413.
+    let at = post(emulator::MAX_REQUEST_BYTES);
+    assert!(at.starts_with("HTTP/1.1 400"), "{at}");
+    rt.block_on(h.shutdown());
+}
+
+#[test]
 fn api_keys_never_reach_an_output() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
