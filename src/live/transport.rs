@@ -598,7 +598,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversized_answer_is_a_failure_not_a_buffer() {
-        // Read whole, the spaces would parse as no JSON at all.
+        // Read whole, it would be `{}` after the spaces: JSON without
+        // `data`, a `malformed_json` failure rather than this one.
         let ep = serve_once("200 OK", MAX_EMBED_BODY_BYTES, b"{}");
         let reply = HttpTransport::new().call(embed_request(ep)).await;
         assert_eq!(reply.outcome, Some(Outcome::Failure));
