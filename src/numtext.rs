@@ -11,8 +11,19 @@
 //! m / 2^k with k <= 25 (m odd; its exact expansion has at least
 //! 0.699 k digits). Those few values take `Display` itself.
 
-/// Appends `x` as `Display` prints it.
+/// Appends `x` as `Display` prints it. Inlined with a one-digit shortcut:
+/// most counts in a row (retries, hedges, attempts, ...) are 0 or 1, and
+/// `itoa`'s call and the copy of its buffer were most of what they cost.
+#[inline]
 pub fn push_u64(buf: &mut Vec<u8>, x: u64) {
+    if x < 10 {
+        buf.push(b'0' + x as u8);
+    } else {
+        push_u64_digits(buf, x);
+    }
+}
+
+fn push_u64_digits(buf: &mut Vec<u8>, x: u64) {
     buf.extend_from_slice(itoa::Buffer::new().format(x).as_bytes());
 }
 
@@ -102,6 +113,11 @@ pub fn push_f64(buf: &mut Vec<u8>, x: f64) {
 pub fn push_fixed(buf: &mut Vec<u8>, units: u64, scale: u32) {
     const POW10: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
     debug_assert!(scale <= 9);
+    // A zero (no wait, no waste, no cost) is common and prints as `0`.
+    if units == 0 {
+        buf.push(b'0');
+        return;
+    }
     if units >= 1 << 52 {
         push_f64(buf, units as f64 / POW10[scale as usize]);
         return;
@@ -223,11 +239,20 @@ mod tests {
 
         #[test]
         fn fixed_point_prints_as_display_of_the_quotient(units in 0u64..(1 << 54), small in 0u64..100_000, scale in 0u32..10) {
-            for u in [units, small] {
+            for u in [units, small, 0] {
                 let mut b = Vec::new();
                 push_fixed(&mut b, u, scale);
                 let x = u as f64 / 10f64.powi(scale as i32);
                 prop_assert_eq!(String::from_utf8(b).unwrap(), format!("{x}"), "{} / 10^{}", u, scale);
+            }
+        }
+
+        #[test]
+        fn integers_print_as_display_does(x in any::<u64>(), small in 0u64..1000) {
+            for v in [x, small, x % 10] {
+                let mut b = b"x".to_vec();
+                push_u64(&mut b, v);
+                prop_assert_eq!(String::from_utf8(b).unwrap(), format!("x{v}"));
             }
         }
 
