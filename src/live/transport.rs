@@ -204,11 +204,26 @@ impl Default for HttpTransport {
     }
 }
 
+/// How long a connection may take to open before the attempt fails as
+/// `connect`. In real time (connecting is the network's business, not
+/// the scenario's), and independent of the tier's timeout, which bounds
+/// the whole request when the tier has one. Without it, an endpoint that
+/// drops connection requests (a dead host, a full accept queue) held a
+/// slot for the operating system's own limit: about two minutes on Linux.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl HttpTransport {
-    /// A client keeping idle connections per host.
+    /// A client keeping idle connections per host, giving up on a
+    /// connection after [`CONNECT_TIMEOUT`].
     pub fn new() -> HttpTransport {
+        Self::with_connect_timeout(CONNECT_TIMEOUT)
+    }
+
+    /// [`new`](Self::new) with another connect timeout.
+    pub fn with_connect_timeout(limit: Duration) -> HttpTransport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(limit));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1024)
@@ -620,6 +635,48 @@ mod tests {
         let reply = HttpTransport::new().call(embed_request(ep)).await;
         assert_eq!(reply.outcome, Some(Outcome::RateLimited));
         assert_eq!(reply.limited_by, Some(Limit::Requests));
+    }
+
+    /// An endpoint whose accept queue is full leaves a connection request
+    /// unanswered (Linux drops the SYN), as a dead host does: the attempt
+    /// fails as `connect` at the connect timeout, though the request has
+    /// no timeout of its own.
+    #[tokio::test]
+    async fn a_connection_that_never_opens_fails_at_the_connect_timeout() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        // Backlog 0: one connection fills the queue (never accepted).
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _queued = std::net::TcpStream::connect(addr).unwrap();
+        let ep = Arc::new(ResolvedEndpoint {
+            authority: addr.to_string(),
+            path: "/v1".into(),
+            models: vec!["m".into()],
+            auth: None,
+            headers: Vec::new(),
+            base_url: format!("http://{addr}/v1"),
+        });
+        let limit = Duration::from_millis(300);
+        let request = CallRequest {
+            timeout: None,
+            ..embed_request(ep)
+        };
+        let started = std::time::Instant::now();
+        // Bounded: without the connect timeout this would wait for the
+        // operating system's (minutes).
+        let reply = tokio::time::timeout(
+            Duration::from_secs(20),
+            HttpTransport::with_connect_timeout(limit).call(request),
+        )
+        .await
+        .expect("the attempt ended at the connect timeout, not the OS's");
+        let waited = started.elapsed();
+        assert_eq!(reply.error.as_deref(), Some("connect"));
+        assert_eq!(reply.outcome, Some(Outcome::Failure));
+        // It waited for the limit: the connection was not refused outright.
+        assert!(waited >= limit, "failed after {waited:?}");
+        drop(listener);
     }
 
     #[test]
