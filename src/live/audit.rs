@@ -206,7 +206,7 @@ pub fn check(cfg: &AuditConfig) -> Result<()> {
 
 /// Whether anything answers at the endpoint's address (exit 3 if not).
 async fn probe(ep: &ResolvedEndpoint) -> Result<()> {
-    let connect = tokio::net::TcpStream::connect(ep.authority.as_str());
+    let connect = tokio::net::TcpStream::connect(ep.host_port());
     match tokio::time::timeout(Duration::from_secs(5), connect).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(Error::Setup(format!(

@@ -66,7 +66,9 @@ pub struct TierEndpoint {
 /// A tier endpoint, resolved: the URL split, the key read.
 #[derive(Clone)]
 pub struct ResolvedEndpoint {
-    /// `host:port`.
+    /// Whether it is served over TLS (`https://`).
+    pub tls: bool,
+    /// `host:port`, or `host` for the scheme's default port.
     pub authority: String,
     /// Path prefix (`/v1`).
     pub path: String,
@@ -175,7 +177,7 @@ impl EndpointsFile {
                 if let Some(r) = &ep.token_limit {
                     tier.token_limit = Some(r.clone());
                 }
-                let (authority, path) = split_url(&ep.base_url)
+                let (tls, authority, path) = split_url(&ep.base_url)
                     .map_err(|m| bad(file, &format!("{field}.base_url"), m))?;
                 if ep.model.is_empty() {
                     return Err(bad(
@@ -251,6 +253,7 @@ impl EndpointsFile {
                     headers.push((name, value));
                 }
                 tiers.push(ResolvedEndpoint {
+                    tls,
                     authority,
                     path,
                     models,
@@ -268,13 +271,36 @@ impl EndpointsFile {
     }
 }
 
-/// Splits `http://host:port/prefix` into (`host:port`, `/prefix`).
-fn split_url(url: &str) -> std::result::Result<(String, String), String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!(
-            "expected an http:// URL such as http://127.0.0.1:8080/v1, got {url:?} \
-             (https is not supported yet: put a TLS-terminating proxy in front)"
-        ));
+impl ResolvedEndpoint {
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// `host:port`, the scheme's default port filled in (for a plain
+    /// TCP connection, which has no default).
+    pub fn host_port(&self) -> String {
+        let has_port = http::uri::Authority::try_from(self.authority.as_str())
+            .is_ok_and(|a| a.port_u16().is_some());
+        match (has_port, self.tls) {
+            (true, _) => self.authority.clone(),
+            (false, true) => format!("{}:443", self.authority),
+            (false, false) => format!("{}:80", self.authority),
+        }
+    }
+}
+
+/// Splits `http://host:port/prefix` or `https://...` into (TLS or not,
+/// `host:port`, `/prefix`).
+fn split_url(url: &str) -> std::result::Result<(bool, String, String), String> {
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => {
+            return Err(format!(
+                "expected an http:// or https:// URL such as http://127.0.0.1:8080/v1, got {url:?}"
+            ));
+        }
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -286,6 +312,7 @@ fn split_url(url: &str) -> std::result::Result<(String, String), String> {
     http::uri::Authority::try_from(authority)
         .map_err(|e| format!("invalid host:port in {url:?}: {e}"))?;
     Ok((
+        tls,
         authority.to_string(),
         path.trim_end_matches('/').to_string(),
     ))
@@ -388,10 +415,37 @@ mod tests {
             e.contains("e.json") && e.contains("token_limit.tokens_per_min"),
             "{e}"
         );
-        assert!(split_url("https://api.example/v1").is_err());
         assert_eq!(
             split_url("http://127.0.0.1:9/v1").unwrap(),
-            ("127.0.0.1:9".into(), "/v1".into())
+            (false, "127.0.0.1:9".into(), "/v1".into())
         );
+        assert_eq!(
+            split_url("https://api.example/v1/").unwrap(),
+            (true, "api.example".into(), "/v1".into())
+        );
+        assert!(split_url("ftp://api.example/v1").is_err());
+        // A plain TCP connection (the audit's probe) gets the scheme's port.
+        let ep = |url: &str| {
+            let (tls, authority, path) = split_url(url).unwrap();
+            ResolvedEndpoint {
+                tls,
+                authority,
+                path,
+                models: Vec::new(),
+                auth: None,
+                headers: Vec::new(),
+                base_url: url.into(),
+            }
+        };
+        assert_eq!(ep("https://api.example/v1").host_port(), "api.example:443");
+        assert_eq!(ep("http://api.example/v1").host_port(), "api.example:80");
+        assert_eq!(
+            ep("https://api.example:8443").host_port(),
+            "api.example:8443"
+        );
+        assert_eq!(ep("https://api.example/v1").scheme(), "https");
+        assert_eq!(ep("http://127.0.0.1:9/v1").scheme(), "http");
+        assert!(split_url("api.example/v1").is_err());
+        assert!(split_url("https:///v1").is_err());
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -192,10 +193,14 @@ impl Transport for ModelTransport {
     }
 }
 
-/// An OpenAI-compatible HTTP/1.1 client with a connection pool.
+/// The pooled client: TLS (`https://`) or plain TCP (`http://`).
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// An OpenAI-compatible HTTP/1.1 client with a connection pool, over
+/// plain TCP (`http://`) or TLS (`https://`).
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
 }
 
 impl Default for HttpTransport {
@@ -212,24 +217,84 @@ impl Default for HttpTransport {
 /// slot for the operating system's own limit: about two minutes on Linux.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The certificates an `https://` endpoint may chain to: Mozilla's roots
+/// (built in, so that a bare container works) and the system's store
+/// (where a company's own CA lives), or instead of the latter the file or
+/// directory `SSL_CERT_FILE` / `SSL_CERT_DIR` name. Loaded once a process.
+fn trusted_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            // A certificate the store cannot parse is skipped, as a
+            // browser would; so is a store that cannot be read.
+            let (_added, _skipped) =
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            Arc::new(roots)
+        })
+        .clone()
+}
+
 impl HttpTransport {
     /// A client keeping idle connections per host, giving up on a
-    /// connection after [`CONNECT_TIMEOUT`].
+    /// connection after [`CONNECT_TIMEOUT`], trusting the usual roots.
     pub fn new() -> HttpTransport {
         Self::with_connect_timeout(CONNECT_TIMEOUT)
     }
 
     /// [`new`](Self::new) with another connect timeout.
     pub fn with_connect_timeout(limit: Duration) -> HttpTransport {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(limit));
+        Self::build(limit, trusted_roots())
+    }
+
+    fn build(connect_timeout: Duration, roots: Arc<rustls::RootCertStore>) -> HttpTransport {
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(connect_timeout));
+        // The TLS layer on top sees `https://` URIs too.
+        tcp.enforce_http(false);
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring's provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1024)
             .build(connector);
         HttpTransport { client }
     }
+}
+
+/// Whether a request failed in the TLS layer (a certificate the roots do
+/// not vouch for, a handshake the server broke off), somewhere down the
+/// error's chain of causes. `io::Error` hides the error it wraps from
+/// `source()`, so each is opened with `get_ref()`.
+fn caused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && caused_by_tls(inner)
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// A synthetic prompt of about `tokens` tokens ("tok " is one token in
@@ -345,13 +410,13 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total))
 }
 
-async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest) -> Reply {
+async fn send_http(client: HttpClient, req: CallRequest) -> Reply {
     let ep = &req.endpoint;
     let path = match req.kind {
         CallKind::Chat => "/chat/completions",
         CallKind::Embed => "/embeddings",
     };
-    let uri = format!("http://{}{}{}", ep.authority, ep.path, path);
+    let uri = format!("{}://{}{}{}", ep.scheme(), ep.authority, ep.path, path);
     let mut b = http::Request::post(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, "text/event-stream, application/json");
@@ -371,7 +436,13 @@ async fn send_http(client: Client<HttpConnector, Full<Bytes>>, req: CallRequest)
     let resp = match client.request(request).await {
         Ok(r) => r,
         Err(e) => {
-            let kind = if e.is_connect() { "connect" } else { "reset" };
+            let kind = if caused_by_tls(&e) {
+                "tls"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "reset"
+            };
             return Reply::failed(kind);
         }
     };
@@ -588,13 +659,20 @@ mod tests {
             }
             let _ = ok && c.write_all(tail).is_ok();
         });
+        loopback(addr, false)
+    }
+
+    /// The endpoint of a test server at `addr` (`https://` if `tls`).
+    fn loopback(addr: std::net::SocketAddr, tls: bool) -> Arc<ResolvedEndpoint> {
+        let scheme = if tls { "https" } else { "http" };
         Arc::new(ResolvedEndpoint {
+            tls,
             authority: addr.to_string(),
             path: "/v1".into(),
             models: vec!["m".into()],
             auth: None,
             headers: Vec::new(),
-            base_url: format!("http://{addr}/v1"),
+            base_url: format!("{scheme}://{addr}/v1"),
         })
     }
 
@@ -649,14 +727,7 @@ mod tests {
         let listener = socket.listen(0).unwrap();
         let addr = listener.local_addr().unwrap();
         let _queued = std::net::TcpStream::connect(addr).unwrap();
-        let ep = Arc::new(ResolvedEndpoint {
-            authority: addr.to_string(),
-            path: "/v1".into(),
-            models: vec!["m".into()],
-            auth: None,
-            headers: Vec::new(),
-            base_url: format!("http://{addr}/v1"),
-        });
+        let ep = loopback(addr, false);
         let limit = Duration::from_millis(300);
         let request = CallRequest {
             timeout: None,
@@ -677,6 +748,87 @@ mod tests {
         // It waited for the limit: the connection was not refused outright.
         assert!(waited >= limit, "failed after {waited:?}");
         drop(listener);
+    }
+
+    /// A certificate authority, and a certificate for 127.0.0.1 it signed
+    /// with its key.
+    fn loopback_pki() -> (
+        rustls::pki_types::CertificateDer<'static>,
+        rustls::pki_types::CertificateDer<'static>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        (ca_cert.der().clone(), leaf.der().clone(), key)
+    }
+
+    /// Answers one embeddings request over TLS on 127.0.0.1 with the
+    /// server certificate `leaf`.
+    async fn serve_tls_once(
+        leaf: rustls::pki_types::CertificateDer<'static>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            // A client that refuses the certificate ends the handshake.
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let _ = tls.read(&mut [0u8; 4096]).await;
+            let body = r#"{"data":[{"embedding":[0.5]}],"usage":{"prompt_tokens":4}}"#;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = tls.write_all(head.as_bytes()).await;
+            let _ = tls.write_all(body.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        });
+        addr
+    }
+
+    /// An `https://` endpoint is reached over TLS when its certificate
+    /// chains to a trusted root, and refused as `tls` (not as `connect`,
+    /// not sent in the clear) when it does not.
+    #[tokio::test]
+    async fn an_https_endpoint_is_trusted_only_through_its_roots() {
+        let (ca, leaf, key) = loopback_pki();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let mut trusting = HttpTransport::build(CONNECT_TIMEOUT, Arc::new(roots));
+        let addr = serve_tls_once(leaf.clone(), key.clone_key()).await;
+        let reply = trusting.call(embed_request(loopback(addr, true))).await;
+        assert_eq!(reply.error, None);
+        assert_eq!(reply.outcome, Some(Outcome::Success));
+        assert_eq!(reply.usage, Some((4, 0)));
+        // The usual roots do not vouch for this test authority.
+        let addr = serve_tls_once(leaf, key).await;
+        let reply = HttpTransport::new()
+            .call(embed_request(loopback(addr, true)))
+            .await;
+        assert_eq!(reply.outcome, Some(Outcome::Failure));
+        assert_eq!(reply.error.as_deref(), Some("tls"));
     }
 
     #[test]
