@@ -246,13 +246,9 @@ impl HttpTransport {
 
     /// [`new`](Self::new) with another connect timeout.
     pub fn with_connect_timeout(limit: Duration) -> HttpTransport {
-        Self::build(limit, trusted_roots())
-    }
-
-    fn build(connect_timeout: Duration, roots: Arc<rustls::RootCertStore>) -> HttpTransport {
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(connect_timeout));
+        tcp.set_connect_timeout(Some(limit));
         // The TLS layer on top sees `https://` URIs too.
         tcp.enforce_http(false);
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -260,7 +256,7 @@ impl HttpTransport {
         ))
         .with_safe_default_protocol_versions()
         .expect("ring's provider supports TLS 1.2 and 1.3")
-        .with_root_certificates(roots)
+        .with_root_certificates(trusted_roots())
         .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -748,87 +744,6 @@ mod tests {
         // It waited for the limit: the connection was not refused outright.
         assert!(waited >= limit, "failed after {waited:?}");
         drop(listener);
-    }
-
-    /// A certificate authority, and a certificate for 127.0.0.1 it signed
-    /// with its key.
-    fn loopback_pki() -> (
-        rustls::pki_types::CertificateDer<'static>,
-        rustls::pki_types::CertificateDer<'static>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ) {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        (ca_cert.der().clone(), leaf.der().clone(), key)
-    }
-
-    /// Answers one embeddings request over TLS on 127.0.0.1 with the
-    /// server certificate `leaf`.
-    async fn serve_tls_once(
-        leaf: rustls::pki_types::CertificateDer<'static>,
-        key: rustls::pki_types::PrivateKeyDer<'static>,
-    ) -> std::net::SocketAddr {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf], key)
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            // A client that refuses the certificate ends the handshake.
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let _ = tls.read(&mut [0u8; 4096]).await;
-            let body = r#"{"data":[{"embedding":[0.5]}],"usage":{"prompt_tokens":4}}"#;
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                body.len()
-            );
-            let _ = tls.write_all(head.as_bytes()).await;
-            let _ = tls.write_all(body.as_bytes()).await;
-            let _ = tls.shutdown().await;
-        });
-        addr
-    }
-
-    /// An `https://` endpoint is reached over TLS when its certificate
-    /// chains to a trusted root, and refused as `tls` (not as `connect`,
-    /// not sent in the clear) when it does not.
-    #[tokio::test]
-    async fn an_https_endpoint_is_trusted_only_through_its_roots() {
-        let (ca, leaf, key) = loopback_pki();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).unwrap();
-        let mut trusting = HttpTransport::build(CONNECT_TIMEOUT, Arc::new(roots));
-        let addr = serve_tls_once(leaf.clone(), key.clone_key()).await;
-        let reply = trusting.call(embed_request(loopback(addr, true))).await;
-        assert_eq!(reply.error, None);
-        assert_eq!(reply.outcome, Some(Outcome::Success));
-        assert_eq!(reply.usage, Some((4, 0)));
-        // The usual roots do not vouch for this test authority.
-        let addr = serve_tls_once(leaf, key).await;
-        let reply = HttpTransport::new()
-            .call(embed_request(loopback(addr, true)))
-            .await;
-        assert_eq!(reply.outcome, Some(Outcome::Failure));
-        assert_eq!(reply.error.as_deref(), Some("tls"));
     }
 
     #[test]

@@ -325,6 +325,22 @@ fn a_request_body_past_the_limit_is_refused_before_it_is_read() {
     rt.block_on(h.shutdown());
 }
 
+/// `live run` of `small`'s scenario against `ep.json`.
+const SMALL_LIVE_RUN: [&str; 12] = [
+    "live",
+    "run",
+    "--endpoints",
+    "ep.json",
+    "--workflows",
+    "3",
+    "--pdfs",
+    "2",
+    "--subqueries",
+    "2",
+    "--time-scale",
+    "50",
+];
+
 #[test]
 fn api_keys_never_reach_an_output() {
     let dir = tempfile::tempdir().unwrap();
@@ -343,23 +359,8 @@ fn api_keys_never_reach_an_output() {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_agentsched"))
         .current_dir(d)
         .env("AGENTSCHED_TEST_KEY", secret)
-        .args([
-            "live",
-            "run",
-            "--endpoints",
-            "ep.json",
-            "--workflows",
-            "3",
-            "--pdfs",
-            "2",
-            "--subqueries",
-            "2",
-            "--time-scale",
-            "50",
-            "--trace",
-            "--out",
-            "o",
-        ])
+        .args(SMALL_LIVE_RUN)
+        .args(["--trace", "--out", "o"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", err(&o));
@@ -496,8 +497,9 @@ fn tls_proxy(rt: &tokio::runtime::Runtime, backend: std::net::SocketAddr) -> (u1
 }
 
 /// `live run` reaches an `https://` endpoint whose authority
-/// `SSL_CERT_FILE` names, and refuses it as `tls` without that file:
-/// nothing is sent to a server the trusted roots do not vouch for.
+/// `SSL_CERT_FILE` names, and refuses it as `tls` (not `connect`) without
+/// that file: nothing is sent to a server the trusted roots (Mozilla's
+/// and the system's) do not vouch for.
 #[test]
 fn an_https_endpoint_is_trusted_through_ssl_cert_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -520,23 +522,11 @@ fn an_https_endpoint_is_trusted_through_ssl_cert_file() {
             Some(f) => c.env("SSL_CERT_FILE", f),
             None => c.env_remove("SSL_CERT_FILE"),
         };
-        let args = [
-            "live",
-            "run",
-            "--endpoints",
-            "ep.json",
-            "--workflows",
-            "3",
-            "--pdfs",
-            "2",
-            "--subqueries",
-            "2",
-            "--time-scale",
-            "50",
-            "--out",
-            out,
-        ];
-        let o = c.args(args).output().unwrap();
+        let o = c
+            .args(SMALL_LIVE_RUN)
+            .args(["--out", out])
+            .output()
+            .unwrap();
         let log = std::fs::read_to_string(d.join(out).join("requests.jsonl")).unwrap();
         let lines: Vec<serde_json::Value> = log
             .lines()
