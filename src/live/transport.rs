@@ -655,20 +655,19 @@ mod tests {
             }
             let _ = ok && c.write_all(tail).is_ok();
         });
-        loopback(addr, false)
+        loopback(addr)
     }
 
-    /// The endpoint of a test server at `addr` (`https://` if `tls`).
-    fn loopback(addr: std::net::SocketAddr, tls: bool) -> Arc<ResolvedEndpoint> {
-        let scheme = if tls { "https" } else { "http" };
+    /// The `http://` endpoint of a test server at `addr`.
+    fn loopback(addr: std::net::SocketAddr) -> Arc<ResolvedEndpoint> {
         Arc::new(ResolvedEndpoint {
-            tls,
+            tls: false,
             authority: addr.to_string(),
             path: "/v1".into(),
             models: vec!["m".into()],
             auth: None,
             headers: Vec::new(),
-            base_url: format!("{scheme}://{addr}/v1"),
+            base_url: format!("http://{addr}/v1"),
         })
     }
 
@@ -723,7 +722,7 @@ mod tests {
         let listener = socket.listen(0).unwrap();
         let addr = listener.local_addr().unwrap();
         let _queued = std::net::TcpStream::connect(addr).unwrap();
-        let ep = loopback(addr, false);
+        let ep = loopback(addr);
         let limit = Duration::from_millis(300);
         let request = CallRequest {
             timeout: None,
