@@ -194,7 +194,7 @@ impl Transport for ModelTransport {
 }
 
 /// The pooled client: TLS (`https://`) or plain TCP (`http://`).
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = Client<Bounded<HttpsConnector<HttpConnector>>, Full<Bytes>>;
 
 /// An OpenAI-compatible HTTP/1.1 client with a connection pool, over
 /// plain TCP (`http://`) or TLS (`https://`).
@@ -209,13 +209,57 @@ impl Default for HttpTransport {
     }
 }
 
-/// How long a connection may take to open before the attempt fails as
-/// `connect`. In real time (connecting is the network's business, not
-/// the scenario's), and independent of the tier's timeout, which bounds
-/// the whole request when the tier has one. Without it, an endpoint that
-/// drops connection requests (a dead host, a full accept queue) held a
-/// slot for the operating system's own limit: about two minutes on Linux.
+/// How long a connection may take to open (TCP, then the TLS handshake
+/// for `https://`) before the attempt fails as `connect`. In real time
+/// (connecting is the network's business, not the scenario's), and
+/// independent of the tier's timeout, which bounds the whole request when
+/// the tier has one. Without it, an endpoint that drops connection
+/// requests (a dead host, a full accept queue) held a slot for the
+/// operating system's own limit, about two minutes on Linux, and one that
+/// accepts but never answers the handshake held it for ever.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connector that gives up on a connection that is not open, handshake
+/// included, within `limit`.
+#[derive(Clone, Debug)]
+struct Bounded<C> {
+    inner: C,
+    limit: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<C> tower_service::Service<http::Uri> for Bounded<C>
+where
+    C: tower_service::Service<http::Uri>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let (opening, limit) = (self.inner.call(uri), self.limit);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, opening).await {
+                Ok(opened) => opened.map_err(Into::into),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connection not open within {limit:?}"),
+                )
+                .into()),
+            }
+        })
+    }
+}
 
 /// The certificates an `https://` endpoint may chain to: Mozilla's roots
 /// (built in, so that a bare container works) and the system's store
@@ -248,7 +292,6 @@ impl HttpTransport {
     pub fn with_connect_timeout(limit: Duration) -> HttpTransport {
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(limit));
         // The TLS layer on top sees `https://` URIs too.
         tcp.enforce_http(false);
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -263,6 +306,10 @@ impl HttpTransport {
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
+        let connector = Bounded {
+            inner: connector,
+            limit,
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1024)
@@ -655,20 +702,22 @@ mod tests {
             }
             let _ = ok && c.write_all(tail).is_ok();
         });
-        loopback(addr)
+        loopback(addr, false)
     }
 
-    /// The `http://` endpoint of a test server at `addr`.
-    fn loopback(addr: std::net::SocketAddr) -> Arc<ResolvedEndpoint> {
-        Arc::new(ResolvedEndpoint {
-            tls: false,
+    /// The endpoint of a test server at `addr` (`https://` if `tls`).
+    fn loopback(addr: std::net::SocketAddr, tls: bool) -> Arc<ResolvedEndpoint> {
+        let ep = ResolvedEndpoint {
+            tls,
             authority: addr.to_string(),
             path: "/v1".into(),
             models: vec!["m".into()],
             auth: None,
             headers: Vec::new(),
-            base_url: format!("http://{addr}/v1"),
-        })
+            base_url: String::new(),
+        };
+        let base_url = format!("{}://{addr}/v1", ep.scheme());
+        Arc::new(ResolvedEndpoint { base_url, ..ep })
     }
 
     fn embed_request(endpoint: Arc<ResolvedEndpoint>) -> CallRequest {
@@ -710,6 +759,43 @@ mod tests {
         assert_eq!(reply.limited_by, Some(Limit::Requests));
     }
 
+    /// Sends `request` through a client with a connect timeout of
+    /// `limit`; returns its reply and how long it took. Bounded: without
+    /// the timeout the attempt would wait for the operating system
+    /// (minutes) or for ever.
+    async fn call_within(limit: Duration, request: CallRequest) -> (Reply, Duration) {
+        let started = std::time::Instant::now();
+        let reply = tokio::time::timeout(
+            Duration::from_secs(20),
+            HttpTransport::with_connect_timeout(limit).call(request),
+        )
+        .await
+        .expect("the attempt ended at the connect timeout");
+        (reply, started.elapsed())
+    }
+
+    /// A server that accepts the connection and never answers the TLS
+    /// handshake fails the attempt as `connect` at the connect timeout.
+    #[tokio::test]
+    async fn a_handshake_that_never_ends_fails_at_the_connect_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = tokio::spawn(async move {
+            let (_connection, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await
+        });
+        let limit = Duration::from_millis(300);
+        let request = CallRequest {
+            timeout: None,
+            ..embed_request(loopback(addr, true))
+        };
+        let (reply, waited) = call_within(limit, request).await;
+        assert_eq!(reply.error.as_deref(), Some("connect"));
+        assert_eq!(reply.outcome, Some(Outcome::Failure));
+        assert!(waited >= limit, "failed after {waited:?}");
+        silent.abort();
+    }
+
     /// An endpoint whose accept queue is full leaves a connection request
     /// unanswered (Linux drops the SYN), as a dead host does: the attempt
     /// fails as `connect` at the connect timeout, though the request has
@@ -722,22 +808,12 @@ mod tests {
         let listener = socket.listen(0).unwrap();
         let addr = listener.local_addr().unwrap();
         let _queued = std::net::TcpStream::connect(addr).unwrap();
-        let ep = loopback(addr);
         let limit = Duration::from_millis(300);
         let request = CallRequest {
             timeout: None,
-            ..embed_request(ep)
+            ..embed_request(loopback(addr, false))
         };
-        let started = std::time::Instant::now();
-        // Bounded: without the connect timeout this would wait for the
-        // operating system's (minutes).
-        let reply = tokio::time::timeout(
-            Duration::from_secs(20),
-            HttpTransport::with_connect_timeout(limit).call(request),
-        )
-        .await
-        .expect("the attempt ended at the connect timeout, not the OS's");
-        let waited = started.elapsed();
+        let (reply, waited) = call_within(limit, request).await;
         assert_eq!(reply.error.as_deref(), Some("connect"));
         assert_eq!(reply.outcome, Some(Outcome::Failure));
         // It waited for the limit: the connection was not refused outright.
