@@ -278,7 +278,9 @@ async fn run_phase(
         };
         let ok = outcome == Some(Outcome::Success);
         completed += ok as u32;
-        unreachable += (error.as_deref() == Some("connect")) as u32;
+        // Not reached at all (no connection, or no TLS session): the
+        // endpoint was not measured, so its failures say nothing of a cache.
+        unreachable += matches!(error.as_deref(), Some("connect" | "tls")) as u32;
         lines.push((
             i,
             json!({
@@ -303,8 +305,8 @@ async fn run_phase(
     sync_dir(dir);
     if unreachable > 0 {
         return Err(Error::Execution(format!(
-            "{name} phase: {unreachable} of {requested} requests found {} unreachable; \
-             the phase is not clean, no verdict",
+            "{name} phase: {unreachable} of {requested} requests found {} unreachable \
+             (no connection, or a failed TLS handshake); the phase is not clean, no verdict",
             cfg.endpoint.base_url
         )));
     }

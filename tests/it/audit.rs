@@ -180,6 +180,25 @@ fn exit_codes_for_bad_input_and_an_unreachable_endpoint() {
     );
 }
 
+/// An `https://` URL for a plain-HTTP server passes the TCP probe, then
+/// every request fails its TLS handshake: the endpoint was never
+/// measured, so the audit gives no verdict (exit 4, as for a connection
+/// lost during a phase), not a FAIL.
+#[test]
+fn a_failed_tls_handshake_gives_no_verdict() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = emulator(cwd, false);
+    let text = std::fs::read_to_string(&emu.endpoints).unwrap();
+    std::fs::write(cwd.join("tls.json"), text.replace("http://", "https://")).unwrap();
+    let o = agentsched_in(cwd, &audit_args("tls.json", "out_tls"));
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("unreachable") && e.contains("TLS"), "{e}");
+    assert!(!cwd.join("out_tls/audit_output_caching_test.json").exists());
+    drop(emu);
+}
+
 #[test]
 fn killed_between_the_phases_leaves_no_verdict() {
     let d = tempfile::tempdir().unwrap();
