@@ -42,9 +42,16 @@ pub fn percentiles_select(data: &mut [f64], qs: &[f64]) -> Vec<f64> {
 
 /// Several percentiles of integer data (microseconds, nano-dollars),
 /// scaled by `unit`; sorting integers is several times faster than floats.
-/// Reorders `data` (selection, not a full sort).
-pub fn percentiles_u64(data: &mut [u64], qs: &[f64], unit: f64) -> Vec<f64> {
-    select_percentiles(data, qs, Ord::cmp, |a, b, pos| interpolate(a, b, pos, unit))
+/// Reorders `data` (selection, not a full sort). `u32` or `u64` data: the
+/// answer is the same either way for values that fit both.
+pub fn percentiles_int<T: Copy + Ord + Into<u64>>(
+    data: &mut [T],
+    qs: &[f64],
+    unit: f64,
+) -> Vec<f64> {
+    select_percentiles(data, qs, Ord::cmp, |a, b, pos| {
+        interpolate(a.into(), b.into(), pos, unit)
+    })
 }
 
 /// For each of `qs`, `value(a, b, pos)` of the order statistics `a` (rank
@@ -366,12 +373,12 @@ mod tests {
     #[test]
     fn integer_percentiles_agree_with_float_ones() {
         let mut v: Vec<u64> = vec![4000, 1000, 3000, 2000];
-        let got = percentiles_u64(&mut v, &[0.0, 25.0, 50.0, 95.0, 100.0], 1e-3);
+        let got = percentiles_int(&mut v, &[0.0, 25.0, 50.0, 95.0, 100.0], 1e-3);
         let want = sorted_percentiles(&[4.0, 1.0, 3.0, 2.0], &[0.0, 25.0, 50.0, 95.0, 100.0]);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
         }
-        assert!(percentiles_u64(&mut [], &[50.0], 1.0)[0].is_nan());
+        assert!(percentiles_int::<u64>(&mut [], &[50.0], 1.0)[0].is_nan());
         // Against a full sort on pseudo-random data with duplicates.
         let mut r = crate::rng::keyed(2, crate::rng::Stream::Factory, [0; 4]);
         use rand::Rng;
@@ -379,7 +386,7 @@ mod tests {
         let qs = [0.0, 1.0, 33.3, 50.0, 95.0, 99.0, 99.9, 100.0];
         let floats: Vec<f64> = data.iter().map(|&x| x as f64).collect();
         let want = sorted_percentiles(&floats, &qs);
-        let got = percentiles_u64(&mut data.clone(), &qs, 1.0);
+        let got = percentiles_int(&mut data.clone(), &qs, 1.0);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-9, "{got:?} vs {want:?}");
         }
@@ -395,7 +402,7 @@ mod tests {
         ) {
             let floats: Vec<f64> = data.iter().map(|&x| x as f64).collect();
             let want = sorted_percentiles(&floats, &qs);
-            let got = percentiles_u64(&mut data.clone(), &qs, 1.0);
+            let got = percentiles_int(&mut data.clone(), &qs, 1.0);
             for (g, w) in got.iter().zip(&want) {
                 proptest::prop_assert!((g - w).abs() < 1e-9, "{:?} vs {:?}", got, want);
             }
