@@ -447,55 +447,6 @@ fn ctrl_c_writes_every_output_marked_interrupted() {
     assert!(requests.lines().any(|l| l.contains("\"cancelled\":true")));
 }
 
-/// Serves TLS on 127.0.0.1 with a certificate for that address signed by
-/// a fresh authority, passing each connection's bytes on to `backend`
-/// (a TLS-terminating proxy in front of the emulator). Returns the port
-/// and the authority's certificate in PEM.
-fn tls_proxy(rt: &tokio::runtime::Runtime, backend: std::net::SocketAddr) -> (u16, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends here.
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    (port, ca_pem)
-}
-
 /// `live run` reaches an `https://` endpoint whose authority
 /// `SSL_CERT_FILE` names, and refuses it as `tls` (not `connect`) without
 /// that file: nothing is sent to a server the trusted roots (Mozilla's
@@ -506,7 +457,7 @@ fn an_https_endpoint_is_trusted_through_ssl_cert_file() {
     let d = dir.path();
     let s = small(PolicyKind::DagEscalation);
     let (rt, h) = background_emulator(&s);
-    let (port, ca_pem) = tls_proxy(&rt, h.addr);
+    let (port, ca_pem) = crate::tls_proxy::start(&rt, h.addr);
     std::fs::write(d.join("ca.pem"), ca_pem).unwrap();
     let mut file = emulator::endpoints_for(&s, h.addr);
     for tiers in file.providers.values_mut() {

@@ -12,5 +12,6 @@ mod live_sweep;
 mod parity;
 mod queueing;
 mod sweep;
+mod tls_proxy;
 mod tune;
 mod util;
