@@ -238,7 +238,7 @@ pub fn percentiles_across(
                 Mem::Wide(v) => percentiles_int(v, qs, unit),
             },
             _ if stores.iter().all(|s| matches!(s.mem, Mem::Narrow(_))) => {
-                let mut all: Vec<u32> = Vec::new();
+                let mut all: Vec<u32> = Vec::with_capacity(n as usize);
                 for s in stores.iter() {
                     if let Mem::Narrow(v) = &s.mem {
                         all.extend_from_slice(v);
@@ -247,7 +247,7 @@ pub fn percentiles_across(
                 percentiles_int(&mut all, qs, unit)
             }
             _ => {
-                let mut all: Vec<u64> = Vec::new();
+                let mut all: Vec<u64> = Vec::with_capacity(n as usize);
                 for s in stores.iter() {
                     s.mem.for_each_chunk(&mut |xs| all.extend_from_slice(xs));
                 }
