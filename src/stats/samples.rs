@@ -5,13 +5,14 @@
 //! [`percentiles_int`]. Beyond that, full chunks are spilled to an unlinked
 //! temporary file, and percentiles are found by radix selection: four
 //! passes over the samples, each fixing the next 16 bits of every wanted
-//! order statistic. Memory then stays at `cap` samples however long the run,
+//! order statistic (two when every sample fits in 32 bits). Memory then stays at `cap` samples however long the run,
 //! and the answer is the same, to the bit.
 //!
 //! Samples are held in 4 bytes each while every one fits (microseconds up
 //! to 71 minutes, nano-dollars up to $4.29) and in 8 from the first that
 //! does not: half the memory, and half the first touches of fresh pages,
-//! which were a tenth of an M/M/c run of a million customers.
+//! which were a tenth of an M/M/c run of a million customers. Spills are
+//! written as held, so a long narrow run writes and reads half the bytes.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -79,6 +80,9 @@ pub struct Samples {
     mem: Mem,
     cap: usize,
     spill: Option<File>,
+    /// The spill file's runs, in order, one per spill: how many samples,
+    /// and whether they were written in 8 bytes each (else 4).
+    runs: Vec<(u64, bool)>,
     /// Samples written to `spill` (a failed write is not counted).
     spilled: u64,
     /// Their exact sum.
@@ -98,6 +102,7 @@ impl Samples {
             mem: Mem::Narrow(Vec::new()),
             cap: cap.max(1),
             spill: None,
+            runs: Vec::new(),
             spilled: 0,
             spilled_sum: 0,
         }
@@ -143,14 +148,19 @@ impl Samples {
                 self.spill = Some(tempfile::tempfile()?);
             }
             let file = self.spill.as_mut().expect("just created");
-            file.seek(SeekFrom::Start(self.spilled * 8))?;
-            let mut bytes = Vec::with_capacity(self.mem.len() * 8);
-            self.mem
-                .for_each_chunk(&mut |xs| bytes.extend(xs.iter().flat_map(|x| x.to_le_bytes())));
+            let end: u64 = self.runs.iter().map(|&(n, wide)| n * width(wide)).sum();
+            file.seek(SeekFrom::Start(end))?;
+            // Written as held: 4 bytes a sample while the store is narrow.
+            let bytes: Vec<u8> = match &self.mem {
+                Mem::Narrow(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                Mem::Wide(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            };
             file.write_all(&bytes)
         })();
         match result {
             Ok(()) => {
+                let wide = matches!(self.mem, Mem::Wide(_));
+                self.runs.push((self.mem.len() as u64, wide));
                 self.spilled += self.mem.len() as u64;
                 self.spilled_sum += self.mem.sum();
                 self.mem.clear();
@@ -194,29 +204,48 @@ impl Samples {
         percentiles_across(&mut [self], qs, unit)
     }
 
+    /// Whether some sample, in memory or spilled, needed more than 32 bits.
+    fn ever_wide(&self) -> bool {
+        matches!(self.mem, Mem::Wide(_)) || self.runs.iter().any(|&(_, wide)| wide)
+    }
+
     /// Feeds every sample to `f`, chunk by chunk.
     fn for_each_chunk(&mut self, f: &mut dyn FnMut(&[u64])) -> io::Result<()> {
         if let Some(file) = self.spill.as_mut() {
             file.seek(SeekFrom::Start(0))?;
-            let mut left = self.spilled;
             let mut bytes = vec![0u8; 1 << 19];
-            let mut values = Vec::with_capacity(bytes.len() / 8);
-            while left > 0 {
-                let n = left.min((bytes.len() / 8) as u64) as usize;
-                file.read_exact(&mut bytes[..n * 8])?;
-                values.clear();
-                values.extend(
-                    bytes[..n * 8]
-                        .chunks_exact(8)
-                        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))),
-                );
-                f(&values);
-                left -= n as u64;
+            let mut values = Vec::with_capacity(bytes.len() / 4);
+            for &(count, wide) in &self.runs {
+                let w = width(wide) as usize;
+                let mut left = count;
+                while left > 0 {
+                    let n = left.min((bytes.len() / w) as u64) as usize;
+                    file.read_exact(&mut bytes[..n * w])?;
+                    values.clear();
+                    if wide {
+                        values.extend(
+                            bytes[..n * 8]
+                                .chunks_exact(8)
+                                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))),
+                        );
+                    } else {
+                        values.extend(bytes[..n * 4].chunks_exact(4).map(|b| {
+                            u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+                        }));
+                    }
+                    f(&values);
+                    left -= n as u64;
+                }
             }
         }
         self.mem.for_each_chunk(f);
         Ok(())
     }
+}
+
+/// Bytes a spilled sample takes.
+fn width(wide: bool) -> u64 {
+    if wide { 8 } else { 4 }
 }
 
 /// Percentiles `qs` of the samples of all `stores` together, scaled by
@@ -281,7 +310,13 @@ fn radix_select(stores: &mut [&mut Samples], ranks: &[u64]) -> io::Result<Vec<u6
     // Per rank: the bits fixed so far and the rank within that prefix.
     let mut prefix = vec![0u64; ranks.len()];
     let mut within = ranks.to_vec();
-    for pass in 0..4u32 {
+    // Samples that all fit in 32 bits have their high 32 bits fixed at 0.
+    let first = if stores.iter().any(|s| s.ever_wide()) {
+        0
+    } else {
+        2
+    };
+    for pass in first..4u32 {
         let fixed = 16 * pass; // high bits already known
         let shift = 48 - fixed; // the 16 bits counted in this pass
         // Ranks with the same prefix share one histogram.
@@ -342,22 +377,27 @@ mod tests {
             cap in 1usize..50,
             split in 0usize..400,
         ) {
-            let want = reference(&data, &qs);
-            let mut one = Samples::new(cap);
-            for &x in &data {
-                one.push(x);
-            }
-            prop_assert_eq!(one.spilled(), data.len() > cap);
-            let got = one.percentiles(&qs, 1.0).unwrap();
-            prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
-            prop_assert_eq!(one.sum(), data.iter().map(|&x| x as u128).sum::<u128>());
+            // As drawn (mostly wide), and cut to 32 bits: narrow stores,
+            // narrow spills and the radix selection's two-pass path.
+            let narrow: Vec<u64> = data.iter().map(|&x| x & 0xffff_ffff).collect();
+            for data in [data, narrow] {
+                let want = reference(&data, &qs);
+                let mut one = Samples::new(cap);
+                for &x in &data {
+                    one.push(x);
+                }
+                prop_assert_eq!(one.spilled(), data.len() > cap);
+                let got = one.percentiles(&qs, 1.0).unwrap();
+                prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+                prop_assert_eq!(one.sum(), data.iter().map(|&x| x as u128).sum::<u128>());
 
-            let split = split.min(data.len());
-            let (mut a, mut b) = (Samples::new(cap), Samples::new(cap));
-            data[..split].iter().for_each(|&x| a.push(x));
-            data[split..].iter().for_each(|&x| b.push(x));
-            let got = percentiles_across(&mut [&mut a, &mut b], &qs, 1.0).unwrap();
-            prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+                let split = split.min(data.len());
+                let (mut a, mut b) = (Samples::new(cap), Samples::new(cap));
+                data[..split].iter().for_each(|&x| a.push(x));
+                data[split..].iter().for_each(|&x| b.push(x));
+                let got = percentiles_across(&mut [&mut a, &mut b], &qs, 1.0).unwrap();
+                prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+            }
         }
     }
 
@@ -388,6 +428,12 @@ mod tests {
                 data.push(x);
             }
             assert_eq!(bytes_per_sample(&s), 8, "cap {cap}");
+            if cap == 3 {
+                // Spilled as held: three narrow samples, then three wide.
+                assert_eq!(s.runs, [(3, false), (3, true)]);
+                let file_len = s.spill.as_ref().unwrap().metadata().unwrap().len();
+                assert_eq!(file_len, 3 * 4 + 3 * 8);
+            }
             assert_eq!(s.len(), data.len() as u64);
             assert_eq!(s.sum(), data.iter().map(|&x| u128::from(x)).sum::<u128>());
             assert_eq!(s.percentiles(&qs, 1.0).unwrap(), reference(&data, &qs));
