@@ -4,9 +4,10 @@
 //! Up to `cap` samples stay in memory and percentiles are selections, as in
 //! [`percentiles_int`]. Beyond that, full chunks are spilled to an unlinked
 //! temporary file, and percentiles are found by radix selection: four
-//! passes over the samples, each fixing the next 16 bits of every wanted
-//! order statistic (two when every sample fits in 32 bits). Memory then stays at `cap` samples however long the run,
-//! and the answer is the same, to the bit.
+//! passes over the samples (two when every sample fits in 32 bits), each
+//! fixing the next 16 bits of every wanted order statistic. Memory then
+//! stays at `cap` samples however long the run, and the answer is the
+//! same, to the bit.
 //!
 //! Samples are held in 4 bytes each while every one fits (microseconds up
 //! to 71 minutes, nano-dollars up to $4.29) and in 8 from the first that
