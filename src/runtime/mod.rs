@@ -1323,6 +1323,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let w = &mut self.st.wfs[slot as usize];
         let generation = w.generation;
         let n = &mut w.nodes[node];
+        // Read before the state is stored: see `View::ready_call_of`.
         let facts = n.facts();
         n.state = NodeState::Waiting;
         n.ready_at = now;
