@@ -15,6 +15,7 @@
 //! which were a tenth of an M/M/c run of a million customers. Spills are
 //! written as held, so a long narrow run writes and reads half the bytes.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -96,11 +97,80 @@ impl Default for Samples {
     }
 }
 
+/// Sample buffers of stores dropped on this thread, kept for the stores it
+/// makes next. A long run's stores take megabytes, which the allocator
+/// hands back to the kernel when they are freed, so that every run made
+/// them fresh pages again: in runs repeated in one process (a sweep's, a
+/// ratchet's, `bench`'s) the kernel's first touches of those pages were a
+/// tenth of an M/M/c run. A thread keeps at most [`SPARE_BYTES`].
+#[derive(Default)]
+struct Spare {
+    narrow: Vec<Vec<u32>>,
+    wide: Vec<Vec<u64>>,
+    bytes: usize,
+}
+
+/// Bytes of spare buffers a thread keeps at most.
+const SPARE_BYTES: usize = 64 << 20;
+
+/// Buffers smaller than this are left to the allocator, which reuses them
+/// without new pages anyway.
+const SPARE_MIN_BYTES: usize = 64 << 10;
+
+thread_local! {
+    static SPARE: RefCell<Spare> = RefCell::new(Spare::default());
+}
+
+impl Spare {
+    /// The largest spare buffer of the kind, or a new empty one.
+    fn take<T>(list: impl Fn(&mut Spare) -> &mut Vec<Vec<T>>) -> Vec<T> {
+        SPARE
+            .try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                let buffers = list(&mut spare);
+                let largest = (0..buffers.len()).max_by_key(|&i| buffers[i].capacity())?;
+                let v = buffers.swap_remove(largest);
+                spare.bytes -= v.capacity() * std::mem::size_of::<T>();
+                Some(v)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Keeps `v`, emptied, if it is large enough to be worth it and the
+    /// thread's spare buffers have room for it.
+    fn keep<T>(mut v: Vec<T>, list: impl Fn(&mut Spare) -> &mut Vec<Vec<T>>) {
+        let bytes = v.capacity() * std::mem::size_of::<T>();
+        if bytes < SPARE_MIN_BYTES {
+            return;
+        }
+        v.clear();
+        // During the thread's teardown the buffer is simply freed.
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.bytes + bytes <= SPARE_BYTES {
+                spare.bytes += bytes;
+                list(&mut spare).push(v);
+            }
+        });
+    }
+}
+
+impl Drop for Samples {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.mem, Mem::Narrow(Vec::new())) {
+            Mem::Narrow(v) => Spare::keep(v, |s| &mut s.narrow),
+            Mem::Wide(v) => Spare::keep(v, |s| &mut s.wide),
+        }
+    }
+}
+
 impl Samples {
     /// An empty store keeping up to `cap` samples in memory (at least 1).
     pub fn new(cap: usize) -> Samples {
         Samples {
-            mem: Mem::Narrow(Vec::new()),
+            mem: Mem::Narrow(Spare::take(|s| &mut s.narrow)),
             cap: cap.max(1),
             spill: None,
             runs: Vec::new(),
@@ -131,9 +201,12 @@ impl Samples {
                 v.push(x);
                 return;
             }
-            let mut wide = Vec::with_capacity(v.capacity().max(v.len() + 1));
+            let mut wide = Spare::take(|s| &mut s.wide);
+            wide.reserve(v.capacity().max(v.len() + 1));
             wide.extend(v.iter().map(|&x| u64::from(x)));
-            self.mem = Mem::Wide(wide);
+            if let Mem::Narrow(narrow) = std::mem::replace(&mut self.mem, Mem::Wide(wide)) {
+                Spare::keep(narrow, |s| &mut s.narrow);
+            }
         }
         if let Mem::Wide(v) = &mut self.mem {
             v.push(x);
@@ -400,6 +473,90 @@ mod tests {
                 prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
             }
         }
+    }
+
+    /// Empties this thread's spare buffers (tests may share a thread).
+    fn drain_spare() {
+        SPARE.with(|s| *s.borrow_mut() = Spare::default());
+    }
+
+    fn spare_bytes() -> (usize, usize) {
+        SPARE.with(|s| {
+            let s = s.borrow();
+            let held = s.narrow.iter().map(|v| v.capacity() * 4).sum::<usize>()
+                + s.wide.iter().map(|v| v.capacity() * 8).sum::<usize>();
+            (s.bytes, held)
+        })
+    }
+
+    fn capacity(s: &Samples) -> usize {
+        match &s.mem {
+            Mem::Narrow(v) => v.capacity(),
+            Mem::Wide(v) => v.capacity(),
+        }
+    }
+
+    /// A dropped store's buffer goes to the next store made on the thread,
+    /// empty: the new store's answers are those of its own samples only.
+    #[test]
+    fn a_dropped_stores_buffer_is_reused_empty() {
+        drain_spare();
+        let mut first = Samples::new(1 << 20);
+        (0..100_000u64).for_each(|x| first.push(x * 3));
+        let cap = capacity(&first);
+        assert!(cap * 4 >= SPARE_MIN_BYTES);
+        drop(first);
+        assert_eq!(spare_bytes(), (cap * 4, cap * 4));
+        let mut second = Samples::new(1 << 20);
+        assert_eq!(capacity(&second), cap, "the spare buffer, not a new one");
+        assert_eq!(spare_bytes(), (0, 0));
+        assert!(second.is_empty());
+        [7u64, 1, 4].iter().for_each(|&x| second.push(x));
+        assert_eq!(second.len(), 3);
+        assert_eq!(second.sum(), 12);
+        assert_eq!(
+            second.percentiles(&[0.0, 50.0, 100.0], 1.0).unwrap(),
+            vec![1.0, 4.0, 7.0]
+        );
+
+        // A store that widens keeps its narrow buffer, and its wide one
+        // goes back as wide.
+        let narrow_cap = capacity(&second);
+        second.push(1 << 40);
+        assert_eq!(bytes_per_sample(&second), 8);
+        assert_eq!(spare_bytes(), (narrow_cap * 4, narrow_cap * 4));
+        let wide_cap = capacity(&second);
+        drop(second);
+        assert_eq!(spare_bytes().0, narrow_cap * 4 + wide_cap * 8);
+        drain_spare();
+    }
+
+    /// Small buffers are left to the allocator, and a thread keeps at most
+    /// `SPARE_BYTES` of buffers however many large stores it drops.
+    #[test]
+    fn spare_buffers_are_bounded() {
+        drain_spare();
+        let mut small = Samples::new(1 << 20);
+        (0..100u64).for_each(|x| small.push(x));
+        drop(small);
+        assert_eq!(spare_bytes(), (0, 0));
+        let per_store = 1 << 20; // samples: 4 MiB narrow
+        let stores: Vec<Samples> = (0..2 * SPARE_BYTES / (4 * per_store))
+            .map(|_| {
+                let mut s = Samples::new(per_store);
+                (0..per_store as u64).for_each(|x| s.push(x));
+                s
+            })
+            .collect();
+        drop(stores);
+        let (bytes, held) = spare_bytes();
+        assert_eq!(bytes, held);
+        assert!(bytes <= SPARE_BYTES, "{bytes} bytes kept");
+        assert!(
+            bytes > SPARE_BYTES / 2,
+            "{bytes} bytes kept: the spare room was used"
+        );
+        drain_spare();
     }
 
     fn bytes_per_sample(s: &Samples) -> usize {
