@@ -77,6 +77,8 @@ impl Driver for SimDriver {
         match timer {
             // At most one arrival is pending: it waits beside the heap.
             Timer::Arrival => self.queue.push_arrival(at, Event::Timer(timer)),
+            // Payload-free: it waits among bare keys (see `EventQueue`).
+            Timer::Wake => self.queue.push_wake(at),
             _ => self.queue.push(at, Event::Timer(timer)),
         }
     }
@@ -103,7 +105,7 @@ impl<'o, O: Observer> Simulator<'o, O> {
                 s,
                 obs,
                 SimDriver {
-                    queue: EventQueue::default(),
+                    queue: EventQueue::with_wake(Event::Timer(Timer::Wake)),
                     provider: ProviderSide::new(s),
                     ends: Vec::new(),
                 },
