@@ -121,7 +121,8 @@ impl<E: Copy> EventQueue<E> {
             && self.heap.peek().is_none_or(|h| w < h.key)
         {
             self.wakes.pop();
-            return Some((SimTime((w >> 64) as u64), self.wake?));
+            let wake = self.wake.expect("push_wake checked for a wake event");
+            return Some((SimTime((w >> 64) as u64), wake));
         }
         let arrival_first = match (&self.arrival, self.heap.peek()) {
             (Some(a), Some(h)) => a.key < h.key,
