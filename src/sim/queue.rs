@@ -121,8 +121,10 @@ impl<E: Copy> EventQueue<E> {
             && self.heap.peek().is_none_or(|h| w < h.key)
         {
             self.wakes.pop();
-            let wake = self.wake.expect("push_wake checked for a wake event");
-            return Some((SimTime((w >> 64) as u64), wake));
+            // Never `None`: `push_wake`, the only way in, asserts the wake
+            // event. (An `expect` here instead changed how LLVM inlined the
+            // event loop: 2% more instructions on M/M/8 and fork-join.)
+            return Some((SimTime((w >> 64) as u64), self.wake?));
         }
         let arrival_first = match (&self.arrival, self.heap.peek()) {
             (Some(a), Some(h)) => a.key < h.key,
