@@ -262,7 +262,8 @@ pub struct Summary {
     pub cancellations: u64,
     /// Time spent on discarded attempts (ms).
     pub wasted_ms: f64,
-    /// Simulated time from 0 to the last event (ms).
+    /// Simulated time from 0 to the end of the run (ms): the moment the
+    /// last workflow ended and no work was left running, not a later timer's.
     pub sim_time_ms: f64,
     /// Completed workflows per simulated second.
     pub throughput_wf_per_s: f64,

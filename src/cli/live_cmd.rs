@@ -206,7 +206,6 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
             let _ = tokio::signal::ctrl_c().await;
         };
         if a.in_process {
-            cfg.drain_timers = true;
             run_to_dir(&s, out, trace, ModelTransport::new(&s), cfg, stop).await
         } else {
             run_to_dir(&s, out, trace, HttpTransport::new(), cfg, stop).await

@@ -116,10 +116,6 @@ pub struct LiveConfig {
     pub send_identity: bool,
     /// 429s in a row after which a call's next 429 counts as a failure.
     pub max_consecutive_429: u32,
-    /// Keep running until every timer the runtime asked for has fired, as
-    /// the simulator does (its end time counts them). Off for real runs:
-    /// they end with their last workflow.
-    pub drain_timers: bool,
     /// Show progress on stderr.
     pub progress: bool,
     /// Spend the last 1.5 ms before a deadline yielding instead of on the
@@ -138,7 +134,6 @@ impl LiveConfig {
             endpoints: Vec::new(),
             send_identity: true,
             max_consecutive_429: 32,
-            drain_timers: false,
             progress: false,
             precise_timers: false,
         }
@@ -740,7 +735,6 @@ pub async fn run<O: Observer, T: Transport>(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let clock = Clock::start(cfg.time_scale);
     let progress = cfg.progress;
-    let drain = cfg.drain_timers;
     let precise = cfg.precise_timers;
     let driver = LiveDriver {
         clock,
@@ -821,14 +815,14 @@ pub async fn run<O: Observer, T: Transport>(
                     }
                 }
             }
+            // As in the simulator: the run ends with the event after which
+            // nothing is left to do (see `Runtime::finished`).
+            if rt.finished() {
+                break;
+            }
             continue;
         }
-        let finished = if drain {
-            rt.io.heap.is_empty() && rt.io.inflight.is_empty()
-        } else {
-            rt.all_done()
-        };
-        if finished {
+        if rt.finished() {
             break;
         }
         let deadline = rt.io.heap.peek().map(|Reverse(p)| rt.io.clock.real(p.t));

@@ -111,4 +111,8 @@ pub trait Driver {
     fn cancel(&mut self, attempt: AttemptKey);
     /// Asks for `timer` at `at`.
     fn set_timer(&mut self, at: SimTime, timer: Timer);
+    /// The run has finished ([`Runtime::finished`](super::Runtime::finished)):
+    /// nothing asked for before matters any more. The simulator drops its
+    /// pending events here; a live driver checks `finished` itself.
+    fn finished(&mut self) {}
 }

@@ -70,6 +70,12 @@ impl Driver for SimDriver {
     /// Nothing to do: the runtime ignores the stale end event.
     fn cancel(&mut self, _attempt: AttemptKey) {}
 
+    /// The events still pending can change nothing: dropped, so that the
+    /// run ends with the event it finished at.
+    fn finished(&mut self) {
+        self.queue.clear();
+    }
+
     /// Always inlined: out of line, the timer passed through memory was
     /// reloaded wider than it was written (a store-forwarding stall).
     #[inline(always)]
@@ -158,8 +164,9 @@ impl<'o, O: Observer> Simulator<'o, O> {
         }
     }
 
-    /// Handles every event; returns how many, as an error if the run
-    /// stopped at the horizon.
+    /// Handles every event until the run has finished (the runtime then
+    /// has the queue dropped: see [`Runtime::finished`]); returns how
+    /// many, as an error if the run stopped at the horizon.
     fn run_events(&mut self) -> Result<u64, u64> {
         let mut events = 0u64;
         self.rt.start();

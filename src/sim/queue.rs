@@ -138,6 +138,13 @@ impl<E: Copy> EventQueue<E> {
         Some((SimTime((e.key >> 64) as u64), e.event))
     }
 
+    /// Drops every pending event (the sequence goes on).
+    pub fn clear(&mut self) {
+        self.heap = MinHeap::default();
+        self.arrival = None;
+        self.wakes = MinHeap::default();
+    }
+
     /// Events pending.
     pub fn len(&self) -> usize {
         self.heap.len() + self.arrival.is_some() as usize + self.wakes.len()

@@ -231,6 +231,17 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         "everything that started ended"
     );
 
+    // The run ends when its last work does (a workflow, or a failed
+    // workflow's leftover task), not at a timer still pending then.
+    let last_work = trace
+        .iter()
+        .filter(|e| matches!(e.kind, TraceKind::End(_)))
+        .map(|e| e.t)
+        .chain(obs.workflows.iter().map(|w| w.finish))
+        .max()
+        .expect("every case runs workflows");
+    prop_assert_eq!(result.summary.sim_time_ms, last_work.as_ms());
+
     // Rate limits (client-enforced): starts in any window <= burst + rate x width.
     if let Some((rate, burst)) = c.rate {
         for place in slots.keys().filter(|p| matches!(p, Place::Tier { .. })) {

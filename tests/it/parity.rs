@@ -82,7 +82,6 @@ fn live_run(s: &Scenario) -> (RunResult, MemoryObserver) {
         .build()
         .unwrap();
     let mut cfg = LiveConfig::new(s);
-    cfg.drain_timers = true;
     cfg.precise_timers = false;
     let out = rt
         .block_on(live::run(
