@@ -503,9 +503,6 @@ struct State {
     atts: Vec<Attempt>,
     free_atts: Vec<u32>,
     remote_in_flight: u32,
-    /// Local tasks running, a failed workflow's included (they run to
-    /// their end).
-    local_in_flight: u32,
     next_arrival: u64,
     last_arrival: SimTime,
     /// Per-workflow and per-attempt samples, for exact percentiles in
@@ -1006,7 +1003,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 atts: Vec::new(),
                 free_atts: Vec::new(),
                 remote_in_flight: 0,
-                local_in_flight: 0,
                 next_arrival: 0,
                 last_arrival: SimTime::ZERO,
                 makespans: Samples::default(),
@@ -1120,8 +1116,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     pub fn finished(&self) -> bool {
         self.st.active == 0
             && self.st.remote_in_flight == 0
-            && self.st.local_in_flight == 0
             && self.st.next_arrival >= self.workload.workflows
+            && self.st.pools.iter().all(|p| p.busy_workers == 0)
     }
 
     fn advance(&mut self, now: SimTime) {
@@ -1401,7 +1397,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         };
         let mut rng = self.local_keyer.rng(w.id, node as u64);
         let duration = SimDuration::from_ms(draw_latency_ms(&mut rng, &spec));
-        self.st.local_in_flight += 1;
         let p = &mut self.st.pools[pool as usize];
         p.busy_workers += 1;
         p.tasks += 1;
@@ -1433,11 +1428,6 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     fn local_end(&mut self, slot: u32, generation: u32, node: u32, pool: u16) {
         // The slot is not reused while a local task of it runs, so the node
         // is still there even if its workflow failed meanwhile.
-        self.st.local_in_flight -= 1;
-        if self.st.local_in_flight == 0 && self.st.active == 0 {
-            // A failed workflow's last local task ended.
-            self.end_if_finished();
-        }
         let w = &mut self.st.wfs[slot as usize];
         w.local_running -= 1;
         let live = w.live && w.generation == generation;
@@ -1446,6 +1436,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         p.busy_workers -= 1;
         p.busy += duration;
         p.service_sum += duration;
+        if self.st.active == 0 {
+            // Perhaps a failed workflow's last local task.
+            self.end_if_finished();
+        }
         self.trace(
             TraceKind::End(Outcome::Success),
             slot,
