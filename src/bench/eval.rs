@@ -45,7 +45,7 @@ pub enum Change {
     New,
     /// Only in the earlier results.
     Removed,
-    /// In both, but a time is missing.
+    /// In both, but a time is missing, or they ran on different machines.
     NotComparable,
 }
 
@@ -182,6 +182,9 @@ pub struct EvalReport {
     pub current: String,
     /// The unchanged band.
     pub band: f64,
+    /// How the baseline's machine differs from this one's (null when it
+    /// does not): then no time is compared, only outputs.
+    pub machine_differs: Option<String>,
     /// Minimum score over the comparable benchmarks (null when none is).
     pub aggregate_score: Option<f64>,
     /// aggregate_score > 0.
@@ -281,6 +284,19 @@ pub fn evaluate(
             .filter(|b| find(current, &b.name).is_none())
             .map(|b| compare(&b.name, Some(b), None)),
     );
+    // Times from another machine measure the machine as much as the
+    // change: not compared. A changed output is a veto on any machine.
+    let machine_differs = baseline.machine.differences(&current.machine);
+    if machine_differs.is_some() {
+        for e in &mut entries {
+            if matches!(e.change, Change::New | Change::Removed) {
+                continue;
+            }
+            e.perf_gain = None;
+            e.change = Change::NotComparable;
+            e.score = (e.output_changed == Some(true)).then_some(0.0);
+        }
+    }
     let aggregate = entries
         .iter()
         .filter_map(|e| e.score)
@@ -297,6 +313,7 @@ pub fn evaluate(
         baseline: baseline_path.to_string(),
         current: current_path.to_string(),
         band: BAND,
+        machine_differs,
         aggregate_score: aggregate,
         is_acceptable: aggregate.is_some_and(|a| a > 0.0),
         output_changed: entries
@@ -318,6 +335,12 @@ pub fn report_text(r: &EvalReport) -> String {
     let pct = |x: Option<f64>| x.map_or("n/a".to_string(), |g| format!("{:+.1}%", 100.0 * g));
     let secs = |x: Option<f64>| x.map_or("-".to_string(), |t| format!("{t:.4}"));
     let mut s = format!("compared with {}\n", r.baseline);
+    if let Some(d) = &r.machine_differs {
+        s.push_str(&format!(
+            "  measured on another machine ({d}): times not compared, only outputs; \
+             make the baseline here, or time both builds here with --baseline-bin\n"
+        ));
+    }
     for e in &r.benchmarks {
         let change = match e.change {
             Change::Unchanged => "unchanged",
@@ -399,6 +422,7 @@ mod tests {
                 cores: 2,
                 os: "linux".into(),
                 arch: "x86_64".into(),
+                cpu: "a cpu".into(),
             },
             repetitions: 3,
             benchmarks,
@@ -425,6 +449,79 @@ mod tests {
         assert!(r.is_acceptable);
         assert_eq!(r.improvements, vec!["a", "b"]);
         assert!(r.output_changed.is_empty());
+    }
+
+    #[test]
+    fn times_from_another_machine_are_not_compared_but_outputs_are() {
+        let old = file(vec![
+            b("a", Some(2.0), Some("x")),
+            b("b", Some(2.0), Some("y")),
+            b("gone", Some(1.0), Some("z")),
+        ]);
+        let mut new = file(vec![
+            b("a", Some(1.0), Some("x")),
+            b("b", Some(1.0), Some("changed")),
+            b("fresh", Some(1.0), Some("w")),
+        ]);
+        new.machine.cpu = "another cpu".into();
+        new.machine.cores = 4;
+        let r = evaluate(&old, "old", &new, "new");
+        let d = r.machine_differs.as_deref().expect("the machines differ");
+        assert!(
+            d.contains("cores 2 -> 4") && d.contains("another cpu"),
+            "{d}"
+        );
+        // Twice as fast, but on another machine: no gain, no score.
+        let a = &r.benchmarks[0];
+        assert_eq!((a.perf_gain, a.score), (None, None));
+        assert_eq!(a.change, Change::NotComparable);
+        assert_eq!((a.old_time_s, a.new_time_s), (Some(2.0), Some(1.0)));
+        assert_eq!(a.output_changed, Some(false));
+        // A changed output vetoes on any machine.
+        assert_eq!(r.benchmarks[1].score, Some(0.0));
+        assert_eq!(r.output_changed, vec!["b"]);
+        assert_eq!(r.aggregate_score, Some(0.0));
+        assert!(!r.is_acceptable);
+        // Presence is still presence.
+        assert_eq!(
+            (r.new.clone(), r.removed.clone()),
+            (vec!["fresh".to_string()], vec!["gone".to_string()])
+        );
+        assert!(report_text(&r).contains("measured on another machine"));
+
+        // Outputs unchanged: nothing scores, so not acceptable (null aggregate).
+        new.benchmarks[1].output_digest = Some("y".into());
+        let r = evaluate(&old, "old", &new, "new");
+        assert_eq!(r.aggregate_score, None);
+        assert!(!r.is_acceptable);
+    }
+
+    #[test]
+    fn machines_compare_by_cores_system_and_a_known_cpu() {
+        let m = file(vec![]).machine;
+        assert_eq!(m.differences(&m.clone()), None);
+        // A file from before the model name was recorded differs only where it can tell.
+        let old: Machine =
+            serde_json::from_str(r#"{"cores": 2, "os": "linux", "arch": "x86_64"}"#).unwrap();
+        assert_eq!(old.cpu, "");
+        assert_eq!(old.differences(&m), None);
+        assert_eq!(m.differences(&old), None);
+        let other = Machine {
+            arch: "aarch64".into(),
+            ..m.clone()
+        };
+        assert_eq!(
+            m.differences(&other).as_deref(),
+            Some("arch x86_64 -> aarch64")
+        );
+        // Same machine: a results file compares as before, field for field.
+        let r = evaluate(
+            &file(vec![b("a", Some(2.0), Some("x"))]),
+            "o",
+            &file(vec![b("a", Some(1.0), Some("x"))]),
+            "n",
+        );
+        assert_eq!((r.machine_differs, r.aggregate_score), (None, Some(1.0)));
     }
 
     #[test]

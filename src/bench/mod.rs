@@ -361,6 +361,55 @@ pub struct Machine {
     pub os: String,
     /// `std::env::consts::ARCH`.
     pub arch: String,
+    /// The processor's model name (Linux's `/proc/cpuinfo`); empty where
+    /// unknown, as in results files written before it was recorded.
+    #[serde(default)]
+    pub cpu: String,
+}
+
+impl Machine {
+    /// This machine, with `cores` logical cores available.
+    pub fn this(cores: usize) -> Machine {
+        Machine {
+            cores,
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+            cpu: cpu_model(),
+        }
+    }
+
+    /// How `other` differs from this machine (what a comparison of their
+    /// times would mix up with the change), or None. An unknown model
+    /// name differs from nothing.
+    pub fn differences(&self, other: &Machine) -> Option<String> {
+        let mut d = Vec::new();
+        if self.cores != other.cores {
+            d.push(format!("cores {} -> {}", self.cores, other.cores));
+        }
+        if self.os != other.os {
+            d.push(format!("os {} -> {}", self.os, other.os));
+        }
+        if self.arch != other.arch {
+            d.push(format!("arch {} -> {}", self.arch, other.arch));
+        }
+        if !self.cpu.is_empty() && !other.cpu.is_empty() && self.cpu != other.cpu {
+            d.push(format!("cpu {:?} -> {:?}", self.cpu, other.cpu));
+        }
+        (!d.is_empty()).then(|| d.join(", "))
+    }
+}
+
+/// The first `model name` of `/proc/cpuinfo`, or empty.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == "model name")
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default()
 }
 
 /// A `results_<unix>.json` file.
@@ -574,11 +623,7 @@ pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
         created_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        machine: Machine {
-            cores,
-            os: std::env::consts::OS.into(),
-            arch: std::env::consts::ARCH.into(),
-        },
+        machine: Machine::this(cores),
         repetitions: reps,
         ratios: ratios(&results),
         benchmarks: results,
@@ -740,6 +785,7 @@ mod tests {
                 cores: 2,
                 os: "linux".into(),
                 arch: "x86_64".into(),
+                cpu: "a cpu".into(),
             },
             repetitions: 1,
             benchmarks: vec![],

@@ -269,6 +269,7 @@ mod tests {
                 cores: 2,
                 os: "linux".into(),
                 arch: "x86_64".into(),
+                cpu: "a cpu".into(),
             },
             repetitions: 1,
             benchmarks: benchmarks

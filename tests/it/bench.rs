@@ -131,6 +131,44 @@ fn eval_report_scores_speed_and_vetoes_changed_output() {
     assert_eq!(r["aggregate_score"], Value::Null);
     assert_eq!(r["is_acceptable"], false);
 
+    // The results name this machine's processor, as /proc/cpuinfo does.
+    let cpu = measured["machine"]["cpu"].as_str().unwrap();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    assert_eq!(
+        !cpu.is_empty(),
+        cpuinfo.lines().any(|l| l.starts_with("model name")),
+        "{cpu:?}"
+    );
+    // An earlier run 10x slower, but on another machine: times not
+    // compared, so no score and exit 1; the outputs still are.
+    let mut elsewhere = hand_made(&measured, Some(10.0), None);
+    elsewhere["machine"]["cpu"] = "some other processor".into();
+    std::fs::write(&changed, elsewhere.to_string()).unwrap();
+    let o = run_with(
+        dir,
+        &["--baseline", "changed.json", "--eval-report", "eval4.json"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("measured on another machine"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let r = read(&dir.join("eval4.json"));
+    assert!(
+        r["machine_differs"]
+            .as_str()
+            .unwrap()
+            .contains("some other processor"),
+        "{r}"
+    );
+    let e = &r["benchmarks"][0];
+    assert_eq!(e["perf_gain"], Value::Null);
+    assert_eq!(e["score"], Value::Null);
+    assert_eq!(e["change"], "not_comparable");
+    assert_eq!(e["output_changed"], false);
+    assert_eq!(r["is_acceptable"], false);
+
     // The report may not replace the baseline it reads.
     let before = std::fs::read(&changed).unwrap();
     let o = run_with(
