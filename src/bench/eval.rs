@@ -209,13 +209,22 @@ fn positive(t: Option<f64>) -> Option<f64> {
     t.filter(|t| t.is_finite() && *t > 0.0)
 }
 
-/// Compares one benchmark measured before and after.
-pub fn compare(name: &str, old: Option<&BenchResult>, new: Option<&BenchResult>) -> EvalEntry {
+/// Compares one benchmark measured before and after; its times only when
+/// `same_machine` (on another, they would measure the machine too).
+pub fn compare(
+    name: &str,
+    old: Option<&BenchResult>,
+    new: Option<&BenchResult>,
+    same_machine: bool,
+) -> EvalEntry {
     let (old_t, new_t) = (
         old.and_then(|o| positive(o.time_s)),
         new.and_then(|n| positive(n.time_s)),
     );
-    let perf_gain = old_t.zip(new_t).and_then(|(o, n)| finite(o / n - 1.0));
+    let perf_gain = old_t
+        .zip(new_t)
+        .filter(|_| same_machine)
+        .and_then(|(o, n)| finite(o / n - 1.0));
     let output_changed = match (
         old.and_then(|o| o.output_digest.as_ref()),
         new.and_then(|n| n.output_digest.as_ref()),
@@ -223,8 +232,9 @@ pub fn compare(name: &str, old: Option<&BenchResult>, new: Option<&BenchResult>)
         (Some(a), Some(b)) => Some(a != b),
         _ => None,
     };
+    // A changed output vetoes whatever the times say, or whether they compare.
     let score = match (perf_gain, output_changed) {
-        (Some(_), Some(true)) => Some(0.0),
+        (_, Some(true)) => Some(0.0),
         (Some(g), Some(false)) => Some(g.max(0.0)),
         _ => None,
     };
@@ -272,31 +282,27 @@ pub fn evaluate(
     let find = |f: &'_ ResultsFile, n: &str| -> Option<BenchResult> {
         f.benchmarks.iter().find(|b| b.name == n).cloned()
     };
+    let machine_differs = baseline.machine.differences(&current.machine);
+    let same_machine = machine_differs.is_none();
     let mut entries: Vec<EvalEntry> = current
         .benchmarks
         .iter()
-        .map(|b| compare(&b.name, find(baseline, &b.name).as_ref(), Some(b)))
+        .map(|b| {
+            compare(
+                &b.name,
+                find(baseline, &b.name).as_ref(),
+                Some(b),
+                same_machine,
+            )
+        })
         .collect();
     entries.extend(
         baseline
             .benchmarks
             .iter()
             .filter(|b| find(current, &b.name).is_none())
-            .map(|b| compare(&b.name, Some(b), None)),
+            .map(|b| compare(&b.name, Some(b), None, same_machine)),
     );
-    // Times from another machine measure the machine as much as the
-    // change: not compared. A changed output is a veto on any machine.
-    let machine_differs = baseline.machine.differences(&current.machine);
-    if machine_differs.is_some() {
-        for e in &mut entries {
-            if matches!(e.change, Change::New | Change::Removed) {
-                continue;
-            }
-            e.perf_gain = None;
-            e.change = Change::NotComparable;
-            e.score = (e.output_changed == Some(true)).then_some(0.0);
-        }
-    }
     let aggregate = entries
         .iter()
         .filter_map(|e| e.score)
@@ -647,6 +653,17 @@ mod tests {
             (Some(1.0), Some(1.0), Some(1.0))
         );
         assert!(report_text(&r).contains("paired median +100.0% [+100.0%, +100.0%] of 6"));
+    }
+
+    #[test]
+    fn a_changed_output_vetoes_even_without_a_time_to_compare() {
+        let old = file(vec![b("a", None, Some("x"))]);
+        let new = file(vec![b("a", Some(1.0), Some("changed"))]);
+        let r = evaluate(&old, "old", &new, "new");
+        assert_eq!(r.benchmarks[0].perf_gain, None);
+        assert_eq!(r.benchmarks[0].change, Change::NotComparable);
+        assert_eq!(r.benchmarks[0].score, Some(0.0));
+        assert_eq!(r.aggregate_score, Some(0.0));
     }
 
     #[test]
