@@ -548,9 +548,9 @@ pub struct BenchOptions {
 /// `.../simulate_trace` too), other text every name that contains it; an
 /// error when none is selected.
 pub fn select(specs: Vec<Spec>, suite: Suite, only: &[String]) -> Result<Vec<Spec>> {
-    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let catalogue: Vec<(String, bool)> = specs.iter().map(|s| (s.name.clone(), s.quick)).collect();
     let selects = |name: &str, o: &str| {
-        if names.iter().any(|n| n == o) {
+        if catalogue.iter().any(|(n, _)| n == o) {
             name == o
         } else {
             name.contains(o)
@@ -562,10 +562,28 @@ pub fn select(specs: Vec<Spec>, suite: Suite, only: &[String]) -> Result<Vec<Spe
         .filter(|s| only.is_empty() || only.iter().any(|o| selects(&s.name, o)))
         .collect();
     if chosen.is_empty() {
+        let in_suite: Vec<&str> = catalogue
+            .iter()
+            .filter(|(_, quick)| suite == Suite::Full || *quick)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        // A full-only benchmark named in the quick suite is a likely slip:
+        // say where it runs, not only that nothing matched.
+        let full_only: Vec<&str> = catalogue
+            .iter()
+            .filter(|(n, quick)| !quick && only.iter().any(|o| selects(n, o)))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let hint = if suite == Suite::Quick && !full_only.is_empty() {
+            format!(" ({} runs only in the `full` suite)", full_only.join(", "))
+        } else {
+            String::new()
+        };
         return Err(Error::Input(format!(
-            "--only {}: matches no benchmark of the {suite:?} suite; expected part of one of: {}",
+            "--only {}: matches no benchmark of the `{}` suite{hint}; expected part of one of: {}",
             only.join(", "),
-            names.join(", ")
+            suite.name(),
+            in_suite.join(", ")
         )));
     }
     Ok(chosen)
@@ -704,6 +722,16 @@ pub fn read_results(path: &Path) -> Result<ResultsFile> {
     })?;
     let de = &mut serde_json::Deserializer::from_str(&text);
     serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            // A broken file has no field to name: say where the text breaks.
+            return Error::Input(format!(
+                "{}: line {} column {}: invalid JSON: {inner} (expected a results file written by `agentsched bench`)",
+                path.display(),
+                inner.line(),
+                inner.column()
+            ));
+        }
         let (field, msg) = crate::error::field_and_message(&e);
         Error::Input(format!(
             "{}: field `{field}`: {msg} (expected a results file written by `agentsched bench`)",
@@ -751,6 +779,18 @@ mod tests {
             None,
             "full suite only"
         );
+        let quick_only = |only: &str| match select(specs(), Suite::Quick, &[only.to_string()]) {
+            Err(Error::Input(m)) => m,
+            other => panic!("expected an input error, got {:?}", other.map(|_| ())),
+        };
+        let m = quick_only("trace");
+        assert!(
+            m.contains("`quick` suite (m/simulate_trace runs only in the `full` suite)"),
+            "{m}"
+        );
+        assert!(m.ends_with("one of: m/core, m/simulate"), "{m}");
+        let m = quick_only("nothing");
+        assert!(!m.contains("runs only"), "{m}");
         assert_eq!(
             names(Suite::Quick, &["m/core", "simulate"]).unwrap(),
             ["m/core", "m/simulate"]
@@ -799,6 +839,31 @@ mod tests {
         assert_ne!(b, c);
         assert_eq!(results_files(dir.path()).unwrap(), vec![a, b, c.clone()]);
         assert_eq!(read_results(&c).unwrap(), r);
+    }
+
+    #[test]
+    fn a_bad_results_file_is_named_with_where_it_breaks() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |text: &str| {
+            let p = dir.path().join("results_1.json");
+            std::fs::write(&p, text).unwrap();
+            match read_results(&p) {
+                Err(Error::Input(m)) => m,
+                other => panic!("expected an input error, got {other:?}"),
+            }
+        };
+        let m = read("{bad");
+        assert!(
+            m.contains("results_1.json: line 1 column 2: invalid JSON"),
+            "{m}"
+        );
+        let m = read("{\"schema\": \"x\"");
+        assert!(
+            m.contains("results_1.json: line 1 column 14: invalid JSON: EOF"),
+            "{m}"
+        );
+        let m = read("{\"schema\": 1}");
+        assert!(m.contains("results_1.json: field `schema`"), "{m}");
     }
 
     #[test]

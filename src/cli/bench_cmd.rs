@@ -144,11 +144,11 @@ pub(crate) fn run(a: BenchArgs) -> Result<u8> {
     };
     if (base.suite, base.repetitions) != (results.suite, results.repetitions) {
         eprintln!(
-            "warning: {} is a {:?} run of {} repetitions, this is a {:?} run of {}: the minimum of fewer repetitions is noisier; compare like with like (--baseline FILE)",
+            "warning: {} is a `{}` suite run of {} repetitions, this is a `{}` suite run of {}: the minimum of fewer repetitions is noisier; compare like with like (--baseline FILE)",
             bpath.display(),
-            base.suite,
+            base.suite.name(),
             base.repetitions,
-            results.suite,
+            results.suite.name(),
             results.repetitions
         );
     }
@@ -156,11 +156,28 @@ pub(crate) fn run(a: BenchArgs) -> Result<u8> {
 }
 
 /// The eval report must not take a name the results history uses, nor
-/// replace the baseline.
+/// replace the baseline, and must be writable: checked (and its directory
+/// made) before the run, which may take minutes, not after it.
 fn check_report_path(a: &BenchArgs, baseline: Option<&Path>) -> Result<()> {
     let Some(report) = &a.eval_report else {
         return Ok(());
     };
+    if report.is_dir() {
+        return Err(Error::Input(format!(
+            "--eval-report {}: is a directory; expected a file name, e.g. {}",
+            report.display(),
+            report.join("eval.json").display()
+        )));
+    }
+    if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return Err(Error::Input(format!(
+            "--eval-report {}: cannot make its directory {}: {e}",
+            report.display(),
+            dir.display()
+        )));
+    }
     let name = report.file_name().map(|n| n.to_string_lossy().to_string());
     if let Some(name) = name.filter(|n| bench::results_key(n).is_some())
         && crate::output::same_file(report, &a.results_dir.join(&name))

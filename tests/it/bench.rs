@@ -106,10 +106,16 @@ fn eval_report_scores_speed_and_vetoes_changed_output() {
     .unwrap();
     let o = run_with(
         dir,
-        &["--baseline", "changed.json", "--eval-report", "eval2.json"],
+        &[
+            "--baseline",
+            "changed.json",
+            "--eval-report",
+            "reports/new/eval2.json",
+        ],
     );
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    let r = read(&dir.join("eval2.json"));
+    // The report's directory is made for it.
+    let r = read(&dir.join("reports/new/eval2.json"));
     assert_eq!(r["benchmarks"][0]["output_changed"], true);
     assert_eq!(r["benchmarks"][0]["score"], 0.0);
     assert_eq!(r["aggregate_score"], 0.0);
@@ -117,12 +123,22 @@ fn eval_report_scores_speed_and_vetoes_changed_output() {
     assert_eq!(r["output_changed"][0], "research_agent_1k/fifo_cheapest");
 
     // An unknown earlier time: gain and score null (never NaN), exit 1.
-    std::fs::write(&changed, hand_made(&measured, None, None).to_string()).unwrap();
+    // That baseline is also a full-suite run: a warning says so.
+    let mut unknown = hand_made(&measured, None, None);
+    unknown["suite"] = "full".into();
+    unknown["repetitions"] = 7.into();
+    std::fs::write(&changed, unknown.to_string()).unwrap();
     let o = run_with(
         dir,
         &["--baseline", "changed.json", "--eval-report", "eval3.json"],
     );
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o)
+            .contains("is a `full` suite run of 7 repetitions, this is a `quick` suite run of 1"),
+        "{}",
+        err(&o)
+    );
     let text = std::fs::read_to_string(dir.join("eval3.json")).unwrap();
     assert!(!text.contains("NaN"), "{text}");
     let r: Value = serde_json::from_str(&text).unwrap();
@@ -193,6 +209,20 @@ fn bad_baselines_and_filters_are_refused_before_the_run() {
     assert_eq!(o.status.code(), Some(2));
     assert!(err(&o).contains("b.json"), "{}", err(&o));
     assert!(!dir.join("r").exists(), "nothing ran");
+
+    // An eval report that cannot be written is refused before the run too.
+    std::fs::create_dir(dir.join("a_dir")).unwrap();
+    std::fs::write(dir.join("a_file"), "mine").unwrap();
+    for (report, expected) in [
+        ("a_dir", "a_dir: is a directory"),
+        ("a_file/eval.json", "cannot make its directory a_file"),
+    ] {
+        let o = run_with(dir, &["--eval-report", report]);
+        assert_eq!(o.status.code(), Some(2), "{report}");
+        assert!(err(&o).contains(expected), "{report}: {}", err(&o));
+        assert!(!dir.join("r").exists(), "{report}: nothing ran");
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("a_file")).unwrap(), "mine");
 
     let o = agentsched_in(
         dir,
