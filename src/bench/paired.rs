@@ -207,11 +207,17 @@ fn pass(bin: &Path, suite: Suite, name: &str, scratch: &mut Scratch) -> Result<R
 pub fn run_paired(opts: &PairedOptions, names: &[String]) -> Result<Paired> {
     let listed = list(&opts.baseline_bin)?;
     if !names.iter().any(|n| listed.contains(n)) {
+        // A binary that lists nothing ran `bench --list` without being
+        // agentsched (or is one from before the bench command had any).
+        let lists = if listed.is_empty() {
+            "its `bench --list` printed no benchmark; expected a build of agentsched that has the bench command".to_string()
+        } else {
+            format!("it lists: {}", listed.join(", "))
+        };
         return Err(Error::Input(format!(
-            "--baseline-bin {}: has none of the selected benchmarks ({}); it lists: {}",
+            "--baseline-bin {}: has none of the selected benchmarks ({}); {lists}",
             opts.baseline_bin.display(),
             names.join(", "),
-            listed.join(", ")
         )));
     }
     let reps = opts.repetitions.unwrap_or(opts.suite.repetitions());

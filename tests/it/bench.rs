@@ -311,6 +311,14 @@ fn paired_runs_time_a_baseline_binary_alternately_and_judge_its_output() {
         "{}",
         err(&o)
     );
+    // A program that runs but is not agentsched (`true` lists nothing).
+    let o = paired("true", "x.json");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("printed no benchmark; expected a build of agentsched"),
+        "{}",
+        err(&o)
+    );
     let o = agentsched_in(
         dir,
         &["bench", "--baseline-bin", me, "--baseline", "b.json"],
