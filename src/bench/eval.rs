@@ -10,8 +10,9 @@
 //! minimum score over the comparable benchmarks, so one broken benchmark
 //! vetoes; `is_acceptable` = aggregate_score > 0. Gains within the band
 //! (±5%) are reported as unchanged; the rest are grouped as regressions and
-//! improvements; benchmarks in only one file as new or removed. Non-finite
-//! numbers are written as null.
+//! improvements; benchmarks in only one file as new or removed, or as not
+//! run when the new run left out one it has (`--suite quick`, `--only`).
+//! Non-finite numbers are written as null.
 //!
 //! After a paired run (the two files timed alternately, repetition by
 //! repetition), each entry also gets `paired`: the median of the
@@ -43,8 +44,11 @@ pub enum Change {
     Regression,
     /// Only in the new results.
     New,
-    /// Only in the earlier results.
+    /// Only in the earlier results, and not in this build's suite.
     Removed,
+    /// Only in the earlier results: this build has it, but this run left it
+    /// out (`--suite quick`, `--only`).
+    NotRun,
     /// In both, but a time is missing, or they ran on different machines.
     NotComparable,
 }
@@ -201,12 +205,25 @@ pub struct EvalReport {
     pub improvements: Vec<String>,
     /// Names only in the new results.
     pub new: Vec<String>,
-    /// Names only in the earlier results.
+    /// Names only in the earlier results, that this build no longer has.
     pub removed: Vec<String>,
+    /// Names only in the earlier results, that this run left out.
+    pub not_run: Vec<String>,
 }
 
 fn positive(t: Option<f64>) -> Option<f64> {
     t.filter(|t| t.is_finite() && *t > 0.0)
+}
+
+/// A benchmark's new measurement, or why there is none.
+#[derive(Clone, Copy, Debug)]
+pub enum Measured<'a> {
+    /// Measured by the new run.
+    Yes(&'a BenchResult),
+    /// The new run left it out (not selected).
+    NotRun,
+    /// The new build does not have it.
+    Absent,
 }
 
 /// Compares one benchmark measured before and after; its times only when
@@ -214,9 +231,13 @@ fn positive(t: Option<f64>) -> Option<f64> {
 pub fn compare(
     name: &str,
     old: Option<&BenchResult>,
-    new: Option<&BenchResult>,
+    measured: Measured<'_>,
     same_machine: bool,
 ) -> EvalEntry {
+    let new = match measured {
+        Measured::Yes(b) => Some(b),
+        Measured::NotRun | Measured::Absent => None,
+    };
     let (old_t, new_t) = (
         old.and_then(|o| positive(o.time_s)),
         new.and_then(|n| positive(n.time_s)),
@@ -238,9 +259,10 @@ pub fn compare(
         (Some(g), Some(false)) => Some(g.max(0.0)),
         _ => None,
     };
-    let change = match (old, new, perf_gain) {
+    let change = match (old, measured, perf_gain) {
         (None, _, _) => Change::New,
-        (_, None, _) => Change::Removed,
+        (_, Measured::NotRun, _) => Change::NotRun,
+        (_, Measured::Absent, _) => Change::Removed,
         (_, _, None) => Change::NotComparable,
         (_, _, Some(g)) if g > BAND => Change::Improvement,
         (_, _, Some(g)) if g < -BAND => Change::Regression,
@@ -291,7 +313,7 @@ pub fn evaluate(
             compare(
                 &b.name,
                 find(baseline, &b.name).as_ref(),
-                Some(b),
+                Measured::Yes(b),
                 same_machine,
             )
         })
@@ -301,7 +323,14 @@ pub fn evaluate(
             .benchmarks
             .iter()
             .filter(|b| find(current, &b.name).is_none())
-            .map(|b| compare(&b.name, Some(b), None, same_machine)),
+            .map(|b| {
+                let why = if current.not_selected.contains(&b.name) {
+                    Measured::NotRun
+                } else {
+                    Measured::Absent
+                };
+                compare(&b.name, Some(b), why, same_machine)
+            }),
     );
     let aggregate = entries
         .iter()
@@ -332,6 +361,7 @@ pub fn evaluate(
         improvements: names(Change::Improvement),
         new: names(Change::New),
         removed: names(Change::Removed),
+        not_run: names(Change::NotRun),
         benchmarks: entries,
     }
 }
@@ -354,11 +384,13 @@ pub fn report_text(r: &EvalReport) -> String {
             Change::Regression => "REGRESSION",
             Change::New => "new",
             Change::Removed => "removed",
+            Change::NotRun => "not run (left out of this run)",
             Change::NotComparable => "not comparable",
         };
         let output = match e.output_changed {
             Some(true) => ", OUTPUT CHANGED",
             Some(false) => "",
+            None if e.change == Change::NotRun => "",
             None => ", output not comparable",
         };
         let paired = e.paired.as_ref().map_or(String::new(), |p| {
@@ -434,6 +466,7 @@ mod tests {
             benchmarks,
             ratios: vec![],
             binary: None,
+            not_selected: vec![],
         }
     }
 
@@ -561,20 +594,29 @@ mod tests {
             b("slower", Some(1.0), Some("d")),
             b("faster", Some(1.0), Some("d")),
             b("gone", Some(1.0), Some("d")),
+            b("left_out", Some(1.0), Some("d")),
         ]);
-        let new = file(vec![
+        let mut new = file(vec![
             b("same", Some(1.0), Some("d")),
             b("bit_slower", Some(1.04), Some("d")),
             b("slower", Some(1.1), Some("d")),
             b("faster", Some(0.9), Some("d")),
             b("fresh", Some(1.0), Some("d")),
         ]);
+        // The new run had `left_out` but did not select it.
+        new.not_selected = vec!["left_out".into(), "never_run_before".into()];
         let r = evaluate(&old, "old", &new, "new");
         assert_eq!(r.unchanged, vec!["same", "bit_slower"]);
         assert_eq!(r.regressions, vec!["slower"]);
         assert_eq!(r.improvements, vec!["faster"]);
         assert_eq!(r.new, vec!["fresh"]);
         assert_eq!(r.removed, vec!["gone"]);
+        assert_eq!(r.not_run, vec!["left_out"]);
+        let left_out = r.benchmarks.iter().find(|e| e.name == "left_out").unwrap();
+        assert_eq!((left_out.score, left_out.change), (None, Change::NotRun));
+        let text = report_text(&r);
+        assert!(text.contains("not run (left out of this run)\n"), "{text}");
+        assert!(text.contains("removed, output not comparable"), "{text}");
         // A slower benchmark scores 0 (not negative), and vetoes.
         let slower = r.benchmarks.iter().find(|e| e.name == "slower").unwrap();
         assert!(slower.perf_gain.unwrap() < -0.05);

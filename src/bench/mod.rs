@@ -436,6 +436,11 @@ pub struct ResultsFile {
     /// (a paired run, `--baseline-bin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary: Option<String>,
+    /// The benchmarks of the full suite this run left out (`--suite quick`,
+    /// `--only`): an eval report calls them not run, not removed. Empty in
+    /// files from before it was recorded.
+    #[serde(default)]
+    pub not_selected: Vec<String>,
 }
 
 /// Summarises the timed repetitions of one benchmark.
@@ -592,7 +597,10 @@ pub fn select(specs: Vec<Spec>, suite: Suite, only: &[String]) -> Result<Vec<Spe
 /// Runs the selected benchmarks.
 pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let specs = select(suite(cores)?, opts.suite, &opts.only)?;
+    let all = suite(cores)?;
+    let catalogue: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
+    let specs = select(all, opts.suite, &opts.only)?;
+    let chosen: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let reps = opts.repetitions.unwrap_or(opts.suite.repetitions());
     let mut scratch = Scratch::new()?;
     // One warm-up each (it also fixes the digest every repetition must
@@ -646,7 +654,17 @@ pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
         ratios: ratios(&results),
         benchmarks: results,
         binary: None,
+        not_selected: left_out(&catalogue, &chosen),
     })
+}
+
+/// The names of `catalogue` not in `chosen`, in the catalogue's order.
+pub fn left_out(catalogue: &[String], chosen: &[String]) -> Vec<String> {
+    catalogue
+        .iter()
+        .filter(|n| !chosen.contains(n))
+        .cloned()
+        .collect()
 }
 
 fn remove_quietly(dir: &Path) {
@@ -831,6 +849,7 @@ mod tests {
             benchmarks: vec![],
             ratios: vec![],
             binary: None,
+            not_selected: vec!["m/simulate_trace".into()],
         };
         let a = write_results(dir.path(), &r).unwrap();
         let b = write_results(dir.path(), &r).unwrap();

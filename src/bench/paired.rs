@@ -36,6 +36,9 @@ pub struct PairedOptions {
     pub repetitions: Option<usize>,
     /// Print progress to stderr.
     pub progress: bool,
+    /// This build's benchmarks the selection left out (recorded in both
+    /// results files).
+    pub not_selected: Vec<String>,
 }
 
 /// The two sides of a paired run, each as a results file.
@@ -102,7 +105,13 @@ impl Side {
         Ok(t)
     }
 
-    fn finish(self, suite: Suite, reps: usize, created_unix_s: u64) -> Option<ResultsFile> {
+    fn finish(
+        self,
+        suite: Suite,
+        reps: usize,
+        created_unix_s: u64,
+        not_selected: &[String],
+    ) -> Option<ResultsFile> {
         let first = self.first?;
         let benchmarks: Vec<BenchResult> = self
             .runs
@@ -128,6 +137,7 @@ impl Side {
             ratios: ratios(&benchmarks),
             benchmarks,
             binary: Some(self.bin.display().to_string()),
+            not_selected: not_selected.to_vec(),
         })
     }
 }
@@ -252,10 +262,10 @@ pub fn run_paired(opts: &PairedOptions, names: &[String]) -> Result<Paired> {
         .map_or(0, |d| d.as_secs());
     Ok(Paired {
         baseline: base
-            .finish(opts.suite, reps, now)
+            .finish(opts.suite, reps, now, &opts.not_selected)
             .expect("the baseline has a selected benchmark"),
         current: cur
-            .finish(opts.suite, reps, now)
+            .finish(opts.suite, reps, now, &opts.not_selected)
             .expect("at least one benchmark selected"),
     })
 }
@@ -278,6 +288,7 @@ mod tests {
                 cpu: "a cpu".into(),
             },
             repetitions: 1,
+            not_selected: vec![],
             benchmarks: benchmarks
                 .iter()
                 .map(|&(name, t, digest)| BenchResult {
@@ -318,7 +329,7 @@ mod tests {
             );
             s.add("a", pass_of(&[("a", a, "d2")])).unwrap();
         }
-        let r = s.finish(Suite::Quick, 3, 99).unwrap();
+        let r = s.finish(Suite::Quick, 3, 99, &[]).unwrap();
         assert_eq!(r.repetitions, 3);
         assert_eq!(r.created_unix_s, 99);
         assert_eq!(r.version, "0.0.1");
@@ -353,7 +364,7 @@ mod tests {
         let mut p = pass_of(&[("a", 1.0, "d1")]);
         p.benchmarks[0].time_s = None;
         assert!(s.add("a", p).unwrap_err().to_string().contains("no time"));
-        assert!(s.finish(Suite::Quick, 1, 0).is_none());
+        assert!(s.finish(Suite::Quick, 1, 0, &[]).is_none());
     }
 
     #[test]

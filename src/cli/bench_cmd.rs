@@ -208,7 +208,9 @@ fn run_paired(a: &BenchArgs, bin: &Path, cores: usize) -> Result<u8> {
             "cannot find this executable to time it beside --baseline-bin: {e}"
         ))
     })?;
-    let names: Vec<String> = bench::select(bench::suite(cores)?, a.suite, &a.only)?
+    let all = bench::suite(cores)?;
+    let catalogue: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
+    let names: Vec<String> = bench::select(all, a.suite, &a.only)?
         .into_iter()
         .map(|s| s.name)
         .collect();
@@ -219,6 +221,7 @@ fn run_paired(a: &BenchArgs, bin: &Path, cores: usize) -> Result<u8> {
             suite: a.suite,
             repetitions: a.reps.map(|r| r as usize),
             progress: !a.quiet,
+            not_selected: bench::left_out(&catalogue, &names),
         },
         &names,
     )?;

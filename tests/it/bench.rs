@@ -71,14 +71,19 @@ fn eval_report_scores_speed_and_vetoes_changed_output() {
     assert_eq!(b["name"], "research_agent_1k/fifo_cheapest");
     assert!(b["time_s"].as_f64().unwrap() > 0.0);
     assert_eq!(b["output_digest"].as_str().unwrap().len(), 40);
+    // What --only left out is recorded: the suite's other benchmarks.
+    let left_out = measured["not_selected"].as_array().unwrap();
+    assert!(left_out.contains(&"research_agent_1k/full".into()));
+    assert!(!left_out.contains(&"research_agent_1k/fifo_cheapest".into()));
 
     // An earlier run 10x slower with the same digest: a positive score.
+    // It also timed `full`, which this run leaves out: not run, no veto.
     std::fs::remove_file(&first[0]).unwrap();
-    std::fs::write(
-        dir.join("r/results_1000.json"),
-        hand_made(&measured, Some(10.0), None).to_string(),
-    )
-    .unwrap();
+    let mut slower = hand_made(&measured, Some(10.0), None);
+    let mut full = slower["benchmarks"][0].clone();
+    full["name"] = "research_agent_1k/full".into();
+    slower["benchmarks"].as_array_mut().unwrap().push(full);
+    std::fs::write(dir.join("r/results_1000.json"), slower.to_string()).unwrap();
     let o = run_with(dir, &["--eval-report", "eval.json"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let r = read(&dir.join("eval.json"));
@@ -95,6 +100,8 @@ fn eval_report_scores_speed_and_vetoes_changed_output() {
     assert_eq!(r["aggregate_score"], e["score"]);
     assert_eq!(r["is_acceptable"], true);
     assert_eq!(r["improvements"][0], "research_agent_1k/fifo_cheapest");
+    assert_eq!(r["not_run"], serde_json::json!(["research_agent_1k/full"]));
+    assert_eq!(r["removed"], serde_json::json!([]));
     assert_eq!(results(dir).len(), 2, "results accumulate; none replaced");
 
     // The same, but one digest changed: score 0, not acceptable, exit 1.
@@ -281,6 +288,8 @@ fn paired_runs_time_a_baseline_binary_alternately_and_judge_its_output() {
         assert_eq!(v["binary"], me);
         assert_eq!(v["repetitions"], 2);
         assert_eq!(v["benchmarks"][0]["times_s"].as_array().unwrap().len(), 2);
+        let left_out = v["not_selected"].as_array().unwrap();
+        assert!(left_out.contains(&"research_agent_1k/full".into()), "{v}");
     }
 
     // A baseline whose results carry another digest: score 0, exit 1.
