@@ -11,7 +11,8 @@
 //! vetoes; `is_acceptable` = aggregate_score > 0. Gains within the band
 //! (±5%) are reported as unchanged; the rest are grouped as regressions and
 //! improvements; benchmarks in only one file as new or removed, or as not
-//! run when the new run left out one it has (`--suite quick`, `--only`).
+//! run when that file's run left out one its build has (`--suite quick`,
+//! `--only`).
 //! Non-finite numbers are written as null.
 //!
 //! After a paired run (the two files timed alternately, repetition by
@@ -46,8 +47,8 @@ pub enum Change {
     New,
     /// Only in the earlier results, and not in this build's suite.
     Removed,
-    /// Only in the earlier results: this build has it, but this run left it
-    /// out (`--suite quick`, `--only`).
+    /// In one file only, because that run left it out (`--suite quick`,
+    /// `--only`), not because its build lacked it.
     NotRun,
     /// In both, but a time is missing, or they ran on different machines.
     NotComparable,
@@ -207,7 +208,7 @@ pub struct EvalReport {
     pub new: Vec<String>,
     /// Names only in the earlier results, that this build no longer has.
     pub removed: Vec<String>,
-    /// Names only in the earlier results, that this run left out.
+    /// Names in one file only, because that run left them out.
     pub not_run: Vec<String>,
 }
 
@@ -220,24 +221,39 @@ fn positive(t: Option<f64>) -> Option<f64> {
 pub enum Measured<'a> {
     /// Measured by the new run.
     Yes(&'a BenchResult),
-    /// The new run left it out (not selected).
+    /// The run left it out (not selected).
     NotRun,
-    /// The new build does not have it.
+    /// The build did not have it.
     Absent,
+}
+
+impl<'a> Measured<'a> {
+    /// How `file` has benchmark `name`.
+    pub fn in_file(file: &'a ResultsFile, name: &str) -> Measured<'a> {
+        match file.benchmarks.iter().find(|b| b.name == name) {
+            Some(b) => Measured::Yes(b),
+            None if file.not_selected.iter().any(|n| n == name) => Measured::NotRun,
+            None => Measured::Absent,
+        }
+    }
+
+    fn result(self) -> Option<&'a BenchResult> {
+        match self {
+            Measured::Yes(b) => Some(b),
+            Measured::NotRun | Measured::Absent => None,
+        }
+    }
 }
 
 /// Compares one benchmark measured before and after; its times only when
 /// `same_machine` (on another, they would measure the machine too).
 pub fn compare(
     name: &str,
-    old: Option<&BenchResult>,
-    measured: Measured<'_>,
+    before: Measured<'_>,
+    after: Measured<'_>,
     same_machine: bool,
 ) -> EvalEntry {
-    let new = match measured {
-        Measured::Yes(b) => Some(b),
-        Measured::NotRun | Measured::Absent => None,
-    };
+    let (old, new) = (before.result(), after.result());
     let (old_t, new_t) = (
         old.and_then(|o| positive(o.time_s)),
         new.and_then(|n| positive(n.time_s)),
@@ -259,9 +275,9 @@ pub fn compare(
         (Some(g), Some(false)) => Some(g.max(0.0)),
         _ => None,
     };
-    let change = match (old, measured, perf_gain) {
-        (None, _, _) => Change::New,
-        (_, Measured::NotRun, _) => Change::NotRun,
+    let change = match (before, after, perf_gain) {
+        (Measured::NotRun, _, _) | (_, Measured::NotRun, _) => Change::NotRun,
+        (Measured::Absent, _, _) => Change::New,
         (_, Measured::Absent, _) => Change::Removed,
         (_, _, None) => Change::NotComparable,
         (_, _, Some(g)) if g > BAND => Change::Improvement,
@@ -301,9 +317,6 @@ pub fn evaluate(
     current: &ResultsFile,
     current_path: &str,
 ) -> EvalReport {
-    let find = |f: &'_ ResultsFile, n: &str| -> Option<BenchResult> {
-        f.benchmarks.iter().find(|b| b.name == n).cloned()
-    };
     let machine_differs = baseline.machine.differences(&current.machine);
     let same_machine = machine_differs.is_none();
     let mut entries: Vec<EvalEntry> = current
@@ -312,7 +325,7 @@ pub fn evaluate(
         .map(|b| {
             compare(
                 &b.name,
-                find(baseline, &b.name).as_ref(),
+                Measured::in_file(baseline, &b.name),
                 Measured::Yes(b),
                 same_machine,
             )
@@ -322,14 +335,14 @@ pub fn evaluate(
         baseline
             .benchmarks
             .iter()
-            .filter(|b| find(current, &b.name).is_none())
+            .filter(|b| !current.benchmarks.iter().any(|c| c.name == b.name))
             .map(|b| {
-                let why = if current.not_selected.contains(&b.name) {
-                    Measured::NotRun
-                } else {
-                    Measured::Absent
-                };
-                compare(&b.name, Some(b), why, same_machine)
+                compare(
+                    &b.name,
+                    Measured::Yes(b),
+                    Measured::in_file(current, &b.name),
+                    same_machine,
+                )
             }),
     );
     let aggregate = entries
@@ -384,7 +397,7 @@ pub fn report_text(r: &EvalReport) -> String {
             Change::Regression => "REGRESSION",
             Change::New => "new",
             Change::Removed => "removed",
-            Change::NotRun => "not run (left out of this run)",
+            Change::NotRun => "not run in both (--suite quick or --only left it out)",
             Change::NotComparable => "not comparable",
         };
         let output = match e.output_changed {
@@ -602,20 +615,26 @@ mod tests {
             b("slower", Some(1.1), Some("d")),
             b("faster", Some(0.9), Some("d")),
             b("fresh", Some(1.0), Some("d")),
+            b("skipped_before", Some(1.0), Some("d")),
         ]);
-        // The new run had `left_out` but did not select it.
-        new.not_selected = vec!["left_out".into(), "never_run_before".into()];
+        // Each run had a benchmark it did not select.
+        new.not_selected = vec!["left_out".into(), "in_neither".into()];
+        let mut old = old;
+        old.not_selected = vec!["skipped_before".into(), "in_neither".into()];
         let r = evaluate(&old, "old", &new, "new");
         assert_eq!(r.unchanged, vec!["same", "bit_slower"]);
         assert_eq!(r.regressions, vec!["slower"]);
         assert_eq!(r.improvements, vec!["faster"]);
         assert_eq!(r.new, vec!["fresh"]);
         assert_eq!(r.removed, vec!["gone"]);
-        assert_eq!(r.not_run, vec!["left_out"]);
+        assert_eq!(r.not_run, vec!["skipped_before", "left_out"]);
         let left_out = r.benchmarks.iter().find(|e| e.name == "left_out").unwrap();
         assert_eq!((left_out.score, left_out.change), (None, Change::NotRun));
         let text = report_text(&r);
-        assert!(text.contains("not run (left out of this run)\n"), "{text}");
+        assert!(
+            text.contains("not run in both (--suite quick or --only left it out)\n"),
+            "{text}"
+        );
         assert!(text.contains("removed, output not comparable"), "{text}");
         // A slower benchmark scores 0 (not negative), and vetoes.
         let slower = r.benchmarks.iter().find(|e| e.name == "slower").unwrap();
