@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// `report` flags.
 #[derive(Args, Debug)]
@@ -21,9 +21,32 @@ pub struct ReportArgs {
 }
 
 pub(crate) fn run(a: ReportArgs) -> Result<u8> {
-    let runs_csv = a
-        .runs_csv
-        .unwrap_or_else(|| a.exp_dir.join("aggregate/runs.csv"));
+    let runs_csv = match a.runs_csv {
+        Some(p) => p,
+        None => {
+            let p = a.exp_dir.join("aggregate/runs.csv");
+            // The usual slip is a report before `collect`: say which step is missing.
+            if !p.exists() {
+                let hint = if a.exp_dir.is_dir() {
+                    format!(
+                        "run `agentsched collect --exp-dir {}` first, or give --runs-csv",
+                        a.exp_dir.display()
+                    )
+                } else {
+                    format!(
+                        "{} is not a directory; expected an experiment directory (out_root/name of a sweep)",
+                        a.exp_dir.display()
+                    )
+                };
+                return Err(Error::Input(format!(
+                    "--exp-dir {}: no {} ({hint})",
+                    a.exp_dir.display(),
+                    p.display()
+                )));
+            }
+            p
+        }
+    };
     let index = crate::report::write_report(&a.exp_dir, &runs_csv, a.out_dir.as_deref())?;
     outln!("{}", index.display());
     Ok(0)

@@ -329,6 +329,21 @@ fn collect_and_report_survive_foreign_and_empty_run_outputs() {
         .collect();
     dirs.sort();
     assert_eq!(dirs.len(), 3);
+    // A report before `collect`, or of a directory that is not there:
+    // exit 2, saying which step is missing.
+    for (exp_dir, expected) in [
+        ("runs/x", "run `agentsched collect --exp-dir runs/x` first"),
+        ("runs/nope", "runs/nope is not a directory"),
+    ] {
+        let r = run_bounded(tmp.path(), &args(&format!("report --exp-dir {exp_dir}")));
+        assert_eq!(r.output.status.code(), Some(2), "{}", stderr(&r.output));
+        assert!(
+            stderr(&r.output).contains(expected),
+            "{}",
+            stderr(&r.output)
+        );
+    }
+    assert!(!exp.join("report").exists(), "nothing written");
     // A tiers.csv with foreign columns, an empty summary.csv, one intact run.
     std::fs::write(dirs[0].join("out/tiers.csv"), "a,b\n1,2\n").unwrap();
     std::fs::write(dirs[1].join("out/summary.csv"), "").unwrap();
