@@ -216,10 +216,10 @@ fn positive(t: Option<f64>) -> Option<f64> {
     t.filter(|t| t.is_finite() && *t > 0.0)
 }
 
-/// A benchmark's new measurement, or why there is none.
+/// How one results file has a benchmark: measured, or why not.
 #[derive(Clone, Copy, Debug)]
 pub enum Measured<'a> {
-    /// Measured by the new run.
+    /// Measured by that file's run.
     Yes(&'a BenchResult),
     /// The run left it out (not selected).
     NotRun,

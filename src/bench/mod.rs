@@ -594,13 +594,23 @@ pub fn select(specs: Vec<Spec>, suite: Suite, only: &[String]) -> Result<Vec<Spe
     Ok(chosen)
 }
 
+/// The suite's benchmarks selected by `which` and `only` (as [`select`]),
+/// and the names of those it left out, in the suite's order.
+pub fn selection(cores: usize, which: Suite, only: &[String]) -> Result<(Vec<Spec>, Vec<String>)> {
+    let all = suite(cores)?;
+    let catalogue: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
+    let chosen = select(all, which, only)?;
+    let left_out = catalogue
+        .into_iter()
+        .filter(|n| !chosen.iter().any(|s| &s.name == n))
+        .collect();
+    Ok((chosen, left_out))
+}
+
 /// Runs the selected benchmarks.
 pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let all = suite(cores)?;
-    let catalogue: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
-    let specs = select(all, opts.suite, &opts.only)?;
-    let chosen: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let (specs, not_selected) = selection(cores, opts.suite, &opts.only)?;
     let reps = opts.repetitions.unwrap_or(opts.suite.repetitions());
     let mut scratch = Scratch::new()?;
     // One warm-up each (it also fixes the digest every repetition must
@@ -654,17 +664,8 @@ pub fn run_suite(opts: &BenchOptions) -> Result<ResultsFile> {
         ratios: ratios(&results),
         benchmarks: results,
         binary: None,
-        not_selected: left_out(&catalogue, &chosen),
+        not_selected,
     })
-}
-
-/// The names of `catalogue` not in `chosen`, in the catalogue's order.
-pub fn left_out(catalogue: &[String], chosen: &[String]) -> Vec<String> {
-    catalogue
-        .iter()
-        .filter(|n| !chosen.contains(n))
-        .cloned()
-        .collect()
 }
 
 fn remove_quietly(dir: &Path) {

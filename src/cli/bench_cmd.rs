@@ -208,12 +208,8 @@ fn run_paired(a: &BenchArgs, bin: &Path, cores: usize) -> Result<u8> {
             "cannot find this executable to time it beside --baseline-bin: {e}"
         ))
     })?;
-    let all = bench::suite(cores)?;
-    let catalogue: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
-    let names: Vec<String> = bench::select(all, a.suite, &a.only)?
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let (specs, not_selected) = bench::selection(cores, a.suite, &a.only)?;
+    let names: Vec<String> = specs.into_iter().map(|s| s.name).collect();
     let p = paired::run_paired(
         &paired::PairedOptions {
             baseline_bin: bin.to_path_buf(),
@@ -221,7 +217,7 @@ fn run_paired(a: &BenchArgs, bin: &Path, cores: usize) -> Result<u8> {
             suite: a.suite,
             repetitions: a.reps.map(|r| r as usize),
             progress: !a.quiet,
-            not_selected: bench::left_out(&catalogue, &names),
+            not_selected,
         },
         &names,
     )?;
