@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Recomputes agentsched's published numbers with pandas, numpy and scipy, from the
+definitions in the README, and reports every one that differs.
+
+This is what a user does who checks our numbers: it shares no code with the crate.
+
+  pandas_crosscheck.py sweep EXP_DIR...  each run's summary.csv against its
+      workflows.csv; aggregate/runs.csv against the summaries; sweep_aggregate.json
+      (per configuration n, mean, std, min, max, cv and the Student t interval;
+      Pareto frontier; best per objective; paired differences; Spearman's rho)
+      against runs.csv.
+  pandas_crosscheck.py run OUT_DIR...    a run written with --trace (simulated or
+      live): tiers.csv, the summary and workflows.csv against trace.json, and
+      requests.jsonl (live runs) against the trace.
+
+Exit status: 0 when everything agrees, 1 when something differs (each difference
+printed), 2 on bad usage.
+"""
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+# Times in the files are microseconds printed as milliseconds with three decimals,
+# costs nano-dollars printed exactly, so the two sides differ only by float rounding.
+REL = 1e-9
+
+
+def shown(v):
+    """A value as the files print it (numpy scalars as plain numbers)."""
+    return repr(v.item() if isinstance(v, np.generic) else v)
+
+
+class Checker:
+    def __init__(self):
+        self.mismatches = []
+        self.checked = 0
+
+    def close(self, ours, theirs, what, rel=REL):
+        """Equal within `rel`; two missing values (None or NaN) are equal too."""
+        self.checked += 1
+        missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in (ours, theirs)]
+        if any(missing):
+            if not all(missing):
+                self.mismatches.append(f"{what}: agentsched {shown(ours)}, pandas {shown(theirs)}")
+            return
+        if not math.isclose(float(ours), float(theirs), rel_tol=rel, abs_tol=1e-9):
+            self.mismatches.append(f"{what}: agentsched {shown(ours)}, pandas {shown(theirs)}")
+
+    def same(self, ours, theirs, what):
+        self.checked += 1
+        if ours != theirs:
+            self.mismatches.append(f"{what}: agentsched {shown(ours)}, pandas {shown(theirs)}")
+
+
+HEADLINE = ["makespan_mean_ms", "makespan_p50_ms", "makespan_p95_ms", "makespan_p99_ms",
+            "cost_mean", "cost_total", "queue_wait_p95_ms", "throughput_wf_per_s"]
+
+
+def check_summary_against_workflows(c, out, name):
+    w = pd.read_csv(f"{out}/workflows.csv")
+    s = pd.read_csv(f"{out}/summary.csv").iloc[0]
+    ok = w[w.status == "ok"]
+    c.same(list(w.workflow_id), sorted(w.workflow_id), f"{name}: workflows.csv in id order")
+    for q in (50, 95, 99):
+        c.close(s[f"makespan_p{q}_ms"], np.percentile(ok.makespan_ms, q), f"{name}: makespan_p{q}_ms")
+    c.close(s.makespan_mean_ms, ok.makespan_ms.mean(), f"{name}: makespan_mean_ms")
+    c.close(s.makespan_max_ms, ok.makespan_ms.max(), f"{name}: makespan_max_ms")
+    # Failed workflows were paid for: the cost columns count them.
+    c.close(s.cost_total, w.cost.sum(), f"{name}: cost_total")
+    c.close(s.cost_mean, w.cost.mean(), f"{name}: cost_mean")
+    c.close(s.cost_p50, np.percentile(w.cost, 50), f"{name}: cost_p50")
+    c.close(s.workflows, len(w), f"{name}: workflows")
+    c.close(s.completed, len(ok), f"{name}: completed")
+    c.close(s.failed, (w.status == "failed").sum(), f"{name}: failed")
+    for col, wcol in [("retries", "retries"), ("hedges", "hedges_launched"), ("calls", "calls"),
+                      ("attempts", "attempts"), ("escalations", "escalations"),
+                      ("cancellations", "cancellations"), ("rate_limited", "rate_limited"),
+                      ("wasted_ms", "wasted_ms")]:
+        c.close(s[col], w[wcol].sum(), f"{name}: {col} = sum of workflows.csv {wcol}")
+    return s
+
+
+def direction(seq):
+    """As the README defines it: strictly up, strictly down, all equal, or anything else."""
+    steps = list(zip(seq, seq[1:]))
+    if len(seq) < 2 or any(math.isnan(x) for x in seq):
+        return "non_monotonic"
+    if all(b > a for a, b in steps):
+        return "rises"
+    if all(b < a for a, b in steps):
+        return "falls"
+    if all(b == a for a, b in steps):
+        return "flat"
+    return "non_monotonic"
+
+
+def configuration_runs(ok_runs, config):
+    sel = ok_runs
+    for k, v in config.items():
+        sel = sel[sel[k] == v]
+    return sel
+
+
+def check_sweep(c, exp):
+    runs = pd.read_csv(f"{exp}/aggregate/runs.csv", dtype=str, keep_default_na=False)
+    agg = json.load(open(f"{exp}/aggregate/sweep_aggregate.json"))
+    ok_runs = runs[runs.exit_code == "0"]
+
+    for _, r in ok_runs.iterrows():
+        s = check_summary_against_workflows(c, os.path.join(exp, "runs", r.run_id, "out"), r.run_id)
+        for col in s.index:
+            if col == "wall_time_s" or col not in runs.columns:
+                continue
+            if isinstance(s[col], str):
+                c.same(r[col], s[col], f"{r.run_id}: runs.csv {col}")
+            else:
+                c.close(float(r[col]), s[col], f"{r.run_id}: runs.csv {col}", rel=0)
+
+    means = {}
+    for conf in agg["configurations"]:
+        label = conf["label"]
+        sel = configuration_runs(ok_runs, conf["config"])
+        c.same(sorted(sel.seed, key=int), sorted(conf["seeds"], key=int), f"{label}: seeds")
+        for m in HEADLINE:
+            x = sel[m].astype(float)
+            st, n = conf["metrics"][m], len(x)
+            c.close(st["n"], n, f"{label} {m}: n")
+            c.close(st["mean"], x.mean(), f"{label} {m}: mean")
+            c.close(st["min"], x.min(), f"{label} {m}: min")
+            c.close(st["max"], x.max(), f"{label} {m}: max")
+            # One seed: no spread and no interval (null), as documented.
+            sd = x.std(ddof=1) if n > 1 else None
+            c.close(st["std"], sd, f"{label} {m}: std (ddof=1)")
+            c.close(st["cv"], None if sd is None else sd / x.mean(), f"{label} {m}: cv")
+            h = None if sd is None else stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+            c.close(st["ci95_low"], None if h is None else x.mean() - h, f"{label} {m}: ci95_low")
+            c.close(st["ci95_high"], None if h is None else x.mean() + h, f"{label} {m}: ci95_high")
+            means[(label, m)] = x.mean()
+
+    # sweep_aggregate.csv: the JSON's statistics, a row per configuration.
+    table = pd.read_csv(f"{exp}/aggregate/sweep_aggregate.csv", dtype=str, keep_default_na=False)
+    c.same(list(table.label), [conf["label"] for conf in agg["configurations"]], f"{exp}: sweep_aggregate.csv rows")
+    for (_, row), conf in zip(table.iterrows(), agg["configurations"]):
+        for m in HEADLINE:
+            c.close(float(row.n), conf["metrics"][m]["n"], f"{conf['label']}: sweep_aggregate.csv n, {m}")
+            for stat in ("mean", "std", "min", "max", "cv", "ci95_low", "ci95_high"):
+                got = row[f"{m}_{stat}"]
+                c.close(None if got == "" else float(got), conf["metrics"][m][stat],
+                        f"{conf['label']}: sweep_aggregate.csv {m}_{stat}", rel=0)
+        c.same(row.on_pareto_front, str(conf["on_pareto_front"]), f"{conf['label']}: sweep_aggregate.csv on_pareto_front")
+
+    labels = [conf["label"] for conf in agg["configurations"]]
+    point = {lab: (means[(lab, "makespan_p95_ms")], means[(lab, "cost_mean")]) for lab in labels}
+    front = sorted(lab for lab in labels if not any(
+        point[o][0] <= point[lab][0] and point[o][1] <= point[lab][1] and point[o] != point[lab]
+        for o in labels))
+    c.same(sorted(agg["pareto_frontier"]), front, f"{exp}: Pareto frontier")
+    for conf in agg["configurations"]:
+        c.same(conf["on_pareto_front"], conf["label"] in front, f"{conf['label']}: on_pareto_front")
+
+    for m, best in agg["best"].items():
+        pick = max if m == "throughput_wf_per_s" else min
+        c.close(best["mean"], means[(pick(labels, key=lambda lab: means[(lab, m)]), m)], f"best {m}")
+
+    for p in agg["paired_vs_baseline"]:
+        what = f"paired {p['config']} vs baseline, {p['metric']}"
+        conf = {x["label"]: x["config"] for x in agg["configurations"]}
+        a = configuration_runs(ok_runs, conf[p["config"]]).set_index("seed")[p["metric"]].astype(float)
+        b = configuration_runs(ok_runs, conf[p["baseline"]]).set_index("seed")[p["metric"]].astype(float)
+        seeds = a.index.intersection(b.index)
+        d = a[seeds] - b[seeds]
+        c.close(p["n_pairs"], len(d), f"{what}: n_pairs")
+        c.close(p["mean_diff"], d.mean(), f"{what}: mean_diff")
+        h = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else None
+        c.close(p["ci95_low"], None if h is None else d.mean() - h, f"{what}: ci95_low")
+        c.close(p["ci95_high"], None if h is None else d.mean() + h, f"{what}: ci95_high")
+        c.close(p["ratio"], a[seeds].mean() / b[seeds].mean(), f"{what}: ratio of means")
+
+    for t in agg["trends"]:
+        what = f"trend {t['metric']} along {t['parameter']}"
+        x, y = ok_runs[t["parameter"]].astype(float), ok_runs[t["metric"]].astype(float)
+        rho = stats.spearmanr(x, y).statistic if x.nunique() > 1 and y.nunique() > 1 else None
+        c.close(t["spearman_rho"], None if rho is None or math.isnan(rho) else rho, f"{what}: spearman_rho")
+        c.close(t["n_runs"], len(ok_runs), f"{what}: n_runs")
+        values = sorted(x.unique())
+        c.same([float(v) for v in t["values"]], values, f"{what}: values")
+        # Per value, the mean of the configurations' means.
+        conf_means = {}
+        for conf in agg["configurations"]:
+            conf_means.setdefault(float(conf["config"][t["parameter"]]), []).append(means[(conf["label"], t["metric"])])
+        for v, got in zip(values, t["means"]):
+            c.close(got, np.mean(conf_means[v]), f"{what}: mean at {v}")
+        c.same(t["direction"], direction([np.mean(conf_means[v]) for v in values]), f"{what}: direction")
+        # Slices: configurations equal in every key but the parameter, each read the same way.
+        slices = {}
+        for conf in agg["configurations"]:
+            rest = tuple(sorted((k, v) for k, v in conf["config"].items() if k != t["parameter"]))
+            slices.setdefault(rest, []).append((float(conf["config"][t["parameter"]]), means[(conf["label"], t["metric"])]))
+        counts = {"rises": 0, "falls": 0, "flat": 0, "non_monotonic": 0}
+        for members in slices.values():
+            if len(members) > 1:
+                counts[direction([m for _, m in sorted(members)])] += 1
+        c.same(t["slices"], counts, f"{what}: slices")
+    trends = pd.read_csv(f"{exp}/aggregate/sweep_trends.csv", dtype=str, keep_default_na=False)
+    c.same(len(trends), len(agg["trends"]), f"{exp}: sweep_trends.csv rows")
+    for (_, row), t in zip(trends.iterrows(), agg["trends"]):
+        what = f"sweep_trends.csv {t['metric']} along {t['parameter']}"
+        c.same((row.parameter, row.metric, row.direction), (t["parameter"], t["metric"], t["direction"]), what)
+        c.close(None if row.spearman_rho == "" else float(row.spearman_rho), t["spearman_rho"], f"{what}: spearman_rho", rel=0)
+        c.same([float(v) for v in row["values"].split(";")], [float(v) for v in t["values"]], f"{what}: values")
+        c.same([float(v) for v in row.means.split(";")], [float(v) for v in t["means"]], f"{what}: means")
+        c.same([int(row[f"slices_{k}"]) for k in ("rises", "falls", "flat", "non_monotonic")],
+               [t["slices"][k] for k in ("rises", "falls", "flat", "non_monotonic")], f"{what}: slices")
+    return f"{exp}: {len(runs)} runs ({len(ok_runs)} ok), {len(labels)} configurations, " \
+           f"{len(agg['paired_vs_baseline'])} paired comparisons, {len(agg['trends'])} trends"
+
+
+def check_run(c, out):
+    t = pd.DataFrame(json.load(open(f"{out}/trace.json")))
+    s = check_summary_against_workflows(c, out, out)
+    tiers = pd.read_csv(f"{out}/tiers.csv")
+    w = pd.read_csv(f"{out}/workflows.csv")
+    # The trace's times are whole microseconds: compare in them, exactly.
+    t["us"] = (t.t_ms * 1000).round().astype("int64")
+    t["attempt"] = t.attempt.fillna(0).astype("int64") if "attempt" in t else 0  # local pools: none
+    t["call"] = t.workflow.astype(str) + ":" + t.node.astype("Int64").astype(str)
+    # Queue wait is from the node's latest `ready` to the attempt's start.
+    t["ready_us"] = t.us.where(t.ev == "ready")
+    t["ready_us"] = t.groupby("call").ready_us.ffill()
+    t["attempt_key"] = t.call + ":" + t.provider.astype(str) + ":" + t.tier.astype("Int64").astype(str) \
+        + ":" + t.attempt.astype(str)
+    starts = t[t.ev == "start"].drop(columns=["outcome", "cost"], errors="ignore")
+    ends = t[t.ev == "end"][["attempt_key", "us", "outcome", "cost"]]
+    att = starts.merge(ends, on="attempt_key", suffixes=("", "_end"), how="left", validate="one_to_one")
+    c.close(att.us_end.isna().sum(), 0, f"{out}: attempts started and never ended")
+    att["wait_ms"] = (att.us - att.ready_us) / 1000
+    att["service_us"] = att.us_end - att.us
+    sim_us = round(s.sim_time_ms * 1000)
+
+    for _, r in tiers.iterrows():
+        name = f"{out}: {r.provider} tier {r.tier_id}"
+        a = att[(att.provider == r.provider) & (att.tier == r.tier_id)]
+        c.close(r.requests, len(a), f"{name}: requests")
+        for col, outcome in [("successes", "success"), ("failures", "failure"), ("timeouts", "timeout"),
+                             ("cancelled", "cancelled"), ("rate_limited", "rate_limited")]:
+            c.close(r[col], (a.outcome == outcome).sum(), f"{name}: {col}")
+        c.close(r.hedges, (a.start_kind == "hedge").sum(), f"{name}: hedges")
+        c.close(r.escalations_in, (a.start_kind == "escalated").sum(), f"{name}: escalations_in")
+        c.close(r.cost, a.cost.sum(), f"{name}: cost")
+        waits = a[a.start_kind != "hedge"].wait_ms
+        if len(waits):
+            c.close(r.queue_wait_mean_ms, waits.mean(), f"{name}: queue_wait_mean_ms")
+            c.close(r.queue_wait_p50_ms, np.percentile(waits, 50), f"{name}: queue_wait_p50_ms")
+            c.close(r.queue_wait_p95_ms, np.percentile(waits, 95), f"{name}: queue_wait_p95_ms")
+        ok = a[a.outcome == "success"]
+        if len(ok):
+            c.close(r.service_mean_ms, ok.service_us.mean() / 1000, f"{name}: service_mean_ms")
+        busy = a.service_us.sum()
+        c.close(r.in_flight_avg, busy / sim_us, f"{name}: in_flight_avg")
+        c.close(r.utilization, busy / (r.slots * sim_us), f"{name}: utilization")
+
+    remote_tiers = set(zip(tiers[tiers.kind == "remote"].provider, tiers[tiers.kind == "remote"].tier_id))
+    rem = att[[pt in remote_tiers for pt in zip(att.provider, att.tier)]]
+    c.close(s.attempts, len(rem), f"{out}: attempts")
+    c.close(s.calls, rem.call.nunique(), f"{out}: calls")
+    for col, mask in [("hedges", rem.start_kind == "hedge"), ("escalations", rem.start_kind == "escalated"),
+                      ("failures", rem.outcome == "failure"), ("timeouts", rem.outcome == "timeout"),
+                      ("cancellations", rem.outcome == "cancelled"),
+                      ("rate_limited", rem.outcome == "rate_limited"),
+                      ("hedge_wins", (rem.start_kind == "hedge") & (rem.outcome == "success"))]:
+        c.close(s[col], mask.sum(), f"{out}: {col}")
+    waits = rem[rem.start_kind != "hedge"].wait_ms
+    c.close(s.queue_wait_mean_ms, waits.mean(), f"{out}: queue_wait_mean_ms")
+    c.close(s.queue_wait_p95_ms, np.percentile(waits, 95), f"{out}: queue_wait_p95_ms")
+    thrown = rem[rem.outcome.isin(["failure", "timeout", "cancelled"])].service_us.sum() / 1000
+    c.close(s.wasted_ms, thrown + s.get("redo_wasted_ms", 0.0), f"{out}: wasted_ms")
+    c.close(s.cost_total, t[t.ev == "end"].cost.sum(), f"{out}: cost_total = sum of the trace's costs")
+    arrive = t[t.ev == "arrive"].set_index("workflow").us
+    done = t[t.ev == "workflow_done"].set_index("workflow").us
+    c.close(s.in_system_avg, (done - arrive).sum() / sim_us, f"{out}: in_system_avg")
+    c.close(s.throughput_wf_per_s, s.completed / (sim_us / 1e6), f"{out}: throughput_wf_per_s")
+
+    per_wf = rem.groupby("workflow")
+    for col, series in [("attempts", per_wf.size()),
+                        ("hedges_launched", per_wf.start_kind.agg(lambda k: (k == "hedge").sum())),
+                        ("escalations", per_wf.start_kind.agg(lambda k: (k == "escalated").sum())),
+                        ("cancellations", per_wf.outcome.agg(lambda o: (o == "cancelled").sum())),
+                        ("rate_limited", per_wf.outcome.agg(lambda o: (o == "rate_limited").sum())),
+                        ("queue_wait_ms", rem[rem.start_kind != "hedge"].groupby("workflow").wait_ms.sum())]:
+        want = series.reindex(w.workflow_id, fill_value=0).to_numpy()
+        for wid, got, exp in zip(w.workflow_id, w[col], want):
+            c.close(got, exp, f"{out}: workflow {wid} {col}")
+    for wid, a_ms, f_ms, m_ms in zip(w.workflow_id, w.arrival_ms, w.finish_ms, w.makespan_ms):
+        c.close(a_ms, arrive[wid] / 1000, f"{out}: workflow {wid} arrival_ms")
+        c.close(f_ms, done[wid] / 1000, f"{out}: workflow {wid} finish_ms")
+        c.close(m_ms, (done[wid] - arrive[wid]) / 1000, f"{out}: workflow {wid} makespan_ms")
+
+    extra = ""
+    if os.path.exists(f"{out}/requests.jsonl"):
+        req = pd.read_json(f"{out}/requests.jsonl", lines=True)
+        req_keys = sorted(zip(req.workflow, req.node, req.provider, req.tier, req.attempt))
+        trace_keys = sorted(zip(rem.workflow, rem.node.astype(int), rem.provider, rem.tier.astype(int), rem.attempt))
+        c.same(len(req_keys), len(trace_keys), f"{out}: requests.jsonl lines = remote attempts in the trace")
+        c.same(req_keys, trace_keys, f"{out}: requests.jsonl attempts = the trace's")
+        for _, r in tiers[tiers.kind == "remote"].iterrows():
+            name = f"{out}: requests.jsonl {r.provider} tier {r.tier_id}"
+            q = req[(req.provider == r.provider) & (req.tier == r.tier_id)]
+            c.close(r.requests, len(q), f"{name}: requests")
+            for col, outcome in [("successes", "success"), ("failures", "failure"),
+                                 ("cancelled", "cancelled"), ("rate_limited", "rate_limited")]:
+                c.close(r[col], (q.outcome == outcome).sum(), f"{name}: {col}")
+            c.close(r.hedges, (q.role == "hedge").sum(), f"{name}: hedges")
+        extra = f", {len(req)} requests"
+    return f"{out}: {len(t)} trace events, {len(tiers)} tiers, {len(w)} workflows{extra}"
+
+
+def main(argv):
+    if len(argv) < 3 or argv[1] not in ("sweep", "run"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    c = Checker()
+    for d in argv[2:]:
+        print((check_sweep if argv[1] == "sweep" else check_run)(c, d.rstrip("/")))
+    for m in c.mismatches[:50]:
+        print("MISMATCH", m)
+    print(f"{c.checked} values checked, {len(c.mismatches)} differ")
+    return 1 if c.mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
