@@ -135,13 +135,40 @@ pub struct Constants {
     /// Per-workflow budget (dollars) that model routing stays within.
     pub workflow_budget: f64,
     /// Global cap on remote attempts in flight (policy `full`).
+    #[serde(deserialize_with = "count")]
     pub max_in_flight: u32,
     /// Base retry backoff; retry k waits `retry_backoff_ms * 2^(k-1)`.
     pub retry_backoff_ms: f64,
     /// Difficulty below which model routing picks the cheapest model.
     pub routing_threshold: f64,
     /// Samples kept per (node type, tier) for online latency estimates.
+    #[serde(deserialize_with = "count")]
     pub stats_window: u32,
+}
+
+/// A count constant: an integer, or a float with no fractional part (`200.0`
+/// is how `ratchet.json` and pandas write 200), never `200.5`.
+fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::{Error, Unexpected};
+    let expected = "a non-negative integer (a count)";
+    match serde_json::Number::deserialize(d)? {
+        n if n.is_u64() => {
+            let v = n.as_u64().expect("checked");
+            u32::try_from(v).map_err(|_| Error::invalid_value(Unexpected::Unsigned(v), &expected))
+        }
+        n if n.is_i64() => Err(Error::invalid_value(
+            Unexpected::Signed(n.as_i64().expect("checked")),
+            &expected,
+        )),
+        n => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            if v.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&v) {
+                Ok(v as u32)
+            } else {
+                Err(Error::invalid_value(Unexpected::Float(v), &expected))
+            }
+        }
+    }
 }
 
 impl Default for Constants {
@@ -234,6 +261,32 @@ mod tests {
             ..Constants::default()
         };
         assert!(c.validate().unwrap_err().contains("alpha"));
+    }
+
+    #[test]
+    fn count_constants_take_integral_floats_only() {
+        let c: Constants =
+            serde_json::from_str(r#"{"max_in_flight": 8.0, "stats_window": 50}"#).unwrap();
+        assert_eq!((c.max_in_flight, c.stats_window), (8, 50));
+        for (bad, why) in [
+            ("8.5", "floating point `8.5`"),
+            ("-1", "integer `-1`"),
+            ("-1.0", "floating point `-1.0`"),
+            ("4294967296", "integer `4294967296`"),
+            ("\"8\"", "string"),
+        ] {
+            let e = serde_json::from_str::<Constants>(&format!(r#"{{"max_in_flight": {bad}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(
+                e.contains("non-negative integer") || e.contains("invalid type"),
+                "{bad}: {e}"
+            );
+        }
+        // Written back as integers, so files round-trip unchanged.
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains(r#""max_in_flight":8,"#), "{json}");
     }
 
     #[test]
