@@ -13,13 +13,22 @@ This is what a user does who checks our numbers: it shares no code with the crat
       live): tiers.csv, the summary and workflows.csv against trace.json, and
       requests.jsonl (live runs) against the trace.
 
+  pandas_crosscheck.py ratchet BINARY DIR  DIR/ratchet.json (train curves, proposals,
+      validation gains and t intervals, cliffs, margins, actions) and the proposed
+      constants, from `simulate` runs of the factory scenarios under each constant value.
+  pandas_crosscheck.py eval BINARY REPORT CANDIDATE [BASELINE]  an eval report (gains,
+      output_changed, mean, the veto, aggregate_score, is_acceptable), likewise.
+
 Exit status: 0 when everything agrees, 1 when something differs (each difference
 printed), 2 on bad usage.
 """
 import json
 import math
 import os
+import subprocess
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -319,13 +328,165 @@ def check_run(c, out):
     return f"{out}: {len(t)} trace events, {len(tiers)} tiers, {len(w)} workflows{extra}"
 
 
+class Simulations:
+    """Runs `simulate` on factory scenarios under given constants, each pair once, two at a
+    time, and reads the objective's inputs and the output digest from its files."""
+
+    def __init__(self, binary, policy, work):
+        self.binary, self.policy, self.work = binary, policy, work
+        self.done = {}
+
+    def _one(self, job):
+        seed_id, constants = job
+        d = os.path.join(self.work, f"{seed_id}-{abs(hash(constants))}")
+        os.makedirs(d, exist_ok=True)
+        with open(f"{d}/scenario.json", "w") as f:
+            subprocess.run([self.binary, "factory", "create", "--seed-id", str(seed_id)], stdout=f, check=True)
+        with open(f"{d}/constants.json", "w") as f:
+            f.write(constants)
+        subprocess.run([self.binary, "simulate", "--scenario", f"{d}/scenario.json", "--policy", self.policy,
+                        "--constants", f"{d}/constants.json", "--quiet", "--out", f"{d}/out"], check=True)
+        summary = pd.read_csv(f"{d}/out/summary.csv").iloc[0]
+        digest = json.load(open(f"{d}/out/summary.json"))["output_digest"]
+        return job, (float(summary.makespan_p95_ms), float(summary.cost_mean), digest)
+
+    def run(self, jobs):
+        todo = sorted({j for j in jobs if j not in self.done})
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for job, result in pool.map(self._one, todo):
+                self.done[job] = result
+
+    def gain(self, objective, run, reference):
+        """1 - J, with J the weighted ratios to the reference (README: Tuning constants)."""
+        wl, wc = {"balanced": (0.5, 0.5), "latency": (1.0, 0.0), "cost": (0.0, 1.0)}[objective]
+        (p95, cost, _), (p95_ref, cost_ref, _) = self.done[run], self.done[reference]
+
+        def ratio(x, r):
+            return x / r if r > 0 else (1.0 if x <= 0 else math.inf)
+        j = wl * ratio(p95, p95_ref) + wc * ratio(cost, cost_ref)
+        return 1 - j if math.isfinite(j) else -1.0
+
+
+def t_interval(gains):
+    """Mean and 95% Student t interval (None with fewer than two values)."""
+    x = pd.Series(gains, dtype=float)
+    if len(x) < 2:
+        return x.mean(), None, None
+    h = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return x.mean(), x.mean() - h, x.mean() + h
+
+
+def constants_json(values):
+    return json.dumps(values, sort_keys=True)
+
+
+def check_ratchet(c, binary, out, work):
+    r = json.load(open(f"{out}/ratchet.json"))
+    sims = Simulations(binary, r["policy"], work)
+    current = {d["constant"]: d["current"] for d in r["decisions"]}
+    base = constants_json(current)
+    train, validation = r["train_seeds"], r["validation_seeds"]
+    jobs = [(k, base) for k in train + validation]
+    variant = {}
+    for d in r["decisions"]:
+        for v, _ in d["train_curve"]:
+            variant[(d["constant"], v)] = constants_json({**current, d["constant"]: v})
+            jobs += [(k, variant[(d["constant"], v)]) for k in train]
+        jobs += [(k, variant[(d["constant"], d["proposed"])]) for k in validation]
+    sims.run(jobs)
+    proposed_constants = dict(current)
+    for d in r["decisions"]:
+        name, what = d["constant"], f"{out}: ratchet {d['constant']}"
+        curve = []
+        for v, got in d["train_curve"]:
+            mean = np.mean([sims.gain(r["objective"], (k, variant[(name, v)]), (k, base)) for k in train])
+            c.close(got, mean, f"{what}: mean train gain at {v}")
+            curve.append((v, mean))
+        best_v, best = curve[0]
+        for v, m in curve[1:]:
+            if m > best:
+                best_v, best = v, m  # ties keep the first, as documented
+        c.same(d["proposed"], best_v, f"{what}: proposed (the best train value)")
+        c.close(d["train_delta"], best, f"{what}: train_delta")
+        is_current = best_v == d["current"]
+        gains = [sims.gain(r["objective"], (k, variant[(name, best_v)]), (k, base)) for k in validation]
+        mean, low, high = (0.0, 0.0, 0.0) if is_current else t_interval(gains)
+        c.close(d["validation_delta"], mean, f"{what}: validation_delta")
+        c.close(d["validation_ci95"][0], low, f"{what}: validation_ci95 low")
+        c.close(d["validation_ci95"][1], high, f"{what}: validation_ci95 high")
+        # Cliffs on J = 1 - gain; margin 10% of the swept range (README: ratchet).
+        j = [(v, 1 - m) for v, m in curve]
+        cliffs = [(a[0], b[0]) for a, b in zip(j, j[1:])
+                  if not abs(a[1] - b[1]) / min(a[1], b[1]) <= 0.15]
+        c.same([(x["from"], x["to"]) for x in d["cliffs"]], cliffs, f"{what}: cliffs")
+        values = [v for v, _ in curve]
+        margin = 0.1 * (max(values) - min(values))
+        c.close(d["margin_required"], margin, f"{what}: margin_required")
+        distance = min((min(abs(best_v - a), abs(best_v - b)) for a, b in cliffs), default=None)
+        c.close(d["cliff_distance"], distance, f"{what}: cliff_distance")
+        if all(abs(m) < 0.005 for _, m in curve) and abs(mean) < 0.005:
+            action = "no_sensitivity"
+        elif is_current or (distance is not None and distance < margin):
+            action = "reject"
+        else:
+            action = "accept" if mean > r["threshold"] and low is not None and low > 0 else "reject"
+        c.same(d["action"], action, f"{what}: action")
+        if action == "accept":
+            proposed_constants[name] = best_v
+    c.same(r["proposed_constants"] | proposed_constants, r["proposed_constants"],
+           f"{out}: proposed_constants hold the accepted values")
+    written = json.load(open(f"{out}/proposed_constants.json"))
+    c.same({k: written[k] for k in proposed_constants}, proposed_constants, f"{out}: proposed_constants.json")
+    return f"{out}: ratchet of {len(r['decisions'])} constants, {len(train)} train / {len(validation)} " \
+           f"validation scenarios, {len(sims.done)} simulations"
+
+
+def check_eval(c, binary, report, candidate, baseline, work):
+    e = json.load(open(report))
+    defaults = {k: v["default"] for k, v in json.loads(subprocess.run(
+        [binary, "constants", "--json"], capture_output=True, check=True).stdout).items()}
+    base = constants_json(defaults | (json.load(open(baseline)) if baseline else {}))
+    cand = constants_json(defaults | json.load(open(candidate)))
+    ids = [int(b["name"].removeprefix("factory_")) for b in e["benchmarks"]]
+    sims = Simulations(binary, e["policy"], work)
+    sims.run([(k, base) for k in ids] + [(k, cand) for k in ids])
+    gains = []
+    for k, b in zip(ids, e["benchmarks"]):
+        g = sims.gain(e["objective"], (k, cand), (k, base))
+        gains.append(g)
+        c.close(b["perf_gain"], g, f"{report}: {b['name']} perf_gain")
+        c.close(b["score"], g, f"{report}: {b['name']} score")
+        c.same(b["output_changed"], sims.done[(k, cand)][2] != sims.done[(k, base)][2],
+               f"{report}: {b['name']} output_changed")
+    mean, low, _ = t_interval(gains)
+    c.close(e["mean_gain"], mean, f"{report}: mean_gain")
+    # One scenario regressing by more than 5% vetoes: the score is then 0.
+    score = 0.0 if any(g < -0.05 for g in gains) else low
+    c.close(e["aggregate_score"], score, f"{report}: aggregate_score")
+    c.same(e["is_acceptable"], score is not None and score > 0, f"{report}: is_acceptable")
+    return f"{report}: eval on {len(ids)} validation scenarios, {len(sims.done)} simulations"
+
+
+USAGE = __doc__
+
+
 def main(argv):
-    if len(argv) < 3 or argv[1] not in ("sweep", "run"):
-        print(__doc__, file=sys.stderr)
+    mode, args = (argv[1], argv[2:]) if len(argv) > 2 else (None, [])
+    arity = {"sweep": (1, None), "run": (1, None), "ratchet": (2, 2), "eval": (3, 4)}
+    if mode not in arity or len(args) < arity[mode][0] or (arity[mode][1] and len(args) > arity[mode][1]):
+        print(USAGE, file=sys.stderr)
         return 2
     c = Checker()
-    for d in argv[2:]:
-        print((check_sweep if argv[1] == "sweep" else check_run)(c, d.rstrip("/")))
+    if mode in ("sweep", "run"):
+        for d in args:
+            print((check_sweep if mode == "sweep" else check_run)(c, d.rstrip("/")))
+    else:
+        binary = os.path.realpath(args[0])
+        with tempfile.TemporaryDirectory() as work:
+            if mode == "ratchet":
+                print(check_ratchet(c, binary, args[1].rstrip("/"), work))
+            else:
+                print(check_eval(c, binary, args[1], args[2], args[3] if len(args) > 3 else None, work))
     for m in c.mismatches[:50]:
         print("MISMATCH", m)
     print(f"{c.checked} values checked, {len(c.mismatches)} differ")

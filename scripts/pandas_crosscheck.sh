@@ -9,8 +9,10 @@
 #     provider-enforced 429s, fork-join, M/M/8, and a live run against the emulator on
 #     127.0.0.1 (stopped by PID): tiers.csv, the summary and workflows.csv against trace.json,
 #     and requests.jsonl against the trace.
-# Then shows the check has teeth: one number changed in a copy of a run and of an aggregate
-# must each be reported. Usage: scripts/pandas_crosscheck.sh [BINARY]
+#   - ratchets (defaults; poor constants, so that one is accepted; the latency objective) and
+#     evals (acceptable; vetoed), against `simulate` runs of the factory scenarios.
+# Then shows the check has teeth: one number changed in a copy of a run, of an aggregate
+# and of a ratchet must each be reported. Usage: scripts/pandas_crosscheck.sh [BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-target/release/agentsched}")
@@ -69,6 +71,21 @@ timeout 120 "$BIN" live run --endpoints ep.json --time-scale 50 --workflows 10 -
 kill "$EMU"; wait "$EMU" 2>/dev/null || true; EMU=
 "$PY" "$CHECK" run runs/*
 
+echo "== ratchet and eval, against simulate runs of the factory scenarios"
+# Poor starting constants, so that the ratchet accepts a change (routing_threshold).
+echo '{"max_in_flight": 4, "hedge_stretch": 5.0, "escalation_threshold_s": 20.0, "routing_threshold": 0.0}' > poor.json
+echo '{"max_in_flight": 1}' > starved.json
+"$BIN" ratchet --n-seeds 10 --out ratchet_default > /dev/null
+"$BIN" ratchet --n-seeds 20 --constants poor.json --out ratchet_poor > /dev/null
+"$BIN" ratchet --n-seeds 16 --objective latency --out ratchet_latency > /dev/null
+grep -q '"action": "accept"' ratchet_poor/ratchet.json || { echo "ratchet_poor accepted nothing: the accept path went unchecked"; exit 1; }
+for r in ratchet_default ratchet_poor ratchet_latency; do "$PY" "$CHECK" ratchet "$BIN" "$r"; done
+"$BIN" eval --candidate ratchet_poor/proposed_constants.json --baseline poor.json --n-seeds 20 --report eval_ok.json > /dev/null
+rc=0; "$BIN" eval --candidate starved.json --n-seeds 20 --report eval_veto.json > /dev/null || rc=$?
+[ "$rc" -eq 1 ] || { echo "eval of starved.json exited $rc, expected 1 (a regression vetoes)"; exit 1; }
+"$PY" "$CHECK" eval "$BIN" eval_ok.json ratchet_poor/proposed_constants.json poor.json
+"$PY" "$CHECK" eval "$BIN" eval_veto.json starved.json
+
 echo "== the check has teeth: a changed number is reported"
 cp -r runs/full broken_run
 sed -i '2s/^\([^,]*,[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,\)\([0-9]*\)/\1999999/' broken_run/tiers.csv
@@ -79,7 +96,14 @@ p = sys.argv[1]; d = json.load(open(p))
 d["configurations"][0]["metrics"]["makespan_p95_ms"]["ci95_high"] *= 1.000001
 json.dump(d, open(p, "w"))
 EOF
-for args in "run broken_run" "sweep broken_sweep"; do
+cp -r ratchet_poor broken_ratchet
+"$PY" - broken_ratchet/ratchet.json <<'EOF'
+import json, sys
+p = sys.argv[1]; d = json.load(open(p))
+d["decisions"][0]["train_curve"][1][1] += 1e-6
+json.dump(d, open(p, "w"))
+EOF
+for args in "run broken_run" "sweep broken_sweep" "ratchet $BIN broken_ratchet"; do
   rc=0; "$PY" "$CHECK" $args > teeth.log || rc=$?
   grep -q MISMATCH teeth.log && [ "$rc" -eq 1 ] || { cat teeth.log; echo "a changed number in $args went unreported"; exit 1; }
   echo "$args: $(grep -c MISMATCH teeth.log) difference(s) reported, as expected: $(grep -m1 MISMATCH teeth.log)"
