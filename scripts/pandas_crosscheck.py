@@ -4,15 +4,15 @@ definitions in the README, and reports every one that differs.
 
 This is what a user does who checks our numbers: it shares no code with the crate.
 
-  pandas_crosscheck.py sweep EXP_DIR...  each run's summary.csv against its
-      workflows.csv; aggregate/runs.csv against the summaries; sweep_aggregate.json
-      (per configuration n, mean, std, min, max, cv and the Student t interval;
-      Pareto frontier; best per objective; paired differences; Spearman's rho)
-      against runs.csv.
+  pandas_crosscheck.py sweep EXP_DIR...  each run's id from its meta.json; its
+      summary.csv against its workflows.csv; aggregate/runs.csv against the summaries;
+      sweep_aggregate.json (per configuration n, mean, std, min, max, cv and the Student
+      t interval; Pareto frontier; best per objective; paired differences; trends with
+      Spearman's rho) against runs.csv; sweep_aggregate.csv and sweep_trends.csv against
+      the JSON.
   pandas_crosscheck.py run OUT_DIR...    a run written with --trace (simulated or
       live): tiers.csv, the summary and workflows.csv against trace.json, and
       requests.jsonl (live runs) against the trace.
-
   pandas_crosscheck.py ratchet BINARY DIR  DIR/ratchet.json (train curves, proposals,
       validation gains and t intervals, cliffs, margins, actions) and the proposed
       constants, from `simulate` runs of the factory scenarios under each constant value.
@@ -22,6 +22,7 @@ This is what a user does who checks our numbers: it shares no code with the crat
 Exit status: 0 when everything agrees, 1 when something differs (each difference
 printed), 2 on bad usage.
 """
+import hashlib
 import json
 import math
 import os
@@ -120,6 +121,15 @@ def check_sweep(c, exp):
     agg = json.load(open(f"{exp}/aggregate/sweep_aggregate.json"))
     ok_runs = runs[runs.exit_code == "0"]
 
+    for _, r in runs.iterrows():
+        # The seed's run ids: {policy}__wf{workflows}__seed{seed}__{ablation}__{h}, h the first 12
+        # hex digits of the SHA-1 of the compact, key-sorted JSON of params, ablation name and flags.
+        meta = json.load(open(os.path.join(exp, "runs", r.run_id, "meta.json")))
+        key = {k: meta[k] for k in ("params", "ablation_name", "ablation_flags")}
+        h = hashlib.sha1(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+        p = meta["params"]
+        c.same(r.run_id, f"{p['policy']}__wf{p['workflows']}__seed{p['seed']}__{meta['ablation_name']}__{h}",
+               f"{r.run_id}: run id from meta.json")
     for _, r in ok_runs.iterrows():
         s = check_summary_against_workflows(c, os.path.join(exp, "runs", r.run_id, "out"), r.run_id)
         for col in s.index:

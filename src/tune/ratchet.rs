@@ -11,9 +11,11 @@
 //! `MARGIN_FRACTION` (10%) of the swept range `max(values) - min(values)`.
 //! A value that is itself a cliff endpoint has distance 0.
 //!
-//! **Classes.** `no_sensitivity` when both the train and validation effects
-//! of the best value are below 0.5%; `accept` when the best value differs
-//! from the current one, passes [`super::verdict`] and keeps the margin;
+//! **Classes.** `no_sensitivity` when every swept value's mean train gain
+//! and the best value's validation gain are within 0.5% of zero (a value
+//! that would lose more than 0.5% makes the constant sensitive); `accept`
+//! when the best value differs from the current one, passes
+//! [`super::verdict`] and keeps the margin;
 //! `reject` otherwise, with the reason.
 
 use serde::Serialize;
