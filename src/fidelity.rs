@@ -284,7 +284,20 @@ impl Ranking {
             .is_some_and(|l| self.sim_best.contains(l))
     }
 
-    /// One sentence: tau, agreement, ties, reversals and the winners.
+    /// Whether [`describe`](Self::describe) lists only the first of its
+    /// reversed pairs, ties or simulated winners.
+    pub fn shortened(&self) -> bool {
+        [
+            self.reversed.len(),
+            self.sim_ties.len(),
+            self.sim_best.len(),
+        ]
+        .iter()
+        .any(|&n| n > LISTED)
+    }
+
+    /// One sentence: tau, agreement, ties, reversals and the winners; a
+    /// list longer than [`LISTED`] shows its first items and a count.
     pub fn describe(&self, tie_margin: f64) -> String {
         let tau = if self.tau.is_nan() {
             "n/a".to_string()
@@ -301,7 +314,12 @@ impl Ranking {
                 .iter()
                 .map(|(a, b)| format!("{a} before {b} simulated, after it live"))
                 .collect();
-            format!("orders differ ({})", pairs.join("; "))
+            format!(
+                "orders differ in {} pair{} ({})",
+                pairs.len(),
+                if pairs.len() == 1 { "" } else { "s" },
+                first_few(&pairs, "; ")
+            )
         };
         let ties = if self.sim_ties.is_empty() {
             String::new()
@@ -312,15 +330,35 @@ impl Ranking {
                 .map(|(a, b)| format!("{a} ~ {b}"))
                 .collect();
             format!(
-                "; tied in the simulation (within {} or not different at 95%): {}",
+                "; {} pair{} tied in the simulation (within {} or not different at 95%): {}",
+                pairs.len(),
+                if pairs.len() == 1 { "" } else { "s" },
                 pct_abs(tie_margin),
-                pairs.join(", ")
+                first_few(&pairs, ", ")
             )
         };
         format!(
             "Kendall tau {tau}; {order}{ties}; simulated best {}, live best {}",
-            self.sim_best.join(" ~ "),
+            first_few(&self.sim_best, " ~ "),
             self.live_order.first().map_or("-", String::as_str)
+        )
+    }
+}
+
+/// Items a sentence lists before it says how many more there are: a
+/// matrix of 32 configurations has hundreds of tied pairs (the JSON report
+/// has every one).
+const LISTED: usize = 5;
+
+/// The first [`LISTED`] items joined by `sep`, then how many more.
+fn first_few(items: &[String], sep: &str) -> String {
+    if items.len() <= LISTED {
+        items.join(sep)
+    } else {
+        format!(
+            "{}{sep}and {} more",
+            items[..LISTED].join(sep),
+            items.len() - LISTED
         )
     }
 }
@@ -802,6 +840,31 @@ mod tests {
         // A configuration missing live is named.
         let fewer = compare_experiments(&sim, &live[..2], &objectives, &Tolerances::default());
         assert_eq!(fewer.only_sim, ["policy=c"]);
+    }
+
+    #[test]
+    fn a_long_list_of_ties_is_shortened_with_its_count() {
+        let objectives = vec!["makespan_p95_ms".to_string()];
+        // Eight configurations within 2% of each other: 28 tied pairs, all
+        // tied with the best.
+        let sim: Vec<Row> = (0..8)
+            .map(|i| run_row(&format!("p{i}"), 1, 100.0 + 0.1 * i as f64, 1.0))
+            .collect();
+        let r = compare_experiments(&sim, &sim, &objectives, &Tolerances::default());
+        let k = &r.rankings[0];
+        assert_eq!((k.sim_ties.len(), k.sim_best.len()), (28, 8));
+        assert!(k.shortened());
+        let text = k.describe(0.02);
+        assert!(text.contains("28 pairs tied in the simulation"), "{text}");
+        assert!(text.contains(", and 23 more;"), "{text}");
+        assert!(text.contains(" ~ and 3 more, live best"), "{text}");
+        assert_eq!(text.matches(" ~ ").count(), 5 + 4 + 1, "{text}");
+        // Two configurations: one pair, listed whole.
+        let r = compare_experiments(&sim[..2], &sim[..2], &objectives, &Tolerances::default());
+        let k = &r.rankings[0];
+        assert!(!k.shortened());
+        let text = k.describe(0.02);
+        assert!(text.contains("1 pair tied in the simulation (within 2.0% or not different at 95%): policy=p0 ~ policy=p1;"), "{text}");
     }
 
     #[test]

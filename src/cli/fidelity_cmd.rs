@@ -328,8 +328,10 @@ fn experiments(
 }
 
 fn print_experiments(r: &ExperimentReport, tol: &Tolerances) -> Result<()> {
+    // As wide as the longest label, so that the columns line up.
+    let w = r.configs.iter().map(|c| c.label.len()).fold(13, usize::max);
     outln!(
-        "{:<40} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9}",
+        "{:<w$} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9}",
         "configuration",
         "sim",
         "live",
@@ -347,7 +349,7 @@ fn print_experiments(r: &ExperimentReport, tol: &Tolerances) -> Result<()> {
                 .map_or("n/a".into(), pct)
         };
         outln!(
-            "{:<40} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9}",
+            "{:<w$} {:>5} {:>5} {:>9} {:>9} {:>9} {:>9}",
             c.label,
             c.runs.0,
             c.runs.1,
@@ -364,6 +366,9 @@ fn print_experiments(r: &ExperimentReport, tol: &Tolerances) -> Result<()> {
             rk.objective,
             rk.describe(tol.tie_margin)
         );
+    }
+    if r.rankings.iter().any(|rk| rk.shortened()) {
+        outln!("(lists above shortened; the JSON report, --json FILE, has every pair)");
     }
     for (side, labels) in [("simulated", &r.only_sim), ("live", &r.only_live)] {
         if !labels.is_empty() {
