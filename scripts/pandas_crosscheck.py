@@ -18,6 +18,10 @@ This is what a user does who checks our numbers: it shares no code with the crat
       constants, from `simulate` runs of the factory scenarios under each constant value.
   pandas_crosscheck.py eval BINARY REPORT CANDIDATE [BASELINE]  an eval report (gains,
       output_changed, mean, the veto, aggregate_score, is_acceptable), likewise.
+  pandas_crosscheck.py fidelity SIM_EXP LIVE_EXP REPORT  a `fidelity --sim-exp --live-exp
+      --json REPORT` report: per configuration the means, relative errors and MAPE; per
+      objective both orders, the simulation's ties (margin, Welch's t), reversed pairs
+      and Kendall's tau-b (scipy's kendalltau when nothing ties).
 
 Exit status: 0 when everything agrees, 1 when something differs (each difference
 printed), 2 on bad usage.
@@ -477,12 +481,111 @@ def check_eval(c, binary, report, candidate, baseline, work):
     return f"{report}: eval on {len(ids)} validation scenarios, {len(sims.done)} simulations"
 
 
+def within_margin(a, b, margin):
+    return abs(a - b) <= margin * max(abs(a), abs(b))
+
+
+def welch_differ(a, b):
+    """Means differ at 95% by Welch's t test, degrees of freedom rounded down; with fewer
+    than three runs a side the margin alone decides (README: fidelity)."""
+    if len(a) < 3 or len(b) < 3:
+        return True
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return a.mean() != b.mean()
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return abs(a.mean() - b.mean()) > stats.t.ppf(0.975, max(1, math.floor(df))) * math.sqrt(va + vb)
+
+
+def check_fidelity(c, sim_exp, live_exp, report):
+    f = json.load(open(report))
+    margin = f["tolerances"]["tie_margin"]
+
+    def side(exp):
+        runs = pd.read_csv(f"{exp}/aggregate/runs.csv", dtype=str, keep_default_na=False)
+        agg = json.load(open(f"{exp}/aggregate/sweep_aggregate.json"))
+        ok = runs[runs.exit_code == "0"]
+        out = {}
+        for conf in agg["configurations"]:
+            key = tuple(sorted((k, v) for k, v in conf["config"].items() if k != "time_scale"))
+            out[key] = (conf["label"], configuration_runs(ok, conf["config"]))
+        return out
+    sim, live = side(sim_exp), side(live_exp)
+    # In the report's order: exact ties in a ranking keep it.
+    position = {x["label"]: i for i, x in enumerate(f["configurations"])}
+    keys = sorted(set(sim) & set(live), key=lambda k: position.get(sim[k][0], len(position)))
+    c.same(sorted(x["label"] for x in f["configurations"]), sorted(sim[k][0] for k in keys),
+           f"{report}: matched configurations")
+    by_label = {x["label"]: x for x in f["configurations"]}
+    mapes = []
+    for k in keys:
+        label, s_runs, l_runs = sim[k][0], sim[k][1], live[k][1]
+        errors = []
+        for m in f["headline"]:
+            got = next(x for x in by_label[label]["metrics"] if x["metric"] == m)
+            sv, lv = s_runs[m].astype(float).mean(), l_runs[m].astype(float).mean()
+            c.close(got["simulated"], sv, f"{label}: {m} simulated mean")
+            c.close(got["live"], lv, f"{label}: {m} live mean")
+            c.close(got["rel_error"], (lv - sv) / abs(sv), f"{label}: {m} rel_error")
+            errors.append(abs((lv - sv) / abs(sv)))
+        mapes.append(np.mean(errors))
+        c.close(by_label[label]["mape"], mapes[-1], f"{label}: MAPE")
+    c.close(f["mape"], np.mean(mapes), f"{report}: mean MAPE")
+
+    for r in f["rankings"]:
+        o = r["objective"]
+        higher = o.startswith("throughput")
+        labels = [sim[k][0] for k in keys]
+        s_runs = [sim[k][1][o].astype(float) for k in keys]
+        xs = [x.mean() for x in s_runs]
+        ys = [live[k][1][o].astype(float).mean() for k in keys]
+        n = len(keys)
+
+        def order(v):
+            return [labels[i] for i in sorted(range(n), key=lambda i: (-v[i] if higher else v[i], i))]
+        c.same(r["simulated_order"], order(xs), f"{report} {o}: simulated order")
+        c.same(r["live_order"], order(ys), f"{report} {o}: live order")
+
+        def sim_tied(i, j):
+            return within_margin(xs[i], xs[j], margin) or not welch_differ(s_runs[i], s_runs[j])
+        ties, reversed_, conc, disc, tx, ty = set(), set(), 0, 0, 0, 0
+        for i in range(n):
+            for j in range(i + 1, n):
+                first, second = (i, j) if order(xs).index(labels[i]) < order(xs).index(labels[j]) else (j, i)
+                if sim_tied(i, j):
+                    ties.add((labels[first], labels[second]))
+                    continue
+                if not (ys[first] > ys[second] if higher else ys[first] < ys[second]):
+                    reversed_.add((labels[first], labels[second]))
+                dx = np.sign(xs[i] - xs[j])
+                dy = 0 if within_margin(ys[i], ys[j], margin) else np.sign(ys[i] - ys[j])
+                if dx == 0 and dy == 0:
+                    continue
+                if dx == 0:
+                    tx += 1
+                elif dy == 0:
+                    ty += 1
+                elif dx == dy:
+                    conc += 1
+                else:
+                    disc += 1
+        nx, ny = conc + disc + tx, conc + disc + ty
+        tau = (conc - disc) / math.sqrt(nx * ny) if nx and ny else None
+        c.close(r["kendall_tau"], tau, f"{report} {o}: Kendall tau-b over the pairs the simulation separates")
+        c.same(sorted(map(tuple, r["simulated_ties"])), sorted(ties), f"{report} {o}: simulated ties")
+        c.same(sorted(map(tuple, r["reversed_pairs"])), sorted(reversed_), f"{report} {o}: reversed pairs")
+        if margin == 0 and all(len(x) < 3 for x in s_runs):
+            # No ties: the plain tau-b of the configuration means, as scipy computes it.
+            c.close(r["kendall_tau"], stats.kendalltau(xs, ys).statistic, f"{report} {o}: scipy kendalltau")
+    return f"{report}: {len(keys)} configurations matched, {len(f['rankings'])} rankings"
+
+
 USAGE = __doc__
 
 
 def main(argv):
     mode, args = (argv[1], argv[2:]) if len(argv) > 2 else (None, [])
-    arity = {"sweep": (1, None), "run": (1, None), "ratchet": (2, 2), "eval": (3, 4)}
+    arity = {"sweep": (1, None), "run": (1, None), "ratchet": (2, 2), "eval": (3, 4), "fidelity": (3, 3)}
     if mode not in arity or len(args) < arity[mode][0] or (arity[mode][1] and len(args) > arity[mode][1]):
         print(USAGE, file=sys.stderr)
         return 2
@@ -490,6 +593,8 @@ def main(argv):
     if mode in ("sweep", "run"):
         for d in args:
             print((check_sweep if mode == "sweep" else check_run)(c, d.rstrip("/")))
+    elif mode == "fidelity":
+        print(check_fidelity(c, args[0].rstrip("/"), args[1].rstrip("/"), args[2]))
     else:
         binary = os.path.realpath(args[0])
         with tempfile.TemporaryDirectory() as work:
@@ -498,7 +603,7 @@ def main(argv):
             else:
                 print(check_eval(c, binary, args[1], args[2], args[3] if len(args) > 3 else None, work))
     for m in c.mismatches[:50]:
-        print("MISMATCH", m)
+        print("MISMATCH", m if len(m) <= 400 else m[:400] + " ...")
     print(f"{c.checked} values checked, {len(c.mismatches)} differ")
     return 1 if c.mismatches else 0
 

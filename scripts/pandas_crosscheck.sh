@@ -11,6 +11,7 @@
 #     and requests.jsonl against the trace.
 #   - ratchets (defaults; poor constants, so that one is accepted; the latency objective) and
 #     evals (acceptable; vetoed), against `simulate` runs of the factory scenarios.
+#   - `fidelity --sim-exp --live-exp` reports: means, errors, MAPE, orders, ties, tau.
 # Then shows the check has teeth: one number changed in a copy of a run, of an aggregate
 # and of a ratchet must each be reported. Usage: scripts/pandas_crosscheck.sh [BINARY]
 set -euo pipefail
@@ -85,6 +86,27 @@ rc=0; "$BIN" eval --candidate starved.json --n-seeds 20 --report eval_veto.json 
 [ "$rc" -eq 1 ] || { echo "eval of starved.json exited $rc, expected 1 (a regression vetoes)"; exit 1; }
 "$PY" "$CHECK" eval "$BIN" eval_ok.json ratchet_poor/proposed_constants.json poor.json
 "$PY" "$CHECK" eval "$BIN" eval_veto.json starved.json
+
+echo "== fidelity of two experiments (rankings, ties, Kendall's tau)"
+# The comparison's arithmetic does not depend on where the runs came from: two simulated
+# sweeps of one matrix on other seeds stand in for live (3 seeds a side: margin and Welch's
+# t decide the ties; 2 seeds and no margin: plain tau-b, as scipy's kendalltau).
+"$PY" - "$SCENARIOS/default.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for name, seeds in [("other_seeds", [4, 5, 6]), ("two_a", [1, 2]), ("two_b", [3, 4])]:
+    d["name"], d["matrix"]["seeds"] = name, seeds
+    json.dump(d, open(f"{name}.json", "w"))
+EOF
+for c in other_seeds two_a two_b; do "$BIN" sweep --config $c.json --out-root sweeps --quiet; "$BIN" collect --exp-dir sweeps/$c > /dev/null; done
+verdict() { # a fidelity verdict may pass (0) or fail (1); anything else is an error
+  local rc=0; "$@" > /dev/null || rc=$?
+  [ "$rc" -le 1 ] || { echo "$* exited $rc"; exit 1; }
+}
+verdict "$BIN" fidelity --sim-exp sweeps/default --live-exp sweeps/other_seeds --json fidelity3.json
+verdict "$BIN" fidelity --sim-exp sweeps/two_a --live-exp sweeps/two_b --tie-margin 0 --json fidelity2.json
+"$PY" "$CHECK" fidelity sweeps/default sweeps/other_seeds fidelity3.json
+"$PY" "$CHECK" fidelity sweeps/two_a sweeps/two_b fidelity2.json
 
 echo "== the check has teeth: a changed number is reported"
 cp -r runs/full broken_run
