@@ -23,6 +23,10 @@ This is what a user does who checks our numbers: it shares no code with the crat
       objective both orders, the simulation's ties (margin, Welch's t), reversed pairs
       and Kendall's tau-b (scipy's kendalltau when nothing ties).
 
+  pandas_crosscheck.py fidelity-run LIVE_DIR SIM_DIR REPORT  a `fidelity --live --sim
+      --json REPORT` report: every value from the two runs' summary.csv and tiers.csv,
+      relative errors, MAPE and the verdict.
+
 Exit status: 0 when everything agrees, 1 when something differs (each difference
 printed), 2 on bad usage.
 """
@@ -580,12 +584,48 @@ def check_fidelity(c, sim_exp, live_exp, report):
     return f"{report}: {len(keys)} configurations matched, {len(f['rankings'])} rankings"
 
 
+def check_fidelity_run(c, live_dir, sim_dir, report):
+    f = json.load(open(report))
+    tol = f["tolerances"]
+    sides = {}
+    for name, d in (("simulated", sim_dir), ("live", live_dir)):
+        sides[name] = (pd.read_csv(f"{d}/summary.csv").iloc[0], pd.read_csv(f"{d}/tiers.csv"))
+
+    def value(name, scope, metric):
+        summary, tiers = sides[name]
+        if scope == "run":
+            return float(summary[metric])
+        kind, where = scope.split(" ", 1)
+        provider, tier = (where.rsplit("/", 1) + ["0"])[:2] if kind == "tier" else (where, "0")
+        row = tiers[(tiers.provider == provider) & (tiers.tier_id == int(tier))]
+        c.same(len(row), 1, f"{report}: one tiers.csv row for {scope}")
+        return float(row.iloc[0][metric])
+    headline = []
+    for m in f["metrics"]:
+        what = f"{report}: {m['scope']} {m['metric']}"
+        sv, lv = value("simulated", m["scope"], m["metric"]), value("live", m["scope"], m["metric"])
+        c.close(m["simulated"], sv, f"{what} simulated")
+        c.close(m["live"], lv, f"{what} live")
+        # Equal values are no error, even at zero; a change from zero has no relative size.
+        rel = 0.0 if sv == lv else ((lv - sv) / abs(sv) if sv != 0 else None)
+        c.close(m["rel_error"], rel, f"{what} rel_error")
+        c.same(m["headline"], m["scope"] == "run" and m["metric"] in f["headline"], f"{what} headline")
+        if m["headline"]:
+            headline.append(rel)
+    mape = np.mean([abs(r) for r in headline]) if all(r is not None for r in headline) else None
+    c.close(f["mape"], mape, f"{report}: MAPE over the headline metrics")
+    ok = mape is not None and mape <= tol["max_mape"] and all(abs(r) <= tol["max_error"] for r in headline)
+    c.same(f["pass"], ok, f"{report}: verdict")
+    return f"{report}: {len(f['metrics'])} metrics of {live_dir} against {sim_dir}"
+
+
 USAGE = __doc__
 
 
 def main(argv):
     mode, args = (argv[1], argv[2:]) if len(argv) > 2 else (None, [])
-    arity = {"sweep": (1, None), "run": (1, None), "ratchet": (2, 2), "eval": (3, 4), "fidelity": (3, 3)}
+    arity = {"sweep": (1, None), "run": (1, None), "ratchet": (2, 2), "eval": (3, 4), "fidelity": (3, 3),
+             "fidelity-run": (3, 3)}
     if mode not in arity or len(args) < arity[mode][0] or (arity[mode][1] and len(args) > arity[mode][1]):
         print(USAGE, file=sys.stderr)
         return 2
@@ -595,6 +635,8 @@ def main(argv):
             print((check_sweep if mode == "sweep" else check_run)(c, d.rstrip("/")))
     elif mode == "fidelity":
         print(check_fidelity(c, args[0].rstrip("/"), args[1].rstrip("/"), args[2]))
+    elif mode == "fidelity-run":
+        print(check_fidelity_run(c, args[0].rstrip("/"), args[1].rstrip("/"), args[2]))
     else:
         binary = os.path.realpath(args[0])
         with tempfile.TemporaryDirectory() as work:

@@ -11,7 +11,8 @@
 #     and requests.jsonl against the trace.
 #   - ratchets (defaults; poor constants, so that one is accepted; the latency objective) and
 #     evals (acceptable; vetoed), against `simulate` runs of the factory scenarios.
-#   - `fidelity --sim-exp --live-exp` reports: means, errors, MAPE, orders, ties, tau.
+#   - `fidelity --sim-exp --live-exp` reports (means, errors, MAPE, orders, ties, tau), and
+#     `fidelity --live` of the live run against a simulation of its scenario.
 # Then shows the check has teeth: one number changed in a copy of a run, of an aggregate
 # and of a ratchet must each be reported. Usage: scripts/pandas_crosscheck.sh [BINARY]
 set -euo pipefail
@@ -107,6 +108,10 @@ verdict "$BIN" fidelity --sim-exp sweeps/default --live-exp sweeps/other_seeds -
 verdict "$BIN" fidelity --sim-exp sweeps/two_a --live-exp sweeps/two_b --tie-margin 0 --json fidelity2.json
 "$PY" "$CHECK" fidelity sweeps/default sweeps/other_seeds fidelity3.json
 "$PY" "$CHECK" fidelity sweeps/two_a sweeps/two_b fidelity2.json
+# And the live run above against a simulation of its scenario.
+"$BIN" simulate --scenario runs/live/scenario.json --quiet --out live_simulated
+verdict "$BIN" fidelity --live runs/live --sim live_simulated --json fidelity_run.json
+"$PY" "$CHECK" fidelity-run runs/live live_simulated fidelity_run.json
 
 echo "== the check has teeth: a changed number is reported"
 cp -r runs/full broken_run
