@@ -361,14 +361,30 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)], max_listed: usi
         });
     }
     h.push_str("</p>\n<table class=\"sortable\" id=\"runs-table\"><thead><tr>");
-    let cols = RUNS_TABLE;
-    for c in cols {
+    // Every parameter the sweep varies (e.g. `providers.llm_provider.tiers.1.slots`)
+    // gets a column after the ablation, else runs that differ only in it look alike.
+    let swept: Vec<&str> = agg.configs.first().map_or_else(Vec::new, |c| {
+        c.key
+            .0
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| agg.varying.contains(*k) && !RUNS_TABLE.contains(k))
+            .collect()
+    });
+    let (ids, metrics) = RUNS_TABLE.split_at(5);
+    let cols: Vec<&str> = ids
+        .iter()
+        .copied()
+        .chain(swept)
+        .chain(metrics.iter().copied())
+        .collect();
+    for &c in &cols {
         h.push_str(&format!("<th>{c}</th>"));
     }
     h.push_str("</tr></thead><tbody>\n");
     for r in listed {
         h.push_str("<tr>");
-        for c in cols {
+        for &c in &cols {
             let v = r.get(c).unwrap_or("");
             let shown = v.parse::<f64>().map_or_else(
                 |_| esc(v),

@@ -457,6 +457,23 @@ fn matrix_keys_may_be_scenario_paths_and_a_base_scenario() {
         html.contains("id=\"trends\"")
             && html.contains("providers.llm_provider.tiers.1.slots</td><td>makespan_p95_ms")
     );
+    // The table of runs has a column for the slot count (else the two
+    // counts' runs look alike), after the ablation, each run's value in it.
+    let runs = &html[html.find("id=\"runs-table\"").unwrap()..];
+    assert!(
+        runs.contains(
+            "<th>ablation_name</th><th>providers.llm_provider.tiers.1.slots</th><th>exit_code</th>"
+        ),
+        "{runs}"
+    );
+    for slots in ["2", "8"] {
+        assert_eq!(
+            runs.matches(&format!("<td>baseline</td><td>{slots}</td><td>0</td>"))
+                .count(),
+            6,
+            "2 policies x 3 seeds with {slots} slots"
+        );
+    }
     for f in [
         "makespan_by_policy.svg",
         "cost_by_policy.svg",
