@@ -9,7 +9,7 @@ This is what a user does who checks our numbers: it shares no code with the crat
       sweep_aggregate.json (per configuration n, mean, std, min, max, cv and the Student
       t interval; Pareto frontier; best per objective; paired differences; trends with
       Spearman's rho) against runs.csv; sweep_aggregate.csv and sweep_trends.csv against
-      the JSON.
+      the JSON; report/index.html's tables of configurations and runs, to the digits shown.
   pandas_crosscheck.py run OUT_DIR...    a run written with --trace (simulated or
       live): tiers.csv, the summary and workflows.csv against trace.json, and
       requests.jsonl (live runs) against the trace.
@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -101,6 +102,82 @@ def check_summary_against_workflows(c, out, name):
                       ("wasted_ms", "wasted_ms")]:
         c.close(s[col], w[wcol].sum(), f"{name}: {col} = sum of workflows.csv {wcol}")
     return s
+
+
+class Tables(HTMLParser):
+    """The report's tables: (heading above it, rows of cell texts), the header row first."""
+
+    def __init__(self, html):
+        super().__init__()
+        self.tables, self.heading, self.row, self.cell, self.in_heading = [], "", None, None, False
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append((self.heading, []))
+        elif tag == "tr" and self.tables:
+            self.row = []
+            self.tables[-1][1].append(self.row)
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = ""
+        elif tag == "h2":
+            self.in_heading, self.heading = True, ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.row.append(self.cell.strip())
+            self.cell = None
+        elif tag == "h2":
+            self.in_heading = False
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+        if self.in_heading:
+            self.heading += data
+
+
+def shown_close(c, text, value, what):
+    """A number as the report shows it: equal to `value` up to the digits it prints."""
+    if text == "" and value is None:
+        return
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    c.checked += 1
+    if value is None or abs(float(text) - value) > 0.5 * 10 ** -decimals * (1 + 1e-9) + 1e-12 * abs(value):
+        c.mismatches.append(f"{what}: the report shows {text}, pandas {value!r}")
+
+
+def check_report(c, exp, runs, agg):
+    tables = {h: rows for h, rows in Tables(open(f"{exp}/report/index.html").read()).tables}
+    conf_rows = tables["Configurations (across seeds)"]
+    header, by_label = conf_rows[0], {x["label"]: x for x in agg["configurations"]}
+    c.same(sorted(r[0] for r in conf_rows[1:]), sorted(by_label), f"{exp}: the report's configurations")
+    for row in conf_rows[1:]:
+        conf = by_label[row[0]]
+        for col, text in zip(header[1:], row[1:]):
+            what = f"{exp}: report, {row[0]}, {col}"
+            if col == "n":
+                c.same(int(text), conf["metrics"]["makespan_p95_ms"]["n"], what)
+            elif col == "Pareto":
+                c.same(text == "yes", conf["on_pareto_front"], what)
+            elif col.endswith(" mean"):
+                shown_close(c, text, conf["metrics"][col[:-5]]["mean"], what)
+            elif col.endswith(" 95% CI") and text:
+                low, high = text.strip("[]").split(", ")
+                st = conf["metrics"][col[:-7]]
+                shown_close(c, low, st["ci95_low"], what + " low")
+                shown_close(c, high, st["ci95_high"], what + " high")
+    run_rows = tables["Runs"]
+    by_id = runs.set_index("run_id")
+    c.same(len(run_rows) - 1, len(runs), f"{exp}: the report's runs")
+    for row in run_rows[1:]:
+        for col, text in zip(run_rows[0][1:], row[1:]):
+            want = by_id.loc[row[0], col]
+            try:
+                shown_close(c, text, float(want), f"{exp}: report, run {row[0]}, {col}")
+            except ValueError:
+                c.same(text, want, f"{exp}: report, run {row[0]}, {col}")
+    return len(conf_rows) - 1
 
 
 def direction(seq):
@@ -243,8 +320,12 @@ def check_sweep(c, exp):
         c.same([float(v) for v in row.means.split(";")], [float(v) for v in t["means"]], f"{what}: means")
         c.same([int(row[f"slices_{k}"]) for k in ("rises", "falls", "flat", "non_monotonic")],
                [t["slices"][k] for k in ("rises", "falls", "flat", "non_monotonic")], f"{what}: slices")
+    report = ""
+    if os.path.exists(f"{exp}/report/index.html"):
+        check_report(c, exp, runs, agg)
+        report = ", report/index.html"
     return f"{exp}: {len(runs)} runs ({len(ok_runs)} ok), {len(labels)} configurations, " \
-           f"{len(agg['paired_vs_baseline'])} paired comparisons, {len(agg['trends'])} trends"
+           f"{len(agg['paired_vs_baseline'])} paired comparisons, {len(agg['trends'])} trends{report}"
 
 
 def check_run(c, out):
