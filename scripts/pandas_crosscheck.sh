@@ -13,8 +13,8 @@
 #     evals (acceptable; vetoed), against `simulate` runs of the factory scenarios.
 #   - `fidelity --sim-exp --live-exp` reports (means, errors, MAPE, orders, ties, tau), and
 #     `fidelity --live` of the live run against a simulation of its scenario.
-# Then shows the check has teeth: one number changed in a copy of a run, of an aggregate
-# and of a ratchet must each be reported. Usage: scripts/pandas_crosscheck.sh [BINARY]
+# Then shows the check has teeth: one number changed in a copy of a run, of an aggregate,
+# of a ratchet and of a report must each be reported. Usage: scripts/pandas_crosscheck.sh [BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-target/release/agentsched}")
@@ -130,7 +130,19 @@ p = sys.argv[1]; d = json.load(open(p))
 d["decisions"][0]["train_curve"][1][1] += 1e-6
 json.dump(d, open(p, "w"))
 EOF
-for args in "run broken_run" "sweep broken_sweep" "ratchet $BIN broken_ratchet"; do
+cp -r sweeps/numeric broken_report
+"$PY" - broken_report/report/index.html <<'EOF'
+import re, sys
+p = sys.argv[1]; html = open(p).read()
+at = html.index("Configurations (across seeds)")
+# The first configuration's p50 mean (its third cell), one more in its last shown digit.
+m = list(re.finditer(r"<td>([^<]*)</td>", html[at:]))[2]
+text = m.group(1)
+bumped = text[:-1] + str((int(text[-1]) + 1) % 10)
+html = html[:at + m.start(1)] + bumped + html[at + m.end(1):]
+open(p, "w").write(html)
+EOF
+for args in "run broken_run" "sweep broken_sweep" "ratchet $BIN broken_ratchet" "sweep broken_report"; do
   rc=0; "$PY" "$CHECK" $args > teeth.log || rc=$?
   grep -q MISMATCH teeth.log && [ "$rc" -eq 1 ] || { cat teeth.log; echo "a changed number in $args went unreported"; exit 1; }
   echo "$args: $(grep -c MISMATCH teeth.log) difference(s) reported, as expected: $(grep -m1 MISMATCH teeth.log)"
