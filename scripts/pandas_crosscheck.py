@@ -5,14 +5,14 @@ definitions in the README, and reports every one that differs.
 This is what a user does who checks our numbers: it shares no code with the crate.
 
   pandas_crosscheck.py sweep EXP_DIR...  each run's id from its meta.json; its
-      summary.csv against its workflows.csv; aggregate/runs.csv against the summaries;
+      summary.csv against its workflows.csv; its output_digest from its files; aggregate/runs.csv against the summaries;
       sweep_aggregate.json (per configuration n, mean, std, min, max, cv and the Student
       t interval; Pareto frontier; best per objective; paired differences; trends with
       Spearman's rho) against runs.csv; sweep_aggregate.csv and sweep_trends.csv against
       the JSON; report/index.html's tables of configurations and runs, to the digits shown.
   pandas_crosscheck.py run OUT_DIR...    a run written with --trace (simulated or
-      live): tiers.csv, the summary and workflows.csv against trace.json, and
-      requests.jsonl (live runs) against the trace.
+      live): tiers.csv, the summary and workflows.csv against trace.json; a live
+      run's requests.jsonl against the trace; a simulated run's output_digest.
   pandas_crosscheck.py ratchet BINARY DIR  DIR/ratchet.json (train curves, proposals,
       validation gains and t intervals, cliffs, margins, actions) and the proposed
       constants, from `simulate` runs of the factory scenarios under each constant value.
@@ -194,6 +194,19 @@ def direction(seq):
     return "non_monotonic"
 
 
+def output_digest(out):
+    """`output_digest`: SHA-1 over the SHA-1s of workflows.csv, tiers.csv and summary.csv
+    with its wall_time_s cell written as 0 (README: Outputs). Simulated runs only: a live
+    run's summary appends columns the digest leaves out."""
+    sha = lambda b: hashlib.sha1(b).digest()  # noqa: E731
+    lines = open(f"{out}/summary.csv", "rb").read().split(b"\n")
+    head, row = lines[0].split(b","), lines[1].split(b",")
+    row[head.index(b"wall_time_s")] = b"0"
+    summary = lines[0] + b"\n" + b",".join(row) + b"\n"
+    return hashlib.sha1(sha(open(f"{out}/workflows.csv", "rb").read())
+                        + sha(open(f"{out}/tiers.csv", "rb").read()) + sha(summary)).hexdigest()
+
+
 def configuration_runs(ok_runs, config):
     sel = ok_runs
     for k, v in config.items():
@@ -216,7 +229,12 @@ def check_sweep(c, exp):
         c.same(r.run_id, f"{p['policy']}__wf{p['workflows']}__seed{p['seed']}__{meta['ablation_name']}__{h}",
                f"{r.run_id}: run id from meta.json")
     for _, r in ok_runs.iterrows():
-        s = check_summary_against_workflows(c, os.path.join(exp, "runs", r.run_id, "out"), r.run_id)
+        out = os.path.join(exp, "runs", r.run_id, "out")
+        s = check_summary_against_workflows(c, out, r.run_id)
+        digest = output_digest(out)
+        c.same(r.output_digest, digest, f"{r.run_id}: runs.csv output_digest")
+        meta = json.load(open(os.path.join(exp, "runs", r.run_id, "meta.json")))
+        c.same(meta["output_digest"], digest, f"{r.run_id}: meta.json output_digest")
         for col in s.index:
             if col == "wall_time_s" or col not in runs.columns:
                 continue
@@ -409,7 +427,9 @@ def check_run(c, out):
         c.close(m_ms, (done[wid] - arrive[wid]) / 1000, f"{out}: workflow {wid} makespan_ms")
 
     extra = ""
-    if os.path.exists(f"{out}/requests.jsonl"):
+    if not os.path.exists(f"{out}/requests.jsonl"):
+        c.same(json.load(open(f"{out}/summary.json"))["output_digest"], output_digest(out), f"{out}: output_digest")
+    else:
         req = pd.read_json(f"{out}/requests.jsonl", lines=True)
         req_keys = sorted(zip(req.workflow, req.node, req.provider, req.tier, req.attempt))
         trace_keys = sorted(zip(rem.workflow, rem.node.astype(int), rem.provider, rem.tier.astype(int), rem.attempt))
