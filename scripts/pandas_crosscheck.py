@@ -647,16 +647,18 @@ def check_fidelity(c, sim_exp, live_exp, report):
         n = len(keys)
 
         def order(v):
-            return [labels[i] for i in sorted(range(n), key=lambda i: (-v[i] if higher else v[i], i))]
-        c.same(r["simulated_order"], order(xs), f"{report} {o}: simulated order")
-        c.same(r["live_order"], order(ys), f"{report} {o}: live order")
+            return sorted(range(n), key=lambda i: (-v[i] if higher else v[i], i))
+        sim_order = order(xs)
+        c.same(r["simulated_order"], [labels[i] for i in sim_order], f"{report} {o}: simulated order")
+        c.same(r["live_order"], [labels[i] for i in order(ys)], f"{report} {o}: live order")
+        sim_rank = {i: pos for pos, i in enumerate(sim_order)}
 
         def sim_tied(i, j):
             return within_margin(xs[i], xs[j], margin) or not welch_differ(s_runs[i], s_runs[j])
         ties, reversed_, conc, disc, tx, ty = set(), set(), 0, 0, 0, 0
         for i in range(n):
             for j in range(i + 1, n):
-                first, second = (i, j) if order(xs).index(labels[i]) < order(xs).index(labels[j]) else (j, i)
+                first, second = (i, j) if sim_rank[i] < sim_rank[j] else (j, i)
                 if sim_tied(i, j):
                     ties.add((labels[first], labels[second]))
                     continue
