@@ -228,6 +228,14 @@ def check_sweep(c, exp):
         p = meta["params"]
         c.same(r.run_id, f"{p['policy']}__wf{p['workflows']}__seed{p['seed']}__{meta['ablation_name']}__{h}",
                f"{r.run_id}: run id from meta.json")
+    for _, r in runs[runs.exit_code != "0"].iterrows():
+        # A failed run's `error`: the last line of its stderr.txt that starts with `error:`
+        # (prefix dropped), else its last non-empty line; at most 500 characters.
+        said = [x.strip() for x in open(os.path.join(exp, "runs", r.run_id, "stderr.txt")).read().splitlines()]
+        said = [x for x in said if x]
+        errors = [x[len("error:"):].lstrip() for x in said if x.startswith("error:")]
+        want = errors[-1] if errors else (said[-1] if said else "")
+        c.same(r.error, want if len(want) <= 500 else want[:500] + "\u2026", f"{r.run_id}: runs.csv error")
     for _, r in ok_runs.iterrows():
         out = os.path.join(exp, "runs", r.run_id, "out")
         s = check_summary_against_workflows(c, out, r.run_id)

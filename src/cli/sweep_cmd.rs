@@ -107,6 +107,7 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
             o.not_started,
             started.elapsed().as_secs_f64()
         );
+        print_failures(&o.failures);
     }
     if a.report {
         let c = sweep::collect::collect(&o.exp_dir, None)?;
@@ -149,5 +150,17 @@ pub(crate) fn collect(a: CollectArgs) -> Result<u8> {
         c.failed,
         c.runs_csv.display()
     );
+    print_failures(&c.failures);
     Ok(0)
+}
+
+/// The most reasons for failed runs printed; runs.csv's `error` column has
+/// every run's.
+const FAILURE_REASONS_SHOWN: usize = 10;
+
+/// Why runs failed, one line per reason (stderr: stdout keeps one line).
+fn print_failures(t: &sweep::failures::Tally) {
+    for line in t.lines(FAILURE_REASONS_SHOWN) {
+        eprintln!("failed: {line}");
+    }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::output::{atomic_write, fmt_f64};
 use crate::sweep::collect::{self, Aggregate, Row};
+use crate::sweep::failures::{self, Tally};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -69,8 +70,11 @@ fn listed_runs(rows: &[Row], max: usize) -> Vec<&Row> {
 /// read and the table of runs. The rest is not kept, so the report's
 /// memory grows with these columns, not with all of them.
 fn report_reads(k: &str) -> bool {
-    collect::aggregate_reads(k) || RUNS_TABLE.contains(&k)
+    collect::aggregate_reads(k) || RUNS_TABLE.contains(&k) || k == "run_id" || k == "error"
 }
+
+/// The most reasons for failed runs the summary lists.
+const FAILURE_REASONS_LISTED: usize = 10;
 
 /// Writes `<out_dir or exp_dir/report>/index.html` and `assets/*.svg`;
 /// returns the index path.
@@ -246,6 +250,14 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)], max_listed: usi
         rows.len(),
         failed
     ));
+    let failures = Tally::of_rows(rows);
+    if failures.runs() > 0 {
+        h.push_str("<li>Why runs failed (the runs table and runs.csv's <code>error</code> column give each run's reason):<ul>\n");
+        for line in failures.lines(FAILURE_REASONS_LISTED) {
+            h.push_str(&format!("<li>{}</li>\n", esc(&line)));
+        }
+        h.push_str("</ul></li>\n");
+    }
     for (k, name) in [
         ("policy", "Policies"),
         ("workflows", "Workflow scales"),
@@ -262,7 +274,7 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)], max_listed: usi
             "<li>Best {}: <b>{}</b> ({})</li>\n",
             esc(objective),
             esc(v["label"].as_str().unwrap_or("")),
-            v["mean"]
+            v["mean"].as_f64().map_or_else(String::new, fmt_num)
         ));
     }
     let front: Vec<String> = agg
@@ -361,21 +373,16 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)], max_listed: usi
         });
     }
     h.push_str("</p>\n<table class=\"sortable\" id=\"runs-table\"><thead><tr>");
-    // Every parameter the sweep varies (e.g. `providers.llm_provider.tiers.1.slots`)
-    // gets a column after the ablation, else runs that differ only in it look alike.
-    let swept: Vec<&str> = agg.configs.first().map_or_else(Vec::new, |c| {
-        c.key
-            .0
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .filter(|k| agg.varying.contains(*k) && !RUNS_TABLE.contains(k))
-            .collect()
-    });
     let (ids, metrics) = RUNS_TABLE.split_at(5);
+    // After the exit code, why a run failed, when one did.
+    let (exit, metrics) = metrics.split_at(1);
+    let error = (failed > 0).then_some("error");
     let cols: Vec<&str> = ids
         .iter()
         .copied()
-        .chain(swept)
+        .chain(swept_columns(rows, agg))
+        .chain(exit.iter().copied())
+        .chain(error)
         .chain(metrics.iter().copied())
         .collect();
     for &c in &cols {
@@ -385,7 +392,11 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)], max_listed: usi
     for r in listed {
         h.push_str("<tr>");
         for &c in &cols {
-            let v = r.get(c).unwrap_or("");
+            let v = if c == "error" {
+                failures::message_of(r).unwrap_or("")
+            } else {
+                r.get(c).unwrap_or("")
+            };
             let shown = v.parse::<f64>().map_or_else(
                 |_| esc(v),
                 |x| if v.contains('.') { fmt_num(x) } else { esc(v) },
@@ -398,6 +409,34 @@ fn page(rows: &[Row], agg: &Aggregate, figures: &[(&str, &str)], max_listed: usi
     h.push_str(include_str!("report.js"));
     h.push_str("</script>\n</body></html>\n");
     h
+}
+
+/// The parameters the runs table shows after the ablation: every one the
+/// sweep varies (e.g. `providers.llm_provider.tiers.1.slots`), else runs
+/// that differ only in it look alike. Failed runs count too (a value the
+/// scenario check refused is why they failed), by the values they have:
+/// a failed run's resolved columns are blank, not different.
+fn swept_columns<'a>(rows: &[Row], agg: &'a Aggregate) -> Vec<&'a str> {
+    let Some(first) = agg.configs.first() else {
+        return Vec::new();
+    };
+    let varies_in_failed_runs = |k: &str| {
+        let values: BTreeSet<&str> = rows
+            .iter()
+            .filter_map(|r| r.get(k))
+            .filter(|v| !v.is_empty())
+            .collect();
+        // Switches of ablations (`disable_hedging`) go with the ablation's name.
+        values.len() > 1 && !k.starts_with("disable_")
+    };
+    first
+        .key
+        .0
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !RUNS_TABLE.contains(k))
+        .filter(|k| agg.varying.contains(*k) || varies_in_failed_runs(k))
+        .collect()
 }
 
 fn fmt_num(x: f64) -> String {

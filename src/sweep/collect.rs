@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::metrics::SUMMARY_COLUMNS;
 use crate::output::{Durability, StreamFile, atomic_write, json_f64};
 use crate::stats::{Describe, describe, pareto_front};
+use crate::sweep::failures::{self, Tally};
 use crate::sweep::plan::SIM_FLAGS;
 
 pub use crate::sweep::row::Row;
@@ -316,6 +317,13 @@ fn gather_run(d: &Path) -> (Option<Row>, Vec<String>) {
     row.insert("start_time_unix_s", &cell(&meta["start_time_unix_s"]));
     row.insert("end_time_unix_s", &cell(&meta["end_time_unix_s"]));
     row.insert("output_digest", &cell(&meta["output_digest"]));
+    // A failed run says why in its stderr.txt; runs.csv repeats the reason.
+    if meta["exit_code"] != 0 {
+        let stderr = std::fs::read_to_string(d.join("stderr.txt")).unwrap_or_default();
+        if let Some(reason) = failures::reason_in_stderr(&stderr) {
+            row.insert("error", &reason);
+        }
+    }
     let summary = d.join("out/summary.csv");
     if summary.is_file() {
         if let Err(problem) = read_outputs(d, &mut row) {
@@ -873,6 +881,8 @@ pub struct Collected {
     pub runs: usize,
     /// Runs with a non-zero exit code.
     pub failed: usize,
+    /// Why they failed.
+    pub failures: Tally,
     /// Problems found (skipped directories).
     pub warnings: Vec<String>,
     /// runs.csv path.
@@ -999,11 +1009,13 @@ fn collect_in_batches(exp_dir: &Path, out_csv: Option<&Path>, batch: usize) -> R
     let mut spill = Spill::new(exp_dir)?;
     let mut rows = Vec::with_capacity(dirs.len());
     let mut warnings = Vec::new();
+    let mut failures = Tally::new();
     for batch in dirs.chunks(batch) {
         for (row, w) in read_runs(batch) {
             warnings.extend(w);
             if let Some(row) = row {
                 spill.push(&row)?;
+                failures.add_row(&row);
                 rows.push(
                     row.iter()
                         .filter(|(k, _)| aggregate_reads(k))
@@ -1043,6 +1055,7 @@ fn collect_in_batches(exp_dir: &Path, out_csv: Option<&Path>, batch: usize) -> R
     Ok(Collected {
         runs: rows.len(),
         failed,
+        failures,
         warnings,
         runs_csv,
     })

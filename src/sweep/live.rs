@@ -20,7 +20,9 @@ use serde_json::{Map, Value, json};
 use sha1::Digest;
 
 use super::plan::{LiveSettings, PlannedRun, SweepMode, resolve};
-use super::{ExperimentConfig, SweepOptions, SweepOutcome, commit, exp_dir, expand, unix_now};
+use super::{
+    ExperimentConfig, SweepOptions, SweepOutcome, commit, exp_dir, expand, failures, unix_now,
+};
 use crate::error::{Error, Result};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ResolvedEndpoint};
 use crate::output::make_durable;
@@ -315,7 +317,7 @@ pub fn run_live_sweep(
             std::thread::sleep(Duration::from_secs_f64(pause));
         }
         last_ran = Some(t.run);
-        let ok = execute_trial(
+        let failure = execute_trial(
             &endpoints_name,
             r,
             t.trial,
@@ -328,11 +330,13 @@ pub fn run_live_sweep(
         )?;
         outcome.executed += 1;
         done[t.run] += 1;
-        if ok {
-            values[t.run].extend(objective_of(&run_dir.join("out"), &l.objective));
-        } else {
-            outcome.failed += 1;
-            stopped |= opts.fail_fast;
+        match failure {
+            None => values[t.run].extend(objective_of(&run_dir.join("out"), &l.objective)),
+            Some((code, msg)) => {
+                outcome.failed += 1;
+                outcome.failures.add(&code.to_string(), &msg, &id);
+                stopped |= opts.fail_fast;
+            }
         }
     }
     if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
@@ -345,7 +349,7 @@ pub fn run_live_sweep(
 }
 
 /// Runs one trial into its staging directory and renames it into place;
-/// returns whether it succeeded.
+/// returns why it failed (exit code and message), None when it succeeded.
 #[allow(clippy::too_many_arguments)]
 fn execute_trial(
     endpoints_name: &str,
@@ -357,7 +361,7 @@ fn execute_trial(
     rt: &tokio::runtime::Runtime,
     interrupted: &Arc<std::sync::atomic::AtomicBool>,
     opts: &SweepOptions,
-) -> Result<bool> {
+) -> Result<Option<(u8, String)>> {
     let staging = runs_dir.join(format!(".{id}.partial"));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|source| Error::Write {
@@ -479,11 +483,17 @@ fn execute_trial(
     });
     super::write_run_record(&staging, &stdout, &stderr, &meta)?;
     make_durable(&staging)?;
+    let failure = (exit_code != 0).then(|| {
+        (
+            exit_code,
+            failures::reason_in_stderr(&stderr).unwrap_or_default(),
+        )
+    });
     commit(
         &super::Staged {
             run_id: id.to_string(),
             staging: staging.clone(),
-            ok: exit_code == 0,
+            failure: failure.clone(),
         },
         runs_dir,
     )?;
@@ -498,7 +508,7 @@ fn execute_trial(
             }
         );
     }
-    Ok(exit_code == 0)
+    Ok(failure)
 }
 
 #[cfg(test)]

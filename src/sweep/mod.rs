@@ -13,6 +13,7 @@
 //! run directory or a partial one that the next start removes.
 
 pub mod collect;
+pub mod failures;
 pub mod live;
 pub mod plan;
 pub mod pyjson;
@@ -71,6 +72,8 @@ pub struct SweepOutcome {
     pub failed: usize,
     /// Runs not started because of --fail-fast.
     pub not_started: usize,
+    /// Why runs failed.
+    pub failures: failures::Tally,
 }
 
 /// What a sweep would run, listed line by line as it is read, so that a
@@ -261,19 +264,16 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
                 let dirs: Vec<PathBuf> = batch.iter().map(|b| b.staging.clone()).collect();
                 let durable = crate::output::make_durable_all(&dirs);
                 for staged in &batch {
-                    let ok = match durable
+                    let failure = match durable
                         .as_ref()
                         .map_err(|e| e.to_string())
                         .and_then(|()| commit(staged, runs_dir).map_err(|e| e.to_string()))
                     {
-                        Ok(()) => staged.ok,
-                        Err(e) => {
-                            eprintln!("error: run {}: {e}", staged.run_id);
-                            false
-                        }
+                        Ok(()) => staged.failure.clone(),
+                        Err(e) => Some((4, failures::shorten(&e))),
                     };
-                    progress.done(&staged.run_id, ok);
-                    results.push(ok);
+                    progress.done(&staged.run_id, failure.as_ref());
+                    results.push((staged.run_id.clone(), failure));
                 }
                 crate::output::sync_dir(runs_dir);
             }
@@ -287,7 +287,7 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
                         return 0;
                     }
                     let staged = execute(&plan.get(i), &cfg.base, runs_dir);
-                    if !staged.ok && opts.fail_fast {
+                    if staged.failure.is_some() && opts.fail_fast {
                         stop.store(true, Ordering::SeqCst);
                     }
                     tx.send(staged).expect("the committer outlives the workers");
@@ -302,7 +302,12 @@ pub fn run_sweep(cfg: &ExperimentConfig, opts: &SweepOptions) -> Result<SweepOut
     });
     progress.finish();
     outcome.executed = committed.len();
-    outcome.failed = committed.iter().filter(|ok| !**ok).count();
+    for (run_id, failure) in &committed {
+        if let Some((code, msg)) = failure {
+            outcome.failed += 1;
+            outcome.failures.add(&code.to_string(), msg, run_id);
+        }
+    }
     outcome.not_started = todo.len() - started_runs;
     Ok(outcome)
 }
@@ -314,8 +319,9 @@ pub struct Staged {
     pub run_id: String,
     /// Its staging directory.
     pub staging: PathBuf,
-    /// Whether the run succeeded and its files were written.
-    pub ok: bool,
+    /// Why the run failed (its exit code and message); None when it
+    /// succeeded and its files were written.
+    pub failure: Option<(u8, String)>,
 }
 
 /// Renames a staged run, already made durable, into `runs/<run_id>`; the
@@ -372,6 +378,12 @@ pub fn execute(r: &PlannedRun, base: &Value, runs_dir: &Path) -> Staged {
         Ok((lines, digest)) => (0u8, lines, String::new(), Some(digest)),
         Err((code, msg)) => (code, String::new(), format!("{msg}\n"), None),
     };
+    let mut failure = (exit_code != 0).then(|| {
+        (
+            exit_code,
+            failures::reason_in_stderr(&stderr).unwrap_or_default(),
+        )
+    });
     let write_all = || -> Result<()> {
         std::fs::create_dir_all(&staging).map_err(|source| Error::Write {
             path: staging.clone(),
@@ -400,17 +412,13 @@ pub fn execute(r: &PlannedRun, base: &Value, runs_dir: &Path) -> Staged {
         });
         write_run_record(&staging, &stdout, &stderr, &meta)
     };
-    let ok = match write_all() {
-        Ok(()) => exit_code == 0,
-        Err(e) => {
-            eprintln!("error: run {}: {e}", r.run_id);
-            false
-        }
-    };
+    if let Err(e) = write_all() {
+        failure = Some((e.exit_code(), failures::shorten(&e.to_string())));
+    }
     Staged {
         run_id: r.run_id.clone(),
         staging,
-        ok,
+        failure,
     }
 }
 
@@ -454,6 +462,9 @@ pub fn resolved_params(s: &crate::scenario::Scenario) -> Value {
     })
 }
 
+/// Failed runs named above the progress bar; past them, only the count moves.
+const BAR_FAILURES_SHOWN: usize = 20;
+
 /// Progress: a bar on a terminal, plain lines otherwise, nothing when quiet.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
@@ -487,21 +498,31 @@ impl Progress {
         }
     }
 
-    fn done(&self, run_id: &str, ok: bool) {
+    fn done(&self, run_id: &str, failure: Option<&(u8, String)>) {
         let mut st = self.state.lock().expect("progress lock");
         st.0 += 1;
-        if !ok {
+        if failure.is_some() {
             st.1 += 1;
         }
+        let why = failure.map_or_else(String::new, |(code, msg)| format!(": exit {code}: {msg}"));
         if let Some(b) = &self.bar {
             b.inc(1);
             b.set_message(format!("{} failed", st.1));
+            // Above the bar, the first failures as they come; the rest are
+            // grouped when the sweep ends.
+            if failure.is_some() && st.1 <= BAR_FAILURES_SHOWN {
+                b.println(format!("FAILED {run_id}{why}"));
+            }
         } else if self.plain {
             eprintln!(
-                "[{}/{}] {} {run_id}",
+                "[{}/{}] {} {run_id}{why}",
                 st.0,
                 self.total,
-                if ok { "ok    " } else { "FAILED" }
+                if failure.is_none() {
+                    "ok    "
+                } else {
+                    "FAILED"
+                }
             );
         }
     }

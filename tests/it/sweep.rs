@@ -285,11 +285,23 @@ fn failed_runs_are_recorded_and_the_sweep_goes_on_unless_fail_fast() {
         r#"{"name": "partly_bad", "common_args": {"iters": 1}, "matrix": {"pdfs": [0, 2], "workflows": [3], "policy": ["full"], "seeds": [1, 2]}}"#,
     )
     .unwrap();
-    let o = agentsched_in(
-        tmp.path(),
-        &["sweep", "--config", cfg.to_str().unwrap(), "--quiet"],
-    );
+    let o = agentsched_in(tmp.path(), &["sweep", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    // Each failed run says why as it ends, and the sweep's last lines group
+    // the failures by reason.
+    const WHY: &str = "workload.pdfs: expected an integer >= 1, got 0";
+    let progress = err(&o);
+    let failed_lines: Vec<&str> = progress.lines().filter(|l| l.contains("FAILED")).collect();
+    assert_eq!(failed_lines.len(), 2, "{progress}");
+    for l in &failed_lines {
+        assert!(l.ends_with(&format!(": exit 2: {WHY}")), "{l}");
+    }
+    assert!(
+        progress.contains(&format!(
+            "\nfailed: 2 runs, exit 2: {WHY} (e.g. full__wf3__seed"
+        )),
+        "{progress}"
+    );
     let runs = tmp.path().join("bench_runs/partly_bad/runs");
     let mut failed = 0;
     for e in std::fs::read_dir(&runs).unwrap() {
@@ -315,6 +327,57 @@ fn failed_runs_are_recorded_and_the_sweep_goes_on_unless_fail_fast() {
     );
     assert!(o.status.success(), "{}", err(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("4 runs (2 failed)"));
+    assert!(
+        err(&o).contains(&format!(
+            "failed: 2 runs, exit 2: {WHY} (e.g. full__wf3__seed1__"
+        )),
+        "{}",
+        err(&o)
+    );
+    // runs.csv says why each failed run failed, and nothing for the others.
+    let mut csv =
+        csv::Reader::from_path(tmp.path().join("bench_runs/partly_bad/aggregate/runs.csv"))
+            .unwrap();
+    let head = csv.headers().unwrap().clone();
+    let col = |k: &str| head.iter().position(|h| h == k).unwrap();
+    let (pdfs, error) = (col("pdfs"), col("error"));
+    let reasons: Vec<(String, String)> = csv
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[pdfs].to_string(), r[error].to_string())
+        })
+        .collect();
+    assert_eq!(reasons.len(), 4);
+    for (p, e) in &reasons {
+        assert_eq!(e, if p == "0" { WHY } else { "" }, "pdfs {p}");
+    }
+    // The report lists the reason, and the runs table shows the swept
+    // `pdfs` (it varies only between failed and successful runs) and why.
+    let o = agentsched_in(
+        tmp.path(),
+        &["report", "--exp-dir", "bench_runs/partly_bad"],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let page = std::fs::read_to_string(tmp.path().join("bench_runs/partly_bad/report/index.html"))
+        .unwrap();
+    let why_html = WHY.replace('>', "&gt;");
+    assert!(
+        page.contains(&format!(
+            "<li>2 runs, exit 2: {why_html} (e.g. full__wf3__seed1__"
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th>ablation_name</th><th>pdfs</th><th>exit_code</th><th>error</th>"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches(&format!("<td>0</td><td>2</td><td>{why_html}</td>"))
+            .count(),
+        2,
+        "{page}"
+    );
 
     let o = agentsched_in(
         tmp.path(),
