@@ -196,13 +196,17 @@ def direction(seq):
 
 def output_digest(out):
     """`output_digest`: SHA-1 over the SHA-1s of workflows.csv, tiers.csv and summary.csv
-    with its wall_time_s cell written as 0 (README: Outputs). Simulated runs only: a live
-    run's summary appends columns the digest leaves out."""
+    with its wall_time_s cell written as 0, and without the columns a live run appends
+    (summary.json's `live_columns`) (README: Outputs)."""
     sha = lambda b: hashlib.sha1(b).digest()  # noqa: E731
     lines = open(f"{out}/summary.csv", "rb").read().split(b"\n")
     head, row = lines[0].split(b","), lines[1].split(b",")
     row[head.index(b"wall_time_s")] = b"0"
-    summary = lines[0] + b"\n" + b",".join(row) + b"\n"
+    # A sweep's simulated runs have no summary.json (the seed's layout); nothing appended there.
+    has_json = os.path.exists(f"{out}/summary.json")
+    appended = json.load(open(f"{out}/summary.json")).get("live_columns", []) if has_json else []
+    keep = [i for i, h in enumerate(head) if h.decode() not in appended]
+    summary = b",".join(head[i] for i in keep) + b"\n" + b",".join(row[i] for i in keep) + b"\n"
     return hashlib.sha1(sha(open(f"{out}/workflows.csv", "rb").read())
                         + sha(open(f"{out}/tiers.csv", "rb").read()) + sha(summary)).hexdigest()
 
@@ -435,9 +439,8 @@ def check_run(c, out):
         c.close(m_ms, (done[wid] - arrive[wid]) / 1000, f"{out}: workflow {wid} makespan_ms")
 
     extra = ""
-    if not os.path.exists(f"{out}/requests.jsonl"):
-        c.same(json.load(open(f"{out}/summary.json"))["output_digest"], output_digest(out), f"{out}: output_digest")
-    else:
+    c.same(json.load(open(f"{out}/summary.json"))["output_digest"], output_digest(out), f"{out}: output_digest")
+    if os.path.exists(f"{out}/requests.jsonl"):
         req = pd.read_json(f"{out}/requests.jsonl", lines=True)
         req_keys = sorted(zip(req.workflow, req.node, req.provider, req.tier, req.attempt))
         trace_keys = sorted(zip(rem.workflow, rem.node.astype(int), rem.provider, rem.tier.astype(int), rem.attempt))

@@ -6,9 +6,9 @@
 #     runs partly fail. Each run's summary against its workflows.csv, runs.csv against the
 #     summaries, and sweep_aggregate.json (stats, t intervals, Pareto, best, paired, Spearman).
 #   - runs written with --trace: every policy, heavy tails, model routing (redos), streaming,
-#     provider-enforced 429s, fork-join, M/M/8, and a live run against the emulator on
-#     127.0.0.1 (stopped by PID): tiers.csv, the summary and workflows.csv against trace.json,
-#     and requests.jsonl against the trace.
+#     provider-enforced 429s, fork-join, M/M/8, a live run against the emulator on
+#     127.0.0.1 (stopped by PID) and a streaming one in process: tiers.csv, the summary and
+#     workflows.csv against trace.json, requests.jsonl against the trace, each output_digest.
 #   - ratchets (defaults; poor constants, so that one is accepted; the latency objective) and
 #     evals (acceptable; vetoed), against `simulate` runs of the factory scenarios.
 #   - `fidelity --sim-exp --live-exp` reports (means, errors, MAPE, orders, ties, tau), and
@@ -71,6 +71,9 @@ EMU=$!
 for _ in $(seq 1 50); do [ -f ep.json ] && break; sleep 0.1; done
 timeout 120 "$BIN" live run --endpoints ep.json --time-scale 50 --workflows 10 --trace --quiet --out runs/live
 kill "$EMU"; wait "$EMU" 2>/dev/null || true; EMU=
+# A streaming scenario live (the provider model in process): its digest leaves out fewer
+# columns, since the simulator writes TTFT columns of its own.
+timeout 120 "$BIN" live run --in-process --scenario "$SCENARIOS/streaming.json" --time-scale 1000 --workflows 10 --trace --quiet --out runs/live_streaming
 "$PY" "$CHECK" run runs/*
 
 echo "== ratchet and eval, against simulate runs of the factory scenarios"

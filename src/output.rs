@@ -822,11 +822,22 @@ pub fn write_run_files(
     let mut json = serde_json::Map::new();
     json.insert("policy".into(), policy.into());
     let mut fields = result.summary.fields();
+    let simulator_columns = fields.len();
     extend_new(&mut fields, extra);
+    // Which columns the digest leaves out, so that it can be recomputed
+    // from the files (which they are depends on the scenario: a streaming
+    // one has the simulator's own TTFT columns).
+    let appended: Vec<serde_json::Value> = fields[simulator_columns..]
+        .iter()
+        .map(|(k, _)| (*k).into())
+        .collect();
     for (k, v) in fields {
         json.insert(k.into(), v);
     }
     json.insert("output_digest".into(), digest.clone().into());
+    if !appended.is_empty() {
+        json.insert("live_columns".into(), appended.into());
+    }
     for (k, v) in meta {
         json.insert(k.clone(), v.clone());
     }

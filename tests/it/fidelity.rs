@@ -65,6 +65,40 @@ fn a_replay_of_a_simulated_run_records_it_and_fidelity_finds_it() {
     assert_eq!(live["replays"]["changed"], serde_json::json!([]));
     // The in-process provider is the simulator's: same outputs, same digest.
     assert_eq!(live["output_digest"], sim["output_digest"]);
+    // The digest leaves out the columns `live_columns` lists: without them
+    // (and the wall time), the live summary.csv is the simulated one.
+    assert_eq!(
+        live["live_columns"],
+        serde_json::json!([
+            "ttft_p50_ms",
+            "ttft_p95_ms",
+            "tpot_mean_ms",
+            "e2e_p50_ms",
+            "e2e_p95_ms",
+            "e2e_p99_ms",
+            "http_429",
+            "errors"
+        ])
+    );
+    assert!(sim.get("live_columns").is_none());
+    let summary_cells = |dir: &str, leave_out: &[&str]| -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(cwd.join(dir).join("summary.csv")).unwrap();
+        let mut lines = text.lines();
+        let (head, row) = (lines.next().unwrap(), lines.next().unwrap());
+        head.split(',')
+            .zip(row.split(','))
+            .filter(|(k, _)| *k != "wall_time_s" && !leave_out.contains(k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let appended: Vec<&str> = live["live_columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(summary_cells("live", &appended), summary_cells("sim", &[]));
+    assert_ne!(summary_cells("live", &[]), summary_cells("sim", &[]));
 
     let out = ok(cwd, &["fidelity", "--live", "live", "--json", "f.json"]);
     assert!(out.contains("(the run it replays)"), "{out}");
