@@ -244,10 +244,12 @@ pub fn run(
 pub fn report_text(r: &RatchetResult) -> String {
     let count = |a: &str| r.decisions.iter().filter(|d| d.action == a).count();
     let mut s = format!(
-        "ratchet: policy {}, objective {:?}, {} train / {} validation scenarios, threshold {}\n\
+        "ratchet: policy {}, objective {}, {} train / {} validation scenarios, threshold {}\n\
          {} constants: {} accepted, {} rejected, {} without sensitivity; {:.2} s\n",
         r.policy.name(),
-        r.objective,
+        // As `--objective` spells it.
+        clap::ValueEnum::to_possible_value(&r.objective)
+            .map_or_else(String::new, |v| v.get_name().to_string()),
         r.train_seeds.len(),
         r.validation_seeds.len(),
         r.threshold,
@@ -263,6 +265,9 @@ pub fn report_text(r: &RatchetResult) -> String {
         ("No sensitivity", "no_sensitivity"),
     ] {
         s.push_str(&format!("\n{title}:\n"));
+        if count(action) == 0 {
+            s.push_str("  (none)\n");
+        }
         for d in r.decisions.iter().filter(|d| d.action == action) {
             s.push_str(&format!(
                 "  {:<24} {} -> {}  train {:+.4}  validation {:+.4} [{:+.4}, {:+.4}]  {}\n",

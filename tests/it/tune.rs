@@ -163,6 +163,14 @@ fn the_ratchet_never_writes_its_input_and_decides_every_constant() {
     );
     let report = std::fs::read_to_string(tmp.path().join("r/report.txt")).unwrap();
     assert!(report.contains("11 constants") && report.contains("Accepted:"));
+    // The objective as `--objective` spells it; a section with nothing in it says so.
+    assert!(report.contains(", objective balanced, "), "{report}");
+    let sections = report.matches("\n  (none)\n").count();
+    let empty = ["accept", "reject", "no_sensitivity"]
+        .iter()
+        .filter(|a| !decisions.iter().any(|d| d["action"] == **a))
+        .count();
+    assert_eq!(sections, empty, "{report}");
     let proposed: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(tmp.path().join("r/proposed_constants.json")).unwrap(),
     )
