@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use crate::cli::ScenarioArgs;
 use crate::error::{Error, Result};
 use crate::live::emulator::{self, EmulatorConfig, Fault};
-use crate::live::rundir::{run_to_dir, write_outputs};
+use crate::live::rundir::{endpoints_json, never_reached, run_to_dir, write_outputs};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ModelTransport};
 use crate::output;
 use crate::recorded::{Mode, RecordedRun, Replayed};
@@ -189,16 +189,7 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
     }
     output::prepare_out_dir(&a.out)?;
     let rt = tokio_runtime()?;
-    let endpoints_meta: Vec<serde_json::Value> = cfg
-        .endpoints
-        .iter()
-        .zip(s.providers.keys())
-        .flat_map(|(tiers, p)| {
-            tiers.iter().enumerate().map(move |(k, e)| {
-                serde_json::json!({"provider": p, "tier": k, "base_url": e.base_url, "models": e.models})
-            })
-        })
-        .collect();
+    let endpoints_meta = endpoints_json(&s, &cfg.endpoints);
     let out = &a.out;
     let trace = a.trace;
     let done = rt.block_on(async {
@@ -213,7 +204,7 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
     })?;
     let mut meta = serde_json::Map::new();
     meta.insert("mode".into(), "live".into());
-    meta.insert("endpoints".into(), endpoints_meta.into());
+    meta.insert("endpoints".into(), endpoints_meta.clone());
     if let Some(r) = &replays {
         meta.insert("replays".into(), r.to_json());
     }
@@ -254,11 +245,10 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
             );
         }
     }
-    Ok(if done.outcome.interrupted {
-        EXIT_INTERRUPTED
-    } else {
-        0
-    })
+    if done.outcome.interrupted {
+        return Ok(EXIT_INTERRUPTED);
+    }
+    never_reached(&s, &done, &endpoints_meta).map_or(Ok(0), Err)
 }
 
 /// Runs `emulate` until Ctrl-C.

@@ -237,9 +237,51 @@ pub struct LiveMetrics {
     pub http_429: u64,
     /// Attempts that ended with an error (any kind but 429).
     pub errors: u64,
+    /// Per (provider, tier): replies, and how many of them never reached
+    /// the endpoint (no connection, no TLS session).
+    reach: std::collections::BTreeMap<(u16, u16), Reach>,
+}
+
+/// How often one endpoint was reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Replies to attempts sent there (cancelled attempts have none).
+    pub replies: u64,
+    /// Of them, failed to connect.
+    pub connect: u64,
+    /// Of them, failed to open a TLS session.
+    pub tls: u64,
+}
+
+impl Reach {
+    /// Every reply failed before reaching the endpoint.
+    pub fn never_reached(&self) -> bool {
+        self.replies > 0 && self.connect + self.tls == self.replies
+    }
 }
 
 impl LiveMetrics {
+    /// Counts a reply from endpoint (provider, tier).
+    fn reached(&mut self, provider: u16, tier: u16, error: Option<&str>) {
+        let r = self.reach.entry((provider, tier)).or_default();
+        r.replies += 1;
+        match error {
+            Some("connect") => r.connect += 1,
+            Some("tls") => r.tls += 1,
+            _ => {}
+        }
+    }
+
+    /// The endpoints that answered none of their requests: (provider,
+    /// tier) and what happened to the requests.
+    pub fn never_reached(&self) -> Vec<((u16, u16), Reach)> {
+        self.reach
+            .iter()
+            .filter(|(_, r)| r.never_reached())
+            .map(|(k, r)| (*k, *r))
+            .collect()
+    }
+
     /// The summary columns a live run adds (scenario ms): `ttft_p50_ms
     /// ttft_p95_ms tpot_mean_ms e2e_p50_ms e2e_p95_ms e2e_p99_ms
     /// http_429 errors`.
@@ -516,6 +558,8 @@ impl<T: Transport> LiveDriver<T> {
     /// Turns a reply into the runtime's report: the 429 wait in scenario
     /// time, the cap on consecutive 429s, the streaming metrics.
     fn report(&mut self, f: &InFlight, reply: &Reply) -> AttemptReport {
+        self.metrics
+            .reached(f.provider, f.tier, reply.error.as_deref());
         let mut outcome = reply.outcome.unwrap_or(Outcome::Failure);
         let key = (f.workflow, f.node);
         let mut retry_after = SimDuration::ZERO;

@@ -67,3 +67,66 @@ pub fn write_outputs(
     output::sync_dir(out);
     Ok(digest)
 }
+
+/// `summary.json`'s and `meta.json`'s `endpoints`: each (provider, tier)'s
+/// URL and models, never its key.
+pub fn endpoints_json<E: std::borrow::Borrow<crate::live::ResolvedEndpoint>>(
+    s: &Scenario,
+    eps: &[Vec<E>],
+) -> serde_json::Value {
+    eps.iter()
+        .zip(s.providers.keys())
+        .flat_map(|(tiers, p)| {
+            tiers.iter().enumerate().map(move |(k, e)| {
+                let e = e.borrow();
+                serde_json::json!({"provider": p, "tier": k, "base_url": e.base_url, "models": e.models})
+            })
+        })
+        .collect()
+}
+
+/// Why a finished live run measured nothing of some endpoint (a setup
+/// error, exit 3): every
+/// request sent there failed to connect (or to open a TLS session), so the
+/// server is down or the endpoints file names the wrong address. None when
+/// every endpoint that was sent requests answered at least one. A run
+/// whose endpoint went down part-way is not this: it measured the outage.
+pub fn never_reached(
+    s: &Scenario,
+    done: &LiveDone,
+    endpoints: &serde_json::Value,
+) -> Option<crate::error::Error> {
+    let dead = done.outcome.metrics.never_reached();
+    if dead.is_empty() {
+        return None;
+    }
+    let names: Vec<&String> = s.providers.keys().collect();
+    let each: Vec<String> = dead
+        .iter()
+        .map(|&((p, t), r)| {
+            let name = names.get(p as usize).map_or("?", |n| n.as_str());
+            let url = endpoints
+                .as_array()
+                .and_then(|a| a.iter().find(|e| e["provider"] == *name && e["tier"] == t))
+                .and_then(|e| e["base_url"].as_str())
+                .map_or_else(String::new, |u| format!(" ({u})"));
+            let how = match (r.connect, r.tls) {
+                (_, 0) => "failed to connect".to_string(),
+                (0, _) => "failed to open a TLS session".to_string(),
+                (c, t) => format!("failed to connect ({c}) or to open a TLS session ({t})"),
+            };
+            let requests = if r.replies == 1 {
+                "request"
+            } else {
+                "requests"
+            };
+            format!("{name} tier {t}{url}: all {} {requests} {how}", r.replies)
+        })
+        .collect();
+    Some(crate::error::Error::Setup(format!(
+        "never reached {}; is the server up, and are the endpoints file's URLs right? \
+         The outputs are written, but they measure no answer from {}",
+        each.join("; "),
+        if dead.len() == 1 { "it" } else { "them" }
+    )))
+}

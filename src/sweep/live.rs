@@ -24,6 +24,7 @@ use super::{
     ExperimentConfig, SweepOptions, SweepOutcome, commit, exp_dir, expand, failures, unix_now,
 };
 use crate::error::{Error, Result};
+use crate::live::rundir::{endpoints_json, never_reached};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ResolvedEndpoint};
 use crate::output::make_durable;
 use crate::scenario::Scenario;
@@ -138,17 +139,6 @@ fn prepare(
         scenario,
         config_hash: crate::output::hex(&h.finalize()),
     }
-}
-
-fn endpoints_json(s: &Scenario, eps: &[Vec<ResolvedEndpoint>]) -> Value {
-    eps.iter()
-        .zip(s.providers.keys())
-        .flat_map(|(tiers, p)| {
-            tiers.iter().enumerate().map(move |(k, e)| {
-                json!({"provider": p, "tier": k, "base_url": e.base_url, "models": e.models})
-            })
-        })
-        .collect()
 }
 
 /// The objective's value in a finished run's summary.csv.
@@ -419,24 +409,27 @@ fn execute_trial(
                             130,
                             "interrupted: the run's outputs mark unfinished workflows".into(),
                         )),
-                        Ok(digest) => {
-                            let m = &done.outcome.result.summary;
-                            Ok(format!(
-                                "{} live {} workflows ({} failed): makespan p50 {:.0} ms, p95 {:.0} ms; cost mean {:.4}; \
+                        Ok(digest) => match never_reached(&s, &done, &endpoints_meta) {
+                            Some(e) => Err((e.exit_code(), e.to_string())),
+                            None => {
+                                let m = &done.outcome.result.summary;
+                                Ok(format!(
+                                    "{} live {} workflows ({} failed): makespan p50 {:.0} ms, p95 {:.0} ms; cost mean {:.4}; \
                                  {} attempts, {} 429s, {} errors; trial {}; digest {}\n",
-                                s.policy.name(),
-                                m.workflows,
-                                m.failed,
-                                m.makespan_p50_ms,
-                                m.makespan_p95_ms,
-                                m.cost_mean,
-                                m.attempts,
-                                done.outcome.metrics.http_429,
-                                done.outcome.metrics.errors,
-                                trial + 1,
-                                digest
-                            ))
-                        }
+                                    s.policy.name(),
+                                    m.workflows,
+                                    m.failed,
+                                    m.makespan_p50_ms,
+                                    m.makespan_p95_ms,
+                                    m.cost_mean,
+                                    m.attempts,
+                                    done.outcome.metrics.http_429,
+                                    done.outcome.metrics.errors,
+                                    trial + 1,
+                                    digest
+                                ))
+                            }
+                        },
                     }
                 }
             }

@@ -490,8 +490,73 @@ fn an_https_endpoint_is_trusted_through_ssl_cert_file() {
     let successes = lines.iter().filter(|l| l["outcome"] == "success").count();
     assert!(successes > 0, "{lines:?}");
     assert!(lines.iter().all(|l| l["error"] != "tls"), "{lines:?}");
-    let (_, lines) = live_run("untrusted", None);
+    let (o, lines) = live_run("untrusted", None);
     assert!(!lines.is_empty());
     assert!(lines.iter().all(|l| l["error"] == "tls"), "{lines:?}");
+    // No endpoint was reached: a setup error, saying how.
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(
+        err(&o).contains("requests failed to open a TLS session"),
+        "{}",
+        err(&o)
+    );
+    rt.block_on(h.shutdown());
+}
+
+/// An endpoint that answers none of its requests (nothing listens at its
+/// address) makes the run a setup error naming it, with every output
+/// written; endpoints that answered are not named.
+#[test]
+fn an_endpoint_never_reached_is_a_setup_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = small(PolicyKind::Full);
+    let (rt, h) = background_emulator(&s);
+    let mut file = emulator::endpoints_for(&s, h.addr);
+    // A loopback port nothing listens on any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead_url = format!("http://{closed}/v1");
+    file.providers.get_mut("embed_provider").unwrap()[0].base_url = dead_url.clone();
+    std::fs::write(d.join("ep.json"), serde_json::to_string(&file).unwrap()).unwrap();
+    let o = agentsched_in(
+        d,
+        &[&SMALL_LIVE_RUN[..], &["--quiet", "--out", "o"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    for f in [
+        "summary.csv",
+        "summary.json",
+        "workflows.csv",
+        "tiers.csv",
+        "requests.jsonl",
+    ] {
+        assert!(d.join("o").join(f).is_file(), "{f} written");
+    }
+    // Every request to the dead tier failed to connect, and the message
+    // counts them.
+    let requests = std::fs::read_to_string(d.join("o/requests.jsonl")).unwrap();
+    let to_dead: Vec<serde_json::Value> = requests
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| {
+            r["provider"] == "embed_provider"
+                && r["tier"] == 0
+                && !r["cancelled"].as_bool().unwrap()
+        })
+        .collect();
+    assert!(!to_dead.is_empty());
+    assert!(to_dead.iter().all(|r| r["error"] == "connect"));
+    let msg = err(&o);
+    assert!(
+        msg.contains(&format!(
+            "never reached embed_provider tier 0 ({dead_url}): all {} requests failed to connect",
+            to_dead.len()
+        )),
+        "{msg}"
+    );
+    assert!(!msg.contains("llm_provider"), "{msg}");
     rt.block_on(h.shutdown());
 }
