@@ -107,8 +107,9 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
             o.not_started,
             started.elapsed().as_secs_f64()
         );
-        print_failures(&o.failures);
     }
+    // Errors, not progress: said even with --quiet.
+    print_failures(&o.failures);
     if a.report {
         let c = sweep::collect::collect(&o.exp_dir, None)?;
         let index = crate::report::write_report(&o.exp_dir, &c.runs_csv, None)?;

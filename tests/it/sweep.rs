@@ -394,6 +394,13 @@ fn failed_runs_are_recorded_and_the_sweep_goes_on_unless_fail_fast() {
         ],
     );
     assert_eq!(o.status.code(), Some(1));
+    // --quiet drops the progress, not the reasons.
+    assert!(!err(&o).contains("FAILED"), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!(", exit 2: {WHY} (e.g. full__wf3__seed")),
+        "{}",
+        err(&o)
+    );
     let n = std::fs::read_dir(tmp.path().join("bench_runs/ff/runs"))
         .unwrap()
         .count();
