@@ -22,7 +22,9 @@
 //!    shift of mu is kept as one: no other family models it). A streamed
 //!    node type (`streaming`) gets its time to first token and time per
 //!    output token fitted instead.
-//! 3. **Tiers.** Failure probability (failures among answered attempts),
+//! 3. **Tiers.** Failure probability (failures among answered attempts;
+//!    an attempt that never reached the endpoint, no connection or no TLS
+//!    session, is left out of everything and counted as `unreached`),
 //!    the request and token buckets from `x-ratelimit-*` headers (or,
 //!    without headers, from the 429s themselves), and the 429 latency.
 //!
@@ -79,6 +81,9 @@ pub struct Attempt {
     /// A 429's requested wait (scenario ms).
     #[serde(default)]
     pub retry_after_ms: Option<f64>,
+    /// Why it failed (`connect`, `tls`, `reset`, `http_5xx`, ...).
+    #[serde(default)]
+    pub error: Option<String>,
     /// Dropped by the scheduler.
     #[serde(default)]
     pub cancelled: bool,
@@ -218,6 +223,8 @@ struct TierObs {
     timeout: u64,
     rate_limited: u64,
     cancelled: u64,
+    /// Failed before reaching the endpoint (no connection, no TLS session).
+    unreached: u64,
     reject_ms: Vec<f64>,
     /// (sent_ms, was a 429), per source run (time restarts).
     sends: Vec<Vec<(f64, bool)>>,
@@ -278,6 +285,12 @@ pub fn calibrate(
             total += 1;
             let key = (p, a.tier as usize);
             let t = tiers.entry(key).or_default();
+            // The endpoint never saw it: no failure of the provider's, no
+            // latency, no request against its buckets.
+            if matches!(a.error.as_deref(), Some("connect" | "tls")) {
+                t.unreached += 1;
+                continue;
+            }
             if t.sends.len() <= si {
                 t.sends.resize_with(si + 1, Vec::new);
             }
@@ -506,8 +519,9 @@ pub fn calibrate(
         r.insert("failure_prob".into(), failure);
         r.insert(
             "observed".into(),
-            json!({"attempts": sent + obs.cancelled, "success": obs.success, "failure": obs.failure,
+            json!({"attempts": sent + obs.cancelled + obs.unreached, "success": obs.success, "failure": obs.failure,
                 "timeout": obs.timeout, "rate_limited": obs.rate_limited, "cancelled": obs.cancelled,
+                "unreached": obs.unreached,
                 "failure_rate": frac(obs.failure, answered), "timeout_rate": frac(obs.timeout, sent),
                 "rate_limited_rate": frac(obs.rate_limited, sent)}),
         );

@@ -55,6 +55,7 @@ fn synthesize(truth: &Scenario, n: u64) -> Vec<Attempt> {
                         }
                         .into(),
                         retry_after_ms: None,
+                        error: (d.outcome == Outcome::Failure).then(|| "http_5xx".into()),
                         cancelled: false,
                         rate: RateRecord::default(),
                     });
@@ -187,6 +188,70 @@ fn recovers_latencies_tier_scales_and_failure_rates() {
     // It is an ordinary scenario: it round-trips and validates.
     let text = serde_json::to_string(&cal).unwrap();
     assert_eq!(Scenario::from_json_str(&text).unwrap(), cal);
+}
+
+/// Attempts that never reached the endpoint (it was down) are not the
+/// provider's failures: the failure rate is the endpoint's, and they are
+/// counted apart. The same attempts answered with a 5xx would count.
+#[test]
+fn attempts_that_never_reached_the_endpoint_are_not_failures() {
+    let base = Scenario::default_research_agent();
+    let truth = truth_of(&base);
+    let attempts = synthesize(&truth, 1000);
+    let down: Vec<Attempt> = attempts
+        .iter()
+        .filter(|a| a.provider == "llm_provider" && a.tier == 0)
+        .take(900)
+        .map(|a| Attempt {
+            outcome: "failure".into(),
+            error: Some(
+                if a.done_ms > a.sent_ms + 1e3 {
+                    "connect"
+                } else {
+                    "tls"
+                }
+                .into(),
+            ),
+            first_token_ms: None,
+            ..a.clone()
+        })
+        .collect();
+    let run = |extra: &[Attempt]| {
+        let all: Vec<Attempt> = attempts.iter().chain(extra).cloned().collect();
+        let (cal, prov) = calibrate_with_provenance(&base, all);
+        let tier0 = prov["tiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["provider"] == "llm_provider" && t["tier"] == 0)
+            .unwrap()
+            .clone();
+        (cal.providers["llm_provider"].tiers[0].failure_prob, tier0)
+    };
+    let (clean, clean_obs) = run(&[]);
+    let (with_down, obs) = run(&down);
+    assert_eq!(with_down, clean, "the failure rate is the endpoint's");
+    assert!((clean / 0.12 - 1.0).abs() < 0.15, "{clean}");
+    assert_eq!(obs["observed"]["unreached"], 900);
+    assert_eq!(clean_obs["observed"]["unreached"], 0);
+    assert_eq!(obs["observed"]["failure"], clean_obs["observed"]["failure"]);
+    // Answered with an error instead, they are failures.
+    let answered: Vec<Attempt> = down
+        .iter()
+        .map(|a| Attempt {
+            error: Some("http_5xx".into()),
+            ..a.clone()
+        })
+        .collect();
+    let (with_5xx, _) = run(&answered);
+    assert!(with_5xx > clean + 0.1, "{with_5xx} vs {clean}");
+}
+
+/// Calibrates `base` to `attempts`; the scenario and its provenance.
+fn calibrate_with_provenance(base: &Scenario, attempts: Vec<Attempt>) -> (Scenario, Value) {
+    let cal = calibrated(base, attempts);
+    let prov = cal.provenance.clone().unwrap();
+    (cal, prov)
 }
 
 #[test]
