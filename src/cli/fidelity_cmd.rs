@@ -163,6 +163,22 @@ fn pair(
             live_dir.display()
         )));
     }
+    let summary: serde_json::Value = std::fs::read_to_string(live.out_dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    if let Some(dead) = summary["never_reached"]
+        .as_array()
+        .filter(|d| !d.is_empty())
+    {
+        let dead: Vec<&str> = dead.iter().filter_map(|d| d.as_str()).collect();
+        return Err(Error::Input(format!(
+            "--live {}: the run never reached {}; its numbers measure no endpoint there, so \
+             there is nothing to compare: run it again with the endpoints up",
+            live_dir.display(),
+            dead.join("; ")
+        )));
+    }
     if let Some(p) = json_path {
         output::refuse_overwriting_inputs(
             "--json",
@@ -178,10 +194,7 @@ fn pair(
     let report = fidelity::compare_pair(&sim_tables, &live_tables, tol);
     let time_scale = live.scenario().map(|s| s.time_scale).unwrap_or(f64::NAN);
     // A run with no endpoints answered in process: no transport at all.
-    let in_process = std::fs::read_to_string(live.out_dir.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v["endpoints"].as_array().is_some_and(Vec::is_empty));
+    let in_process = summary["endpoints"].as_array().is_some_and(Vec::is_empty);
     let overhead = if in_process {
         "transport overhead: none (the live run answered in process, without HTTP)".to_string()
     } else {

@@ -50,6 +50,12 @@ pub fn write_outputs(
     meta.insert("time_scale".into(), output::json_f64(s.time_scale));
     meta.insert("interrupted".into(), done.outcome.interrupted.into());
     meta.insert("requests_logged".into(), done.outcome.request_lines.into());
+    let endpoints = meta.get("endpoints").cloned().unwrap_or_default();
+    let unreached = unreached_endpoints(s, done, &endpoints);
+    if !unreached.is_empty() {
+        // Read back by `fidelity --live`, which refuses such a run.
+        meta.insert("never_reached".into(), unreached.into());
+    }
     meta.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     output::atomic_write(
         &out.join(crate::recorded::SCENARIO_FILE),
@@ -85,23 +91,21 @@ pub fn endpoints_json<E: std::borrow::Borrow<crate::live::ResolvedEndpoint>>(
         .collect()
 }
 
-/// Why a finished live run measured nothing of some endpoint (a setup
-/// error, exit 3): every
+/// The endpoints a finished live run never reached, one line each: every
 /// request sent there failed to connect (or to open a TLS session), so the
-/// server is down or the endpoints file names the wrong address. None when
-/// every endpoint that was sent requests answered at least one. A run
-/// whose endpoint went down part-way is not this: it measured the outage.
-pub fn never_reached(
+/// server is down or the endpoints file names the wrong address. Empty
+/// when every endpoint that was sent requests answered at least one; a
+/// run whose endpoint went down part-way measured the outage and is not
+/// this. `endpoints` is `summary.json`'s list (for the URLs).
+pub fn unreached_endpoints(
     s: &Scenario,
     done: &LiveDone,
     endpoints: &serde_json::Value,
-) -> Option<crate::error::Error> {
-    let dead = done.outcome.metrics.never_reached();
-    if dead.is_empty() {
-        return None;
-    }
+) -> Vec<String> {
     let names: Vec<&String> = s.providers.keys().collect();
-    let each: Vec<String> = dead
+    done.outcome
+        .metrics
+        .never_reached()
         .iter()
         .map(|&((p, t), r)| {
             let name = names.get(p as usize).map_or("?", |n| n.as_str());
@@ -122,11 +126,23 @@ pub fn never_reached(
             };
             format!("{name} tier {t}{url}: all {} {requests} {how}", r.replies)
         })
-        .collect();
-    Some(crate::error::Error::Setup(format!(
-        "never reached {}; is the server up, and are the endpoints file's URLs right? \
-         The outputs are written, but they measure no answer from {}",
-        each.join("; "),
-        if dead.len() == 1 { "it" } else { "them" }
-    )))
+        .collect()
+}
+
+/// A live run that never reached some endpoint is a setup error (exit 3)
+/// saying which; see [`unreached_endpoints`].
+pub fn never_reached(
+    s: &Scenario,
+    done: &LiveDone,
+    endpoints: &serde_json::Value,
+) -> Option<crate::error::Error> {
+    let dead = unreached_endpoints(s, done, endpoints);
+    (!dead.is_empty()).then(|| {
+        crate::error::Error::Setup(format!(
+            "never reached {}; is the server up, and are the endpoints file's URLs right? \
+             The outputs are written, but they measure no answer from {}",
+            dead.join("; "),
+            if dead.len() == 1 { "it" } else { "them" }
+        ))
+    })
 }

@@ -558,5 +558,18 @@ fn an_endpoint_never_reached_is_a_setup_error_naming_it() {
         "{msg}"
     );
     assert!(!msg.contains("llm_provider"), "{msg}");
+    // summary.json says so, and `fidelity --live` refuses the run.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("o/summary.json")).unwrap()).unwrap();
+    let dead = summary["never_reached"].as_array().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(msg.contains(dead[0].as_str().unwrap()), "{msg}");
+    let o = agentsched_in(d, &["fidelity", "--live", "o"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("--live o: the run never reached embed_provider tier 0"),
+        "{}",
+        err(&o)
+    );
     rt.block_on(h.shutdown());
 }
