@@ -213,6 +213,12 @@ fn print_summary(
             limit(&ti.rate_limit),
             limit(&tc.rate_limit)
         );
+        let unreached = t["observed"]["unreached"].as_u64().unwrap_or(0);
+        if unreached > 0 {
+            outln!(
+                "{p} tier {j}: {unreached} attempts never reached the endpoint (connect/tls): left out"
+            );
+        }
     }
     outln!(
         "wrote {} (provenance inside; the input is unchanged)",
