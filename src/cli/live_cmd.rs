@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use crate::cli::ScenarioArgs;
 use crate::error::{Error, Result};
 use crate::live::emulator::{self, EmulatorConfig, Fault};
-use crate::live::rundir::{endpoints_json, never_reached, run_to_dir, write_outputs};
+use crate::live::rundir::{endpoints_json, headline, never_reached, run_to_dir, write_outputs};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ModelTransport};
 use crate::output;
 use crate::recorded::{Mode, RecordedRun, Replayed};
@@ -209,25 +209,10 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
         meta.insert("replays".into(), r.to_json());
     }
     let digest = write_outputs(&s, out, &done, meta)?;
-    let m = &done.outcome.result.summary;
     if !a.quiet {
         outln!(
-            "{} live {} workflows ({} failed{}): makespan p50 {:.0} ms, p95 {:.0} ms; cost mean {:.4}; \
-             {} attempts, {} 429s, {} errors, {:.2} s real at time scale {}; digest {}; outputs in {}",
-            s.policy.name(),
-            m.workflows,
-            m.failed,
-            if done.outcome.interrupted {
-                ", interrupted"
-            } else {
-                ""
-            },
-            m.makespan_p50_ms,
-            m.makespan_p95_ms,
-            m.cost_mean,
-            m.attempts,
-            done.outcome.metrics.http_429,
-            done.outcome.metrics.errors,
+            "{}, {:.2} s real at time scale {}; digest {}; outputs in {}",
+            headline(&s, &done),
             done.outcome.wall_time_s,
             s.time_scale,
             &digest[..12],

@@ -146,3 +146,28 @@ pub fn never_reached(
         ))
     })
 }
+
+/// A finished live run in one line, as `live run` and live sweeps print it:
+/// `full live 50 workflows (0 failed): makespan p50 …; cost mean …; N
+/// attempts, N 429s, N errors`.
+pub fn headline(s: &Scenario, done: &LiveDone) -> String {
+    let m = &done.outcome.result.summary;
+    format!(
+        "{} live {} workflows ({} failed{}): makespan p50 {:.0} ms, p95 {:.0} ms; cost mean {:.4}; \
+         {} attempts, {} 429s, {} errors",
+        s.policy.name(),
+        m.workflows,
+        m.failed,
+        if done.outcome.interrupted {
+            ", interrupted"
+        } else {
+            ""
+        },
+        m.makespan_p50_ms,
+        m.makespan_p95_ms,
+        m.cost_mean,
+        m.attempts,
+        done.outcome.metrics.http_429,
+        done.outcome.metrics.errors,
+    )
+}

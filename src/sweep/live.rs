@@ -24,7 +24,7 @@ use super::{
     ExperimentConfig, SweepOptions, SweepOutcome, commit, exp_dir, expand, failures, unix_now,
 };
 use crate::error::{Error, Result};
-use crate::live::rundir::{endpoints_json, never_reached};
+use crate::live::rundir::{endpoints_json, headline, never_reached};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ResolvedEndpoint};
 use crate::output::make_durable;
 use crate::scenario::Scenario;
@@ -411,24 +411,11 @@ fn execute_trial(
                         )),
                         Ok(digest) => match never_reached(&s, &done, &endpoints_meta) {
                             Some(e) => Err((e.exit_code(), e.to_string())),
-                            None => {
-                                let m = &done.outcome.result.summary;
-                                Ok(format!(
-                                    "{} live {} workflows ({} failed): makespan p50 {:.0} ms, p95 {:.0} ms; cost mean {:.4}; \
-                                 {} attempts, {} 429s, {} errors; trial {}; digest {}\n",
-                                    s.policy.name(),
-                                    m.workflows,
-                                    m.failed,
-                                    m.makespan_p50_ms,
-                                    m.makespan_p95_ms,
-                                    m.cost_mean,
-                                    m.attempts,
-                                    done.outcome.metrics.http_429,
-                                    done.outcome.metrics.errors,
-                                    trial + 1,
-                                    digest
-                                ))
-                            }
+                            None => Ok(format!(
+                                "{}; trial {}; digest {digest}\n",
+                                headline(&s, &done),
+                                trial + 1
+                            )),
                         },
                     }
                 }
