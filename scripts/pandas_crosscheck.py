@@ -172,6 +172,13 @@ def check_report(c, exp, runs, agg):
     c.same(len(run_rows) - 1, len(runs), f"{exp}: the report's runs")
     for row in run_rows[1:]:
         for col, text in zip(run_rows[0][1:], row[1:]):
+            if col == "error":
+                # Why a failed run failed: runs.csv's `error`, else its `collect_error`.
+                r = by_id.loc[row[0]]
+                failed = r.exit_code != "0" or r.get("collect_error", "") != ""
+                want = (r.get("error", "") or r.get("collect_error", "") or "no message (stderr.txt is empty)") if failed else ""
+                c.same(text, want, f"{exp}: report, run {row[0]}, error")
+                continue
             want = by_id.loc[row[0], col]
             try:
                 shown_close(c, text, float(want), f"{exp}: report, run {row[0]}, {col}")

@@ -420,7 +420,7 @@ fn swept_columns<'a>(rows: &[Row], agg: &'a Aggregate) -> Vec<&'a str> {
     let Some(first) = agg.configs.first() else {
         return Vec::new();
     };
-    let varies_in_failed_runs = |k: &str| {
+    let varies = |k: &str| {
         let values: BTreeSet<&str> = rows
             .iter()
             .filter_map(|r| r.get(k))
@@ -435,7 +435,7 @@ fn swept_columns<'a>(rows: &[Row], agg: &'a Aggregate) -> Vec<&'a str> {
         .iter()
         .map(|(k, _)| k.as_str())
         .filter(|k| !RUNS_TABLE.contains(k))
-        .filter(|k| agg.varying.contains(*k) || varies_in_failed_runs(k))
+        .filter(|k| agg.varying.contains(*k) || varies(k))
         .collect()
 }
 
