@@ -312,6 +312,19 @@ fn experiments(
         for w in warnings {
             eprintln!("warning: {w}");
         }
+        // Failed runs have no numbers to compare: say which are left out.
+        let failed = crate::sweep::failures::Tally::of_rows(&rows);
+        if failed.runs() > 0 {
+            eprintln!(
+                "warning: {flag} {}: {} of its {} runs failed and are left out:",
+                d.display(),
+                failed.runs(),
+                rows.len()
+            );
+            for line in failed.lines(5) {
+                eprintln!("  {line}");
+            }
+        }
         Ok(rows)
     };
     let sim_rows = gather("--sim-exp", sim)?;

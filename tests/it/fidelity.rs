@@ -582,3 +582,39 @@ fn a_live_sweep_of_the_four_policies_ranks_them_as_the_simulation_does() {
     }
     assert!(out.contains("verdict: PASS"), "{out}");
 }
+
+/// Failed runs have nothing to compare: each side says how many it left
+/// out and why, and the comparison goes on with the rest.
+#[test]
+fn failed_runs_of_an_experiment_are_left_out_and_named() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    std::fs::write(
+        cwd.join("pb.json"),
+        r#"{"name": "pb", "common_args": {"iters": 1, "workflows": 3},
+            "matrix": {"pdfs": [0, 2], "policy": ["full", "fifo_cheapest"], "seeds": [1, 2]}}"#,
+    )
+    .unwrap();
+    let o = agentsched_in(
+        cwd,
+        &["sweep", "--config", "pb.json", "--out-root", "x", "--quiet"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let o = agentsched_in(
+        cwd,
+        &["fidelity", "--sim-exp", "x/pb", "--live-exp", "x/pb"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let e = err(&o);
+    for flag in ["--sim-exp", "--live-exp"] {
+        assert!(
+            e.contains(&format!("warning: {flag} x/pb: 4 of its 8 runs failed and are left out:\n  4 runs, exit 2: workload.pdfs: expected an integer >= 1, got 0 (e.g. ")),
+            "{e}"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("2 configurations in both"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
