@@ -633,7 +633,16 @@ impl Scenario {
 
     /// Deserializes and validates a JSON value; errors carry the field path.
     pub fn from_value(value: serde_json::Value) -> Result<Scenario, ScenarioError> {
-        let s: Scenario = serde_path_to_error::deserialize(value).map_err(|e| {
+        let s = Scenario::from_value_unchecked(value)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Deserializes a JSON value without validating it: a scenario the
+    /// check refuses still says what it was given (a sweep's failed run
+    /// records its configuration columns). Never run one.
+    pub fn from_value_unchecked(value: serde_json::Value) -> Result<Scenario, ScenarioError> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
             let (path, msg) = crate::error::field_and_message(&e);
             let field = if path.is_empty() {
                 "scenario".to_string()
@@ -641,9 +650,7 @@ impl Scenario {
                 path
             };
             ScenarioError::new(field, msg)
-        })?;
-        s.validate()?;
-        Ok(s)
+        })
     }
 
     /// An M/M/c scenario: single calls, Poisson arrivals at `arrival_rate`

@@ -102,6 +102,9 @@ struct Prepared {
     params: Map<String, Value>,
     scenario: Resolved,
     config_hash: String,
+    /// The seed's configuration columns, which `collect` groups runs by
+    /// (those of the scenario given, when it was refused).
+    columns: Option<Value>,
 }
 
 fn prepare(
@@ -134,10 +137,15 @@ fn prepare(
     h.update(trial.to_le_bytes());
     h.update([r.trace as u8]);
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let columns = match &scenario {
+        Ok((s, _)) => Some(super::resolved_params(s)),
+        Err(_) => super::plan::rejected_columns(&cfg.base, &params, &r.ablation),
+    };
     Prepared {
         params,
         scenario,
         config_hash: crate::output::hex(&h.finalize()),
+        columns,
     }
 }
 
@@ -367,12 +375,7 @@ fn execute_trial(
     let start_unix = unix_now();
     let started = Instant::now();
     let mut endpoints_meta = Value::Null;
-    // The seed's configuration columns, which `collect` groups runs by.
-    let resolved = p
-        .scenario
-        .as_ref()
-        .ok()
-        .map(|(s, _)| super::resolved_params(s));
+    let resolved = p.columns;
     let result: std::result::Result<String, (u8, String)> = match p.scenario {
         Err(e) => Err(e),
         Ok((s, eps)) => {

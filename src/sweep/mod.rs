@@ -389,7 +389,10 @@ pub fn execute(r: &PlannedRun, base: &Value, runs_dir: &Path) -> Staged {
             path: staging.clone(),
             source,
         })?;
-        let resolved_params = resolved.scenario.as_ref().ok().map(resolved_params);
+        let resolved_params = match &resolved.scenario {
+            Ok(s) => Some(resolved_params(s)),
+            Err(_) => plan::rejected_columns(base, &r.params, &r.ablation),
+        };
         let meta = json!({
             "run_id": r.run_id,
             "params": r.params,

@@ -783,6 +783,31 @@ pub fn resolve(
     params: &Map<String, Value>,
     ablation: &Ablation,
 ) -> std::result::Result<Scenario, String> {
+    Scenario::from_value(resolved_document(base, params, ablation)?).map_err(|e| e.to_string())
+}
+
+/// The configuration columns (see [`resolved_params`](super::resolved_params))
+/// of a run whose scenario [`resolve`] refuses, read from the scenario it
+/// was given; `None` when that does not even parse (a value of the wrong
+/// type). The values are what the run was configured with, not results.
+pub fn rejected_columns(
+    base: &Value,
+    params: &Map<String, Value>,
+    ablation: &Ablation,
+) -> Option<Value> {
+    let doc = resolved_document(base, params, ablation).ok()?;
+    Scenario::from_value_unchecked(doc)
+        .ok()
+        .map(|s| super::resolved_params(&s))
+}
+
+/// The base scenario's document with the run's parameters and ablation
+/// flags applied.
+fn resolved_document(
+    base: &Value,
+    params: &Map<String, Value>,
+    ablation: &Ablation,
+) -> std::result::Result<Value, String> {
     let mut doc = base.clone();
     for (k, v) in params {
         let path = match k.as_str() {
@@ -811,7 +836,7 @@ pub fn resolve(
         let field = ablation_flag(f)?;
         doc["ablations"][field] = Value::Bool(true);
     }
-    Scenario::from_value(doc).map_err(|e| e.to_string())
+    Ok(doc)
 }
 
 /// An experiment's full plan (every run, unsharded), in the seed runner's
@@ -960,11 +985,47 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn smoke() -> ExperimentConfig {
         let text = include_str!("../../scenarios/smoke.json");
         ExperimentConfig::from_value(serde_json::from_str(text).unwrap(), "smoke.json", None)
             .unwrap()
+    }
+
+    /// A refused run still has the configuration it was given; a value
+    /// of the wrong type gives none (there is no scenario to read).
+    #[test]
+    fn a_refused_run_keeps_its_configuration_columns() {
+        let cfg = smoke();
+        let ablation = Ablation {
+            name: "no_hedge".into(),
+            flags: vec!["--disable_hedging".into()],
+        };
+        let params = |pdfs: Value| {
+            let mut m = Map::new();
+            m.insert("pdfs".into(), pdfs);
+            m.insert("time_scale".into(), 7.into());
+            m
+        };
+        let refused = params(0.into());
+        assert!(resolve(&cfg.base, &refused, &ablation).is_err());
+        let cols = rejected_columns(&cfg.base, &refused, &ablation).unwrap();
+        let valid = params(2.into());
+        let ok = crate::sweep::resolved_params(&resolve(&cfg.base, &valid, &ablation).unwrap());
+        assert_eq!(
+            (&cols["pdfs"], &cols["time_scale"]),
+            (&json!(0), &json!(7.0))
+        );
+        assert_eq!(cols["disable_hedging"], json!(true));
+        // Everything but the refused value is what a valid run resolves to.
+        let mut cols = cols;
+        cols["pdfs"] = json!(2);
+        assert_eq!(cols, ok);
+        assert_eq!(
+            rejected_columns(&cfg.base, &params("many".into()), &ablation),
+            None
+        );
     }
 
     #[test]

@@ -341,16 +341,23 @@ fn failed_runs_are_recorded_and_the_sweep_goes_on_unless_fail_fast() {
     let head = csv.headers().unwrap().clone();
     let col = |k: &str| head.iter().position(|h| h == k).unwrap();
     let (pdfs, error) = (col("pdfs"), col("error"));
-    let reasons: Vec<(String, String)> = csv
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            (r[pdfs].to_string(), r[error].to_string())
-        })
-        .collect();
-    assert_eq!(reasons.len(), 4);
-    for (p, e) in &reasons {
-        assert_eq!(e, if p == "0" { WHY } else { "" }, "pdfs {p}");
+    // The configuration columns a matrix does not set come from the
+    // scenario each run was given, refused or not: pandas reads the
+    // booleans as booleans.
+    let resolved = [
+        "time_scale",
+        "subqueries",
+        "heavy_tail_prob",
+        "disable_hedging",
+    ]
+    .map(col);
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        let p = &r[pdfs];
+        assert_eq!(&r[error], if p == "0" { WHY } else { "" }, "pdfs {p}");
+        let given: Vec<&str> = resolved.iter().map(|&c| &r[c]).collect();
+        assert_eq!(given, ["50.0", "4", "0.02", "False"], "pdfs {p}");
     }
     // The report lists the reason, and the runs table shows the swept
     // `pdfs` (it varies only between failed and successful runs) and why.
