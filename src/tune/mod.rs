@@ -344,6 +344,19 @@ pub fn verdict(validation: &Paired, threshold: f64) -> (bool, String) {
     // Written so that a NaN mean or bound fails both tests.
     let mean_ok = validation.mean > threshold;
     let ci_ok = validation.ci95.0 > 0.0;
+    // Exactly zero everywhere: the change did not move a single validation
+    // run (a constant only some scenarios exercise, e.g. routing when no
+    // validation scenario routes). A verdict on the threshold would read
+    // as "no better", where the truth is "not tested".
+    if !validation.gains.is_empty() && validation.gains.iter().all(|&g| g == 0.0) {
+        return (
+            false,
+            format!(
+                "untested: no validation scenario is affected (all {} give exactly the current result); more --n-seeds may include one that is",
+                validation.gains.len()
+            ),
+        );
+    }
     if !mean_ok {
         (
             false,
@@ -599,6 +612,23 @@ mod tests {
         let steady = Paired::from_gains(vec![0.03, 0.04, 0.05, 0.035, 0.045]);
         assert!(verdict(&steady, 0.01).0);
         assert!(!verdict(&steady, 0.1).0);
+        // Unaffected is not "no better": the reason says it was not tested,
+        // and it is rejected whatever the threshold.
+        let untouched = Paired::from_gains(vec![0.0, 0.0]);
+        for threshold in [0.01, -0.5] {
+            let (ok, why) = verdict(&untouched, threshold);
+            assert!(!ok);
+            assert!(
+                why.starts_with("untested: no validation scenario is affected (all 2 "),
+                "{why}"
+            );
+        }
+        let one_moved = Paired::from_gains(vec![0.0, 0.002]);
+        assert!(
+            verdict(&one_moved, 0.01)
+                .1
+                .starts_with("mean validation gain 0.0010 does not exceed")
+        );
     }
 
     #[test]
