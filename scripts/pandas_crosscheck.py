@@ -365,6 +365,24 @@ def check_sweep(c, exp):
            f"{len(agg['paired_vs_baseline'])} paired comparisons, {len(agg['trends'])} trends{report}"
 
 
+def output_tokens(scenario):
+    """A call's output tokens from its node type and index, as the README's workload defines
+    them: the node type's, a DAG node's own, or the research agent's Plan estimate (200 + 10K
+    + 3P in iteration 0, 220 + 15K + 4P later), times `token_scale`, rounded."""
+    w, types = scenario["workload"], scenario["node_types"]
+    scale = w.get("token_scale", 1.0)
+    p, k = w.get("pdfs", 0), w.get("subqueries", 0)
+
+    def of(node_type, node):
+        tokens = types[node_type]["output_tokens"]
+        if w["template"] == "research_agent" and node_type == "Plan":
+            tokens = 200 + 10 * k + 3 * p if node < 3 + 3 * p + 2 * p * k else 220 + 15 * k + 4 * p
+        elif w["template"] == "dag" and w["dag"]["nodes"][node].get("output_tokens") is not None:
+            tokens = w["dag"]["nodes"][node]["output_tokens"]
+        return math.floor(tokens * scale + 0.5)
+    return of
+
+
 def check_run(c, out):
     t = pd.DataFrame(json.load(open(f"{out}/trace.json")))
     s = check_summary_against_workflows(c, out, out)
@@ -379,8 +397,10 @@ def check_run(c, out):
     t["ready_us"] = t.groupby("call").ready_us.ffill()
     t["attempt_key"] = t.call + ":" + t.provider.astype(str) + ":" + t.tier.astype("Int64").astype(str) \
         + ":" + t.attempt.astype(str)
-    starts = t[t.ev == "start"].drop(columns=["outcome", "cost"], errors="ignore")
-    ends = t[t.ev == "end"][["attempt_key", "us", "outcome", "cost"]]
+    if "ttft_ms" not in t:
+        t["ttft_ms"] = np.nan
+    starts = t[t.ev == "start"].drop(columns=["outcome", "cost", "ttft_ms"], errors="ignore")
+    ends = t[t.ev == "end"][["attempt_key", "us", "outcome", "cost", "ttft_ms"]]
     att = starts.merge(ends, on="attempt_key", suffixes=("", "_end"), how="left", validate="one_to_one")
     c.close(att.us_end.isna().sum(), 0, f"{out}: attempts started and never ended")
     att["wait_ms"] = (att.us - att.ready_us) / 1000
@@ -425,6 +445,23 @@ def check_run(c, out):
     thrown = rem[rem.outcome.isin(["failure", "timeout", "cancelled"])].service_us.sum() / 1000
     c.close(s.wasted_ms, thrown + s.get("redo_wasted_ms", 0.0), f"{out}: wasted_ms")
     c.close(s.cost_total, t[t.ev == "end"].cost.sum(), f"{out}: cost_total = sum of the trace's costs")
+    # A streaming scenario's time to first token and time per output token, from the
+    # ends that carry `ttft_ms` (README: Scenario format, `streaming`).
+    # A live run of a scenario without streaming measures TTFT itself: then the columns
+    # are among those it appends (`live_columns`), and its ends carry none.
+    streamed = rem[rem.ttft_ms.notna()]
+    c.same(sorted(set(streamed.outcome)), ["success"] if len(streamed) else [], f"{out}: ends with ttft_ms")
+    live_columns = json.load(open(f"{out}/summary.json")).get("live_columns", [])
+    if "ttft_p50_ms" in s and "ttft_p50_ms" not in live_columns:
+        c.close(s.ttft_p50_ms, np.percentile(streamed.ttft_ms, 50), f"{out}: ttft_p50_ms")
+        c.close(s.ttft_p95_ms, np.percentile(streamed.ttft_ms, 95), f"{out}: ttft_p95_ms")
+        of = output_tokens(json.load(open(f"{out}/scenario.json")))
+        tokens = pd.Series([of(ty, int(n)) for ty, n in zip(streamed.node_type, streamed.node)], index=streamed.index)
+        many = streamed[tokens > 1]
+        tpot = ((many.service_us / 1000 - many.ttft_ms).clip(lower=0) / (tokens[tokens > 1] - 1)).mean()
+        c.close(s.tpot_mean_ms, tpot, f"{out}: tpot_mean_ms")
+    else:
+        c.same(len(streamed), 0, f"{out}: ends with ttft_ms in a run without streaming columns")
     arrive = t[t.ev == "arrive"].set_index("workflow").us
     done = t[t.ev == "workflow_done"].set_index("workflow").us
     c.close(s.in_system_avg, (done - arrive).sum() / sim_us, f"{out}: in_system_avg")

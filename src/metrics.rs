@@ -114,6 +114,9 @@ pub struct TraceEvent {
     pub model: u8,
     /// Money charged (ends).
     pub cost: Money,
+    /// Time to first token (successful ends of a streaming scenario's
+    /// remote calls).
+    pub ttft: Option<SimDuration>,
 }
 
 /// Receives records as a run produces them. Defaults do nothing, so a

@@ -661,6 +661,10 @@ fn trace_json(out: &mut Vec<u8>, e: &TraceEvent, names: &TraceNames) {
             out.extend_from_slice(o.name().as_bytes());
             out.extend_from_slice(b"\",\"cost\":");
             push_fixed(out, e.cost.0, 9);
+            if let Some(ttft) = e.ttft {
+                out.extend_from_slice(b",\"ttft_ms\":");
+                push_fixed(out, ttft.0, 3);
+            }
         }
         TraceKind::WorkflowDone(ok) => {
             out.extend_from_slice(if ok {

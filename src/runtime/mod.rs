@@ -682,6 +682,8 @@ struct AttemptTag {
     attempt: u32,
     model: u8,
     cost: Money,
+    /// Time to first token, as the driver reported it (ends only).
+    ttft: Option<SimDuration>,
 }
 
 impl AttemptTag {
@@ -689,6 +691,7 @@ impl AttemptTag {
         attempt: 0,
         model: 0,
         cost: Money::ZERO,
+        ttft: None,
     };
 }
 
@@ -1174,8 +1177,15 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
     }
 
-    /// Traces an event of attempt `a` that cost `cost`.
-    fn trace_attempt(&mut self, kind: TraceKind, a: &Attempt, cost: Money) {
+    /// Traces an event of attempt `a` that cost `cost` (and, for a
+    /// successful streamed end, took `ttft` to its first token).
+    fn trace_attempt(
+        &mut self,
+        kind: TraceKind,
+        a: &Attempt,
+        cost: Money,
+        ttft: Option<SimDuration>,
+    ) {
         let place = Place::Tier {
             provider: a.provider,
             tier: a.tier,
@@ -1184,6 +1194,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             attempt: a.attempt_no,
             model: a.model,
             cost,
+            ttft,
         };
         self.trace(kind, a.wf_slot, a.node, place, tag);
     }
@@ -1226,6 +1237,11 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             attempt: tag.attempt,
             model: tag.model,
             cost: tag.cost,
+            // As `attempt_end` keeps it for the summary: a streaming
+            // scenario's successful ends (live replies always carry one).
+            ttft: tag
+                .ttft
+                .filter(|_| self.streaming && kind == TraceKind::End(Outcome::Success)),
         };
         self.obs.trace(&ev);
     }
@@ -1661,6 +1677,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 attempt: attempt_no,
                 model,
                 cost: Money::ZERO,
+                ttft: None,
             },
         );
         if self.hedging {
@@ -1684,7 +1701,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     }
 
     /// Releases an attempt's slot and accounts for it; returns it, what it
-    /// was charged and its node's running attempts after it.
+    /// was charged and its node's running attempts after it. `ttft`, the
+    /// driver's report of it, goes only into the trace (and there only
+    /// where the summary keeps it: see `trace_event`).
     /// Always inlined, as is `node_done`: their calls' frames were a
     /// measurable share of what an attempt costs.
     #[inline(always)]
@@ -1693,6 +1712,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         aslot: u32,
         outcome: Outcome,
         usage: Option<(u32, u32)>,
+        ttft: Option<SimDuration>,
     ) -> (Attempt, Money, [u32; 2]) {
         let now = self.st.now;
         let a = self.st.atts[aslot as usize];
@@ -1763,7 +1783,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             .map(|r| if r == aslot { NO_ATTEMPT } else { r });
         node.running = running;
         let ty = node.ty;
-        self.trace_attempt(TraceKind::End(outcome), &a, charge);
+        self.trace_attempt(TraceKind::End(outcome), &a, charge, ttft);
         self.policy.on_attempt_end(|| AttemptEnded {
             provider: a.provider,
             tier: a.tier,
@@ -1782,7 +1802,8 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         if !at.live || at.generation != generation {
             return; // cancelled earlier
         }
-        let (a, charge, running) = self.release_attempt(aslot, report.outcome, report.usage);
+        let (a, charge, running) =
+            self.release_attempt(aslot, report.outcome, report.usage, report.ttft);
         let (slot, node) = (a.wf_slot, a.node);
         // Live replies always carry a measured TTFT; only a streaming
         // scenario reports it, so only then is it kept.
@@ -1798,7 +1819,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             Outcome::Success => {
                 for r in running {
                     if r != NO_ATTEMPT {
-                        self.release_attempt(r, Outcome::Cancelled, None);
+                        self.release_attempt(r, Outcome::Cancelled, None, None);
                     }
                 }
                 if a.kind == StartKind::Hedge {
@@ -1914,7 +1935,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         w.redos += 1;
         w.wasted += elapsed;
         w.nodes[a.node].redos += 1;
-        self.trace_attempt(TraceKind::Redo, a, charge);
+        self.trace_attempt(TraceKind::Redo, a, charge, None);
         self.make_ready(a.wf_slot, a.node);
     }
 
@@ -1989,7 +2010,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             .filter(|&r| r != NO_ATTEMPT)
             .collect();
         for r in running {
-            self.release_attempt(r, Outcome::Cancelled, None);
+            self.release_attempt(r, Outcome::Cancelled, None, None);
         }
     }
 

@@ -565,6 +565,51 @@ fn streaming_calls_report_ttft_and_tpot_that_follow_the_model() {
     assert_eq!((plain.ttft_p50_ms, plain.tpot_mean_ms), (None, None));
 }
 
+/// The trace's successful remote ends carry the TTFT the summary's
+/// percentiles are taken over, and nothing else does: a user recomputes
+/// `ttft_p50_ms` and `ttft_p95_ms` from it. A run without streaming has none.
+#[test]
+fn the_trace_carries_each_streamed_ends_ttft() {
+    let mut s = Scenario::from_json_str(include_str!("../../scenarios/streaming.json")).unwrap();
+    s.workload.workflows = 8;
+    let traced = || MemoryObserver {
+        keep_trace: true,
+        ..MemoryObserver::default()
+    };
+    let mut obs = traced();
+    let r = run(&s, &mut obs);
+    let mut ttfts: Vec<f64> = Vec::new();
+    for e in &obs.trace {
+        if let Some(t) = e.ttft {
+            assert_eq!(e.kind, TraceKind::End(Outcome::Success), "{e:?}");
+            assert!(
+                matches!(e.place, crate::metrics::Place::Tier { .. }),
+                "{e:?}"
+            );
+            ttfts.push(t.as_ms());
+        }
+    }
+    // Not every successful end streams (embeddings do not).
+    let successes = obs
+        .trace
+        .iter()
+        .filter(|e| e.kind == TraceKind::End(Outcome::Success))
+        .count();
+    assert!(!ttfts.is_empty() && ttfts.len() < successes);
+    let want = crate::stats::percentiles(&ttfts, &[50.0, 95.0]);
+    let got = [
+        r.summary.ttft_p50_ms.unwrap(),
+        r.summary.ttft_p95_ms.unwrap(),
+    ];
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-9 * w, "summary {got:?}, trace {want:?}");
+    }
+    let mut plain = traced();
+    run(&research(5, PolicyKind::Full), &mut plain);
+    assert!(plain.trace.len() > 100);
+    assert!(plain.trace.iter().all(|e| e.ttft.is_none()));
+}
+
 #[test]
 fn the_shipped_streaming_scenario_is_valid_and_streams() {
     let text = std::fs::read_to_string(
