@@ -1237,11 +1237,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             attempt: tag.attempt,
             model: tag.model,
             cost: tag.cost,
-            // As `attempt_end` keeps it for the summary: a streaming
-            // scenario's successful ends (live replies always carry one).
-            ttft: tag
-                .ttft
-                .filter(|_| self.streaming && kind == TraceKind::End(Outcome::Success)),
+            ttft: match kind {
+                TraceKind::End(outcome) => self.kept_ttft(outcome, tag.ttft),
+                _ => None,
+            },
         };
         self.obs.trace(&ev);
     }
@@ -1703,7 +1702,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     /// Releases an attempt's slot and accounts for it; returns it, what it
     /// was charged and its node's running attempts after it. `ttft`, the
     /// driver's report of it, goes only into the trace (and there only
-    /// where the summary keeps it: see `trace_event`).
+    /// where the summary keeps it: see `kept_ttft`).
     /// Always inlined, as is `node_done`: their calls' frames were a
     /// measurable share of what an attempt costs.
     #[inline(always)]
@@ -1805,10 +1804,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let (a, charge, running) =
             self.release_attempt(aslot, report.outcome, report.usage, report.ttft);
         let (slot, node) = (a.wf_slot, a.node);
-        // Live replies always carry a measured TTFT; only a streaming
-        // scenario reports it, so only then is it kept.
-        if let (true, Outcome::Success, Some(ttft)) = (self.streaming, report.outcome, report.ttft)
-        {
+        if let Some(ttft) = self.kept_ttft(report.outcome, report.ttft) {
             self.streamed(&a, ttft);
         }
         if report.outcome == Outcome::RateLimited && report.limited_by == Limit::Tokens {
@@ -1875,6 +1871,14 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 debug_assert!(false, "drivers do not report cancellations");
             }
         }
+    }
+
+    /// The time to first token a run keeps, in its summary and its trace,
+    /// of an attempt that ended with `outcome`: a streaming scenario's
+    /// successful ends only (live replies always carry a measured one).
+    #[inline(always)]
+    fn kept_ttft(&self, outcome: Outcome, ttft: Option<SimDuration>) -> Option<SimDuration> {
+        ttft.filter(|_| self.streaming && outcome == Outcome::Success)
     }
 
     /// Records a successful streamed attempt's time to first token and
