@@ -337,6 +337,9 @@ pub fn validate_candidate(
     )
 }
 
+/// How [`verdict`]'s reason starts when no validation run moved.
+pub const UNTESTED: &str = "untested:";
+
 /// Accept only if the mean validation gain exceeds `threshold` and the
 /// lower end of its paired 95% interval is above zero: a bare mean can be
 /// carried by one lucky scenario.
@@ -352,7 +355,7 @@ pub fn verdict(validation: &Paired, threshold: f64) -> (bool, String) {
         return (
             false,
             format!(
-                "untested: no validation scenario is affected (all {} give exactly the current result); more --n-seeds may include one that is",
+                "{UNTESTED} no validation scenario is affected (all {} give exactly the current result); more --n-seeds may include one that is",
                 validation.gains.len()
             ),
         );

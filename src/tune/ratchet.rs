@@ -259,6 +259,18 @@ pub fn report_text(r: &RatchetResult) -> String {
         count("no_sensitivity"),
         r.duration_s
     );
+    let untested = r
+        .decisions
+        .iter()
+        .filter(|d| d.reason.starts_with(super::UNTESTED))
+        .count();
+    if untested > 0 {
+        s.push_str(&format!(
+            "untested: {untested} of the {} rejections (no validation scenario is affected by the change; \
+             more --n-seeds gives more validation scenarios)\n",
+            count("reject")
+        ));
+    }
     for (title, action) in [
         ("Accepted", "accept"),
         ("Rejected", "reject"),
