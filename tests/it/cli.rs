@@ -312,6 +312,12 @@ fn mmc_scenario_runs_and_shipped_scenarios_are_valid() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["providers"]["llm_provider"]["tiers"][0]["slots"], 4);
+    // The steady state it should approach goes to stderr, beside the JSON.
+    assert!(
+        stderr(&o).starts_with("M/M/4 at utilisation 0.750: in steady state (Erlang C)"),
+        "{}",
+        stderr(&o)
+    );
     let tmp = tempfile::tempdir().unwrap();
     for f in std::fs::read_dir("scenarios").unwrap() {
         let p = f.unwrap().path();
