@@ -45,12 +45,15 @@ pub enum Error {
     StdoutClosed,
 }
 
+/// The exit code of a setup error (an endpoint unreachable, say).
+pub const EXIT_SETUP: u8 = 3;
+
 impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input(_) | Error::Read { .. } => 2,
-            Error::Setup(_) => 3,
+            Error::Setup(_) => EXIT_SETUP,
             Error::Write { .. } | Error::Execution(_) => 4,
             Error::StdoutClosed => 0,
         }

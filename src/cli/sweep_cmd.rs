@@ -110,6 +110,9 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
     }
     // Errors, not progress: said even with --quiet.
     print_failures(&o.failures);
+    if let Some(why) = &o.setup_stop {
+        eprintln!("stopped: {why}");
+    }
     if a.report {
         let c = sweep::collect::collect(&o.exp_dir, None)?;
         let index = crate::report::write_report(&o.exp_dir, &c.runs_csv, None)?;
@@ -122,7 +125,9 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
             );
         }
     }
-    Ok(if o.failed > 0 || o.not_started > 0 {
+    Ok(if o.setup_stop.is_some() {
+        crate::error::EXIT_SETUP
+    } else if o.failed > 0 || o.not_started > 0 {
         1
     } else {
         0

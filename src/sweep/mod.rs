@@ -70,10 +70,13 @@ pub struct SweepOutcome {
     pub skipped: usize,
     /// Runs that failed.
     pub failed: usize,
-    /// Runs not started because of --fail-fast.
+    /// Runs not started because of --fail-fast (or a live sweep's stop).
     pub not_started: usize,
     /// Why runs failed.
     pub failures: failures::Tally,
+    /// Why a live sweep stopped by itself: a run that never reached its
+    /// endpoints, whose failure every later run would repeat.
+    pub setup_stop: Option<String>,
 }
 
 /// What a sweep would run, listed line by line as it is read, so that a

@@ -360,6 +360,74 @@ fn a_killed_live_sweep_resumes_without_resending_finished_runs() {
     );
 }
 
+/// A run that never reached its endpoints (nothing listens there) stops the
+/// sweep with exit 3 and a way on; `--resume` against live endpoints then
+/// runs everything, the failed run included.
+#[test]
+fn a_live_sweep_stops_at_endpoints_never_reached_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = emulator(cwd);
+    let ep = emu.endpoints.to_string_lossy().into_owned();
+    // A loopback port nothing listens on any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut dead: Value = serde_json::from_str(&std::fs::read_to_string(&ep).unwrap()).unwrap();
+    for tiers in dead["providers"].as_object_mut().unwrap().values_mut() {
+        for t in tiers.as_array_mut().unwrap() {
+            t["base_url"] = format!("http://{closed}/v1").into();
+        }
+    }
+    std::fs::write(cwd.join("dead.json"), dead.to_string()).unwrap();
+    let cfg = config(cwd, "s", r#", "trials": 2"#);
+    let sweep = |endpoints: &str, resume: bool| {
+        let mut args = vec![
+            "sweep",
+            "--config",
+            &cfg,
+            "--live",
+            endpoints,
+            "--out-root",
+            "x",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        agentsched_in(cwd, &args)
+    };
+    let o = sweep("dead.json", false);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    let msg = err(&o);
+    assert!(
+        msg.contains("4 runs (live, one at a time; adaptive stopping may leave some unrun): 1 executed, 0 skipped (resume), 1 failed, 3 not started"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("stopped: run fifo_cheapest__wf3__seed1__baseline__")
+            && msg.contains("never reached its endpoints (exit 3), so the runs after it were not started; start the server or fix dead.json, then run the same command with --resume"),
+        "{msg}"
+    );
+    let failed: Vec<_> = std::fs::read_dir(cwd.join("x/s/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(failed[0].join("meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["exit_code"], 3, "{meta}");
+    let o = sweep(&ep, true);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).contains("4 executed, 0 skipped (resume), 0 failed"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(runs(&cwd.join("x/s")).len(), 4);
+}
+
 #[test]
 fn live_sweep_settings_are_validated_naming_the_key() {
     let d = tempfile::tempdir().unwrap();
