@@ -239,6 +239,9 @@ fn read_outputs(d: &Path, row: &mut Row) -> std::result::Result<(), String> {
 /// (a sweep's half-written runs) are skipped.
 fn run_dirs(exp_dir: &Path) -> Result<Vec<PathBuf>> {
     let runs = exp_dir.join("runs");
+    if exp_dir.is_dir() && !runs.exists() {
+        return Err(Error::Input(not_an_experiment(exp_dir)));
+    }
     let entries = std::fs::read_dir(&runs).map_err(|source| Error::Read {
         path: runs.clone(),
         source,
@@ -254,6 +257,33 @@ fn run_dirs(exp_dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     dirs.sort();
     Ok(dirs)
+}
+
+/// Why `dir` is no experiment, naming the experiments inside it when it is
+/// an output root (`bench_runs` for `bench_runs/default`, the usual slip).
+fn not_an_experiment(dir: &Path) -> String {
+    let mut inside: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("runs").is_dir())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    inside.sort();
+    let hint = match inside.len() {
+        0 => "give the directory a sweep wrote: <out-root>/<experiment name>, e.g. bench_runs/default"
+            .to_string(),
+        1..=5 => format!("it holds the experiments {}", inside.join(", ")),
+        n => format!(
+            "it holds {n} experiments, e.g. {}",
+            inside[..3].join(", ")
+        ),
+    };
+    format!(
+        "{}: not an experiment directory (it has no runs/); {hint}",
+        dir.display()
+    )
 }
 
 /// Reads run directories in parallel (each is independent), in order.
@@ -1075,6 +1105,41 @@ pub fn read_runs_csv(path: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<Row
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_without_runs_is_refused_naming_the_experiments_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let refusal = |dir: &Path| match gather(dir) {
+            Err(e @ Error::Input(_)) => e.to_string(),
+            other => panic!("{}: {:?}", dir.display(), other.map(|r| r.0.len())),
+        };
+        let empty = refusal(root);
+        assert!(
+            empty.ends_with("not an experiment directory (it has no runs/); give the directory a sweep wrote: <out-root>/<experiment name>, e.g. bench_runs/default"),
+            "{empty}"
+        );
+        for name in ["smoke", "default"] {
+            std::fs::create_dir_all(root.join(name).join("runs")).unwrap();
+        }
+        std::fs::create_dir(root.join("notes")).unwrap();
+        let msg = refusal(root);
+        assert!(
+            msg.ends_with(&format!(
+                "it holds the experiments {}, {}",
+                root.join("default").display(),
+                root.join("smoke").display()
+            )),
+            "{msg}"
+        );
+        // An experiment with no runs yet is an experiment: nothing to collect.
+        assert!(gather(&root.join("smoke")).unwrap().0.is_empty());
+        // A missing directory stays a read error naming it.
+        assert!(matches!(
+            gather(&root.join("gone")),
+            Err(Error::Read { .. })
+        ));
+    }
 
     /// A successful run of `policy` with `slots` (a numeric swept key) and
     /// seed, whose p95 is `p95` and cost `cost`.
