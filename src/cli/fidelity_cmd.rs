@@ -179,6 +179,15 @@ fn pair(
             dead.join("; ")
         )));
     }
+    // A measurement, so compared; but its errors are that endpoint's failures.
+    for mute in summary["never_answered"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str())
+    {
+        eprintln!("warning: --live {}: {mute}", live_dir.display());
+    }
     if let Some(p) = json_path {
         output::refuse_overwriting_inputs(
             "--json",

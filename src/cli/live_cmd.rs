@@ -11,7 +11,9 @@ use clap::{Args, Subcommand};
 use crate::cli::ScenarioArgs;
 use crate::error::{Error, Result};
 use crate::live::emulator::{self, EmulatorConfig, Fault};
-use crate::live::rundir::{endpoints_json, headline, never_reached, run_to_dir, write_outputs};
+use crate::live::rundir::{
+    endpoints_json, headline, never_reached, run_to_dir, unanswered_endpoints, write_outputs,
+};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ModelTransport};
 use crate::output;
 use crate::recorded::{Mode, RecordedRun, Replayed};
@@ -229,6 +231,10 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
                 }
             );
         }
+    }
+    // Said even with --quiet: the run stands, but measured failures only.
+    for w in unanswered_endpoints(&s, &done, &endpoints_meta) {
+        eprintln!("warning: {w}");
     }
     if done.outcome.interrupted {
         return Ok(EXIT_INTERRUPTED);

@@ -251,6 +251,10 @@ pub struct Reach {
     pub connect: u64,
     /// Of them, failed to open a TLS session.
     pub tls: u64,
+    /// Of them, came with a response (a status line or headers).
+    pub answered: u64,
+    /// Of them, timed out (before or after a response began).
+    pub timeouts: u64,
 }
 
 impl Reach {
@@ -258,18 +262,40 @@ impl Reach {
     pub fn never_reached(&self) -> bool {
         self.replies > 0 && self.connect + self.tls == self.replies
     }
+
+    /// The endpoint was reached but answered none of its requests: each
+    /// timed out or ended before a response began (a hung or overloaded
+    /// server). A measurement, unlike [`never_reached`](Self::never_reached),
+    /// but one of its failures only.
+    pub fn never_answered(&self) -> bool {
+        self.replies > 0 && self.answered == 0 && !self.never_reached()
+    }
 }
 
 impl LiveMetrics {
     /// Counts a reply from endpoint (provider, tier).
-    fn reached(&mut self, provider: u16, tier: u16, error: Option<&str>) {
+    fn reached(&mut self, provider: u16, tier: u16, reply: &Reply) {
         let r = self.reach.entry((provider, tier)).or_default();
         r.replies += 1;
-        match error {
+        match reply.error.as_deref() {
             Some("connect") => r.connect += 1,
             Some("tls") => r.tls += 1,
+            Some("timeout") => r.timeouts += 1,
             _ => {}
         }
+        if reply.status.is_some() || reply.first_byte.is_some() {
+            r.answered += 1;
+        }
+    }
+
+    /// The endpoints reached that answered none of their requests (see
+    /// [`Reach::never_answered`]).
+    pub fn never_answered(&self) -> Vec<((u16, u16), Reach)> {
+        self.reach
+            .iter()
+            .filter(|(_, r)| r.never_answered())
+            .map(|(k, r)| (*k, *r))
+            .collect()
     }
 
     /// The endpoints that answered none of their requests: (provider,
@@ -558,8 +584,7 @@ impl<T: Transport> LiveDriver<T> {
     /// Turns a reply into the runtime's report: the 429 wait in scenario
     /// time, the cap on consecutive 429s, the streaming metrics.
     fn report(&mut self, f: &InFlight, reply: &Reply) -> AttemptReport {
-        self.metrics
-            .reached(f.provider, f.tier, reply.error.as_deref());
+        self.metrics.reached(f.provider, f.tier, reply);
         let mut outcome = reply.outcome.unwrap_or(Outcome::Failure);
         let key = (f.workflow, f.node);
         let mut retry_after = SimDuration::ZERO;

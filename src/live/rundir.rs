@@ -56,6 +56,11 @@ pub fn write_outputs(
         // Read back by `fidelity --live`, which refuses such a run.
         meta.insert("never_reached".into(), unreached.into());
     }
+    let unanswered = unanswered_endpoints(s, done, &endpoints);
+    if !unanswered.is_empty() {
+        // Read back by `fidelity --live`, which warns.
+        meta.insert("never_answered".into(), unanswered.into());
+    }
     meta.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     output::atomic_write(
         &out.join(crate::recorded::SCENARIO_FILE),
@@ -102,18 +107,13 @@ pub fn unreached_endpoints(
     done: &LiveDone,
     endpoints: &serde_json::Value,
 ) -> Vec<String> {
-    let names: Vec<&String> = s.providers.keys().collect();
     done.outcome
         .metrics
         .never_reached()
         .iter()
         .map(|&((p, t), r)| {
-            let name = names.get(p as usize).map_or("?", |n| n.as_str());
-            let url = endpoints
-                .as_array()
-                .and_then(|a| a.iter().find(|e| e["provider"] == *name && e["tier"] == t))
-                .and_then(|e| e["base_url"].as_str())
-                .map_or_else(String::new, |u| format!(" ({u})"));
+            let (name, url) = endpoint_of(s, endpoints, p, t);
+            let url = url.map_or_else(String::new, |u| format!(" ({u})"));
             let how = match (r.connect, r.tls) {
                 (_, 0) => "failed to connect".to_string(),
                 (0, _) => "failed to open a TLS session".to_string(),
@@ -125,6 +125,60 @@ pub fn unreached_endpoints(
                 "requests"
             };
             format!("{name} tier {t}{url}: all {} {requests} {how}", r.replies)
+        })
+        .collect()
+}
+
+/// Provider `p`'s name and the base URL of its tier `t` in `endpoints`
+/// (none for a run answered in process).
+fn endpoint_of<'a>(
+    s: &'a Scenario,
+    endpoints: &'a serde_json::Value,
+    p: u16,
+    t: u16,
+) -> (&'a str, Option<&'a str>) {
+    let name = s
+        .providers
+        .keys()
+        .nth(p as usize)
+        .map_or("?", |n| n.as_str());
+    let url = endpoints
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["provider"] == *name && e["tier"] == t))
+        .and_then(|e| e["base_url"].as_str());
+    (name, url)
+}
+
+/// Warnings for the endpoints a live run reached that answered none of
+/// their requests (a hung or overloaded server): the run stands, but its
+/// outputs measure only that endpoint's failures. In-process runs have no
+/// endpoints and get none.
+pub fn unanswered_endpoints(
+    s: &Scenario,
+    done: &LiveDone,
+    endpoints: &serde_json::Value,
+) -> Vec<String> {
+    done.outcome
+        .metrics
+        .never_answered()
+        .iter()
+        .filter_map(|&((p, t), r)| {
+            let (name, url) = endpoint_of(s, endpoints, p, t);
+            let url = url?;
+            let how = match (r.timeouts, r.replies - r.timeouts) {
+                (_, 0) => "all timed out".to_string(),
+                (0, _) => "all failed".to_string(),
+                (timed_out, failed) => format!("{timed_out} timed out, {failed} failed"),
+            };
+            let requests = match r.replies {
+                1 => "its one request".to_string(),
+                n => format!("its {n} requests"),
+            };
+            Some(format!(
+                "{name} tier {t} ({url}) answered none of {requests} ({how} before a response \
+                 began); the outputs measure its failures, not its answers. Is the server hung or \
+                 overloaded? requests.jsonl has each request's error"
+            ))
         })
         .collect()
 }

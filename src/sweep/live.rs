@@ -24,7 +24,7 @@ use super::{
     ExperimentConfig, SweepOptions, SweepOutcome, commit, exp_dir, expand, failures, unix_now,
 };
 use crate::error::{Error, Result};
-use crate::live::rundir::{endpoints_json, headline, never_reached};
+use crate::live::rundir::{endpoints_json, headline, never_reached, unanswered_endpoints};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ResolvedEndpoint};
 use crate::output::make_durable;
 use crate::scenario::Scenario;
@@ -387,6 +387,8 @@ fn execute_trial(
     let started = Instant::now();
     let mut endpoints_meta = Value::Null;
     let resolved = p.columns;
+    // A run that stands but measured an endpoint's failures only.
+    let mut warnings = Vec::new();
     let result: std::result::Result<String, (u8, String)> = match p.scenario {
         Err(e) => Err(e),
         Ok((s, eps)) => {
@@ -425,11 +427,14 @@ fn execute_trial(
                         )),
                         Ok(digest) => match never_reached(&s, &done, &endpoints_meta) {
                             Some(e) => Err((e.exit_code(), e.to_string())),
-                            None => Ok(format!(
-                                "{}; trial {}; digest {digest}\n",
-                                headline(&s, &done),
-                                trial + 1
-                            )),
+                            None => Ok({
+                                warnings = unanswered_endpoints(&s, &done, &endpoints_meta);
+                                format!(
+                                    "{}; trial {}; digest {digest}\n",
+                                    headline(&s, &done),
+                                    trial + 1
+                                )
+                            }),
                         },
                     }
                 }
@@ -438,7 +443,11 @@ fn execute_trial(
     };
     let wall = started.elapsed().as_secs_f64();
     let (exit_code, stdout, stderr) = match &result {
-        Ok(line) => (0u8, line.clone(), String::new()),
+        Ok(line) => (
+            0u8,
+            line.clone(),
+            warnings.iter().map(|w| format!("warning: {w}\n")).collect(),
+        ),
         Err((code, msg)) => (*code, String::new(), format!("error: {msg}\n")),
     };
     let digest = std::fs::read_to_string(out.join("summary.json"))
@@ -492,6 +501,10 @@ fn execute_trial(
         runs_dir,
     )?;
     crate::output::sync_dir(runs_dir);
+    // Said even with --quiet, as failures are.
+    for w in &warnings {
+        eprintln!("warning: {id}: {w}");
+    }
     if !opts.quiet {
         eprintln!(
             "{id}: {}",

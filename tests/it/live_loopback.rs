@@ -256,6 +256,75 @@ fn background_emulator(s: &Scenario) -> (tokio::runtime::Runtime, emulator::Emul
     (rt, h)
 }
 
+/// An endpoint that accepts connections and never answers (a hung server)
+/// is reached, so the run stands (exit 0), but it warns naming the
+/// endpoint, records it in summary.json, and `fidelity --live` repeats it;
+/// endpoints that answered are not named.
+#[test]
+fn an_endpoint_that_never_answers_is_warned_about_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = small(PolicyKind::Full);
+    let (rt, h) = background_emulator(&s);
+    // Accepts and holds every connection, reads and answers nothing; its
+    // thread ends with the test process.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}/v1", hung.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hung.incoming() {
+            held.push(c);
+        }
+    });
+    let mut file = emulator::endpoints_for(&s, h.addr);
+    file.providers.get_mut("embed_provider").unwrap()[0].base_url = hung_url.clone();
+    std::fs::write(d.join("ep.json"), serde_json::to_string(&file).unwrap()).unwrap();
+    let o = agentsched_in(
+        d,
+        &[&SMALL_LIVE_RUN[..], &["--quiet", "--out", "o"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // Every request sent there timed out (embed tier 0's timeout is 10 s of
+    // scenario time), and the warning counts them.
+    let requests = std::fs::read_to_string(d.join("o/requests.jsonl")).unwrap();
+    let to_hung: Vec<serde_json::Value> = requests
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| {
+            r["provider"] == "embed_provider"
+                && r["tier"] == 0
+                && !r["cancelled"].as_bool().unwrap()
+        })
+        .collect();
+    assert!(!to_hung.is_empty());
+    assert!(
+        to_hung
+            .iter()
+            .all(|r| r["error"] == "timeout" && r["status"].is_null())
+    );
+    let msg = err(&o);
+    let warning = format!(
+        "warning: embed_provider tier 0 ({hung_url}) answered none of its {} requests (all timed out before a response began); the outputs measure its failures, not its answers",
+        to_hung.len()
+    );
+    assert!(msg.contains(&warning), "{msg}");
+    assert_eq!(msg.matches("warning:").count(), 1, "{msg}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("o/summary.json")).unwrap()).unwrap();
+    let mute = summary["never_answered"].as_array().unwrap();
+    assert_eq!(mute.len(), 1);
+    assert!(warning.contains(mute[0].as_str().unwrap().split(';').next().unwrap()));
+    assert!(summary.get("never_reached").is_none(), "{summary}");
+    let o = agentsched_in(d, &["fidelity", "--live", "o"]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", err(&o));
+    assert!(
+        err(&o).contains("warning: --live o: embed_provider tier 0"),
+        "{}",
+        err(&o)
+    );
+    rt.block_on(h.shutdown());
+}
+
 /// A `max_tokens` past u32 is a bad request, not wrapped to a small length.
 #[test]
 fn a_max_tokens_past_u32_is_refused() {

@@ -428,6 +428,77 @@ fn a_live_sweep_stops_at_endpoints_never_reached_and_resumes() {
     assert_eq!(runs(&cwd.join("x/s")).len(), 4);
 }
 
+/// A run whose endpoint was reached but answered nothing (a hung server)
+/// stands, and the sweep says so: on its stderr with the run id, and in the
+/// run's stderr.txt.
+#[test]
+fn a_live_sweep_warns_of_an_endpoint_that_never_answers() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = emulator(cwd);
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}/v1", hung.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hung.incoming() {
+            held.push(c);
+        }
+    });
+    let mut ep: Value =
+        serde_json::from_str(&std::fs::read_to_string(&emu.endpoints).unwrap()).unwrap();
+    ep["providers"]["embed_provider"][0]["base_url"] = hung_url.clone().into();
+    std::fs::write(cwd.join("hung.json"), ep.to_string()).unwrap();
+    let cfg = config(cwd, "h", "");
+    let o = agentsched_in(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            &cfg,
+            "--live",
+            "hung.json",
+            "--out-root",
+            "x",
+            "--quiet",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let ran = runs(&cwd.join("x/h"));
+    assert_eq!(ran.len(), 2);
+    // fifo_cheapest sends embeddings to tier 0 only; `full` may move every
+    // one of them elsewhere (a hedge wins, the tier-0 attempt is cancelled
+    // unanswered), and then has nothing to warn of.
+    let mut warned = 0;
+    for (id, ..) in &ran {
+        let log = std::fs::read_to_string(cwd.join("x/h/runs").join(id).join("out/requests.jsonl"))
+            .unwrap();
+        let replied = log
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| {
+                r["provider"] == "embed_provider" && r["tier"] == 0 && r["cancelled"] == false
+            })
+            .count();
+        if replied == 0 {
+            assert!(!err(&o).contains(&format!("warning: {id}:")), "{}", err(&o));
+            continue;
+        }
+        warned += 1;
+        let said =
+            format!("warning: {id}: embed_provider tier 0 ({hung_url}) answered none of its");
+        assert!(err(&o).contains(&said), "{}", err(&o));
+        let stderr_txt =
+            std::fs::read_to_string(cwd.join("x/h/runs").join(id).join("stderr.txt")).unwrap();
+        assert!(
+            stderr_txt.starts_with(&format!(
+                "warning: embed_provider tier 0 ({hung_url}) answered none of its"
+            )),
+            "{stderr_txt}"
+        );
+    }
+    assert!(warned >= 1, "fifo_cheapest's run warned");
+}
+
 #[test]
 fn live_sweep_settings_are_validated_naming_the_key() {
     let d = tempfile::tempdir().unwrap();
