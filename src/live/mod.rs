@@ -288,22 +288,13 @@ impl LiveMetrics {
         }
     }
 
-    /// The endpoints reached that answered none of their requests (see
-    /// [`Reach::never_answered`]).
-    pub fn never_answered(&self) -> Vec<((u16, u16), Reach)> {
+    /// The endpoints whose replies meet `which` ([`Reach::never_reached`],
+    /// [`Reach::never_answered`]): (provider, tier) and what happened to
+    /// the requests.
+    pub fn endpoints_where(&self, which: impl Fn(&Reach) -> bool) -> Vec<((u16, u16), Reach)> {
         self.reach
             .iter()
-            .filter(|(_, r)| r.never_answered())
-            .map(|(k, r)| (*k, *r))
-            .collect()
-    }
-
-    /// The endpoints that answered none of their requests: (provider,
-    /// tier) and what happened to the requests.
-    pub fn never_reached(&self) -> Vec<((u16, u16), Reach)> {
-        self.reach
-            .iter()
-            .filter(|(_, r)| r.never_reached())
+            .filter(|(_, r)| which(r))
             .map(|(k, r)| (*k, *r))
             .collect()
     }

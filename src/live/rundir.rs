@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::live::{self, LiveConfig, RequestLog};
+use crate::live::{self, LiveConfig, Reach, RequestLog};
 use crate::output::{self, Durability, FileObserver};
 use crate::scenario::Scenario;
 
@@ -109,7 +109,7 @@ pub fn unreached_endpoints(
 ) -> Vec<String> {
     done.outcome
         .metrics
-        .never_reached()
+        .endpoints_where(Reach::never_reached)
         .iter()
         .map(|&((p, t), r)| {
             let (name, url) = endpoint_of(s, endpoints, p, t);
@@ -160,7 +160,7 @@ pub fn unanswered_endpoints(
 ) -> Vec<String> {
     done.outcome
         .metrics
-        .never_answered()
+        .endpoints_where(Reach::never_answered)
         .iter()
         .filter_map(|&((p, t), r)| {
             let (name, url) = endpoint_of(s, endpoints, p, t);

@@ -266,16 +266,7 @@ fn an_endpoint_that_never_answers_is_warned_about_and_recorded() {
     let d = dir.path();
     let s = small(PolicyKind::Full);
     let (rt, h) = background_emulator(&s);
-    // Accepts and holds every connection, reads and answers nothing; its
-    // thread ends with the test process.
-    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hung_url = format!("http://{}/v1", hung.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in hung.incoming() {
-            held.push(c);
-        }
-    });
+    let hung_url = crate::util::hung_endpoint();
     let mut file = emulator::endpoints_for(&s, h.addr);
     file.providers.get_mut("embed_provider").unwrap()[0].base_url = hung_url.clone();
     std::fs::write(d.join("ep.json"), serde_json::to_string(&file).unwrap()).unwrap();
@@ -286,16 +277,7 @@ fn an_endpoint_that_never_answers_is_warned_about_and_recorded() {
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     // Every request sent there timed out (embed tier 0's timeout is 10 s of
     // scenario time), and the warning counts them.
-    let requests = std::fs::read_to_string(d.join("o/requests.jsonl")).unwrap();
-    let to_hung: Vec<serde_json::Value> = requests
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| {
-            r["provider"] == "embed_provider"
-                && r["tier"] == 0
-                && !r["cancelled"].as_bool().unwrap()
-        })
-        .collect();
+    let to_hung = crate::util::sent_to(&d.join("o"), "embed_provider", 0);
     assert!(!to_hung.is_empty());
     assert!(
         to_hung
@@ -606,16 +588,7 @@ fn an_endpoint_never_reached_is_a_setup_error_naming_it() {
     }
     // Every request to the dead tier failed to connect, and the message
     // counts them.
-    let requests = std::fs::read_to_string(d.join("o/requests.jsonl")).unwrap();
-    let to_dead: Vec<serde_json::Value> = requests
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|r| {
-            r["provider"] == "embed_provider"
-                && r["tier"] == 0
-                && !r["cancelled"].as_bool().unwrap()
-        })
-        .collect();
+    let to_dead = crate::util::sent_to(&d.join("o"), "embed_provider", 0);
     assert!(!to_dead.is_empty());
     assert!(to_dead.iter().all(|r| r["error"] == "connect"));
     let msg = err(&o);

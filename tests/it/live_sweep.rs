@@ -436,14 +436,7 @@ fn a_live_sweep_warns_of_an_endpoint_that_never_answers() {
     let d = tempfile::tempdir().unwrap();
     let cwd = d.path();
     let emu = emulator(cwd);
-    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hung_url = format!("http://{}/v1", hung.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in hung.incoming() {
-            held.push(c);
-        }
-    });
+    let hung_url = crate::util::hung_endpoint();
     let mut ep: Value =
         serde_json::from_str(&std::fs::read_to_string(&emu.endpoints).unwrap()).unwrap();
     ep["providers"]["embed_provider"][0]["base_url"] = hung_url.clone().into();
@@ -470,16 +463,8 @@ fn a_live_sweep_warns_of_an_endpoint_that_never_answers() {
     // unanswered), and then has nothing to warn of.
     let mut warned = 0;
     for (id, ..) in &ran {
-        let log = std::fs::read_to_string(cwd.join("x/h/runs").join(id).join("out/requests.jsonl"))
-            .unwrap();
-        let replied = log
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|r| {
-                r["provider"] == "embed_provider" && r["tier"] == 0 && r["cancelled"] == false
-            })
-            .count();
-        if replied == 0 {
+        let out = cwd.join("x/h/runs").join(id).join("out");
+        if crate::util::sent_to(&out, "embed_provider", 0).is_empty() {
             assert!(!err(&o).contains(&format!("warning: {id}:")), "{}", err(&o));
             continue;
         }

@@ -66,3 +66,29 @@ impl Drop for Emulator {
         let _ = self.child.wait();
     }
 }
+
+/// The base URL of a loopback server that accepts every connection and
+/// answers nothing (a hung endpoint). Its thread holds the connections
+/// until the test process ends.
+pub fn hung_endpoint() -> String {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", hung.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hung.incoming() {
+            held.push(c);
+        }
+    });
+    url
+}
+
+/// The requests a live run's log (`OUT/requests.jsonl`) records as sent to
+/// `provider`'s `tier` and not cancelled.
+pub fn sent_to(out: &Path, provider: &str, tier: u64) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["provider"] == provider && r["tier"] == tier && r["cancelled"] == false)
+        .collect()
+}
