@@ -502,6 +502,47 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// One to three mutations, as [`mutate`] takes them.
+fn mutations() -> impl Strategy<Value = Vec<(usize, u8, usize)>> {
+    proptest::collection::vec((0usize..10_000, 0u8..4, 0usize..HOSTILE.len()), 1..4)
+}
+
+/// A fuzzing session: `check` on values of `strategy`, at most
+/// `AGENTSCHED_FUZZ_CASES` of them (default 40) within
+/// `AGENTSCHED_FUZZ_SECONDS` (default 60); the first failure panics. At
+/// least 10 must run (or all asked for). Returns how many ran and the
+/// seconds taken.
+fn fuzz_session<S: Strategy>(
+    strategy: S,
+    check: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) -> (u32, f64) {
+    let cases = env_or("AGENTSCHED_FUZZ_CASES", 40) as u32;
+    let budget = Duration::from_secs(env_or("AGENTSCHED_FUZZ_SECONDS", 60));
+    let started = Instant::now();
+    let ran = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&strategy, |v| {
+        if started.elapsed() > budget {
+            return Ok(());
+        }
+        ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        check(v)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let n = ran.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        n >= cases.min(10),
+        "only {n} mutants ran in the time budget"
+    );
+    (n, started.elapsed().as_secs_f64())
+}
+
 /// Mutation fuzzing of the shipped scenarios and experiment configs, each
 /// mutant run by the binary under `ulimit -v` and a time limit: it must end
 /// with a documented exit code (0 or 2 for a scenario, 0, 1 or 2 for a
@@ -510,27 +551,11 @@ fn env_or(name: &str, default: u64) -> u64 {
 /// (default 60) bound it; CI runs a longer session.
 #[test]
 fn mutated_shipped_inputs_never_panic_hang_or_exhaust_memory() {
-    let cases = env_or("AGENTSCHED_FUZZ_CASES", 40) as u32;
-    let budget = Duration::from_secs(env_or("AGENTSCHED_FUZZ_SECONDS", 60));
-    let started = Instant::now();
-    let ran = std::sync::atomic::AtomicU32::new(0);
     // Exit codes seen: a fuzzer whose mutants all fail validation would
     // test only the validator.
     let codes = std::sync::Mutex::new(BTreeMap::<i32, u32>::new());
-    let strategy = (
-        0..FUZZ_INPUTS.len(),
-        proptest::collection::vec((0usize..10_000, 0u8..4, 0usize..HOSTILE.len()), 1..4),
-    );
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
-    let result = runner.run(&strategy, |(input, mutations)| {
-        if started.elapsed() > budget {
-            return Ok(());
-        }
-        ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let strategy = (0..FUZZ_INPUTS.len(), mutations());
+    let (n, secs) = fuzz_session(strategy, |(input, mutations)| {
         let (file, is_config) = FUZZ_INPUTS[input];
         let mut doc: Value =
             serde_json::from_str(&std::fs::read_to_string(Path::new(PKG).join(file)).unwrap())
@@ -599,19 +624,8 @@ fn mutated_shipped_inputs_never_panic_hang_or_exhaust_memory() {
         }
         Ok(())
     });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    let n = ran.load(std::sync::atomic::Ordering::Relaxed);
     let codes = codes.into_inner().unwrap();
-    eprintln!(
-        "fuzz: {n} mutants in {:.1} s, exit codes {codes:?}",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        n >= cases.min(10),
-        "only {n} mutants ran in the time budget"
-    );
+    eprintln!("fuzz: {n} mutants in {secs:.1} s, exit codes {codes:?}");
     // About 11% of mutants run (measured: 67 of 600); at 40 all are
     // refused about once in a hundred sessions, at 100 once in 100,000.
     // The default 40-case session leaves the check to CI's long one.
@@ -721,8 +735,6 @@ fn endpoints_at(addr: std::net::SocketAddr) -> Value {
 /// Bounded by the same `AGENTSCHED_FUZZ_CASES` and `AGENTSCHED_FUZZ_SECONDS`.
 #[test]
 fn mutated_run_outputs_and_side_files_never_panic() {
-    let cases = env_or("AGENTSCHED_FUZZ_CASES", 40) as u32;
-    let budget = Duration::from_secs(env_or("AGENTSCHED_FUZZ_SECONDS", 60));
     let fixtures = tempfile::tempdir().unwrap();
     let fx = fixtures.path();
     let made = |args: &[&str]| {
@@ -751,24 +763,9 @@ fn mutated_run_outputs_and_side_files_never_panic() {
         .unwrap();
     std::fs::write(fx.join("ep.json"), endpoints_at(closed).to_string()).unwrap();
 
-    let started = Instant::now();
-    let ran = std::sync::atomic::AtomicU32::new(0);
     let codes = std::sync::Mutex::new(BTreeMap::<(&str, i32), u32>::new());
-    let strategy = (
-        0..SIDE_INPUTS.len(),
-        0usize..1_000,
-        proptest::collection::vec((0usize..10_000, 0u8..4, 0usize..HOSTILE.len()), 1..4),
-    );
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
-    let result = runner.run(&strategy, |(input, pick, mutations)| {
-        if started.elapsed() > budget {
-            return Ok(());
-        }
-        ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let strategy = (0..SIDE_INPUTS.len(), 0usize..1_000, mutations());
+    let (n, secs) = fuzz_session(strategy, |(input, pick, mutations)| {
         let (name, fixture, args, allowed) = SIDE_INPUTS[input];
         let tmp = tempfile::tempdir().unwrap();
         let given = fixture.trim_end_matches('/');
@@ -831,19 +828,8 @@ fn mutated_run_outputs_and_side_files_never_panic() {
         prop_assert!(before == after, "{what}: changed or added a file");
         Ok(())
     });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    let n = ran.load(std::sync::atomic::Ordering::Relaxed);
     let codes = codes.into_inner().unwrap();
-    eprintln!(
-        "fuzz: {n} mutants of side inputs in {:.1} s, (input, exit code): {codes:?}",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        n >= cases.min(10),
-        "only {n} mutants ran in the time budget"
-    );
+    eprintln!("fuzz: {n} mutants of side inputs in {secs:.1} s, (input, exit code): {codes:?}");
     // Mutants of every input both run and get refused, once there are enough
     // of them to say so: a fuzzer refused everywhere tests only the checks.
     // The rarest outcome, an endpoints mutant that runs (about 4%: most
