@@ -39,6 +39,16 @@ pub enum Error {
     /// Anything else that went wrong while executing (exit 4).
     #[error("{0}")]
     Execution(String),
+    /// A command stopped by a signal after saving what it could; exits
+    /// with the shell's code for the signal (130 for Ctrl-C, 143 for
+    /// SIGTERM).
+    #[error("{message}")]
+    Stopped {
+        /// The exit code.
+        code: u8,
+        /// What was kept and what was not.
+        message: String,
+    },
     /// Standard output was closed by its reader (`| head`): the command
     /// stops, quietly, with exit 0.
     #[error("standard output closed")]
@@ -55,6 +65,7 @@ impl Error {
             Error::Input(_) | Error::Read { .. } => 2,
             Error::Setup(_) => EXIT_SETUP,
             Error::Write { .. } | Error::Execution(_) => 4,
+            Error::Stopped { code, .. } => *code,
             Error::StdoutClosed => 0,
         }
     }

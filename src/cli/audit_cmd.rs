@@ -165,9 +165,7 @@ fn caching(a: CachingArgs) -> Result<u8> {
         .enable_all()
         .build()
         .map_err(|e| Error::Execution(format!("cannot start the async runtime: {e}")))?;
-    let done = rt.block_on(audit::run(&cfg, &a.out, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))?;
+    let done = rt.block_on(audit::run(&cfg, &a.out, crate::live::stop::stop_signal()))?;
     outln!(
         "output caching audit of {} ({} {}): reference {} of {} in {:.3} s = {:.2} QPS; \
          audit {} of {} in {:.3} s = {:.2} QPS",

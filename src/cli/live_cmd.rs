@@ -14,18 +14,19 @@ use crate::live::emulator::{self, EmulatorConfig, Fault};
 use crate::live::rundir::{
     endpoints_json, headline, never_reached, run_to_dir, unanswered_endpoints, write_outputs,
 };
+use crate::live::stop::{StopSignal, stop_signal};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ModelTransport};
 use crate::output;
 use crate::recorded::{Mode, RecordedRun, Replayed};
 use crate::scenario::Scenario;
 
-/// Exit code of a run stopped by Ctrl-C (outputs written, marked interrupted).
-pub const EXIT_INTERRUPTED: u8 = 130;
-
 /// `live` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum LiveCmd {
     /// Replay a scenario against OpenAI-compatible endpoints with the simulator's policy code.
+    ///
+    /// Ctrl-C or SIGTERM stops it with every output written, the unfinished workflows marked
+    /// interrupted (exit 130, 143).
     Run(LiveRunArgs),
 }
 
@@ -194,10 +195,9 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
     let endpoints_meta = endpoints_json(&s, &cfg.endpoints);
     let out = &a.out;
     let trace = a.trace;
+    let signal = std::cell::Cell::new(None);
     let done = rt.block_on(async {
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let stop = async { signal.set(Some(stop_signal().await)) };
         if a.in_process {
             run_to_dir(&s, out, trace, ModelTransport::new(&s), cfg, stop).await
         } else {
@@ -237,12 +237,17 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
         eprintln!("warning: {w}");
     }
     if done.outcome.interrupted {
-        return Ok(EXIT_INTERRUPTED);
+        let by = signal.get().unwrap_or(StopSignal::Interrupt);
+        eprintln!(
+            "stopped by {}: every output was written, the unfinished workflows marked interrupted",
+            by.name()
+        );
+        return Ok(by.exit_code());
     }
     never_reached(&s, &done, &endpoints_meta).map_or(Ok(0), Err)
 }
 
-/// Runs `emulate` until Ctrl-C.
+/// Runs `emulate` until Ctrl-C or SIGTERM, then stops accepting and exits 0.
 pub(crate) fn emulate(a: EmulateArgs) -> Result<u8> {
     let mut s = a.scenario.resolve()?;
     if a.zero_latency {
@@ -289,7 +294,7 @@ pub(crate) fn emulate(a: EmulateArgs) -> Result<u8> {
         );
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        let _ = tokio::signal::ctrl_c().await;
+        stop_signal().await;
         h.shutdown().await;
         Ok::<_, Error>(())
     })?;

@@ -36,7 +36,8 @@ pub struct SweepArgs {
     pub shard: Option<Shard>,
     /// Run the experiment live against these endpoints (endpoints.json), one run at a time,
     /// with the config's trials, sweep_mode, cooldowns and adaptive stopping; a run that never
-    /// reached its endpoints stops it (exit 3; --resume continues).
+    /// reached its endpoints stops it (exit 3; --resume continues), as Ctrl-C and SIGTERM do
+    /// (exit 130, 143), even in a cooldown.
     #[arg(long, value_name = "ENDPOINTS")]
     pub live: Option<PathBuf>,
     /// After the sweep, also collect and write the report.

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::endpoints::ResolvedEndpoint;
+use super::stop::StopSignal;
 use super::transport::{CallKind, CallRequest, HttpTransport, Transport};
 use crate::error::{Error, Result};
 use crate::output::{atomic_write, sync_dir};
@@ -330,12 +331,12 @@ pub struct AuditOutcome {
     pub result_path: PathBuf,
 }
 
-/// Runs both phases and writes the verdict into `out`; `stop` (Ctrl-C)
-/// ends the audit without a verdict.
+/// Runs both phases and writes the verdict into `out`; `stop` (Ctrl-C or
+/// SIGTERM) ends the audit without a verdict.
 pub async fn run(
     cfg: &AuditConfig,
     out: &Path,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = StopSignal>,
 ) -> Result<AuditOutcome> {
     check(cfg)?;
     probe(&cfg.endpoint).await?;
@@ -362,9 +363,13 @@ pub async fn run(
     };
     let (reference, audit) = tokio::select! {
         r = phases => r?,
-        () = stop => return Err(Error::Execution(
-            "interrupted before both phases finished; no verdict".into(),
-        )),
+        by = stop => return Err(Error::Stopped {
+            code: by.exit_code(),
+            message: format!(
+                "stopped by {}: the audit ended before both phases finished, so it gives no verdict",
+                by.name()
+            ),
+        }),
     };
     let verdict = verify(&reference, &audit, cfg.threshold);
     let result = json!({

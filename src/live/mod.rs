@@ -39,6 +39,7 @@ pub mod emulator;
 pub mod endpoints;
 pub mod rundir;
 pub mod sse;
+pub mod stop;
 pub mod transport;
 
 use std::cmp::Reverse;

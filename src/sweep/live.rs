@@ -25,6 +25,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::live::rundir::{endpoints_json, headline, never_reached, unanswered_endpoints};
+use crate::live::stop::{StopFlag, StopSignal};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ResolvedEndpoint};
 use crate::output::make_durable;
 use crate::scenario::Scenario;
@@ -271,15 +272,7 @@ pub fn run_live_sweep(
         .enable_all()
         .build()
         .map_err(|e| Error::Execution(format!("cannot start the async runtime: {e}")))?;
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        rt.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        });
-    }
+    let stop = StopFlag::listen(&rt);
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); plan.len()];
     let mut done: Vec<u32> = vec![0; plan.len()];
     let mut last_ran: Option<usize> = None;
@@ -289,7 +282,7 @@ pub fn run_live_sweep(
         if settled(done[t.run], &values[t.run], l) {
             continue;
         }
-        if stopped || interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        if stopped || stop.get().is_some() {
             outcome.not_started += 1;
             continue;
         }
@@ -312,7 +305,11 @@ pub fn run_live_sweep(
             } else {
                 l.cooldown_s
             };
-            std::thread::sleep(Duration::from_secs_f64(pause));
+            // A signal during the pause ends the sweep there.
+            if stop.sleep(&rt, Duration::from_secs_f64(pause)) {
+                outcome.not_started += 1;
+                continue;
+            }
         }
         last_ran = Some(t.run);
         let failure = execute_trial(
@@ -323,7 +320,7 @@ pub fn run_live_sweep(
             p,
             &runs_dir,
             &rt,
-            &interrupted,
+            &stop,
             opts,
         )?;
         outcome.executed += 1;
@@ -348,11 +345,16 @@ pub fn run_live_sweep(
             }
         }
     }
-    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(Error::Execution(format!(
-            "interrupted: {} runs done, the rest not started; `--resume` continues without re-sending them",
-            outcome.executed + outcome.skipped
-        )));
+    if let Some(by) = stop.get() {
+        return Err(Error::Stopped {
+            code: by.exit_code(),
+            message: format!(
+                "stopped by {}: {} runs done, the rest not started; `--resume` continues without \
+                 re-sending them",
+                by.name(),
+                outcome.executed + outcome.skipped
+            ),
+        });
     }
     Ok(outcome)
 }
@@ -368,7 +370,7 @@ fn execute_trial(
     p: Prepared,
     runs_dir: &Path,
     rt: &tokio::runtime::Runtime,
-    interrupted: &Arc<std::sync::atomic::AtomicBool>,
+    stop: &StopFlag,
     opts: &SweepOptions,
 ) -> Result<Option<(u8, String)>> {
     let staging = runs_dir.join(format!(".{id}.partial"));
@@ -398,19 +400,15 @@ fn execute_trial(
                 .into_iter()
                 .map(|tiers| tiers.into_iter().map(Arc::new).collect())
                 .collect();
-            let flag = interrupted.clone();
-            let stop = async move {
-                while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            };
             let done = rt.block_on(crate::live::rundir::run_to_dir(
                 &s,
                 &out,
                 r.trace,
                 HttpTransport::new(),
                 lc,
-                stop,
+                async {
+                    stop.wait().await;
+                },
             ));
             match done {
                 Err(e) => Err((e.exit_code(), e.to_string())),
@@ -421,10 +419,16 @@ fn execute_trial(
                     let interrupted = done.outcome.interrupted;
                     match crate::live::rundir::write_outputs(&s, &out, &done, meta) {
                         Err(e) => Err((e.exit_code(), e.to_string())),
-                        Ok(_) if interrupted => Err((
-                            130,
-                            "interrupted: the run's outputs mark unfinished workflows".into(),
-                        )),
+                        Ok(_) if interrupted => {
+                            let by = stop.get().unwrap_or(StopSignal::Interrupt);
+                            Err((
+                                by.exit_code(),
+                                format!(
+                                    "stopped by {}: the run's outputs mark unfinished workflows",
+                                    by.name()
+                                ),
+                            ))
+                        }
                         Ok(digest) => match never_reached(&s, &done, &endpoints_meta) {
                             Some(e) => Err((e.exit_code(), e.to_string())),
                             None => Ok({

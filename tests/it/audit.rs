@@ -201,6 +201,18 @@ fn a_failed_tls_handshake_gives_no_verdict() {
 
 #[test]
 fn killed_between_the_phases_leaves_no_verdict() {
+    stopped_between_the_phases(None);
+}
+
+/// SIGTERM in the cooldown ends the audit at once, with exit 143 and the
+/// same files as a kill.
+#[test]
+fn sigterm_between_the_phases_leaves_no_verdict() {
+    stopped_between_the_phases(Some("TERM"));
+}
+
+/// Stops an audit in its cooldown with `signal`, or kill -9 when None.
+fn stopped_between_the_phases(signal: Option<&str>) {
     let d = tempfile::tempdir().unwrap();
     let cwd = d.path();
     let emu = emulator(cwd, false);
@@ -210,8 +222,8 @@ fn killed_between_the_phases_leaves_no_verdict() {
     let mut audit = Command::new(env!("CARGO_BIN_EXE_agentsched"))
         .current_dir(cwd)
         .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let reference = cwd.join("out/audit/reference/requests.jsonl");
@@ -225,8 +237,29 @@ fn killed_between_the_phases_leaves_no_verdict() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // In the cooldown: the reference phase is written, the audit phase not begun.
-    audit.kill().unwrap();
-    audit.wait().unwrap();
+    match signal {
+        None => {
+            audit.kill().unwrap();
+            audit.wait().unwrap();
+        }
+        Some(signal) => {
+            let sent = Instant::now();
+            crate::util::send_signal(audit.id(), signal);
+            let o = audit.wait_with_output().unwrap();
+            assert!(
+                sent.elapsed() < Duration::from_secs(20),
+                "slept through the cooldown"
+            );
+            assert_eq!(o.status.code(), Some(143), "{}", err(&o));
+            assert!(
+                err(&o).contains(
+                    "stopped by SIGTERM: the audit ended before both phases finished, so it gives no verdict"
+                ),
+                "{}",
+                err(&o)
+            );
+        }
+    }
     drop(emu);
     let out = cwd.join("out");
     assert_eq!(

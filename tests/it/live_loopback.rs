@@ -440,6 +440,17 @@ fn api_keys_never_reach_an_output() {
 
 #[test]
 fn ctrl_c_writes_every_output_marked_interrupted() {
+    stopped_by_a_signal_writes_every_output("INT", 130);
+}
+
+/// SIGTERM (`scancel`, a Slurm time limit, `timeout`, systemd) stops a live
+/// run as Ctrl-C does, with the shell's code for it.
+#[test]
+fn sigterm_writes_every_output_marked_interrupted() {
+    stopped_by_a_signal_writes_every_output("TERM", 143);
+}
+
+fn stopped_by_a_signal_writes_every_output(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut s = small(PolicyKind::Full);
@@ -471,14 +482,39 @@ fn ctrl_c_writes_every_output_marked_interrupted() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    crate::util::send_signal(child.id(), signal);
     let o = child.wait_with_output().unwrap();
     rt.block_on(h.shutdown());
-    assert_eq!(o.status.code(), Some(130), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(code), "{}", err(&o));
+    let name = if signal == "INT" {
+        "Ctrl-C (SIGINT)"
+    } else {
+        "SIGTERM"
+    };
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!(
+            "stopped by {name}: every output was written, the unfinished workflows marked interrupted"
+        )),
+        "{}",
+        err(&o)
+    );
+    // Nothing half-written is left behind.
+    let mut names: Vec<String> = std::fs::read_dir(d.join("o"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "requests.jsonl",
+            "scenario.json",
+            "summary.csv",
+            "summary.json",
+            "tiers.csv",
+            "workflows.csv"
+        ]
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("o/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["interrupted"], true);

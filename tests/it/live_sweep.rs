@@ -28,6 +28,47 @@ fn config(dir: &Path, name: &str, extra: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The run directories renamed into place so far (not the one in progress).
+fn finished_runs(runs_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(runs_dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A live sweep in the background, its output streams piped.
+fn spawn_sweep(cwd: &Path, cfg: &str, ep: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_agentsched"))
+        .current_dir(cwd)
+        .args([
+            "sweep",
+            "--config",
+            cfg,
+            "--live",
+            ep,
+            "--out-root",
+            "x",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to a minute) until `runs_dir` holds `n` finished runs.
+fn wait_for_runs(sweep: &mut std::process::Child, runs_dir: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while finished_runs(runs_dir).len() < n {
+        assert!(Instant::now() < deadline, "{n} runs did not finish");
+        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// (run id, trial, start, end) of every run, in start order.
 fn runs(exp: &Path) -> Vec<(String, u64, f64, f64)> {
     let mut v: Vec<(String, u64, f64, f64)> = std::fs::read_dir(exp.join("runs"))
@@ -296,21 +337,8 @@ fn a_killed_live_sweep_resumes_without_resending_finished_runs() {
         .spawn()
         .unwrap();
     let runs_dir = cwd.join("x/k/runs");
-    let finished = || -> Vec<String> {
-        std::fs::read_dir(&runs_dir)
-            .map(|rd| {
-                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .filter(|n| !n.starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while finished().len() < 2 {
-        assert!(Instant::now() < deadline, "no two runs finished");
-        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended early");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let finished = || finished_runs(&runs_dir);
+    wait_for_runs(&mut sweep, &runs_dir, 2);
     sweep.kill().unwrap();
     sweep.wait().unwrap();
     let before: Vec<(String, String)> = finished()
@@ -357,6 +385,131 @@ fn a_killed_live_sweep_resumes_without_resending_finished_runs() {
             .to_string_lossy()
             .ends_with(".partial")),
         "the killed run's partial directory is gone"
+    );
+}
+
+/// SIGTERM in a cooldown ends the sweep there, not after the pause and the
+/// next run: exit 143, the finished run kept, the rest not started; a
+/// `--resume` (with shorter pauses) runs only the rest.
+#[test]
+fn sigterm_in_a_cooldown_stops_a_live_sweep_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = emulator(cwd);
+    let ep = emu.endpoints.to_string_lossy().into_owned();
+    let cfg = config(
+        cwd,
+        "c",
+        r#", "trials": 2, "cooldown_s": 60, "trial_cooldown_s": 60"#,
+    );
+    let mut sweep = spawn_sweep(cwd, &cfg, &ep);
+    let runs_dir = cwd.join("x/c/runs");
+    wait_for_runs(&mut sweep, &runs_dir, 1);
+    let signalled = Instant::now();
+    crate::util::send_signal(sweep.id(), "TERM");
+    let o = sweep.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "the sweep slept through its cooldown: {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(143), "{}", err(&o));
+    assert!(
+        err(&o).contains(
+            "stopped by SIGTERM: 1 runs done, the rest not started; `--resume` continues without re-sending them"
+        ),
+        "{}",
+        err(&o)
+    );
+    let kept = runs(&cwd.join("x/c"));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let before = std::fs::read_to_string(runs_dir.join(&kept[0].0).join("meta.json")).unwrap();
+    // The same experiment (name, matrix, trials) with shorter pauses.
+    let quick = config(cwd, "c_quick", r#", "trials": 2"#);
+    let text = std::fs::read_to_string(&quick)
+        .unwrap()
+        .replace(r#""name": "c_quick""#, r#""name": "c""#);
+    std::fs::write(&quick, text).unwrap();
+    let o = agentsched_in(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            &quick,
+            "--live",
+            &ep,
+            "--out-root",
+            "x",
+            "--resume",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).contains("3 executed, 1 skipped (resume), 0 failed"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(runs(&cwd.join("x/c")).len(), 4);
+    let after = std::fs::read_to_string(runs_dir.join(&kept[0].0).join("meta.json")).unwrap();
+    assert_eq!(before, after, "the finished run was sent again");
+}
+
+/// Ctrl-C during a run stops it with its outputs (marked interrupted) and
+/// records it as exit 130, so that `--resume` runs it again.
+#[test]
+fn ctrl_c_in_a_run_marks_it_interrupted_and_stops_the_sweep() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    // Slow enough that the signal lands inside the run.
+    let emu = Emulator::start(cwd, "ep.json", &["--time-scale", "20"]);
+    let ep = emu.endpoints.to_string_lossy().into_owned();
+    let cfg = cwd.join("i.json");
+    std::fs::write(
+        &cfg,
+        r#"{"name": "i",
+            "common_args": {"workflows": 5, "pdfs": 2, "iters": 1, "time_scale": 20},
+            "matrix": {"policy": ["fifo_cheapest", "full"], "seeds": [1]}}"#,
+    )
+    .unwrap();
+    let cfg = cfg.to_string_lossy().into_owned();
+    let mut sweep = spawn_sweep(cwd, &cfg, &ep);
+    let runs_dir = cwd.join("x/i/runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_dir(&runs_dir).is_ok_and(|mut rd| {
+        rd.any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".partial")
+        })
+    }) {
+        assert!(Instant::now() < deadline, "no run started");
+        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    crate::util::send_signal(sweep.id(), "INT");
+    let o = sweep.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", err(&o));
+    assert!(
+        err(&o).contains("stopped by Ctrl-C (SIGINT): 1 runs done, the rest not started"),
+        "{}",
+        err(&o)
+    );
+    let ran = finished_runs(&runs_dir);
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    let run = runs_dir.join(&ran[0]);
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["exit_code"], 130, "{meta}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("out/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    assert!(
+        std::fs::read_to_string(run.join("stderr.txt"))
+            .unwrap()
+            .contains("stopped by Ctrl-C (SIGINT): the run's outputs mark unfinished workflows"),
     );
 }
 

@@ -27,6 +27,15 @@ pub fn err(o: &Output) -> String {
     )
 }
 
+/// Sends `signal` (`INT`, `TERM`) to the process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
 /// An `agentsched emulate` child process on 127.0.0.1, killed (by PID)
 /// when dropped.
 pub struct Emulator {
