@@ -95,6 +95,7 @@ fn caching(a: CachingArgs) -> Result<u8> {
     let resolved = file.resolve(&a.endpoints.display().to_string(), &mut s, |k| {
         std::env::var(k).ok()
     })?;
+    crate::live::proxy::Proxies::from_env().check(&resolved)?;
     let names: Vec<&String> = s.providers.keys().collect();
     let p = match &a.provider {
         Some(name) => names.iter().position(|n| *n == name).ok_or_else(|| {

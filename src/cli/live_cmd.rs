@@ -183,6 +183,7 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
             .into_iter()
             .map(|tiers| tiers.into_iter().map(Arc::new).collect())
             .collect();
+        crate::live::proxy::Proxies::from_env().check(&cfg.endpoints)?;
     }
     if !(s.time_scale.is_finite() && s.time_scale > 0.0) {
         return Err(Error::Input(format!(

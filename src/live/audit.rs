@@ -207,16 +207,22 @@ pub fn check(cfg: &AuditConfig) -> Result<()> {
 
 /// Whether anything answers at the endpoint's address (exit 3 if not).
 async fn probe(ep: &ResolvedEndpoint) -> Result<()> {
-    let connect = tokio::net::TcpStream::connect(ep.host_port());
+    // Behind a proxy, the proxy is what must take the connection.
+    let (addr, what) = match super::proxy::Proxies::from_env().first_hop(&ep.base_url) {
+        Some(proxy) => (
+            proxy.clone(),
+            format!("{} (through its proxy {proxy})", ep.base_url),
+        ),
+        None => (ep.host_port(), ep.base_url.clone()),
+    };
+    let connect = tokio::net::TcpStream::connect(addr);
     match tokio::time::timeout(Duration::from_secs(5), connect).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(Error::Setup(format!(
-            "{}: unreachable ({e}); no audit was run",
-            ep.base_url
+            "{what}: unreachable ({e}); no audit was run"
         ))),
         Err(_) => Err(Error::Setup(format!(
-            "{}: no connection within 5 s; no audit was run",
-            ep.base_url
+            "{what}: no connection within 5 s; no audit was run"
         ))),
     }
 }

@@ -37,6 +37,7 @@
 pub mod audit;
 pub mod emulator;
 pub mod endpoints;
+pub mod proxy;
 pub mod rundir;
 pub mod sse;
 pub mod stop;

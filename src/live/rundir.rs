@@ -85,12 +85,19 @@ pub fn endpoints_json<E: std::borrow::Borrow<crate::live::ResolvedEndpoint>>(
     s: &Scenario,
     eps: &[Vec<E>],
 ) -> serde_json::Value {
+    let proxies = crate::live::proxy::Proxies::from_env();
+    let proxies = &proxies;
     eps.iter()
         .zip(s.providers.keys())
         .flat_map(|(tiers, p)| {
             tiers.iter().enumerate().map(move |(k, e)| {
                 let e = e.borrow();
-                serde_json::json!({"provider": p, "tier": k, "base_url": e.base_url, "models": e.models})
+                let mut j = serde_json::json!({"provider": p, "tier": k, "base_url": e.base_url, "models": e.models});
+                // Only when one is used, so that other runs' files are as they were.
+                if let Some(proxy) = proxies.describe(&e.base_url) {
+                    j["proxy"] = proxy.into();
+                }
+                j
             })
         })
         .collect()
@@ -113,7 +120,12 @@ pub fn unreached_endpoints(
         .iter()
         .map(|&((p, t), r)| {
             let (name, url) = endpoint_of(s, endpoints, p, t);
-            let url = url.map_or_else(String::new, |u| format!(" ({u})"));
+            let via = endpoint_json(s, endpoints, p, t)
+                .and_then(|e| e["proxy"].as_str())
+                .map_or_else(String::new, |proxy| {
+                    format!(", through the environment's proxy {proxy}")
+                });
+            let url = url.map_or_else(String::new, |u| format!(" ({u}{via})"));
             let how = match (r.connect, r.tls) {
                 (_, 0) => "failed to connect".to_string(),
                 (0, _) => "failed to open a TLS session".to_string(),
@@ -142,11 +154,22 @@ fn endpoint_of<'a>(
         .keys()
         .nth(p as usize)
         .map_or("?", |n| n.as_str());
-    let url = endpoints
-        .as_array()
-        .and_then(|a| a.iter().find(|e| e["provider"] == *name && e["tier"] == t))
-        .and_then(|e| e["base_url"].as_str());
+    let url = endpoint_json(s, endpoints, p, t).and_then(|e| e["base_url"].as_str());
     (name, url)
+}
+
+/// Tier `t` of provider `p` in `endpoints` (`summary.json`'s list).
+fn endpoint_json<'a>(
+    s: &Scenario,
+    endpoints: &'a serde_json::Value,
+    p: u16,
+    t: u16,
+) -> Option<&'a serde_json::Value> {
+    let name = s.providers.keys().nth(p as usize)?;
+    endpoints
+        .as_array()?
+        .iter()
+        .find(|e| e["provider"] == *name && e["tier"] == t)
 }
 
 /// Warnings for the endpoints a live run reached that answered none of

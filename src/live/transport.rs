@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use super::proxy::{Proxies, Routed};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
@@ -193,14 +194,17 @@ impl Transport for ModelTransport {
     }
 }
 
-/// The pooled client: TLS (`https://`) or plain TCP (`http://`).
-type HttpClient = Client<Bounded<HttpsConnector<HttpConnector>>, Full<Bytes>>;
+/// The pooled client: TLS (`https://`) or plain TCP (`http://`), directly
+/// or through a proxy.
+type HttpClient = Client<Bounded<Routed>, Full<Bytes>>;
 
 /// An OpenAI-compatible HTTP/1.1 client with a connection pool, over
-/// plain TCP (`http://`) or TLS (`https://`).
+/// plain TCP (`http://`) or TLS (`https://`), through the environment's
+/// HTTP proxies ([`super::proxy`]).
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
     client: HttpClient,
+    proxies: Arc<Proxies>,
 }
 
 impl Default for HttpTransport {
@@ -283,7 +287,8 @@ fn trusted_roots() -> Arc<rustls::RootCertStore> {
 
 impl HttpTransport {
     /// A client keeping idle connections per host, giving up on a
-    /// connection after [`CONNECT_TIMEOUT`], trusting the usual roots.
+    /// connection after [`CONNECT_TIMEOUT`], trusting the usual roots,
+    /// through the proxies the environment names.
     pub fn new() -> HttpTransport {
         Self::with_connect_timeout(CONNECT_TIMEOUT)
     }
@@ -301,20 +306,16 @@ impl HttpTransport {
         .expect("ring's provider supports TLS 1.2 and 1.3")
         .with_root_certificates(trusted_roots())
         .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
+        let proxies = Arc::new(Proxies::from_env());
         let connector = Bounded {
-            inner: connector,
+            inner: Routed::new(tcp, tls, proxies.clone()),
             limit,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1024)
             .build(connector);
-        HttpTransport { client }
+        HttpTransport { client, proxies }
     }
 }
 
@@ -453,13 +454,24 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total))
 }
 
-async fn send_http(client: HttpClient, req: CallRequest) -> Reply {
+async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) -> Reply {
     let ep = &req.endpoint;
     let path = match req.kind {
         CallKind::Chat => "/chat/completions",
         CallKind::Embed => "/embeddings",
     };
-    let uri = format!("{}://{}{}{}", ep.scheme(), ep.authority, ep.path, path);
+    let Ok(uri) =
+        format!("{}://{}{}{}", ep.scheme(), ep.authority, ep.path, path).parse::<http::Uri>()
+    else {
+        return Reply::failed("bad_request");
+    };
+    // A forwarding proxy reads its credentials from every request (a
+    // tunnel's go with its CONNECT).
+    let forward_auth = if ep.tls {
+        None
+    } else {
+        proxies.for_uri(&uri).and_then(|p| p.basic_auth().cloned())
+    };
     let mut b = http::Request::post(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, "text/event-stream, application/json");
@@ -471,6 +483,9 @@ async fn send_http(client: HttpClient, req: CallRequest) -> Reply {
     }
     if let Some(id) = &req.identity {
         b = b.header(super::IDENTITY_HEADER, id.as_str());
+    }
+    if let Some(auth) = forward_auth {
+        b = b.header(http::header::PROXY_AUTHORIZATION, auth);
     }
     let request = match b.body(Full::new(request_body(&req))) {
         Ok(r) => r,
@@ -600,11 +615,11 @@ async fn send_http(client: HttpClient, req: CallRequest) -> Reply {
 
 impl Transport for HttpTransport {
     fn call(&mut self, req: CallRequest) -> ReplyFuture {
-        let client = self.client.clone();
+        let (client, proxies) = (self.client.clone(), self.proxies.clone());
         Box::pin(async move {
             let sent = Instant::now();
             let timeout = req.timeout;
-            let work = send_http(client, req);
+            let work = send_http(client, proxies, req);
             let mut reply = match timeout {
                 None => work.await,
                 Some(limit) => match tokio::time::timeout(limit, work).await {

@@ -186,10 +186,12 @@ fn live_plan<'c>(
     let endpoints = EndpointsFile::read(endpoints_path)?;
     let endpoints_name = endpoints_path.display().to_string();
     let plan = expand(cfg, cfg.trace)?;
-    // Every run's endpoints are checked before anything is sent.
+    // Every run's endpoints (and proxies) are checked before anything is sent.
+    let proxies = crate::live::proxy::Proxies::from_env();
     for r in plan.iter() {
         if let Ok(mut s) = resolve(&cfg.base, &r.params, &r.ablation) {
-            endpoints.resolve(&endpoints_name, &mut s, |k| std::env::var(k).ok())?;
+            proxies
+                .check(&endpoints.resolve(&endpoints_name, &mut s, |k| std::env::var(k).ok())?)?;
         }
     }
     let order = schedule(plan.len(), &cfg.live);

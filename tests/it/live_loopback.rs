@@ -651,3 +651,121 @@ fn an_endpoint_never_reached_is_a_setup_error_naming_it() {
     );
     rt.block_on(h.shutdown());
 }
+
+/// Endpoints behind an HTTP proxy, named by hosts no resolver knows, are
+/// reached through the proxy that `HTTPS_PROXY` and `HTTP_PROXY` name: a
+/// CONNECT tunnel with TLS to the endpoint inside it for `https://`,
+/// forwarded requests for `http://`, each with the proxy's credentials,
+/// which no output holds. Loopback endpoints are never proxied, and a
+/// SOCKS proxy is refused before anything is sent.
+#[test]
+fn endpoints_behind_an_http_proxy_are_reached_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = small(PolicyKind::DagEscalation);
+    let (rt, h) = background_emulator(&s);
+    let (tls_port, ca_pem) = crate::tls_proxy::start_named(&rt, h.addr, "llm.agentsched.invalid");
+    std::fs::write(d.join("ca.pem"), ca_pem).unwrap();
+    let (proxy_port, seen) = crate::http_proxy::start(&rt);
+    let loopback = emulator::endpoints_for(&s, h.addr);
+    std::fs::write(
+        d.join("loopback.json"),
+        serde_json::to_string(&loopback).unwrap(),
+    )
+    .unwrap();
+    let mut far = loopback.clone();
+    for (name, tiers) in far.providers.iter_mut() {
+        for t in tiers {
+            t.base_url = if name == "llm_provider" {
+                format!("https://llm.agentsched.invalid:{tls_port}/v1")
+            } else {
+                format!("http://embed.agentsched.invalid:{}/v1", h.addr.port())
+            };
+        }
+    }
+    std::fs::write(d.join("ep.json"), serde_json::to_string(&far).unwrap()).unwrap();
+    let proxy = format!("http://tester:pa%20ss@127.0.0.1:{proxy_port}");
+    let live_run = |endpoints: &str, https_proxy: &str, out: &str| {
+        let mut args = SMALL_LIVE_RUN.to_vec();
+        args[3] = endpoints;
+        std::process::Command::new(env!("CARGO_BIN_EXE_agentsched"))
+            .current_dir(d)
+            .env("SSL_CERT_FILE", "ca.pem")
+            .env_remove("SSL_CERT_DIR")
+            .env("HTTP_PROXY", &proxy)
+            .env("HTTPS_PROXY", https_proxy)
+            .env_remove("ALL_PROXY")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .args(&args)
+            .args(["--quiet", "--out", out])
+            .output()
+            .unwrap()
+    };
+    let o = live_run("ep.json", &proxy, "far");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let requests = std::fs::read_to_string(d.join("far/requests.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = requests
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for provider in ["llm_provider", "embed_provider"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["provider"] == provider && l["outcome"] == "success"),
+            "{provider}: {requests}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["error"] != "connect" && l["error"] != "tls"),
+        "{requests}"
+    );
+    assert!(seen.tunnels() > 0 && seen.forwarded() > 0, "{seen:?}");
+    // "tester:pa ss", as the URL's percent-encoding spells it.
+    let basic = "Basic dGVzdGVyOnBhIHNz";
+    assert!(
+        seen.auth.lock().unwrap().iter().all(|a| a == basic),
+        "{seen:?}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("far/summary.json")).unwrap())
+            .unwrap();
+    let listed = summary["endpoints"].as_array().unwrap();
+    assert!(!listed.is_empty());
+    for e in listed {
+        assert_eq!(
+            e["proxy"],
+            format!("http://127.0.0.1:{proxy_port}"),
+            "{summary}"
+        );
+    }
+    for f in std::fs::read_dir(d.join("far")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        for secret in ["pa ss", "pa%20ss", "dGVzdGVyOnBhIHNz", "tester"] {
+            assert!(!text.contains(secret), "{secret} in an output");
+        }
+    }
+    // Loopback endpoints go straight to the server, proxy or not.
+    let before = (seen.tunnels(), seen.forwarded());
+    let o = live_run("loopback.json", &proxy, "near");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!((seen.tunnels(), seen.forwarded()), before);
+    let summary = std::fs::read_to_string(d.join("near/summary.json")).unwrap();
+    assert!(!summary.contains("\"proxy\""), "{summary}");
+    // A proxy this client cannot use is refused before anything is sent.
+    let o = live_run("ep.json", "socks5://127.0.0.1:1080", "socks");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!(
+            "HTTPS_PROXY (or ALL_PROXY) names a socks5:// proxy for https://llm.agentsched.invalid:{tls_port}/v1"
+        )),
+        "{}",
+        err(&o)
+    );
+    assert!(!d.join("socks/requests.jsonl").exists());
+    assert_eq!((seen.tunnels(), seen.forwarded()), before);
+    rt.block_on(h.shutdown());
+}

@@ -6,6 +6,7 @@ mod calibrate;
 mod cli;
 mod fidelity;
 mod hostile;
+mod http_proxy;
 mod invariants;
 mod live_loopback;
 mod live_sweep;

@@ -8,13 +8,23 @@ use std::sync::Arc;
 /// (a TLS-terminating proxy in front of the emulator). Returns the port
 /// and the authority's certificate in PEM.
 pub fn start(rt: &tokio::runtime::Runtime, backend: std::net::SocketAddr) -> (u16, String) {
+    start_named(rt, backend, "127.0.0.1")
+}
+
+/// [`start`] with a certificate for `name` (a host name or an address).
+#[allow(dead_code)] // The live bench includes this file and needs only `start`.
+pub fn start_named(
+    rt: &tokio::runtime::Runtime,
+    backend: std::net::SocketAddr,
+    name: &str,
+) -> (u16, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
