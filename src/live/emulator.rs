@@ -194,6 +194,7 @@ pub fn endpoints_for(s: &Scenario, addr: SocketAddr) -> EndpointsFile {
                             .map(|(m, n)| (m.name.clone(), n.clone()))
                             .collect(),
                         api_key_env: None,
+                        api_key_header: None,
                         headers: BTreeMap::new(),
                         slots: None,
                         rate_limit: None,

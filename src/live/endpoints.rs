@@ -14,7 +14,10 @@
 //! `model` is the name sent for the tier's default model; `models` maps the
 //! scenario's other model names (model routing) to endpoint names (a
 //! missing one is sent under its scenario name). `api_key_env` names an
-//! environment variable: the key itself is never written anywhere.
+//! environment variable: the key itself is never written anywhere. It goes
+//! as `Authorization: Bearer <key>`, or as it is in `api_key_header` (Azure
+//! OpenAI's `api-key`). A query in `base_url` (`?api-version=...`) ends
+//! every request's URL.
 //! `slots`, `rate_limit` and `token_limit` override the scenario's tier.
 
 use std::collections::BTreeMap;
@@ -48,6 +51,11 @@ pub struct TierEndpoint {
     /// Name of the environment variable holding the API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// The request header that carries the key: `authorization` (the
+    /// default) as `Bearer <key>`, any other (Azure OpenAI's `api-key`)
+    /// the key as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_header: Option<String>,
     /// Extra request headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -72,10 +80,14 @@ pub struct ResolvedEndpoint {
     pub authority: String,
     /// Path prefix (`/v1`).
     pub path: String,
+    /// The base URL's query (`?api-version=2024-10-21`), or empty: every
+    /// request's URL ends with it.
+    pub query: String,
     /// Model names by scenario model index.
     pub models: Vec<String>,
-    /// `Authorization: Bearer ...` value, if a key is configured.
-    pub(crate) auth: Option<http::HeaderValue>,
+    /// The key's header and value (`Authorization: Bearer ...`), if a key
+    /// is configured.
+    pub(crate) auth: Option<(http::HeaderName, http::HeaderValue)>,
     /// Extra headers.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The base URL as given (for reports; never holds the key).
@@ -177,7 +189,7 @@ impl EndpointsFile {
                 if let Some(r) = &ep.token_limit {
                     tier.token_limit = Some(r.clone());
                 }
-                let (tls, authority, path) = split_url(&ep.base_url)
+                let (tls, authority, path, query) = split_url(&ep.base_url)
                     .map_err(|m| bad(file, &format!("{field}.base_url"), m))?;
                 if ep.model.is_empty() {
                     return Err(bad(
@@ -212,6 +224,23 @@ impl EndpointsFile {
                         None => m.clone(),
                     })
                     .collect();
+                let key_header = match &ep.api_key_header {
+                    None => http::header::AUTHORIZATION,
+                    Some(h) => http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                        bad(
+                            file,
+                            &format!("{field}.api_key_header"),
+                            format!("expected a header name such as api-key, got {h:?}"),
+                        )
+                    })?,
+                };
+                if ep.api_key_header.is_some() && ep.api_key_env.is_none() {
+                    return Err(bad(
+                        file,
+                        &format!("{field}.api_key_header"),
+                        "names the key's header, but api_key_env (the variable holding the key) is missing",
+                    ));
+                }
                 let auth = match &ep.api_key_env {
                     None => None,
                     Some(var) => {
@@ -222,16 +251,20 @@ impl EndpointsFile {
                                 format!("environment variable {var} is not set"),
                             )
                         })?;
-                        let v = http::HeaderValue::from_str(&format!("Bearer {key}")).map_err(
-                            |_| {
-                                bad(
-                                    file,
-                                    &format!("{field}.api_key_env"),
-                                    format!("the value of {var} is not a valid header value"),
-                                )
-                            },
-                        )?;
-                        Some(v)
+                        let value = if key_header == http::header::AUTHORIZATION {
+                            format!("Bearer {key}")
+                        } else {
+                            key
+                        };
+                        let mut v = http::HeaderValue::from_str(&value).map_err(|_| {
+                            bad(
+                                file,
+                                &format!("{field}.api_key_env"),
+                                format!("the value of {var} is not a valid header value"),
+                            )
+                        })?;
+                        v.set_sensitive(true);
+                        Some((key_header, v))
                     }
                 };
                 let mut headers = Vec::new();
@@ -256,6 +289,7 @@ impl EndpointsFile {
                     tls,
                     authority,
                     path,
+                    query,
                     models,
                     auth,
                     headers,
@@ -292,7 +326,8 @@ impl ResolvedEndpoint {
 
 /// Splits `http://host:port/prefix` or `https://...` into (TLS or not,
 /// `host:port`, `/prefix`).
-fn split_url(url: &str) -> std::result::Result<(bool, String, String), String> {
+/// `(tls, authority, path, query)` of a base URL; the query keeps its `?`.
+fn split_url(url: &str) -> std::result::Result<(bool, String, String, String), String> {
     let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
         (Some(rest), _) => (false, rest),
         (_, Some(rest)) => (true, rest),
@@ -301,6 +336,15 @@ fn split_url(url: &str) -> std::result::Result<(bool, String, String), String> {
                 "expected an http:// or https:// URL such as http://127.0.0.1:8080/v1, got {url:?}"
             ));
         }
+    };
+    if rest.contains('#') {
+        return Err(format!(
+            "expected no #fragment in {url:?} (it is never sent to a server)"
+        ));
+    }
+    let (rest, query) = match rest.find('?') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -311,10 +355,15 @@ fn split_url(url: &str) -> std::result::Result<(bool, String, String), String> {
     }
     http::uri::Authority::try_from(authority)
         .map_err(|e| format!("invalid host:port in {url:?}: {e}"))?;
+    let path = path.trim_end_matches('/');
+    let uri = format!("http://{authority}{path}/chat/completions{query}");
+    uri.parse::<http::Uri>()
+        .map_err(|e| format!("invalid path or query in {url:?}: {e}"))?;
     Ok((
         tls,
         authority.to_string(),
-        path.trim_end_matches('/').to_string(),
+        path.to_string(),
+        query.to_string(),
     ))
 }
 
@@ -359,6 +408,63 @@ mod tests {
             Some(90_000)
         );
         assert!(!format!("{:?}", r[1][0]).contains("sk-123"));
+    }
+
+    /// Azure OpenAI: the key in `api-key` as it is, the API version in
+    /// every URL's query.
+    #[test]
+    fn a_key_header_and_a_query_as_azure_wants_them() {
+        let mut s = Scenario::default_research_agent();
+        let tier = r#"{"base_url":"https://r.openai.azure.com/openai/deployments/d?api-version=2024-10-21",
+                       "model":"d","api_key_env":"K","api_key_header":"api-key"}"#;
+        let f = file(&format!(
+            r#"{{"providers":{{"llm_provider":[{tier},{tier}],"embed_provider":[{}]}}}}"#,
+            two_tiers("e")
+        ));
+        let r = f
+            .resolve("e.json", &mut s, |_| Some("sk-9".into()))
+            .unwrap();
+        let (name, value) = r[1][0].auth.as_ref().unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("api-key", "sk-9")
+        );
+        assert!(value.is_sensitive());
+        assert_eq!(r[1][0].query, "?api-version=2024-10-21");
+        // The default stays a bearer token.
+        let (name, value) = r[0][0].auth.as_ref().unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("authorization", "Bearer sk-9")
+        );
+        let bad_header = tier.replace("api-key", "api key");
+        let f = file(&format!(
+            r#"{{"providers":{{"llm_provider":[{bad_header},{tier}],"embed_provider":[{}]}}}}"#,
+            two_tiers("e")
+        ));
+        let e = f
+            .resolve("e.json", &mut s, |_| Some("k".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("e.json: providers.llm_provider.0.api_key_header: expected a header name"),
+            "{e}"
+        );
+        let no_key = tier.replace(r#""api_key_env":"K","#, "");
+        let f = file(&format!(
+            r#"{{"providers":{{"llm_provider":[{no_key},{tier}],"embed_provider":[{}]}}}}"#,
+            two_tiers("e")
+        ));
+        let e = f
+            .resolve("e.json", &mut s, |_| Some("k".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "providers.llm_provider.0.api_key_header: names the key's header, but api_key_env"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -417,20 +523,40 @@ mod tests {
         );
         assert_eq!(
             split_url("http://127.0.0.1:9/v1").unwrap(),
-            (false, "127.0.0.1:9".into(), "/v1".into())
+            (false, "127.0.0.1:9".into(), "/v1".into(), String::new())
         );
         assert_eq!(
             split_url("https://api.example/v1/").unwrap(),
-            (true, "api.example".into(), "/v1".into())
+            (true, "api.example".into(), "/v1".into(), String::new())
         );
+        // Azure OpenAI: the deployment in the path, the API version in the query.
+        assert_eq!(
+            split_url(
+                "https://r.openai.azure.com/openai/deployments/gpt4o/?api-version=2024-10-21"
+            )
+            .unwrap(),
+            (
+                true,
+                "r.openai.azure.com".into(),
+                "/openai/deployments/gpt4o".into(),
+                "?api-version=2024-10-21".into()
+            )
+        );
+        assert_eq!(
+            split_url("http://h:1?a=b").unwrap(),
+            (false, "h:1".into(), String::new(), "?a=b".into())
+        );
+        assert!(split_url("https://api.example/v1#frag").is_err());
+        assert!(split_url("https://api.example/v 1").is_err());
         assert!(split_url("ftp://api.example/v1").is_err());
         // A plain TCP connection (the audit's probe) gets the scheme's port.
         let ep = |url: &str| {
-            let (tls, authority, path) = split_url(url).unwrap();
+            let (tls, authority, path, query) = split_url(url).unwrap();
             ResolvedEndpoint {
                 tls,
                 authority,
                 path,
+                query,
                 models: Vec::new(),
                 auth: None,
                 headers: Vec::new(),

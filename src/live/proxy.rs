@@ -319,6 +319,7 @@ mod tests {
             tls: url.starts_with("https"),
             authority: String::new(),
             path: "/v1".into(),
+            query: String::new(),
             models: vec![],
             auth: None,
             headers: vec![],

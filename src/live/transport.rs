@@ -460,9 +460,15 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
         CallKind::Chat => "/chat/completions",
         CallKind::Embed => "/embeddings",
     };
-    let Ok(uri) =
-        format!("{}://{}{}{}", ep.scheme(), ep.authority, ep.path, path).parse::<http::Uri>()
-    else {
+    let Ok(uri) = format!(
+        "{}://{}{}{}{}",
+        ep.scheme(),
+        ep.authority,
+        ep.path,
+        path,
+        ep.query
+    )
+    .parse::<http::Uri>() else {
         return Reply::failed("bad_request");
     };
     // A forwarding proxy reads its credentials from every request (a
@@ -475,8 +481,8 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
     let mut b = http::Request::post(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::ACCEPT, "text/event-stream, application/json");
-    if let Some(auth) = &ep.auth {
-        b = b.header(http::header::AUTHORIZATION, auth.clone());
+    if let Some((name, value)) = &ep.auth {
+        b = b.header(name, value.clone());
     }
     for (k, v) in &ep.headers {
         b = b.header(k, v);
@@ -726,6 +732,7 @@ mod tests {
             tls,
             authority: addr.to_string(),
             path: "/v1".into(),
+            query: String::new(),
             models: vec!["m".into()],
             auth: None,
             headers: Vec::new(),

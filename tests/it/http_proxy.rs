@@ -18,6 +18,9 @@ pub struct Seen {
     /// The `Proxy-Authorization` value of each tunnel and forwarded
     /// connection's first request ("" when absent).
     pub auth: Mutex<Vec<String>>,
+    /// The head (request line and headers) of each forwarded connection's
+    /// first request.
+    pub heads: Mutex<Vec<String>>,
 }
 
 impl Seen {
@@ -103,6 +106,7 @@ async fn serve(mut client: tokio::net::TcpStream, seen: Arc<Seen>) {
         }
     } else {
         seen.forwarded.fetch_add(1, Ordering::SeqCst);
+        seen.heads.lock().unwrap().push(head.clone());
         // The emulator takes absolute-form targets as they are.
         if upstream.write_all(&buf).await.is_err() {
             return;

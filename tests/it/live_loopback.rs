@@ -769,3 +769,70 @@ fn endpoints_behind_an_http_proxy_are_reached_through_it() {
     assert_eq!((seen.tunnels(), seen.forwarded()), before);
     rt.block_on(h.shutdown());
 }
+
+/// An Azure OpenAI-style endpoint: the key goes in `api_key_header`
+/// (`api-key`) as it is, not as a bearer token, and the base URL's query
+/// (`?api-version=...`) ends every request's URL. What the server receives
+/// is read at a forwarding proxy in front of it.
+#[test]
+fn a_key_header_and_a_base_url_query_reach_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = small(PolicyKind::DagEscalation);
+    let (rt, h) = background_emulator(&s);
+    let (proxy_port, seen) = crate::http_proxy::start(&rt);
+    let mut file = emulator::endpoints_for(&s, h.addr);
+    for tiers in file.providers.values_mut() {
+        for t in tiers {
+            t.base_url = format!(
+                "http://azure.agentsched.invalid:{}/openai/deployments/{}?api-version=2024-10-21",
+                h.addr.port(),
+                t.model
+            );
+            t.api_key_env = Some("AGENTSCHED_TEST_KEY".into());
+            t.api_key_header = Some("api-key".into());
+        }
+    }
+    std::fs::write(d.join("ep.json"), serde_json::to_string(&file).unwrap()).unwrap();
+    let secret = "azure-test-key-7c41";
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_agentsched"))
+        .current_dir(d)
+        .env("AGENTSCHED_TEST_KEY", secret)
+        .env("HTTP_PROXY", format!("http://127.0.0.1:{proxy_port}"))
+        .env_remove("ALL_PROXY")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(SMALL_LIVE_RUN)
+        .args(["--quiet", "--out", "o"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let heads = seen.heads.lock().unwrap().clone();
+    assert!(!heads.is_empty());
+    for head in &heads {
+        let line = head.lines().next().unwrap();
+        let (prefix, rest) = line.split_once("/openai/deployments/").unwrap();
+        assert_eq!(
+            prefix,
+            format!("POST http://azure.agentsched.invalid:{}", h.addr.port())
+        );
+        assert!(
+            rest.ends_with("/chat/completions?api-version=2024-10-21 HTTP/1.1")
+                || rest.ends_with("/embeddings?api-version=2024-10-21 HTTP/1.1"),
+            "{line}"
+        );
+        let headers = head.to_ascii_lowercase();
+        assert!(
+            headers.contains(&format!("\r\napi-key: {secret}\r\n")),
+            "{head}"
+        );
+        assert!(!headers.contains("\r\nauthorization:"), "{head}");
+    }
+    let requests = std::fs::read_to_string(d.join("o/requests.jsonl")).unwrap();
+    assert!(requests.contains("\"outcome\":\"success\""), "{requests}");
+    for f in std::fs::read_dir(d.join("o")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        assert!(!text.contains(secret), "the key in an output");
+    }
+    rt.block_on(h.shutdown());
+}
