@@ -401,8 +401,17 @@ pub fn limit_of_429(headers: &http::HeaderMap, body: &[u8]) -> Limit {
 
 /// The wait a 429 asks for: `retry-after-ms`, then the refused limit's
 /// `x-ratelimit-reset-requests` or `-tokens` (`1s`, `20ms`, `1m30s`), then
-/// `retry-after` (seconds).
+/// `retry-after` (seconds, or an HTTP date: the wait until then).
 pub fn retry_after(headers: &http::HeaderMap, limit: Limit) -> Option<Duration> {
+    retry_after_at(headers, limit, std::time::SystemTime::now())
+}
+
+/// [`retry_after`] with the clock read as `now`.
+fn retry_after_at(
+    headers: &http::HeaderMap,
+    limit: Limit,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
     let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
         && ms.is_finite()
@@ -417,10 +426,14 @@ pub fn retry_after(headers: &http::HeaderMap, limit: Limit) -> Option<Duration> 
     if let Some(d) = get(reset).and_then(parse_go_duration) {
         return Some(d);
     }
-    get("retry-after")
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    let after = get("retry-after")?.trim();
+    match after.parse::<f64>() {
+        Ok(s) => (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s)),
+        // RFC 9110's other form; a date already past asks for no wait.
+        Err(_) => httpdate::parse_http_date(after)
+            .ok()
+            .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO)),
+    }
 }
 
 /// Parses durations like `1s`, `250ms`, `1m30s`, `0.5s`, `6m0s`.
@@ -680,6 +693,23 @@ mod tests {
         assert_eq!(parse_go_duration("0.5s"), Some(Duration::from_millis(500)));
         assert_eq!(parse_go_duration("soon"), None);
         assert_eq!(retry_after(&http::HeaderMap::new(), r), None);
+        // Retry-After as an HTTP date (RFC 9110): the wait until then.
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        let at = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let now = at - Duration::from_secs(7);
+        assert_eq!(retry_after_at(&h, r, now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after_at(&h, r, at + Duration::from_secs(3)),
+            Some(Duration::ZERO)
+        );
+        h.insert("retry-after", "tomorrow".parse().unwrap());
+        assert_eq!(retry_after_at(&h, r, now), None);
+        h.insert("retry-after", "-1".parse().unwrap());
+        assert_eq!(retry_after_at(&h, r, now), None);
     }
 
     #[test]
