@@ -179,6 +179,15 @@ fn pair(
             dead.join("; ")
         )));
     }
+    if let Some(refusing) = summary["never_served"].as_array().filter(|d| !d.is_empty()) {
+        let refusing: Vec<&str> = refusing.iter().filter_map(|d| d.as_str()).collect();
+        return Err(Error::Input(format!(
+            "--live {}: {}; its numbers measure refusals, not service, so there is nothing to \
+             compare: run it again once the endpoints serve its requests",
+            live_dir.display(),
+            refusing.join("; ")
+        )));
+    }
     // A measurement, so compared; but its errors are that endpoint's failures.
     for mute in summary["never_answered"]
         .as_array()

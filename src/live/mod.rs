@@ -257,6 +257,13 @@ pub struct Reach {
     pub answered: u64,
     /// Of them, timed out (before or after a response began).
     pub timeouts: u64,
+    /// Of them, answered with a client error that retrying cannot mend:
+    /// 4xx but 408 and 429 (a refused key, a wrong path or model name).
+    pub refused: u64,
+    /// The status of the first refusal (0 before one).
+    pub refused_status: u16,
+    /// Whether refusals came with more than one status.
+    pub refused_mixed: bool,
 }
 
 impl Reach {
@@ -272,6 +279,18 @@ impl Reach {
     pub fn never_answered(&self) -> bool {
         self.replies > 0 && self.answered == 0 && !self.never_reached()
     }
+
+    /// The endpoint answered, and refused every request it answered (a
+    /// key it does not take, a path or model it does not serve): a set-up
+    /// fault that every later request meets too, not a measurement.
+    pub fn refused_all(&self) -> bool {
+        self.refused > 0 && self.refused == self.answered
+    }
+}
+
+/// Whether an HTTP status is a refusal that a retry cannot mend.
+fn is_refusal(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
 }
 
 impl LiveMetrics {
@@ -287,6 +306,14 @@ impl LiveMetrics {
         }
         if reply.status.is_some() || reply.first_byte.is_some() {
             r.answered += 1;
+        }
+        if let Some(status) = reply.status.filter(|&s| is_refusal(s)) {
+            r.refused += 1;
+            if r.refused_status == 0 {
+                r.refused_status = status;
+            } else if r.refused_status != status {
+                r.refused_mixed = true;
+            }
         }
     }
 
@@ -987,4 +1014,56 @@ fn accept_reply<O: Observer, T: Transport>(
     };
     let t = t.max(rt.now());
     rt.io.push(t, Item::Replied(key, reply));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(status: u16) -> Reply {
+        Reply {
+            status: Some(status),
+            ..Reply::default()
+        }
+    }
+
+    /// Refusals are 4xx a retry cannot mend; an endpoint refused all of
+    /// its requests only when nothing it answered was anything else.
+    #[test]
+    fn an_endpoint_refuses_all_only_when_every_answer_was_a_refusal() {
+        let mut m = LiveMetrics::default();
+        for s in [401, 401, 401] {
+            m.reached(0, 0, &answered(s));
+        }
+        // Timeouts are not answers: they leave a refusing endpoint refusing.
+        m.reached(
+            0,
+            0,
+            &Reply {
+                error: Some("timeout".into()),
+                ..Reply::default()
+            },
+        );
+        for s in [404, 400] {
+            m.reached(0, 1, &answered(s));
+        }
+        // One success, a 429 or a 408 is service, or a wait: not a refusal.
+        for (t, s) in [(2, 200), (3, 429), (4, 408)] {
+            m.reached(0, t, &answered(401));
+            m.reached(0, t, &answered(s));
+        }
+        let refusing = m.endpoints_where(Reach::refused_all);
+        let tiers: Vec<u16> = refusing.iter().map(|&((_, t), _)| t).collect();
+        assert_eq!(tiers, [0, 1]);
+        let (r0, r1) = (refusing[0].1, refusing[1].1);
+        assert_eq!(
+            (r0.refused, r0.refused_status, r0.refused_mixed),
+            (3, 401, false)
+        );
+        assert_eq!(
+            (r1.refused, r1.refused_status, r1.refused_mixed),
+            (2, 404, true)
+        );
+        assert!(!r0.never_answered() && !r0.never_reached());
+    }
 }

@@ -61,6 +61,11 @@ pub fn write_outputs(
         // Read back by `fidelity --live`, which warns.
         meta.insert("never_answered".into(), unanswered.into());
     }
+    let refusing = refusing_endpoints(s, done, &endpoints);
+    if !refusing.is_empty() {
+        // Read back by `fidelity --live`, which refuses such a run.
+        meta.insert("never_served".into(), refusing.into());
+    }
     meta.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     output::atomic_write(
         &out.join(crate::recorded::SCENARIO_FILE),
@@ -206,20 +211,80 @@ pub fn unanswered_endpoints(
         .collect()
 }
 
-/// A live run that never reached some endpoint is a setup error (exit 3)
-/// saying which; see [`unreached_endpoints`].
+/// The endpoints that refused every request they answered (401, 404, ...),
+/// one line each, with what to check.
+pub fn refusing_endpoints(
+    s: &Scenario,
+    done: &LiveDone,
+    endpoints: &serde_json::Value,
+) -> Vec<String> {
+    done.outcome
+        .metrics
+        .endpoints_where(Reach::refused_all)
+        .iter()
+        .map(|&((p, t), r)| {
+            let (name, base_url) = endpoint_of(s, endpoints, p, t);
+            let url = base_url.map_or_else(String::new, |u| format!(" ({u})"));
+            let base_url = base_url.unwrap_or("{base_url}");
+            let status = r.refused_status;
+            let statuses = if r.refused_mixed {
+                format!("HTTP {status} and other client errors")
+            } else {
+                match http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|c| c.canonical_reason())
+                {
+                    Some(reason) => format!("HTTP {status} ({reason})"),
+                    None => format!("HTTP {status}"),
+                }
+            };
+            let check = match status {
+                401 | 403 => "the key was refused: check the variable api_key_env names (and \
+                              api_key_header, if the server wants the key in another header)"
+                    .to_string(),
+                404 | 405 => format!(
+                    "nothing is served there: requests go to {base_url}/chat/completions and \
+                     {base_url}/embeddings; check base_url and the model names"
+                ),
+                _ => "check the model names and what the server expects of a request".to_string(),
+            };
+            let answers = if r.refused == 1 {
+                "its one answer was".to_string()
+            } else {
+                format!("all {} answers were", r.refused)
+            };
+            format!("{name} tier {t}{url} refused every request: {answers} {statuses}; {check}")
+        })
+        .collect()
+}
+
+/// A live run that never reached some endpoint, or that some endpoint
+/// refused throughout, is a setup error (exit 3) saying which: every later
+/// run would meet the same. See [`unreached_endpoints`] and
+/// [`refusing_endpoints`].
 pub fn never_reached(
     s: &Scenario,
     done: &LiveDone,
     endpoints: &serde_json::Value,
 ) -> Option<crate::error::Error> {
     let dead = unreached_endpoints(s, done, endpoints);
-    (!dead.is_empty()).then(|| {
+    let refusing = refusing_endpoints(s, done, endpoints);
+    let mut parts = Vec::new();
+    if !dead.is_empty() {
+        parts.push(format!(
+            "never reached {}; is the server up, and are the endpoints file's URLs right?",
+            dead.join("; ")
+        ));
+    }
+    if !refusing.is_empty() {
+        parts.push(format!("{}.", refusing.join("; ")));
+    }
+    let them = dead.len() + refusing.len();
+    (them > 0).then(|| {
         crate::error::Error::Setup(format!(
-            "never reached {}; is the server up, and are the endpoints file's URLs right? \
-             The outputs are written, but they measure no answer from {}",
-            dead.join("; "),
-            if dead.len() == 1 { "it" } else { "them" }
+            "{} The outputs are written, but they measure no answer from {}",
+            parts.join(" "),
+            if them == 1 { "it" } else { "them" }
         ))
     })
 }

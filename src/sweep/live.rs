@@ -333,16 +333,25 @@ pub fn run_live_sweep(
                 outcome.failed += 1;
                 outcome.failures.add(&code.to_string(), &msg, &id);
                 stopped |= opts.fail_fast;
-                // Exit 3 is a run that never reached an endpoint: every later
-                // run goes to the same endpoints, so they would only repeat
-                // it (and sleep through their cooldowns doing so).
+                // Exit 3 is a run that never reached an endpoint, or that an
+                // endpoint refused throughout: every later run goes to the
+                // same endpoints, so they would only repeat it (and sleep
+                // through their cooldowns doing so).
                 if code == crate::error::EXIT_SETUP {
                     stopped = true;
-                    outcome.setup_stop = Some(format!(
-                        "run {id} never reached its endpoints (exit 3), so the runs after it were not \
-                         started; start the server or fix {endpoints_name}, then run the same command \
-                         with --resume (finished runs are kept)"
-                    ));
+                    outcome.setup_stop = Some(if msg.contains("refused every request") {
+                        format!(
+                            "run {id} was refused by its endpoints (exit 3), so the runs after it \
+                             were not started; fix the keys, URLs or model names in {endpoints_name}, \
+                             then run the same command with --resume (finished runs are kept)"
+                        )
+                    } else {
+                        format!(
+                            "run {id} never reached its endpoints (exit 3), so the runs after it \
+                             were not started; start the server or fix {endpoints_name}, then run \
+                             the same command with --resume (finished runs are kept)"
+                        )
+                    });
                 }
             }
         }

@@ -836,3 +836,68 @@ fn a_key_header_and_a_base_url_query_reach_the_server() {
     }
     rt.block_on(h.shutdown());
 }
+
+/// An endpoint that refuses every request it answers (a key it does not
+/// take, a path it does not serve) makes the run a setup error naming it,
+/// its status and what to check; `summary.json` lists it under
+/// `never_served`, and `fidelity --live` refuses the run.
+#[test]
+fn an_endpoint_refusing_every_request_is_a_setup_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = small(PolicyKind::Full);
+    let (rt, h) = background_emulator(&s);
+    for (status, check) in [
+        (
+            401,
+            "HTTP 401 (Unauthorized); the key was refused: check the variable api_key_env names",
+        ),
+        (
+            404,
+            "HTTP 404 (Not Found); nothing is served there: requests go to ",
+        ),
+    ] {
+        let mut file = emulator::endpoints_for(&s, h.addr);
+        let refusing = crate::util::refusing_endpoint(status);
+        file.providers.get_mut("llm_provider").unwrap()[0].base_url = refusing.clone();
+        std::fs::write(d.join("ep.json"), serde_json::to_string(&file).unwrap()).unwrap();
+        let out = format!("o{status}");
+        let o = agentsched_in(
+            d,
+            &[&SMALL_LIVE_RUN[..], &["--quiet", "--out", &out]].concat(),
+        );
+        assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+        let refused = crate::util::sent_to(&d.join(&out), "llm_provider", 0);
+        assert!(!refused.is_empty());
+        assert!(refused.iter().all(|r| r["status"] == status), "{refused:?}");
+        let msg = err(&o);
+        let answers = match refused.len() {
+            1 => "its one answer was".to_string(),
+            n => format!("all {n} answers were"),
+        };
+        assert!(
+            msg.contains(&format!(
+                "llm_provider tier 0 ({refusing}) refused every request: {answers} {check}"
+            )),
+            "{msg}"
+        );
+        // The tiers that served are not named.
+        assert!(!msg.contains("tier 1"), "{msg}");
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join(&out).join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        let listed = summary["never_served"].as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{summary}");
+        assert!(msg.contains(listed[0].as_str().unwrap()), "{msg}");
+        let o = agentsched_in(d, &["fidelity", "--live", &out]);
+        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+        assert!(
+            err(&o).contains("refused every request")
+                && err(&o).contains("its numbers measure refusals, not service"),
+            "{}",
+            err(&o)
+        );
+    }
+    rt.block_on(h.shutdown());
+}

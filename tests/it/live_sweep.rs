@@ -581,6 +581,42 @@ fn a_live_sweep_stops_at_endpoints_never_reached_and_resumes() {
     assert_eq!(runs(&cwd.join("x/s")).len(), 4);
 }
 
+/// A run that an endpoint refused throughout (a wrong key) stops the sweep
+/// too, saying what to fix.
+#[test]
+fn a_live_sweep_stops_at_an_endpoint_refusing_every_request() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = emulator(cwd);
+    let mut ep: Value =
+        serde_json::from_str(&std::fs::read_to_string(&emu.endpoints).unwrap()).unwrap();
+    ep["providers"]["llm_provider"][0]["base_url"] = crate::util::refusing_endpoint(401).into();
+    std::fs::write(cwd.join("refusing.json"), ep.to_string()).unwrap();
+    let cfg = config(cwd, "r", r#", "trials": 2"#);
+    let o = agentsched_in(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            &cfg,
+            "--live",
+            "refusing.json",
+            "--out-root",
+            "x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    let msg = err(&o);
+    assert!(
+        msg.contains("1 executed, 0 skipped (resume), 1 failed, 3 not started"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("was refused by its endpoints (exit 3), so the runs after it were not started; fix the keys, URLs or model names in refusing.json, then run the same command with --resume"),
+        "{msg}"
+    );
+}
+
 /// A run whose endpoint was reached but answered nothing (a hung server)
 /// stands, and the sweep says so: on its stderr with the run id, and in the
 /// run's stderr.txt.

@@ -91,6 +91,50 @@ pub fn hung_endpoint() -> String {
     url
 }
 
+/// The base URL of a loopback server that answers every request with
+/// `status` (and a JSON error body), one request a connection: an endpoint
+/// that refuses a key, or serves no such path.
+pub fn refusing_endpoint(status: u16) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&conn);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let answer = r#"{"error":{"message":"refused","type":"invalid_request_error"}}"#;
+                let _ = write!(
+                    &conn,
+                    "HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    url
+}
+
 /// The requests a live run's log (`OUT/requests.jsonl`) records as sent to
 /// `provider`'s `tier` and not cancelled.
 pub fn sent_to(out: &Path, provider: &str, tier: u64) -> Vec<serde_json::Value> {
