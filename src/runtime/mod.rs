@@ -1516,7 +1516,10 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                     }
                     Decision::WakeAt(t) => {
                         // The policy asks for a time once; each gets its event.
-                        if t > self.st.now {
+                        // Not once the run has finished (the pass after the
+                        // last workflow's end may still ask for a token's
+                        // refill): the run ends with its last work.
+                        if t > self.st.now && !self.finished() {
                             self.io.set_timer(t, Timer::Wake);
                         }
                     }
