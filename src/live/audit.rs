@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::endpoints::ResolvedEndpoint;
 use super::stop::StopSignal;
-use super::transport::{CallKind, CallRequest, HttpTransport, Transport};
+use super::transport::{CallKind, CallRequest, HttpTransport, Prompt, Transport};
 use crate::error::{Error, Result};
 use crate::output::{atomic_write, sync_dir};
 use crate::provider::Outcome;
@@ -262,7 +262,7 @@ async fn run_phase(
                 output_tokens: cfg.output_tokens,
                 timeout: Some(cfg.timeout),
                 identity: None,
-                prompt_variant: Some(v),
+                prompt: Prompt::Sample(v),
             };
             let call = transport.clone().call(req);
             let timeout = cfg.timeout;

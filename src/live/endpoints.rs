@@ -59,6 +59,9 @@ pub struct TierEndpoint {
     /// Extra request headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// The chat request field that carries the call's output size.
+    #[serde(default, skip_serializing_if = "MaxTokensParam::is_default")]
+    pub max_tokens_param: MaxTokensParam,
     /// Overrides the scenario tier's slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<u32>,
@@ -69,6 +72,34 @@ pub struct TierEndpoint {
     /// account's real limits, e.g. as `x-ratelimit-limit-tokens` reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_limit: Option<crate::scenario::TokenLimit>,
+}
+
+/// The chat request field that carries the call's output size. OpenAI's
+/// reasoning models (the o-series, gpt-5) refuse `max_tokens` (HTTP 400)
+/// and take `max_completion_tokens`, which most other servers (llama.cpp,
+/// older vLLM, mock servers) do not know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensParam {
+    /// `max_tokens` (the default: every OpenAI-compatible server takes it).
+    #[default]
+    MaxTokens,
+    /// `max_completion_tokens`.
+    MaxCompletionTokens,
+}
+
+impl MaxTokensParam {
+    /// The field's name in a request.
+    pub fn name(self) -> &'static str {
+        match self {
+            MaxTokensParam::MaxTokens => "max_tokens",
+            MaxTokensParam::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == MaxTokensParam::default()
+    }
 }
 
 /// A tier endpoint, resolved: the URL split, the key read.
@@ -90,6 +121,8 @@ pub struct ResolvedEndpoint {
     pub(crate) auth: Option<(http::HeaderName, http::HeaderValue)>,
     /// Extra headers.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The chat request field for the output size.
+    pub max_tokens_param: MaxTokensParam,
     /// The base URL as given (for reports; never holds the key).
     pub base_url: String,
 }
@@ -293,6 +326,7 @@ impl EndpointsFile {
                     models,
                     auth,
                     headers,
+                    max_tokens_param: ep.max_tokens_param,
                     base_url: ep.base_url.clone(),
                 });
             }
@@ -408,6 +442,41 @@ mod tests {
             Some(90_000)
         );
         assert!(!format!("{:?}", r[1][0]).contains("sk-123"));
+    }
+
+    /// OpenAI's reasoning models take the output size as
+    /// `max_completion_tokens`; every other endpoint keeps `max_tokens`.
+    #[test]
+    fn the_output_size_field_is_chosen_per_endpoint() {
+        let mut s = Scenario::default_research_agent();
+        let reasoning = r#"{"base_url":"https://api.openai.com/v1","model":"o4-mini",
+                            "max_tokens_param":"max_completion_tokens"}"#;
+        let plain = r#"{"base_url":"https://api.openai.com/v1","model":"gpt-4.1-mini"}"#;
+        let json = format!(
+            r#"{{"providers":{{"llm_provider":[{reasoning},{plain}],"embed_provider":[{}]}}}}"#,
+            two_tiers("e")
+        );
+        let f = file(&json);
+        let r = f.resolve("e.json", &mut s, |_| Some("k".into())).unwrap();
+        assert_eq!(r[1][0].max_tokens_param.name(), "max_completion_tokens");
+        assert_eq!(r[1][1].max_tokens_param.name(), "max_tokens");
+        // Written back, the default stays out of the file.
+        let back = serde_json::to_string(&f).unwrap();
+        assert_eq!(back.matches("max_tokens_param").count(), 1, "{back}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.json");
+        std::fs::write(
+            &path,
+            json.replace("max_completion_tokens", "max_output_tokens"),
+        )
+        .unwrap();
+        let e = EndpointsFile::read(&path).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = e.to_string();
+        assert!(
+            e.contains("e.json: providers.llm_provider.0.max_tokens_param: unknown variant `max_output_tokens`, expected `max_tokens` or `max_completion_tokens`"),
+            "{e}"
+        );
     }
 
     /// Azure OpenAI: the key in `api-key` as it is, the API version in
@@ -560,6 +629,7 @@ mod tests {
                 models: Vec::new(),
                 auth: None,
                 headers: Vec::new(),
+                max_tokens_param: Default::default(),
                 base_url: url.into(),
             }
         };

@@ -54,6 +54,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::metrics::{Observer, RunResult};
+use sse::Usage;
+
 use crate::policy::{AttemptKey, StartKind};
 use crate::provider::Outcome;
 use crate::runtime::{AttemptReport, Driver, NodeTable, Runtime, SendAttempt, Timer};
@@ -62,7 +64,9 @@ use crate::stats;
 use crate::units::{SimDuration, SimTime};
 
 pub use endpoints::{EndpointsFile, ResolvedEndpoint};
-pub use transport::{CallKind, CallRequest, HttpTransport, ModelTransport, Reply, Transport};
+pub use transport::{
+    CallKind, CallRequest, HttpTransport, ModelTransport, Prompt, Reply, Transport,
+};
 
 /// The request header carrying an attempt's identity, so that the
 /// emulator draws exactly what the simulator would for it:
@@ -197,6 +201,9 @@ pub struct RequestRecord {
     pub usage_prompt_tokens: Option<u32>,
     /// Completion tokens the server reported.
     pub usage_completion_tokens: Option<u32>,
+    /// Of the prompt tokens, those the server said it served from its
+    /// prompt cache (absent from its answer: null).
+    pub usage_cached_prompt_tokens: Option<u32>,
     /// Dropped by the scheduler (hedge loser, failed workflow, interrupt).
     pub cancelled: bool,
     /// `x-ratelimit-*` headers of the response, resets in scenario ms
@@ -239,6 +246,10 @@ pub struct LiveMetrics {
     pub http_429: u64,
     /// Attempts that ended with an error (any kind but 429).
     pub errors: u64,
+    /// Prompt tokens the servers reported, where any did.
+    usage_prompt_tokens: Option<u64>,
+    /// Of them, served from a prompt cache, where any server said.
+    usage_cached_prompt_tokens: Option<u64>,
     /// Per (provider, tier): replies, and how many of them never reached
     /// the endpoint (no connection, no TLS session).
     reach: std::collections::BTreeMap<(u16, u16), Reach>,
@@ -328,9 +339,18 @@ impl LiveMetrics {
             .collect()
     }
 
+    /// Adds a reply's usage to the run's.
+    fn used(&mut self, usage: Option<Usage>) {
+        let Some(u) = usage else { return };
+        *self.usage_prompt_tokens.get_or_insert(0) += u64::from(u.prompt);
+        if let Some(c) = u.cached_prompt {
+            *self.usage_cached_prompt_tokens.get_or_insert(0) += u64::from(c);
+        }
+    }
+
     /// The summary columns a live run adds (scenario ms): `ttft_p50_ms
     /// ttft_p95_ms tpot_mean_ms e2e_p50_ms e2e_p95_ms e2e_p99_ms
-    /// http_429 errors`.
+    /// http_429 errors usage_prompt_tokens usage_cached_prompt_tokens`.
     pub fn columns(&mut self) -> Vec<(&'static str, serde_json::Value)> {
         let pct = |xs: &mut Vec<f64>, q: f64| {
             xs.sort_unstable_by(f64::total_cmp);
@@ -357,6 +377,11 @@ impl LiveMetrics {
             ("e2e_p99_ms", j(pct(&mut self.e2e_ms, 99.0))),
             ("http_429", self.http_429.into()),
             ("errors", self.errors.into()),
+            ("usage_prompt_tokens", self.usage_prompt_tokens.into()),
+            (
+                "usage_cached_prompt_tokens",
+                self.usage_cached_prompt_tokens.into(),
+            ),
         ]
     }
 }
@@ -433,6 +458,8 @@ pub struct LiveDriver<T: Transport> {
     transport: T,
     cfg: LiveConfig,
     seed: u64,
+    /// Distinct for each run: heads every prompt (see [`Prompt::Call`]).
+    prompt_run: u32,
     heap: BinaryHeap<Reverse<Pending>>,
     seq: u64,
     tx: mpsc::UnboundedSender<(AttemptKey, Box<Reply>)>,
@@ -578,8 +605,9 @@ impl<T: Transport> LiveDriver<T> {
                     Some(_) => SimDuration(d.as_micros() as u64).as_ms(),
                     None => clock.to_sim(d).as_ms(),
                 }),
-            usage_prompt_tokens: reply.and_then(|r| r.usage.map(|u| u.0)),
-            usage_completion_tokens: reply.and_then(|r| r.usage.map(|u| u.1)),
+            usage_prompt_tokens: reply.and_then(|r| r.usage.map(|u| u.prompt)),
+            usage_completion_tokens: reply.and_then(|r| r.usage.map(|u| u.completion)),
+            usage_cached_prompt_tokens: reply.and_then(|r| r.usage.and_then(|u| u.cached_prompt)),
             cancelled: outcome == Outcome::Cancelled,
             rate: reply
                 .and_then(|r| r.rate_headers)
@@ -605,6 +633,7 @@ impl<T: Transport> LiveDriver<T> {
     /// time, the cap on consecutive 429s, the streaming metrics.
     fn report(&mut self, f: &InFlight, reply: &Reply) -> AttemptReport {
         self.metrics.reached(f.provider, f.tier, reply);
+        self.metrics.used(reply.usage);
         let mut outcome = reply.outcome.unwrap_or(Outcome::Failure);
         let key = (f.workflow, f.node);
         let mut retry_after = SimDuration::ZERO;
@@ -670,7 +699,7 @@ impl<T: Transport> LiveDriver<T> {
             retry_after,
             ttft,
             limited_by: reply.limited_by.unwrap_or_default(),
-            usage: reply.usage,
+            usage: reply.usage.map(|u| (u.prompt, u.completion)),
         }
     }
 }
@@ -718,7 +747,11 @@ impl<T: Transport> Driver for LiveDriver<T> {
             )
         });
         let req = CallRequest {
-            prompt_variant: None,
+            prompt: Prompt::Call {
+                run: self.prompt_run,
+                workflow: a.ids.workflow,
+                node: a.ids.node,
+            },
             endpoint: self.cfg.endpoints[p][t].clone(),
             kind: if self.names.embed[p] {
                 CallKind::Embed
@@ -829,6 +862,7 @@ pub async fn run<O: Observer, T: Transport>(
         clock,
         transport,
         seed: s.seed,
+        prompt_run: transport::run_nonce(),
         heap: BinaryHeap::new(),
         seq: 0,
         tx,

@@ -323,6 +323,7 @@ mod tests {
             models: vec![],
             auth: None,
             headers: vec![],
+            max_tokens_param: Default::default(),
             base_url: url.into(),
         };
         let socks = proxies("", "socks5://proxy:1080", "");

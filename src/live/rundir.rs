@@ -246,6 +246,11 @@ pub fn refusing_endpoints(
                     "nothing is served there: requests go to {base_url}/chat/completions and \
                      {base_url}/embeddings; check base_url and the model names"
                 ),
+                400 | 422 => "the server refused the requests themselves: check the model \
+                              names; a reasoning model that takes max_completion_tokens instead of \
+                              max_tokens (OpenAI's o-series and gpt-5) needs \
+                              \"max_tokens_param\": \"max_completion_tokens\" in the endpoints file"
+                    .to_string(),
                 _ => "check the model names and what the server expects of a request".to_string(),
             };
             let answers = if r.refused == 1 {

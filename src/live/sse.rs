@@ -5,16 +5,50 @@
 /// What one `data:` line said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SseEvent {
-    /// A chunk with non-empty content.
+    /// A chunk with generated text: non-empty content, or a reasoning
+    /// model's reasoning.
     Content,
-    /// The usage chunk (prompt, completion tokens).
-    Usage(u32, u32),
+    /// The usage chunk.
+    Usage(Usage),
     /// A choice with a `finish_reason`.
     Finish,
     /// `[DONE]`.
     Done,
     /// A line that is not valid JSON, or an `error` object.
     Error(String),
+}
+
+/// The tokens a server reported for one request (`usage`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// `prompt_tokens`.
+    pub prompt: u32,
+    /// `completion_tokens` (0 for embeddings).
+    pub completion: u32,
+    /// Of the prompt tokens, those served from the provider's prompt
+    /// cache, where it says: `prompt_tokens_details.cached_tokens` (OpenAI,
+    /// vLLM, llama.cpp) or `prompt_cache_hit_tokens` (DeepSeek).
+    pub cached_prompt: Option<u32>,
+}
+
+impl Usage {
+    /// Reads a `usage` object; a missing count is 0, and a count past u32
+    /// saturates rather than wraps (it prices as the most).
+    pub fn from_json(u: &serde_json::Value) -> Usage {
+        let count =
+            |x: &serde_json::Value| x.as_u64().map(|x| u32::try_from(x).unwrap_or(u32::MAX));
+        let n = |k: &str| u.get(k).and_then(count).unwrap_or(0);
+        let cached = u
+            .get("prompt_tokens_details")
+            .and_then(|d| d.get("cached_tokens"))
+            .or_else(|| u.get("prompt_cache_hit_tokens"))
+            .and_then(count);
+        Usage {
+            prompt: n("prompt_tokens"),
+            completion: n("completion_tokens"),
+            cached_prompt: cached,
+        }
+    }
 }
 
 /// The longest `data:` line kept, in bytes. A streamed delta is a few
@@ -93,11 +127,20 @@ fn parse_line(line: &[u8], out: &mut Vec<SseEvent>) {
     }
     if let Some(choices) = v.get("choices").and_then(|c| c.as_array()) {
         for c in choices {
-            let content = c
-                .get("delta")
-                .and_then(|d| d.get("content"))
-                .and_then(|x| x.as_str());
-            if content.is_some_and(|x| !x.is_empty()) {
+            // A reasoning model's thinking (`reasoning_content`: DeepSeek,
+            // vLLM; `reasoning`: OpenRouter, newer vLLM) is generated
+            // tokens too: its first is the first token, and the answer may
+            // hold none (max_tokens spent thinking).
+            let delta = c.get("delta");
+            let generated = ["content", "reasoning_content", "reasoning"]
+                .iter()
+                .any(|k| {
+                    delta
+                        .and_then(|d| d.get(k))
+                        .and_then(|x| x.as_str())
+                        .is_some_and(|x| !x.is_empty())
+                });
+            if generated {
                 out.push(SseEvent::Content);
             }
             if c.get("finish_reason").is_some_and(|f| !f.is_null()) {
@@ -106,13 +149,7 @@ fn parse_line(line: &[u8], out: &mut Vec<SseEvent>) {
         }
     }
     if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-        // Saturated, not wrapped: a count past u32 prices as the most.
-        let n = |k: &str| {
-            u.get(k)
-                .and_then(|x| x.as_u64())
-                .map_or(0, |x| u32::try_from(x).unwrap_or(u32::MAX))
-        };
-        out.push(SseEvent::Usage(n("prompt_tokens"), n("completion_tokens")));
+        out.push(SseEvent::Usage(Usage::from_json(u)));
     }
 }
 
@@ -137,7 +174,11 @@ mod tests {
             vec![
                 SseEvent::Content,
                 SseEvent::Finish,
-                SseEvent::Usage(7, 2),
+                SseEvent::Usage(Usage {
+                    prompt: 7,
+                    completion: 2,
+                    cached_prompt: None
+                }),
                 SseEvent::Done
             ]
         );
@@ -150,11 +191,53 @@ mod tests {
     }
 
     #[test]
+    fn a_reasoning_models_thinking_is_generated_tokens() {
+        let evs = SseParser::default().push(concat!(
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"\"}}]}\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":null,\"reasoning_content\":\"Let\"}}]}\n",
+            "data: {\"choices\":[{\"delta\":{\"reasoning\":\" me\"}}]}\n",
+            "data: {\"choices\":[{\"delta\":{\"reasoning\":null,\"content\":\"42\"}}]}\n",
+            "data: {\"choices\":[{\"delta\":{\"reasoning_content\":7}}]}\n",
+        ).as_bytes());
+        // The empty, null and non-string ones are not.
+        assert_eq!(evs, vec![SseEvent::Content; 3]);
+    }
+
+    #[test]
     fn usage_past_u32_saturates() {
         let evs = SseParser::default().push(
             b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4294967301,\"completion_tokens\":3}}\n\n",
         );
-        assert_eq!(evs, vec![SseEvent::Usage(u32::MAX, 3)]);
+        let usage = Usage {
+            prompt: u32::MAX,
+            completion: 3,
+            cached_prompt: None,
+        };
+        assert_eq!(evs, vec![SseEvent::Usage(usage)]);
+    }
+
+    #[test]
+    fn cached_prompt_tokens_as_openai_and_deepseek_report_them() {
+        let usage = |json: &str| Usage::from_json(&serde_json::from_str(json).unwrap());
+        let openai = r#"{"prompt_tokens":2006,"completion_tokens":300,
+            "prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0}}"#;
+        assert_eq!(
+            usage(openai),
+            Usage {
+                prompt: 2006,
+                completion: 300,
+                cached_prompt: Some(1920)
+            }
+        );
+        let deepseek = r#"{"prompt_tokens":100,"completion_tokens":5,
+            "prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36}"#;
+        assert_eq!(usage(deepseek).cached_prompt, Some(64));
+        // Said to be none, and not said at all, are told apart.
+        let zero = r#"{"prompt_tokens":9,"prompt_tokens_details":{"cached_tokens":0}}"#;
+        assert_eq!(usage(zero).cached_prompt, Some(0));
+        assert_eq!(usage(r#"{"prompt_tokens":9}"#).cached_prompt, None);
+        let null = r#"{"prompt_tokens":9,"prompt_tokens_details":null}"#;
+        assert_eq!(usage(null).cached_prompt, None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::endpoints::ResolvedEndpoint;
-use super::sse::{SseEvent, SseParser};
+use super::sse::{SseEvent, SseParser, Usage};
 use crate::provider::{Limit, Outcome, ProviderSide};
 use crate::runtime::SendAttempt;
 use crate::units::{SimDuration, SimTime};
@@ -61,9 +61,62 @@ pub struct CallRequest {
     /// The attempt's identity (`x-agentsched-attempt`), so that the
     /// emulator draws what the simulator would.
     pub identity: Option<String>,
-    /// Makes the prompt distinct: it starts with `sample <n>` (the caching
-    /// audit's distinct prompts); None sends the shared synthetic prompt.
-    pub prompt_variant: Option<u64>,
+    /// Whose prompt it is: what makes its text distinct.
+    pub prompt: Prompt,
+}
+
+/// Whose prompt a request sends. A synthetic prompt is filler ("tok tok
+/// ..."), so what tells two apart is their first words: providers cache
+/// prompts by prefix (OpenAI from 1,024 tokens, vLLM and SGLang in blocks
+/// of 16), and prompts that shared their start would be served from that
+/// cache, their prefill skipped and their input tokens billed at the
+/// cached price, flattering every live latency and cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prompt {
+    /// A workflow's call: `run <run> call <workflow>.<node>` first, so no
+    /// other call's prompt shares a prefix with it, in this run or (with
+    /// `run` drawn afresh for each run) in an earlier one against the
+    /// same endpoint. Its attempts (retries, hedges, escalations) send it
+    /// alike, as an agent resends its prompt.
+    Call {
+        /// Distinct for each run.
+        run: u32,
+        /// The workflow's id.
+        workflow: u64,
+        /// The node's index in its workflow.
+        node: u32,
+    },
+    /// The caching audit's: `sample <n>` first; one `n` sent again is the
+    /// same request again.
+    Sample(u64),
+}
+
+impl Prompt {
+    /// The prompt's text, about `tokens` tokens long in common tokenizers
+    /// (its head estimated at three characters a token).
+    pub fn text(self, tokens: u32) -> String {
+        let head = match self {
+            Prompt::Call {
+                run,
+                workflow,
+                node,
+            } => format!("run {run:08x} call {workflow}.{node} "),
+            Prompt::Sample(n) => format!("sample {n} "),
+        };
+        let head_tokens = head.len().div_ceil(3) as u32;
+        head + filler(tokens.saturating_sub(head_tokens))
+    }
+}
+
+/// A number that differs from run to run, for [`Prompt::Call`]'s `run`:
+/// std's per-process random hash keys, hashed with the clock.
+pub fn run_nonce() -> u32 {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let h = std::hash::RandomState::new().hash_one((now, std::process::id()));
+    (h ^ (h >> 32)) as u32
 }
 
 /// How an attempt ended, with its real timestamps.
@@ -85,8 +138,8 @@ pub struct Reply {
     pub ttft: Option<SimDuration>,
     /// The request went out (the transport started on it).
     pub sent: Option<Instant>,
-    /// Usage the server reported (prompt, completion tokens).
-    pub usage: Option<(u32, u32)>,
+    /// Usage the server reported.
+    pub usage: Option<Usage>,
     /// Response headers arrived.
     pub first_byte: Option<Instant>,
     /// First non-empty content.
@@ -341,9 +394,9 @@ fn caused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A synthetic prompt of about `tokens` tokens ("tok " is one token in
-/// common tokenizers).
-fn prompt(tokens: u32) -> &'static str {
+/// Filler of about `tokens` tokens ("tok " is one token in common
+/// tokenizers).
+fn filler(tokens: u32) -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
     const MAX: usize = 1 << 17;
     let text = TEXT.get_or_init(|| "tok ".repeat(MAX));
@@ -352,18 +405,18 @@ fn prompt(tokens: u32) -> &'static str {
 
 fn request_body(req: &CallRequest) -> Bytes {
     let model = &req.endpoint.models[req.model];
-    let text: std::borrow::Cow<'static, str> = match req.prompt_variant {
-        None => prompt(req.input_tokens).into(),
-        Some(n) => format!("sample {n} {}", prompt(req.input_tokens.saturating_sub(2))).into(),
-    };
+    let text = req.prompt.text(req.input_tokens);
     let body = match req.kind {
-        CallKind::Chat => serde_json::json!({
-            "model": model,
-            "messages": [{"role": "user", "content": text}],
-            "max_tokens": req.output_tokens.max(1),
-            "stream": true,
-            "stream_options": {"include_usage": true},
-        }),
+        CallKind::Chat => {
+            let mut body = serde_json::json!({
+                "model": model,
+                "messages": [{"role": "user", "content": text}],
+                "stream": true,
+                "stream_options": {"include_usage": true},
+            });
+            body[req.endpoint.max_tokens_param.name()] = req.output_tokens.max(1).into();
+            body
+        }
         CallKind::Embed => serde_json::json!({
             "model": model,
             "input": text,
@@ -570,9 +623,11 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
                     reply.outcome = Some(Outcome::Success);
                     reply.usage = v
                         .get("usage")
-                        .and_then(|u| u.get("prompt_tokens"))
-                        .and_then(|t| t.as_u64())
-                        .map(|t| (u32::try_from(t).unwrap_or(u32::MAX), 0));
+                        .filter(|u| u.get("prompt_tokens").is_some_and(|t| t.is_u64()))
+                        .map(|u| Usage {
+                            completion: 0,
+                            ..Usage::from_json(u)
+                        });
                 }
                 _ => {
                     reply.outcome = Some(Outcome::Failure);
@@ -604,7 +659,7 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
                                 reply.first_token = Some(Instant::now());
                             }
                         }
-                        SseEvent::Usage(p, c) => reply.usage = Some((p, c)),
+                        SseEvent::Usage(u) => reply.usage = Some(u),
                         SseEvent::Finish => finished = true,
                         SseEvent::Done => {
                             // The answer is complete here; the end of the
@@ -766,6 +821,7 @@ mod tests {
             models: vec!["m".into()],
             auth: None,
             headers: Vec::new(),
+            max_tokens_param: Default::default(),
             base_url: String::new(),
         };
         let base_url = format!("{}://{addr}/v1", ep.scheme());
@@ -781,7 +837,7 @@ mod tests {
             output_tokens: 0,
             timeout: Some(Duration::from_secs(60)),
             identity: None,
-            prompt_variant: None,
+            prompt: Prompt::Sample(0),
         }
     }
 
@@ -875,7 +931,44 @@ mod tests {
 
     #[test]
     fn prompts_have_the_asked_size() {
-        assert_eq!(prompt(3), "tok tok tok ");
-        assert_eq!(prompt(0), "");
+        assert_eq!(filler(3), "tok tok tok ");
+        assert_eq!(filler(0), "");
+        // "sample 3 " is estimated at 3 tokens.
+        assert_eq!(Prompt::Sample(3).text(5), "sample 3 tok tok ");
+        assert_eq!(Prompt::Sample(3).text(1), "sample 3 ");
+        let call = Prompt::Call {
+            run: 0xbeef,
+            workflow: 12,
+            node: 7,
+        };
+        // "run 0000beef call 12.7 " (23 characters): 8 tokens by estimate.
+        assert_eq!(call.text(10), "run 0000beef call 12.7 tok tok ");
+        assert_eq!(call.text(1000).matches("tok").count(), 992);
+    }
+
+    #[test]
+    fn no_two_calls_prompts_share_a_prefix_and_a_calls_attempts_share_one() {
+        // vLLM caches prompts in blocks of 16 tokens: prompts that differ
+        // within their first few words share no cached block.
+        let head = |p: Prompt| p.text(2000)[..24].to_string();
+        let call = |run, workflow, node| Prompt::Call {
+            run,
+            workflow,
+            node,
+        };
+        let mut heads = std::collections::HashSet::new();
+        for run in [1, 2] {
+            for workflow in [0, 1, 10, 11] {
+                for node in [0, 1, 11] {
+                    assert!(heads.insert(head(call(run, workflow, node))));
+                }
+            }
+        }
+        // Node 11 of workflow 1 and node 1 of workflow 11 are told apart.
+        assert_ne!(call(1, 1, 11).text(50), call(1, 11, 1).text(50));
+        // Resent (retry, hedge, escalation): the same text.
+        assert_eq!(call(5, 3, 2).text(300), call(5, 3, 2).text(300));
+        let (a, b) = (run_nonce(), run_nonce());
+        assert_ne!(a, b, "two runs drew the same nonce");
     }
 }

@@ -77,7 +77,9 @@ fn a_replay_of_a_simulated_run_records_it_and_fidelity_finds_it() {
             "e2e_p95_ms",
             "e2e_p99_ms",
             "http_429",
-            "errors"
+            "errors",
+            "usage_prompt_tokens",
+            "usage_cached_prompt_tokens"
         ])
     );
     assert!(sim.get("live_columns").is_none());

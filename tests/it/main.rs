@@ -10,6 +10,7 @@ mod http_proxy;
 mod invariants;
 mod live_loopback;
 mod live_sweep;
+mod openai_like;
 mod parity;
 mod queueing;
 mod sweep;

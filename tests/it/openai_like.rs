@@ -1,0 +1,384 @@
+//! Live runs against a loopback server that answers as today's providers
+//! do: a prefix cache reported in `usage.prompt_tokens_details`, a reasoning
+//! model's thinking streamed before its answer, and `max_tokens` refused
+//! the way OpenAI's reasoning models refuse it.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{agentsched_in, err};
+
+/// How the server behaves.
+#[derive(Clone, Copy, Default)]
+struct Options {
+    /// Stream a thought after the first wait, the answer after the second.
+    reasoning: Option<(Duration, Duration)>,
+    /// Answer a chat request that sets `max_tokens` with OpenAI's 400.
+    refuse_max_tokens: bool,
+}
+
+/// vLLM's cache block, in tokens (words here): a prompt is served from the
+/// cache for the whole blocks it shares with an earlier one.
+const BLOCK: usize = 16;
+
+struct Server {
+    url: String,
+    /// Every request body, as (path, JSON).
+    bodies: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Server {
+    fn start(opts: Options) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        let prompts: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (seen, prompts) = (seen.clone(), prompts.clone());
+                std::thread::spawn(move || serve(conn, opts, &seen, &prompts));
+            }
+        });
+        Server { url, bodies }
+    }
+
+    /// The prompts of every chat request, in arrival order.
+    fn chat_bodies(&self) -> Vec<Value> {
+        let bodies = self.bodies.lock().unwrap();
+        bodies
+            .iter()
+            .filter(|(path, _)| path.ends_with("/chat/completions"))
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+/// One request a connection: reads it, answers, closes.
+fn serve(
+    conn: std::net::TcpStream,
+    opts: Options,
+    seen: &Mutex<Vec<(String, Value)>>,
+    prompts: &Mutex<Vec<Vec<String>>>,
+) {
+    let mut reader = BufReader::new(&conn);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
+        return;
+    };
+    seen.lock().unwrap().push((path.clone(), doc.clone()));
+    let mut out = &conn;
+    if path.ends_with("/embeddings") {
+        let words = doc["input"]
+            .as_str()
+            .unwrap_or("")
+            .split_whitespace()
+            .count();
+        let answer = format!(
+            r#"{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[0.5]}}],"usage":{{"prompt_tokens":{words},"total_tokens":{words}}}}}"#
+        );
+        let _ = write!(
+            out,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+        return;
+    }
+    if opts.refuse_max_tokens && doc.get("max_tokens").is_some() {
+        let answer = r#"{"error":{"message":"Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.","type":"invalid_request_error","param":"max_tokens","code":"unsupported_parameter"}}"#;
+        let _ = write!(
+            out,
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+        return;
+    }
+    let words: Vec<String> = doc["messages"][0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let cached = {
+        let mut earlier = prompts.lock().unwrap();
+        let shared = earlier
+            .iter()
+            .map(|p| p.iter().zip(&words).take_while(|(a, b)| a == b).count())
+            .max()
+            .unwrap_or(0);
+        earlier.push(words.clone());
+        // Whole blocks, and never the last token (it is computed anew).
+        (shared.min(words.len().saturating_sub(1)) / BLOCK) * BLOCK
+    };
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+    );
+    let _ = out.flush();
+    if let Some((think, answer)) = opts.reasoning {
+        std::thread::sleep(think);
+        let _ = write!(
+            out,
+            "data: {{\"choices\":[{{\"delta\":{{\"content\":null,\"reasoning_content\":\"Hmm\"}}}}]}}\n\n"
+        );
+        let _ = out.flush();
+        std::thread::sleep(answer);
+    }
+    let usage = format!(
+        r#"{{"prompt_tokens":{},"completion_tokens":3,"prompt_tokens_details":{{"cached_tokens":{cached}}}}}"#,
+        words.len()
+    );
+    let _ = write!(
+        out,
+        "data: {{\"choices\":[{{\"delta\":{{\"content\":\"ok\"}}}}]}}\n\n\
+         data: {{\"choices\":[{{\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
+         data: {{\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n"
+    );
+}
+
+/// Every tier of the default scenario at `url`; the llm tiers with
+/// `extra` fields too.
+fn write_endpoints(dir: &Path, url: &str, extra: Value) {
+    let tier = |extra: &Value| {
+        let mut t = serde_json::json!({"base_url": url, "model": "m"});
+        for (k, v) in extra.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        t
+    };
+    let plain = serde_json::json!({});
+    let file = serde_json::json!({"providers": {
+        "llm_provider": [tier(&extra), tier(&extra)],
+        "embed_provider": [tier(&plain), tier(&plain)],
+    }});
+    std::fs::write(dir.join("ep.json"), file.to_string()).unwrap();
+}
+
+/// A small live run of the default scenario under `fifo_cheapest` (no
+/// hedges or escalations: each call is sent once).
+fn live_run(dir: &Path, out: &str) -> std::process::Output {
+    agentsched_in(
+        dir,
+        &[
+            "live",
+            "run",
+            "--endpoints",
+            "ep.json",
+            "--policy",
+            "fifo_cheapest",
+            "--workflows",
+            "3",
+            "--pdfs",
+            "2",
+            "--subqueries",
+            "2",
+            "--time-scale",
+            "50",
+            "--quiet",
+            "--out",
+            out,
+        ],
+    )
+}
+
+fn records(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out.join("requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn summary(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
+/// A raw chat request; returns the answer's text.
+fn post_chat(url: &str, prompt: &str) -> String {
+    let addr = url.trim_start_matches("http://").trim_end_matches("/v1");
+    let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 3, "stream": true})
+    .to_string();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn no_prompt_is_served_from_a_prefix_cache_within_a_run_or_across_runs() {
+    let server = Server::start(Options::default());
+    // The server's cache works: a prompt sent again is served from it.
+    let prompt = "tok ".repeat(100);
+    assert!(post_chat(&server.url, &prompt).contains(r#""cached_tokens":0"#));
+    assert!(post_chat(&server.url, &prompt).contains(r#""cached_tokens":96"#));
+    let sent_before = server.chat_bodies().len();
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_endpoints(d, &server.url, serde_json::json!({}));
+    for out in ["first", "second"] {
+        let o = live_run(d, out);
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        let chat: Vec<Value> = records(&d.join(out))
+            .into_iter()
+            .filter(|r| r["provider"] == "llm_provider")
+            .collect();
+        assert!(chat.len() >= 10, "{} chat requests", chat.len());
+        let mut prompt_tokens = 0;
+        for r in &chat {
+            assert_eq!(r["outcome"], "success", "{r}");
+            // Prompt sizes are the calls' (the head costs a few words).
+            let asked = r["input_tokens"].as_u64().unwrap();
+            let got = r["usage_prompt_tokens"].as_u64().unwrap();
+            assert!(
+                got.abs_diff(asked) <= 8,
+                "{got} words for {asked} tokens: {r}"
+            );
+            assert_eq!(r["usage_cached_prompt_tokens"], 0, "{r}");
+            prompt_tokens += got;
+        }
+        let s = summary(&d.join(out));
+        // The embedding server reports no cache: its prompt tokens count,
+        // its cached ones are unknown rather than 0.
+        let embedded: u64 = records(&d.join(out))
+            .iter()
+            .filter(|r| r["provider"] == "embed_provider")
+            .map(|r| {
+                assert!(r["usage_cached_prompt_tokens"].is_null(), "{r}");
+                r["usage_prompt_tokens"].as_u64().unwrap()
+            })
+            .sum();
+        assert!(embedded > 0);
+        assert_eq!(s["usage_prompt_tokens"], prompt_tokens + embedded, "{s}");
+        assert_eq!(s["usage_cached_prompt_tokens"], 0, "{s}");
+        assert!(
+            s["live_columns"]
+                .as_array()
+                .unwrap()
+                .contains(&"usage_cached_prompt_tokens".into())
+        );
+    }
+    // Every prompt sent is distinct from its start, and each run's carry
+    // their own run number.
+    let sent = &server.chat_bodies()[sent_before..];
+    let heads: Vec<Vec<&str>> = sent
+        .iter()
+        .map(|b| {
+            b["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .take(4)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        heads.iter().collect::<HashSet<_>>().len(),
+        heads.len(),
+        "two calls sent the same prompt head"
+    );
+    let runs: HashSet<&str> = heads.iter().map(|h| h[1]).collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(heads.iter().all(|h| h[0] == "run" && h[2] == "call"));
+}
+
+#[test]
+fn a_reasoning_model_takes_max_completion_tokens_and_thinks_before_its_first_answer_token() {
+    let (think, answer) = (Duration::from_millis(30), Duration::from_millis(120));
+    let server = Server::start(Options {
+        reasoning: Some((think, answer)),
+        refuse_max_tokens: true,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // As OpenAI's o-series and gpt-5 answer `max_tokens`: every request
+    // refused, a setup error that says what to set.
+    write_endpoints(d, &server.url, serde_json::json!({}));
+    let o = live_run(d, "refused");
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    let msg = err(&o);
+    assert!(
+        msg.contains("refused every request")
+            && msg.contains("HTTP 400 (Bad Request)")
+            && msg.contains(r#""max_tokens_param": "max_completion_tokens""#),
+        "{msg}"
+    );
+    let refused = server.chat_bodies().len();
+    assert!(refused > 0);
+
+    write_endpoints(
+        d,
+        &server.url,
+        serde_json::json!({"max_tokens_param": "max_completion_tokens"}),
+    );
+    let o = live_run(d, "served");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    for b in &server.chat_bodies()[refused..] {
+        assert!(b.get("max_tokens").is_none(), "{b}");
+        assert!(b["max_completion_tokens"].as_u64().unwrap() >= 1, "{b}");
+    }
+    // The first token is the first thought, not the answer that came
+    // `answer` later.
+    let answered: Vec<Value> = records(&d.join("served"))
+        .into_iter()
+        .filter(|r| r["provider"] == "llm_provider" && r["outcome"] == "success")
+        .collect();
+    assert!(answered.len() >= 5, "{} answered", answered.len());
+    for r in &answered {
+        let us = |k: &str| r[k].as_u64().unwrap();
+        assert!(
+            us("first_token_us") >= us("sent_us") + think.as_micros() as u64,
+            "{r}"
+        );
+        assert!(
+            us("done_us") >= us("first_token_us") + answer.as_micros() as u64 * 3 / 4,
+            "{r}"
+        );
+    }
+    let s = summary(&d.join("served"));
+    // 30 ms of real time is 1.5 s of scenario time at --time-scale 50.
+    assert!(s["ttft_p50_ms"].as_f64().unwrap() >= 1500.0, "{s}");
+}
