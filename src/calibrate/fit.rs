@@ -150,11 +150,21 @@ impl Body {
         if x <= 0.0 {
             return 0.0;
         }
+        // statrs' incomplete gamma functions refuse these (a panic).
+        if x == f64::INFINITY {
+            return 1.0;
+        }
+        if x.is_nan() {
+            return f64::NAN;
+        }
         match *self {
             Body::Lognormal { mu, sigma } => {
                 0.5 * erfc(-(x.ln() - mu) / (sigma * std::f64::consts::SQRT_2))
             }
-            Body::Gamma { shape, scale } => gamma_lr(shape, x / scale),
+            Body::Gamma { shape, scale } => match x / scale {
+                z if z.is_finite() => gamma_lr(shape, z),
+                _ => 1.0,
+            },
             Body::Exponential { mean } => -(-x / mean).exp_m1(),
             Body::Constant { ms } => (x >= ms) as u8 as f64,
         }
@@ -165,11 +175,20 @@ impl Body {
         if x <= 0.0 {
             return 1.0;
         }
+        if x == f64::INFINITY {
+            return 0.0;
+        }
+        if x.is_nan() {
+            return f64::NAN;
+        }
         match *self {
             Body::Lognormal { mu, sigma } => {
                 0.5 * erfc((x.ln() - mu) / (sigma * std::f64::consts::SQRT_2))
             }
-            Body::Gamma { shape, scale } => gamma_ur(shape, x / scale),
+            Body::Gamma { shape, scale } => match x / scale {
+                z if z.is_finite() => gamma_ur(shape, z),
+                _ => 0.0,
+            },
             Body::Exponential { mean } => (-x / mean).exp(),
             Body::Constant { ms } => (x < ms) as u8 as f64,
         }
@@ -247,6 +266,9 @@ impl Body {
                 Some((ex, ex.ln(), ex.ln().powi(2)))
             }
             Body::Gamma { shape, scale } => {
+                if !(c / scale).is_finite() {
+                    return None;
+                }
                 let tail = gamma_ur(shape, c / scale);
                 if tail < 1e-300 {
                     return None;
@@ -568,6 +590,35 @@ pub fn median(v: &mut [f64]) -> f64 {
 mod tests {
     use super::*;
     use rand_distr::{Distribution, Exp, Gamma, LogNormal};
+
+    /// statrs' incomplete gamma functions panic on an infinite argument;
+    /// the bodies answer their limits instead.
+    #[test]
+    fn tails_at_infinity_are_their_limits() {
+        let bodies = [
+            Body::Gamma {
+                shape: 2.0,
+                scale: 3.0,
+            },
+            Body::Gamma {
+                shape: 2.0,
+                scale: 1e-310,
+            },
+            Body::Lognormal {
+                mu: 1.0,
+                sigma: 0.5,
+            },
+            Body::Exponential { mean: 4.0 },
+        ];
+        for b in bodies {
+            assert_eq!(b.sf(f64::INFINITY), 0.0, "{b:?}");
+            assert_eq!(b.cdf(f64::INFINITY), 1.0, "{b:?}");
+            assert!(b.sf(f64::NAN).is_nan() && b.cdf(f64::NAN).is_nan(), "{b:?}");
+        }
+        // A finite x past a tiny scale is infinitely far out.
+        let tiny = bodies[1];
+        assert_eq!((tiny.sf(1e10), tiny.cdf(1e10)), (0.0, 1.0));
+    }
 
     fn draws<D: Distribution<f64>>(d: D, n: usize, key: u64) -> Vec<f64> {
         let mut rng = rand_pcg::Pcg64Mcg::new(((key as u128) << 64) | 0x9e37_79b9_7f4a_7c15);

@@ -143,6 +143,8 @@ impl LiveSource {
                     i + 1
                 ))
             })?;
+            check_times(&a)
+                .map_err(|msg| Error::Input(format!("{} line {}: {msg}", log.display(), i + 1)))?;
             attempts.push(a);
         }
         Ok(LiveSource {
@@ -151,6 +153,28 @@ impl LiveSource {
             attempts,
         })
     }
+}
+
+/// A record's times are scenario ms of one run: finite, from 0 to the
+/// simulator's horizon. Past it (a mangled file's 1e308) a latency is no
+/// sample of anything, and the fits' arithmetic would overflow.
+fn check_times(a: &Attempt) -> std::result::Result<(), String> {
+    let horizon = crate::units::SimTime::HORIZON.as_ms();
+    for (field, v) in [
+        ("sent_ms", Some(a.sent_ms)),
+        ("first_token_ms", a.first_token_ms),
+        ("done_ms", Some(a.done_ms)),
+        ("retry_after_ms", a.retry_after_ms),
+    ] {
+        if let Some(v) = v
+            && !(0.0..=horizon).contains(&v)
+        {
+            return Err(format!(
+                "{field}: expected scenario milliseconds from 0 to {horizon:e}, got {v}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How to calibrate.
@@ -320,18 +344,21 @@ pub fn calibrate(
             let factor = model_scale * (per_token * out as f64).exp();
             // The transport's share, never more than most of the sample.
             let net = |ms: f64| (ms - over_ms).max(ms * 0.01).max(1e-3);
+            // A sample the scaling made infinite (a factor that underflowed)
+            // carries nothing a fit could use.
+            let sample = |ms: f64| Some(net(ms) / factor).filter(|x| x.is_finite());
             let cell = cells.entry((a.node_type.clone(), key)).or_default();
             if a.cancelled || a.outcome == "cancelled" {
                 t.cancelled += 1;
                 if elapsed > over_ms {
-                    cell.censored.push(net(elapsed) / factor);
+                    cell.censored.extend(sample(elapsed));
                 }
                 continue;
             }
             match a.outcome.as_str() {
                 "success" => {
                     t.success += 1;
-                    cell.values.push(net(elapsed) / factor);
+                    cell.values.extend(sample(elapsed));
                     let streamed = a.first_token_ms.map(|ft| {
                         let ttft = net((ft - a.sent_ms).max(0.0)) / model_scale;
                         (ttft, net(elapsed) / model_scale, inp, out)
@@ -340,7 +367,7 @@ pub fn calibrate(
                 }
                 "timeout" => {
                     t.timeout += 1;
-                    cell.censored.push(net(elapsed) / factor);
+                    cell.censored.extend(sample(elapsed));
                 }
                 _ => t.failure += 1,
             }

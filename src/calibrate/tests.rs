@@ -323,6 +323,68 @@ fn unknown_names_and_empty_runs_are_input_errors() {
     assert_eq!(e.exit_code(), 2);
 }
 
+/// Found by the side-input fuzzer: a timeout whose `done_ms` a mangled
+/// file made 1e308 reached statrs' incomplete gamma as infinity, a panic.
+#[test]
+fn a_mangled_time_is_an_input_error_and_an_infinite_sample_is_no_sample() {
+    let base = Scenario::default_research_agent();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("scenario.json"), base.to_pretty_json()).unwrap();
+    let line = |done_ms: &str| {
+        format!(
+            r#"{{"node_type":"Plan","provider":"llm_provider","tier":0,"sent_ms":0.0,
+                "done_ms":{done_ms},"sent_us":0,"done_us":10,"outcome":"timeout"}}"#
+        )
+        .replace('\n', "")
+    };
+    let log = dir.path().join("requests.jsonl");
+    std::fs::write(&log, format!("{}\n{}\n", line("5.0"), line("1e308"))).unwrap();
+    let e = LiveSource::read(dir.path()).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    assert!(
+        e.to_string().ends_with(
+            "requests.jsonl line 2: done_ms: expected scenario milliseconds from 0 to \
+             4.611686018427388e15, got 100000000000000000000000000000000000000000000000000000000\
+             000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+             000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
+             000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+        ),
+        "{e}"
+    );
+    std::fs::write(&log, format!("{}\n", line("-1"))).unwrap();
+    assert!(
+        LiveSource::read(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("line 1: done_ms: expected scenario milliseconds from 0")
+    );
+    // Built in memory, past the check: timeouts whose scaled time is
+    // infinite are no samples, and the gamma fit goes on without a panic.
+    let mut truth = base.clone();
+    truth.heavy_tail.prob = 0.0;
+    truth.node_types.get_mut("DecideNext").unwrap().latency = Dist::Gamma {
+        shape: 3.0,
+        scale_ms: 300.0,
+    };
+    let mut attempts = synthesize(&truth, 200);
+    let mut timeout = attempts
+        .iter()
+        .find(|a| a.node_type == "DecideNext")
+        .unwrap()
+        .clone();
+    timeout.outcome = "timeout".into();
+    timeout.done_ms = f64::MAX;
+    // The small model's latency scale, 0.6, divides it past f64::MAX.
+    timeout.model_index = 1;
+    attempts.extend(std::iter::repeat_n(timeout, 5));
+    let mut base2 = base.clone();
+    base2.heavy_tail.prob = 0.0;
+    let cal = calibrated(&base2, attempts);
+    let nt = &cal.node_types["DecideNext"];
+    let mean = nt.latency.mean_ms(nt.input_tokens, nt.output_tokens);
+    assert!(mean.is_finite() && mean > 0.0, "{:?}", nt.latency);
+}
+
 #[test]
 fn buckets_from_headers_are_exact_despite_rounding() {
     // A bucket of 8 refilled at 2/s: a 429 reports remaining 0 with a
