@@ -104,6 +104,10 @@ pub struct Phase {
     pub completed: u32,
     /// Seconds from the first request out to the last answer in.
     pub wall_s: f64,
+    /// Prompt tokens the endpoint reported (`usage`), if it did.
+    pub prompt_tokens: Option<u64>,
+    /// Of them, served from its prompt cache, if it said.
+    pub cached_prompt_tokens: Option<u64>,
 }
 
 impl Phase {
@@ -116,12 +120,23 @@ impl Phase {
         }
     }
 
+    /// The share of its prompt tokens the endpoint said it served from
+    /// its prompt cache.
+    pub fn cached_share(&self) -> Option<f64> {
+        match (self.cached_prompt_tokens, self.prompt_tokens) {
+            (Some(c), Some(p)) if p > 0 => Some(c as f64 / p as f64),
+            _ => None,
+        }
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "requested": self.requested,
             "completed": self.completed,
             "wall_s": self.wall_s,
             "qps": crate::stats::finite(self.qps()),
+            "usage_prompt_tokens": self.prompt_tokens,
+            "usage_cached_prompt_tokens": self.cached_prompt_tokens,
         })
     }
 }
@@ -165,12 +180,30 @@ pub fn verify(reference: &Phase, audit: &Phase, threshold: f64) -> Verdict {
             ),
         }
     } else {
+        let mut reason = format!(
+            "audit QPS {a:.3} >= reference QPS {r:.3} x (1 + {threshold}) = {bound:.3}: \
+             the endpoint answers a repeated prompt faster, as from a cache"
+        );
+        // A prefix cache (vLLM's, SGLang's, llama.cpp's, OpenAI's) skips
+        // a repeated prompt's prefill but still generates its answer: the
+        // live executor's prompts differ, so it does not flatter a replay.
+        if let Some(share) = audit.cached_share().filter(|&x| x >= 0.5) {
+            let before = reference.cached_share().map_or(String::new(), |x| {
+                format!(" (reference phase: {:.0}%)", 100.0 * x)
+            });
+            reason.push_str(&format!(
+                "; but the endpoint reported {:.0}% of the audit phase's prompt tokens served \
+                 from its prompt cache{before}: a prefix cache skips a repeated prompt's \
+                 prefill and alone can make it this much faster, while the answers may still \
+                 be generated. Live runs send every call a prompt of its own, which such a \
+                 cache does not flatter; a larger --output-tokens weighs generation over \
+                 prefill",
+                100.0 * share
+            ));
+        }
         Verdict {
             passed: false,
-            reason: format!(
-                "audit QPS {a:.3} >= reference QPS {r:.3} x (1 + {threshold}) = {bound:.3}: \
-                 the endpoint answers a repeated prompt faster, as from a cache"
-            ),
+            reason,
         }
     }
 }
@@ -251,6 +284,7 @@ async fn run_phase(
     let mut pending = variants.into_iter().enumerate();
     let mut lines: Vec<(usize, Value)> = Vec::with_capacity(requested as usize);
     let (mut completed, mut unreachable, mut last_done) = (0u32, 0u32, start);
+    let (mut prompt_tokens, mut cached_prompt_tokens) = (None::<u64>, None::<u64>);
     loop {
         while tasks.len() < limit {
             let Some((i, v)) = pending.next() else { break };
@@ -279,12 +313,24 @@ async fn run_phase(
             .map_err(|e| Error::Execution(format!("{name} phase: a request task failed: {e}")))?;
         let now = Instant::now();
         last_done = last_done.max(now);
-        let (outcome, status, error, first_token) = match reply {
-            Ok(r) => (r.outcome, r.status, r.error, r.first_token),
-            Err(_) => (Some(Outcome::Timeout), None, Some("timeout".into()), None),
+        let (outcome, status, error, first_token, usage) = match reply {
+            Ok(r) => (r.outcome, r.status, r.error, r.first_token, r.usage),
+            Err(_) => (
+                Some(Outcome::Timeout),
+                None,
+                Some("timeout".into()),
+                None,
+                None,
+            ),
         };
         let ok = outcome == Some(Outcome::Success);
         completed += ok as u32;
+        if let Some(u) = usage.filter(|_| ok) {
+            *prompt_tokens.get_or_insert(0) += u64::from(u.prompt);
+            if let Some(c) = u.cached_prompt {
+                *cached_prompt_tokens.get_or_insert(0) += u64::from(c);
+            }
+        }
         // Not reached at all (no connection, or no TLS session): the
         // endpoint was not measured, so its failures say nothing of a cache.
         unreachable += matches!(error.as_deref(), Some("connect" | "tls")) as u32;
@@ -299,6 +345,8 @@ async fn run_phase(
                 "status": status,
                 "outcome": outcome.map(|o| o.name()),
                 "error": error,
+                "usage_prompt_tokens": usage.map(|u| u.prompt),
+                "usage_cached_prompt_tokens": usage.and_then(|u| u.cached_prompt),
             }),
         ));
     }
@@ -321,6 +369,8 @@ async fn run_phase(
         requested,
         completed,
         wall_s: last_done.saturating_duration_since(start).as_secs_f64(),
+        prompt_tokens,
+        cached_prompt_tokens,
     })
 }
 
@@ -419,6 +469,8 @@ mod tests {
             requested,
             completed,
             wall_s,
+            prompt_tokens: None,
+            cached_prompt_tokens: None,
         }
     }
 
@@ -442,6 +494,40 @@ mod tests {
         );
         let v = verify(&phase(100, 100, 2.0), &phase(100, 50, 2.0), 0.1);
         assert!(!v.passed && v.reason.starts_with("the audit phase"));
+    }
+
+    #[test]
+    fn a_failing_verdict_names_a_prefix_cache_when_the_endpoint_reports_one() {
+        let with = |mut p: Phase, prompt: u64, cached: Option<u64>| {
+            p.prompt_tokens = Some(prompt);
+            p.cached_prompt_tokens = cached;
+            p
+        };
+        let reference = with(phase(100, 100, 2.0), 6400, Some(0));
+        // 6,000 of 6,400 prompt tokens cached (94%), and 60 QPS past 55.
+        let audit = with(phase(120, 120, 2.0), 6400, Some(6000));
+        let v = verify(&reference, &audit, 0.1);
+        assert!(!v.passed);
+        assert!(
+            v.reason.contains(
+                "the endpoint reported 94% of the audit phase's prompt tokens served from its \
+                 prompt cache (reference phase: 0%): a prefix cache"
+            ),
+            "{}",
+            v.reason
+        );
+        // Under half cached, not reported, or a passing audit: no such note.
+        for audit in [
+            with(phase(120, 120, 2.0), 6400, Some(3000)),
+            with(phase(120, 120, 2.0), 6400, None),
+            phase(120, 120, 2.0),
+        ] {
+            let v = verify(&reference, &audit, 0.1);
+            assert!(!v.passed && !v.reason.contains("prefix"), "{}", v.reason);
+        }
+        let slow = with(phase(100, 100, 2.0), 6400, Some(6000));
+        let v = verify(&reference, &slow, 0.1);
+        assert!(v.passed && !v.reason.contains("prefix"), "{}", v.reason);
     }
 
     #[test]

@@ -177,7 +177,7 @@ pub struct RequestRecord {
     pub sent_ms: f64,
     /// Response headers (scenario ms).
     pub first_byte_ms: Option<f64>,
-    /// First non-empty content (scenario ms).
+    /// First generated text: content or reasoning (scenario ms).
     pub first_token_ms: Option<f64>,
     /// Ended (scenario ms).
     pub done_ms: f64,

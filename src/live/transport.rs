@@ -142,7 +142,7 @@ pub struct Reply {
     pub usage: Option<Usage>,
     /// Response headers arrived.
     pub first_byte: Option<Instant>,
-    /// First non-empty content.
+    /// First generated text: content or reasoning.
     pub first_token: Option<Instant>,
     /// The attempt ended.
     pub done: Option<Instant>,

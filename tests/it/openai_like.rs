@@ -1,7 +1,8 @@
 //! Live runs against a loopback server that answers as today's providers
 //! do: a prefix cache reported in `usage.prompt_tokens_details`, a reasoning
 //! model's thinking streamed before its answer, and `max_tokens` refused
-//! the way OpenAI's reasoning models refuse it.
+//! the way OpenAI's reasoning models refuse it; and the caching audit
+//! against a prefix cache.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,6 +21,8 @@ struct Options {
     reasoning: Option<(Duration, Duration)>,
     /// Answer a chat request that sets `max_tokens` with OpenAI's 400.
     refuse_max_tokens: bool,
+    /// Prefill time per prompt token not served from the cache.
+    prefill_per_token: Option<Duration>,
 }
 
 /// vLLM's cache block, in tokens (words here): a prompt is served from the
@@ -145,6 +148,9 @@ fn serve(
         // Whole blocks, and never the last token (it is computed anew).
         (shared.min(words.len().saturating_sub(1)) / BLOCK) * BLOCK
     };
+    if let Some(per_token) = opts.prefill_per_token {
+        std::thread::sleep(per_token * (words.len() - cached) as u32);
+    }
     let _ = write!(
         out,
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
@@ -331,6 +337,7 @@ fn a_reasoning_model_takes_max_completion_tokens_and_thinks_before_its_first_ans
     let server = Server::start(Options {
         reasoning: Some((think, answer)),
         refuse_max_tokens: true,
+        ..Options::default()
     });
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -381,4 +388,66 @@ fn a_reasoning_model_takes_max_completion_tokens_and_thinks_before_its_first_ans
     let s = summary(&d.join("served"));
     // 30 ms of real time is 1.5 s of scenario time at --time-scale 50.
     assert!(s["ttft_p50_ms"].as_f64().unwrap() >= 1500.0, "{s}");
+}
+
+#[test]
+fn the_caching_audit_names_a_prefix_cache_it_is_told_of() {
+    // Prefill 1 ms a token not cached: a 200-token prompt (199 words)
+    // repeated is served from the cache for 192 of them, and answered far
+    // sooner.
+    let server = Server::start(Options {
+        prefill_per_token: Some(Duration::from_millis(1)),
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_endpoints(d, &server.url, serde_json::json!({}));
+    let o = agentsched_in(
+        d,
+        &[
+            "audit",
+            "caching",
+            "--endpoints",
+            "ep.json",
+            "--out",
+            "audit",
+            "--reference-requests",
+            "24",
+            "--audit-requests",
+            "24",
+            "--concurrency",
+            "8",
+            "--input-tokens",
+            "200",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("audit/audit_output_caching_test.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r["passed"], false);
+    assert_eq!(r["reference"]["usage_cached_prompt_tokens"], 0, "{r}");
+    let (prompt, cached) = (
+        r["audit"]["usage_prompt_tokens"].as_u64().unwrap(),
+        r["audit"]["usage_cached_prompt_tokens"].as_u64().unwrap(),
+    );
+    // Each of the 199 words but the last, in whole blocks of 16: 192. The
+    // first repeat is cached too, as the reference phase sent it.
+    assert_eq!(cached, 24 * 192, "{r}");
+    let share = (100.0 * cached as f64 / prompt as f64).round();
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "the endpoint reported {share}% of the audit phase's prompt tokens served from its \
+             prompt cache (reference phase: 0%): a prefix cache skips"
+        )),
+        "{reason}"
+    );
+    let lines =
+        std::fs::read_to_string(d.join("audit/audit/output_caching/requests.jsonl")).unwrap();
+    for l in lines.lines() {
+        let l: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(l["usage_cached_prompt_tokens"], 192, "{l}");
+    }
 }
