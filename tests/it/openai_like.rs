@@ -5,7 +5,7 @@
 //! against a prefix cache.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,7 +52,7 @@ impl Server {
         Server { url, bodies }
     }
 
-    /// The prompts of every chat request, in arrival order.
+    /// The body of every chat request, in arrival order.
     fn chat_bodies(&self) -> Vec<Value> {
         let bodies = self.bodies.lock().unwrap();
         bodies
@@ -70,35 +70,9 @@ fn serve(
     seen: &Mutex<Vec<(String, Value)>>,
     prompts: &Mutex<Vec<Vec<String>>>,
 ) {
-    let mut reader = BufReader::new(&conn);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+    let Some((path, body)) = crate::util::read_request(&conn) else {
         return;
-    }
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("")
-        .to_string();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
+    };
     let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
         return;
     };
