@@ -377,7 +377,7 @@ fn a_request_body_past_the_limit_is_refused_before_it_is_read() {
 }
 
 /// `live run` of `small`'s scenario against `ep.json`.
-const SMALL_LIVE_RUN: [&str; 12] = [
+pub const SMALL_LIVE_RUN: [&str; 12] = [
     "live",
     "run",
     "--endpoints",

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::live_loopback::SMALL_LIVE_RUN;
 use crate::util::{agentsched_in, err};
 
 /// How the server behaves.
@@ -172,28 +173,8 @@ fn write_endpoints(dir: &Path, url: &str, extra: Value) {
 /// A small live run of the default scenario under `fifo_cheapest` (no
 /// hedges or escalations: each call is sent once).
 fn live_run(dir: &Path, out: &str) -> std::process::Output {
-    agentsched_in(
-        dir,
-        &[
-            "live",
-            "run",
-            "--endpoints",
-            "ep.json",
-            "--policy",
-            "fifo_cheapest",
-            "--workflows",
-            "3",
-            "--pdfs",
-            "2",
-            "--subqueries",
-            "2",
-            "--time-scale",
-            "50",
-            "--quiet",
-            "--out",
-            out,
-        ],
-    )
+    let extra = ["--policy", "fifo_cheapest", "--quiet", "--out", out];
+    agentsched_in(dir, &[&SMALL_LIVE_RUN[..], &extra].concat())
 }
 
 fn records(out: &Path) -> Vec<Value> {
