@@ -54,14 +54,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::metrics::{Observer, RunResult};
-use sse::Usage;
-
 use crate::policy::{AttemptKey, StartKind};
 use crate::provider::Outcome;
 use crate::runtime::{AttemptReport, Driver, NodeTable, Runtime, SendAttempt, Timer};
 use crate::scenario::Scenario;
 use crate::stats;
 use crate::units::{SimDuration, SimTime};
+use sse::Usage;
 
 pub use endpoints::{EndpointsFile, ResolvedEndpoint};
 pub use transport::{

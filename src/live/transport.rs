@@ -74,10 +74,11 @@ pub struct CallRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prompt {
     /// A workflow's call: `run <run> call <workflow>.<node>` first, so no
-    /// other call's prompt shares a prefix with it, in this run or (with
-    /// `run` drawn afresh for each run) in an earlier one against the
-    /// same endpoint. Its attempts (retries, hedges, escalations) send it
-    /// alike, as an agent resends its prompt.
+    /// other call's prompt shares more than its first few tokens with it
+    /// (no cache block), in this run or (with `run` drawn afresh for each
+    /// run) in an earlier one against the same endpoint. Its attempts
+    /// (retries, hedges, escalations) send it alike, as an agent resends
+    /// its prompt.
     Call {
         /// Distinct for each run.
         run: u32,
