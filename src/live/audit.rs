@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::endpoints::ResolvedEndpoint;
+use super::sse::UsageTotals;
 use super::stop::StopSignal;
 use super::transport::{CallKind, CallRequest, HttpTransport, Prompt, Transport};
 use crate::error::{Error, Result};
@@ -104,10 +105,8 @@ pub struct Phase {
     pub completed: u32,
     /// Seconds from the first request out to the last answer in.
     pub wall_s: f64,
-    /// Prompt tokens the endpoint reported (`usage`), if it did.
-    pub prompt_tokens: Option<u64>,
-    /// Of them, served from its prompt cache, if it said.
-    pub cached_prompt_tokens: Option<u64>,
+    /// The prompt and cached prompt tokens the endpoint reported.
+    pub usage: UsageTotals,
 }
 
 impl Phase {
@@ -120,23 +119,14 @@ impl Phase {
         }
     }
 
-    /// The share of its prompt tokens the endpoint said it served from
-    /// its prompt cache.
-    pub fn cached_share(&self) -> Option<f64> {
-        match (self.cached_prompt_tokens, self.prompt_tokens) {
-            (Some(c), Some(p)) if p > 0 => Some(c as f64 / p as f64),
-            _ => None,
-        }
-    }
-
     fn to_json(&self) -> Value {
         json!({
             "requested": self.requested,
             "completed": self.completed,
             "wall_s": self.wall_s,
             "qps": crate::stats::finite(self.qps()),
-            "usage_prompt_tokens": self.prompt_tokens,
-            "usage_cached_prompt_tokens": self.cached_prompt_tokens,
+            "usage_prompt_tokens": self.usage.prompt,
+            "usage_cached_prompt_tokens": self.usage.cached_prompt,
         })
     }
 }
@@ -187,8 +177,8 @@ pub fn verify(reference: &Phase, audit: &Phase, threshold: f64) -> Verdict {
         // A prefix cache (vLLM's, SGLang's, llama.cpp's, OpenAI's) skips
         // a repeated prompt's prefill but still generates its answer: the
         // live executor's prompts differ, so it does not flatter a replay.
-        if let Some(share) = audit.cached_share().filter(|&x| x >= 0.5) {
-            let before = reference.cached_share().map_or(String::new(), |x| {
+        if let Some(share) = audit.usage.cached_share().filter(|&x| x >= 0.5) {
+            let before = reference.usage.cached_share().map_or(String::new(), |x| {
                 format!(" (reference phase: {:.0}%)", 100.0 * x)
             });
             reason.push_str(&format!(
@@ -284,7 +274,7 @@ async fn run_phase(
     let mut pending = variants.into_iter().enumerate();
     let mut lines: Vec<(usize, Value)> = Vec::with_capacity(requested as usize);
     let (mut completed, mut unreachable, mut last_done) = (0u32, 0u32, start);
-    let (mut prompt_tokens, mut cached_prompt_tokens) = (None::<u64>, None::<u64>);
+    let mut usage_totals = UsageTotals::default();
     loop {
         while tasks.len() < limit {
             let Some((i, v)) = pending.next() else { break };
@@ -326,10 +316,7 @@ async fn run_phase(
         let ok = outcome == Some(Outcome::Success);
         completed += ok as u32;
         if let Some(u) = usage.filter(|_| ok) {
-            *prompt_tokens.get_or_insert(0) += u64::from(u.prompt);
-            if let Some(c) = u.cached_prompt {
-                *cached_prompt_tokens.get_or_insert(0) += u64::from(c);
-            }
+            usage_totals.add(u);
         }
         // Not reached at all (no connection, or no TLS session): the
         // endpoint was not measured, so its failures say nothing of a cache.
@@ -369,8 +356,7 @@ async fn run_phase(
         requested,
         completed,
         wall_s: last_done.saturating_duration_since(start).as_secs_f64(),
-        prompt_tokens,
-        cached_prompt_tokens,
+        usage: usage_totals,
     })
 }
 
@@ -469,8 +455,7 @@ mod tests {
             requested,
             completed,
             wall_s,
-            prompt_tokens: None,
-            cached_prompt_tokens: None,
+            usage: UsageTotals::default(),
         }
     }
 
@@ -499,8 +484,10 @@ mod tests {
     #[test]
     fn a_failing_verdict_names_a_prefix_cache_when_the_endpoint_reports_one() {
         let with = |mut p: Phase, prompt: u64, cached: Option<u64>| {
-            p.prompt_tokens = Some(prompt);
-            p.cached_prompt_tokens = cached;
+            p.usage = UsageTotals {
+                prompt: Some(prompt),
+                cached_prompt: cached,
+            };
             p
         };
         let reference = with(phase(100, 100, 2.0), 6400, Some(0));

@@ -60,7 +60,7 @@ use crate::runtime::{AttemptReport, Driver, NodeTable, Runtime, SendAttempt, Tim
 use crate::scenario::Scenario;
 use crate::stats;
 use crate::units::{SimDuration, SimTime};
-use sse::Usage;
+use sse::UsageTotals;
 
 pub use endpoints::{EndpointsFile, ResolvedEndpoint};
 pub use transport::{
@@ -245,10 +245,8 @@ pub struct LiveMetrics {
     pub http_429: u64,
     /// Attempts that ended with an error (any kind but 429).
     pub errors: u64,
-    /// Prompt tokens the servers reported, where any did.
-    usage_prompt_tokens: Option<u64>,
-    /// Of them, served from a prompt cache, where any server said.
-    usage_cached_prompt_tokens: Option<u64>,
+    /// The usage the servers reported.
+    usage: UsageTotals,
     /// Per (provider, tier): replies, and how many of them never reached
     /// the endpoint (no connection, no TLS session).
     reach: std::collections::BTreeMap<(u16, u16), Reach>,
@@ -338,15 +336,6 @@ impl LiveMetrics {
             .collect()
     }
 
-    /// Adds a reply's usage to the run's.
-    fn used(&mut self, usage: Option<Usage>) {
-        let Some(u) = usage else { return };
-        *self.usage_prompt_tokens.get_or_insert(0) += u64::from(u.prompt);
-        if let Some(c) = u.cached_prompt {
-            *self.usage_cached_prompt_tokens.get_or_insert(0) += u64::from(c);
-        }
-    }
-
     /// The summary columns a live run adds (scenario ms): `ttft_p50_ms
     /// ttft_p95_ms tpot_mean_ms e2e_p50_ms e2e_p95_ms e2e_p99_ms
     /// http_429 errors usage_prompt_tokens usage_cached_prompt_tokens`.
@@ -376,10 +365,10 @@ impl LiveMetrics {
             ("e2e_p99_ms", j(pct(&mut self.e2e_ms, 99.0))),
             ("http_429", self.http_429.into()),
             ("errors", self.errors.into()),
-            ("usage_prompt_tokens", self.usage_prompt_tokens.into()),
+            ("usage_prompt_tokens", self.usage.prompt.into()),
             (
                 "usage_cached_prompt_tokens",
-                self.usage_cached_prompt_tokens.into(),
+                self.usage.cached_prompt.into(),
             ),
         ]
     }
@@ -632,7 +621,9 @@ impl<T: Transport> LiveDriver<T> {
     /// time, the cap on consecutive 429s, the streaming metrics.
     fn report(&mut self, f: &InFlight, reply: &Reply) -> AttemptReport {
         self.metrics.reached(f.provider, f.tier, reply);
-        self.metrics.used(reply.usage);
+        if let Some(u) = reply.usage {
+            self.metrics.usage.add(u);
+        }
         let mut outcome = reply.outcome.unwrap_or(Outcome::Failure);
         let key = (f.workflow, f.node);
         let mut retry_after = SimDuration::ZERO;

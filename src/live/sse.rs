@@ -51,6 +51,34 @@ impl Usage {
     }
 }
 
+/// Usage summed over replies: the prompt tokens servers reported, and of
+/// them those served from a prompt cache; each None until some reply said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    /// Prompt tokens.
+    pub prompt: Option<u64>,
+    /// Cached prompt tokens.
+    pub cached_prompt: Option<u64>,
+}
+
+impl UsageTotals {
+    /// Adds one reply's usage.
+    pub fn add(&mut self, u: Usage) {
+        *self.prompt.get_or_insert(0) += u64::from(u.prompt);
+        if let Some(c) = u.cached_prompt {
+            *self.cached_prompt.get_or_insert(0) += u64::from(c);
+        }
+    }
+
+    /// The share of the prompt tokens served from a cache, where known.
+    pub fn cached_share(&self) -> Option<f64> {
+        match (self.cached_prompt, self.prompt) {
+            (Some(c), Some(p)) if p > 0 => Some(c as f64 / p as f64),
+            _ => None,
+        }
+    }
+}
+
 /// The longest `data:` line kept, in bytes. A streamed delta is a few
 /// hundred bytes, and even a whole answer sent as one chunk is well under
 /// this; a server that sends more without a newline is not streaming
