@@ -196,6 +196,9 @@ pub struct TierRow {
     /// 429s from the tokens-per-minute limit; present when the scenario
     /// has token limits.
     pub rate_limited_tokens: Option<u64>,
+    /// Prompt tokens served from its prefix cache; present when the
+    /// scenario models prefix caching.
+    pub cached_input_tokens: Option<u64>,
     /// Cancelled attempts.
     pub cancelled: u64,
     /// Hedged duplicates started here.
@@ -300,6 +303,10 @@ pub struct Summary {
     /// Mean time per output token after the first (ms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tpot_mean_ms: Option<f64>,
+    /// Prompt tokens served from tiers' prefix caches; present when the
+    /// scenario models prefix caching.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_input_tokens: Option<u64>,
 }
 
 impl Summary {
@@ -353,8 +360,9 @@ pub const SUMMARY_COLUMNS: [&str; 29] = [
 ];
 
 /// Columns after [`SUMMARY_COLUMNS`] that only runs of scenarios with the
-/// mechanism have (token limits; quality curves), in order.
-pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 7] = [
+/// mechanism have (streaming; token limits; quality curves; prefix
+/// caching), in order.
+pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 8] = [
     "ttft_p50_ms",
     "ttft_p95_ms",
     "tpot_mean_ms",
@@ -362,6 +370,7 @@ pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 7] = [
     "redos",
     "redo_wasted_ms",
     "redo_cost",
+    "cached_input_tokens",
 ];
 
 /// Everything a run returns besides what it streamed to its observer.

@@ -699,10 +699,12 @@ impl Observer for FileObserver {
 }
 
 /// `tiers.csv` bytes. Rows of runs with token limits add
-/// `rate_limited_tokens`, and of runs that can redo calls `redos`.
+/// `rate_limited_tokens`, of runs that can redo calls `redos`, and of runs
+/// that model prefix caching `cached_input_tokens`.
 pub fn tiers_csv(rows: &[TierRow]) -> Vec<u8> {
     let tokens = rows.iter().any(|r| r.rate_limited_tokens.is_some());
     let redos = rows.iter().any(|r| r.redos.is_some());
+    let cached = rows.iter().any(|r| r.cached_input_tokens.is_some());
     let mut out = String::from(
         "provider,tier_id,utilization,queue_wait_p95_ms,in_flight_avg,kind,slots,requests,successes,failures,\
 timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_wait_p50_ms,service_mean_ms,cost",
@@ -712,6 +714,9 @@ timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_w
     }
     if redos {
         out.push_str(",redos");
+    }
+    if cached {
+        out.push_str(",cached_input_tokens");
     }
     out.push('\n');
     for r in rows {
@@ -742,6 +747,9 @@ timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_w
         }
         if redos {
             out.push_str(&format!(",{}", r.redos.unwrap_or(0)));
+        }
+        if cached {
+            out.push_str(&format!(",{}", r.cached_input_tokens.unwrap_or(0)));
         }
         out.push('\n');
     }

@@ -3,7 +3,7 @@
 
 pub use crate::bucket::TokenBucket;
 use crate::rng::{Keyer, SimRng, Stream, unit};
-use crate::scenario::{Enforcer, Model, RateLimit, Sampler, Tier, TokenLimit};
+use crate::scenario::{Enforcer, Model, PrefixCache, RateLimit, Sampler, Tier, TokenLimit};
 use crate::units::{Money, SimDuration, SimTime};
 
 /// How an attempt ends, as drawn before it starts.
@@ -82,6 +82,10 @@ pub struct TierModel {
     pub max_retries: u32,
     /// Price per call, per million input and output tokens.
     pub prices: (f64, f64, f64),
+    /// Price per million prompt tokens served from a prefix cache.
+    pub price_per_mtok_cached_in: f64,
+    /// The provider's prompt prefix cache, if it keeps one.
+    pub prefix_cache: Option<PrefixCache>,
     /// Models (at least one: the default).
     pub models: Vec<Model>,
     /// Each model's price when it does not depend on tokens (no per-token
@@ -129,7 +133,8 @@ impl TierModel {
             t.models.clone()
         };
         let prices = (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out);
-        let flat_prices = (prices.1 == 0.0 && prices.2 == 0.0).then(|| {
+        let cached_in = t.price_per_mtok_cached_in.unwrap_or(t.price_per_mtok_in);
+        let flat_prices = (prices.1 == 0.0 && prices.2 == 0.0 && cached_in == 0.0).then(|| {
             models
                 .iter()
                 .map(|m| price_of(prices, m.price_multiplier, 0, 0))
@@ -149,6 +154,8 @@ impl TierModel {
             timeout: t.timeout_ms.map(SimDuration::from_ms),
             max_retries: t.max_retries,
             prices,
+            price_per_mtok_cached_in: cached_in,
+            prefix_cache: t.prefix_cache.clone(),
             models,
         }
     }
@@ -174,6 +181,29 @@ impl TierModel {
                 output_tokens,
             ),
         }
+    }
+
+    /// [`price`](Self::price) of an attempt `cached` of whose prompt
+    /// tokens came from the provider's prefix cache (at most all of them),
+    /// priced at `price_per_mtok_cached_in`.
+    pub fn price_cached(
+        &self,
+        model: usize,
+        input_tokens: u32,
+        cached: u32,
+        output_tokens: u32,
+    ) -> Money {
+        let cached = cached.min(input_tokens);
+        if cached == 0 || self.flat_prices.is_some() {
+            return self.price(model, input_tokens, output_tokens);
+        }
+        let (call, tin, tout) = self.prices;
+        let dollars = (call
+            + tin * (input_tokens - cached) as f64 / 1e6
+            + self.price_per_mtok_cached_in * cached as f64 / 1e6
+            + tout * output_tokens as f64 / 1e6)
+            * self.models[model].price_multiplier;
+        Money::from_dollars(dollars)
     }
 }
 
@@ -205,6 +235,54 @@ pub struct ProviderSide {
     /// Whether any tier has one (most scenarios: none, and the hot path
     /// skips the lookup).
     any_bucket: bool,
+    /// Prefix cache entries: (provider, tier) -> its first entry, then one
+    /// per (model, node type); `None` where the tier keeps no cache.
+    prefix_first: Vec<Vec<Option<usize>>>,
+    prefix: Vec<PrefixEntry>,
+    /// Each node type's shared prompt tokens, where some call can be
+    /// served from a cache (see [`Scenario::has_prefix_caching`](crate::scenario::Scenario::has_prefix_caching)); empty
+    /// where none can, and the hot path skips the lookup.
+    shared_tokens: Vec<u32>,
+}
+
+/// One shared prompt in one tier's prefix cache.
+#[derive(Clone, Copy, Debug, Default)]
+struct PrefixEntry {
+    /// Whether a prompt was ever written here.
+    written: bool,
+    /// From when it is served: the end of the first prefill that wrote it.
+    warm_at: SimTime,
+    /// Its last use (a hit, or a prefill that wrote it); it is gone
+    /// `ttl` after this.
+    last_use: SimTime,
+}
+
+impl PrefixEntry {
+    /// Whether an attempt sent at `now` is served from it (and if so,
+    /// the use keeps it alive).
+    fn hit(&mut self, now: SimTime, ttl: SimDuration) -> bool {
+        let hit = self.written && self.warm_at <= now && now <= self.last_use + ttl;
+        if hit {
+            self.last_use = self.last_use.max(now);
+        }
+        hit
+    }
+
+    /// An attempt sent at `now` that missed processes the prompt by
+    /// `done`: from then on it is cached (unless an earlier prefill
+    /// already cached it, or is about to).
+    fn write(&mut self, now: SimTime, done: SimTime, ttl: SimDuration) {
+        if self.written && now <= self.last_use + ttl {
+            self.warm_at = self.warm_at.min(done);
+            self.last_use = self.last_use.max(done);
+        } else {
+            *self = PrefixEntry {
+                written: true,
+                warm_at: done,
+                last_use: done,
+            };
+        }
+    }
 }
 
 /// A provider-enforced bucket as `x-ratelimit-*` headers report it.
@@ -228,6 +306,11 @@ pub struct ProviderReply {
     pub retry_after: SimDuration,
     /// For a 429: the limit that refused it (the one with the longer wait).
     pub limited_by: Limit,
+    /// Prompt tokens served from the tier's prefix cache; written only for
+    /// attempts on a tier with a cache, in scenarios where some call can
+    /// be served from one (see
+    /// [`Scenario::has_prefix_caching`](crate::scenario::Scenario::has_prefix_caching)).
+    pub cached_input_tokens: u32,
 }
 
 impl ProviderReply {
@@ -240,6 +323,7 @@ impl ProviderReply {
         },
         retry_after: SimDuration::ZERO,
         limited_by: Limit::Requests,
+        cached_input_tokens: 0,
     };
 }
 
@@ -264,8 +348,35 @@ impl ProviderSide {
                 .filter(|r| r.enforced_by == Enforcer::Provider)
                 .map(|r| TokenBucket::per_minute(r.tokens_per_min, r.token_burst))
         });
+        let node_types = s.node_types.len();
+        let mut prefix_len = 0;
+        let prefix_first = s
+            .providers
+            .values()
+            .map(|p| {
+                p.tiers
+                    .iter()
+                    .map(|t| {
+                        t.prefix_cache.as_ref()?;
+                        let first = prefix_len;
+                        prefix_len += t.models.len().max(1) * node_types;
+                        Some(first)
+                    })
+                    .collect()
+            })
+            .collect();
         ProviderSide {
             keyer: attempt_keyer(s.seed),
+            prefix_first,
+            prefix: vec![PrefixEntry::default(); prefix_len],
+            shared_tokens: if s.has_prefix_caching() {
+                s.node_types
+                    .values()
+                    .map(|n| n.shared_prompt_tokens)
+                    .collect()
+            } else {
+                vec![]
+            },
             any_bucket: buckets
                 .iter()
                 .chain(&token_buckets)
@@ -285,10 +396,11 @@ impl ProviderSide {
         ids: AttemptIds,
         tier: &TierModel,
         model: usize,
+        node_type: u16,
         spec: &DrawSpec<'_>,
     ) -> ProviderReply {
         let mut reply = ProviderReply::BLANK;
-        self.attempt_into(&mut reply, now, ids, tier, model, spec);
+        self.attempt_into(&mut reply, now, ids, tier, model, node_type, spec);
         reply
     }
 
@@ -296,6 +408,7 @@ impl ProviderSide {
     /// draws straight into the slot it keeps the reply in, where a reply
     /// returned and copied over was reloaded wider than it had just been
     /// written (a store-forwarding stall on every attempt).
+    #[allow(clippy::too_many_arguments)]
     pub fn attempt_into(
         &mut self,
         out: &mut ProviderReply,
@@ -303,14 +416,16 @@ impl ProviderSide {
         ids: AttemptIds,
         tier: &TierModel,
         model: usize,
+        node_type: u16,
         spec: &DrawSpec<'_>,
     ) {
         let keyer = self.keyer;
-        self.attempt_keyed_into(out, &keyer, now, ids, tier, model, spec);
+        self.attempt_keyed_into(out, &keyer, now, ids, tier, model, node_type, spec);
     }
 
     /// [`attempt`](Self::attempt) with draws from another keyer (the
     /// emulator's own stream, for requests without an identity).
+    #[allow(clippy::too_many_arguments)]
     pub fn attempt_keyed(
         &mut self,
         keyer: &Keyer,
@@ -318,10 +433,11 @@ impl ProviderSide {
         ids: AttemptIds,
         tier: &TierModel,
         model: usize,
+        node_type: u16,
         spec: &DrawSpec<'_>,
     ) -> ProviderReply {
         let mut reply = ProviderReply::BLANK;
-        self.attempt_keyed_into(&mut reply, keyer, now, ids, tier, model, spec);
+        self.attempt_keyed_into(&mut reply, keyer, now, ids, tier, model, node_type, spec);
         reply
     }
 
@@ -336,6 +452,7 @@ impl ProviderSide {
         ids: AttemptIds,
         tier: &TierModel,
         model: usize,
+        node_type: u16,
         spec: &DrawSpec<'_>,
     ) {
         if self.any_bucket {
@@ -359,6 +476,7 @@ impl ProviderSide {
                     },
                     retry_after: request_wait.max(token_wait),
                     limited_by,
+                    cached_input_tokens: 0,
                 };
                 return;
             }
@@ -371,6 +489,62 @@ impl ProviderSide {
         }
         out.retry_after = SimDuration::ZERO;
         out.limited_by = Limit::Requests;
+        if tier.prefix_cache.is_some() && !self.shared_tokens.is_empty() {
+            // Written for every attempt on such a tier: a reply slot drawn
+            // into again would keep an earlier attempt's count.
+            out.cached_input_tokens = 0;
+            let shared = self.shared_tokens[node_type as usize].min(spec.input_tokens);
+            if shared > 0 {
+                self.prefix_cached_draw(out, keyer, now, ids, tier, model, node_type, shared, spec);
+                return;
+            }
+        }
+        draw_attempt_into(&mut out.draw, keyer, ids.words(), tier, model, spec);
+    }
+
+    /// The draw of an attempt that shares a prompt prefix: served from the
+    /// tier's prefix cache when warm (its prefill shortened), else writing
+    /// it there. Out of line: most scenarios share no prefix.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn prefix_cached_draw(
+        &mut self,
+        out: &mut ProviderReply,
+        keyer: &Keyer,
+        now: SimTime,
+        ids: AttemptIds,
+        tier: &TierModel,
+        model: usize,
+        node_type: u16,
+        shared: u32,
+        spec: &DrawSpec<'_>,
+    ) {
+        if let Some(cache) = &tier.prefix_cache
+            && let Some(first) = self.prefix_first[ids.provider as usize][ids.tier as usize]
+        {
+            let servable = cache.servable(shared);
+            let ttl = SimDuration::from_ms(cache.ttl_ms);
+            let types = self.shared_tokens.len();
+            let entry = &mut self.prefix[first + model * types + node_type as usize];
+            if servable > 0 && entry.hit(now, ttl) {
+                // The cached prefix is not prefilled again.
+                let uncached = DrawSpec {
+                    input_tokens: spec.input_tokens - servable,
+                    ..*spec
+                };
+                draw_attempt_into(&mut out.draw, keyer, ids.words(), tier, model, &uncached);
+                out.cached_input_tokens = servable;
+            } else {
+                draw_attempt_into(&mut out.draw, keyer, ids.words(), tier, model, spec);
+                // Prefilled by the first token (a timeout may cut it short).
+                let d = &out.draw;
+                let done = now + d.ttft.map_or(d.duration, |t| t.min(d.duration));
+                if servable > 0 {
+                    entry.write(now, done, ttl);
+                }
+            }
+            return;
+        }
         draw_attempt_into(&mut out.draw, keyer, ids.words(), tier, model, spec);
     }
 
@@ -587,6 +761,8 @@ mod tests {
             price_per_call: 0.01,
             price_per_mtok_in: 1.0,
             price_per_mtok_out: 2.0,
+            price_per_mtok_cached_in: None,
+            prefix_cache: None,
             models: vec![],
         });
         let ids = AttemptIds {
@@ -695,6 +871,8 @@ mod tests {
                 price_per_call: 0.0,
                 price_per_mtok_in: 0.0,
                 price_per_mtok_out: 0.0,
+                price_per_mtok_cached_in: None,
+                prefix_cache: None,
                 models: vec![],
             });
             let ids = AttemptIds { workflow, node: 2, provider: 0, tier: 0, attempt };
@@ -727,6 +905,8 @@ mod tests {
             price_per_call: 0.0,
             price_per_mtok_in: 0.0,
             price_per_mtok_out: 0.0,
+            price_per_mtok_cached_in: None,
+            prefix_cache: None,
             models: vec![],
         };
         let ids = AttemptIds {
@@ -755,5 +935,121 @@ mod tests {
                 ttft: None,
             }
         );
+    }
+
+    #[test]
+    fn a_prefix_cache_serves_what_one_prefill_wrote_until_it_goes_unused() {
+        // Two node types sharing 100 of 120 prompt tokens; one tier, two
+        // models, a 1 s cache; every attempt takes 100 ms (no first token:
+        // the prefill is done when the attempt ends).
+        let mut s = crate::scenario::Scenario::mmc(1, 1.0, 1.0, 1, 1);
+        let call = s.node_types.get_mut("Call").unwrap();
+        (call.input_tokens, call.shared_prompt_tokens) = (120, 100);
+        let call = call.clone();
+        s.node_types.insert("Other".into(), call);
+        let tier = &mut s.providers.values_mut().next().unwrap().tiers[0];
+        tier.prefix_cache = Some(PrefixCache {
+            ttl_ms: 1000.0,
+            block_tokens: 1,
+            min_tokens: 0,
+        });
+        tier.models = ["a", "b"]
+            .map(|name| Model {
+                name: name.into(),
+                price_multiplier: 1.0,
+                latency_scale: 1.0,
+                quality: None,
+            })
+            .to_vec();
+        let model = TierModel::new(tier);
+        let mut side = ProviderSide::new(&s);
+        let sampler = Dist::Constant { ms: 100.0 }.sampler();
+        let mut n = 0;
+        let mut send = |ms: f64, model_ix: usize, node_type: u16| {
+            let spec = DrawSpec {
+                sampler: &sampler,
+                tail: None,
+                heavy_tail: (0.0, 1.0),
+                input_tokens: 120,
+                output_tokens: 0,
+            };
+            n += 1;
+            let ids = AttemptIds {
+                workflow: n,
+                node: 0,
+                provider: 0,
+                tier: 0,
+                attempt: 0,
+            };
+            let now = SimTime::ZERO + SimDuration::from_ms(ms);
+            side.attempt(now, ids, &model, model_ix, node_type, &spec)
+                .cached_input_tokens
+        };
+        assert_eq!(send(0.0, 0, 0), 0, "nothing written yet");
+        assert_eq!(send(50.0, 0, 0), 0, "the first prefill ends at 100 ms");
+        assert_eq!(send(100.0, 0, 0), 100, "written");
+        assert_eq!(send(100.0, 1, 0), 0, "another model's cache");
+        assert_eq!(send(100.0, 0, 1), 0, "another type's prompt");
+        // Last used by the prefill that ended at 150 ms: alive to 1,150 ms.
+        assert_eq!(send(1150.0, 0, 0), 100, "used within the ttl");
+        assert_eq!(send(2150.0, 0, 0), 100, "kept alive by that use");
+        assert_eq!(send(3151.0, 0, 0), 0, "unused for over a second: gone");
+        assert_eq!(send(3200.0, 0, 0), 0, "written again by 3,251 ms");
+        assert_eq!(send(3251.0, 0, 0), 100);
+        // The other model's entry, written at 200 ms, is long gone too.
+        assert_eq!(send(3251.0, 1, 0), 0);
+    }
+
+    #[test]
+    fn cached_prompt_tokens_are_priced_at_the_cached_rate() {
+        let mut t = crate::scenario::Scenario::mmc(1, 1.0, 1.0, 1, 1)
+            .providers
+            .into_values()
+            .next()
+            .unwrap()
+            .tiers
+            .remove(0);
+        (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out) = (0.01, 2.0, 8.0);
+        let m = TierModel::new(&t);
+        // Without a cached price, cached tokens cost what others do.
+        assert_eq!(m.price_cached(0, 1000, 600, 10), m.price(0, 1000, 10));
+        assert_eq!(
+            m.price(0, 1000, 10),
+            Money::from_dollars(0.01 + 0.002 + 0.000_08)
+        );
+        t.price_per_mtok_cached_in = Some(0.5);
+        let m = TierModel::new(&t);
+        assert_eq!(
+            m.price_cached(0, 1000, 600, 10),
+            Money::from_dollars(0.01 + 400.0 * 2e-6 + 600.0 * 0.5e-6 + 0.000_08)
+        );
+        // At most every prompt token is cached.
+        assert_eq!(
+            m.price_cached(0, 1000, 5000, 10),
+            m.price_cached(0, 1000, 1000, 10)
+        );
+        assert_eq!(m.price_cached(0, 1000, 0, 10), m.price(0, 1000, 10));
+        // A tier priced per call only stays flat.
+        t.price_per_mtok_cached_in = Some(0.0);
+        (t.price_per_mtok_in, t.price_per_mtok_out) = (0.0, 0.0);
+        assert_eq!(
+            TierModel::new(&t).price_cached(0, 1000, 600, 10),
+            Money::from_dollars(0.01)
+        );
+    }
+
+    #[test]
+    fn a_cache_serves_whole_blocks_of_at_least_its_minimum() {
+        let c = |block_tokens, min_tokens| PrefixCache {
+            ttl_ms: 1.0,
+            block_tokens,
+            min_tokens,
+        };
+        assert_eq!(c(1, 0).servable(1500), 1500);
+        assert_eq!(c(128, 0).servable(1500), 1408);
+        assert_eq!(c(128, 1024).servable(1500), 1408);
+        assert_eq!(c(128, 1024).servable(1100), 1024);
+        assert_eq!(c(128, 1024).servable(1000), 0, "896 is under its minimum");
+        assert_eq!(c(16, 0).servable(15), 0);
     }
 }

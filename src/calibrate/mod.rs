@@ -87,6 +87,10 @@ pub struct Attempt {
     /// Dropped by the scheduler.
     #[serde(default)]
     pub cancelled: bool,
+    /// Of its prompt tokens, those the server served from its prefix
+    /// cache (not prefilled).
+    #[serde(default)]
+    pub usage_cached_prompt_tokens: Option<u32>,
     /// The rate-limit headers.
     #[serde(flatten)]
     pub rate: RateRecord,
@@ -359,9 +363,11 @@ pub fn calibrate(
                 "success" => {
                     t.success += 1;
                     cell.values.extend(sample(elapsed));
+                    // A prompt's cached part was not prefilled.
+                    let prefilled = inp - a.usage_cached_prompt_tokens.unwrap_or(0).min(inp);
                     let streamed = a.first_token_ms.map(|ft| {
                         let ttft = net((ft - a.sent_ms).max(0.0)) / model_scale;
-                        (ttft, net(elapsed) / model_scale, inp, out)
+                        (ttft, net(elapsed) / model_scale, prefilled, out)
                     });
                     cell.streamed.push(streamed);
                 }

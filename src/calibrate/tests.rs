@@ -57,6 +57,7 @@ fn synthesize(truth: &Scenario, n: u64) -> Vec<Attempt> {
                         retry_after_ms: None,
                         error: (d.outcome == Outcome::Failure).then(|| "http_5xx".into()),
                         cancelled: false,
+                        usage_cached_prompt_tokens: None,
                         rate: RateRecord::default(),
                     });
                 }
@@ -507,4 +508,90 @@ fn buckets_from_success_headers_undo_the_servers_rounding() {
     assert_eq!(r.burst, 20);
     // The input's client-side bucket (20/s) is looser: llmock's replaces it.
     assert_eq!(r.enforced_by, Enforcer::Client);
+}
+
+#[test]
+fn a_prompt_served_from_a_cache_is_not_counted_as_prefilled() {
+    // The streaming scenario's ExtractEvidence: 1,500 prompt tokens at
+    // 0.05 ms each. Every other attempt had 1,200 of them served from the
+    // provider's cache, so its first token came 60 ms sooner.
+    let truth =
+        Scenario::from_json_str(include_str!("../../scenarios/streaming.json")).expect("shipped");
+    let nt = &truth.node_types["ExtractEvidence"];
+    let Dist::Streaming {
+        ttft_mu,
+        ttft_ms_per_input_token,
+        ..
+    } = nt.latency
+    else {
+        panic!("ExtractEvidence streams in streaming.json");
+    };
+    assert!(ttft_ms_per_input_token > 0.0);
+    let tier = &truth.providers["llm_provider"].tiers[0];
+    let model = TierModel::new(tier);
+    let sampler = nt.latency.sampler();
+    let keyer = attempt_keyer(truth.seed);
+    let attempts: Vec<Attempt> = (0..2000u64)
+        .map(|w| {
+            let cached = if w % 2 == 0 { 1200 } else { 0 };
+            let spec = DrawSpec {
+                sampler: &sampler,
+                tail: None,
+                heavy_tail: (0.0, 1.0),
+                input_tokens: nt.input_tokens - cached,
+                output_tokens: nt.output_tokens,
+            };
+            let ids = AttemptIds {
+                workflow: w,
+                node: 0,
+                provider: 0,
+                tier: 0,
+                attempt: 0,
+            };
+            let d = draw_attempt(&keyer, ids, &model, 0, &spec);
+            let ms = d.duration.as_ms();
+            Attempt {
+                node_type: "ExtractEvidence".into(),
+                provider: "llm_provider".into(),
+                tier: 0,
+                model_index: 0,
+                input_tokens: Some(nt.input_tokens),
+                output_tokens: Some(nt.output_tokens),
+                sent_ms: 0.0,
+                first_token_ms: d.ttft.map(|t| t.as_ms()),
+                done_ms: ms,
+                sent_us: 0,
+                done_us: (ms * 1e3 / truth.time_scale) as u64,
+                outcome: "success".into(),
+                retry_after_ms: None,
+                error: None,
+                cancelled: false,
+                usage_cached_prompt_tokens: Some(cached),
+                rate: RateRecord::default(),
+            }
+        })
+        .collect();
+    let fitted_mu = |attempts: Vec<Attempt>| {
+        let cal = calibrated(&truth, attempts);
+        match cal.node_types["ExtractEvidence"].latency {
+            Dist::Streaming { ttft_mu, .. } => ttft_mu,
+            ref d => panic!("fitted {d:?}"),
+        }
+    };
+    let mu = fitted_mu(attempts.clone());
+    assert!(
+        (mu - ttft_mu).abs() < 0.05,
+        "ttft_mu {mu} against {ttft_mu}"
+    );
+    // Read as if every prompt had been prefilled whole, the cached ones'
+    // first tokens look 60 ms too early, and the fit comes out low.
+    let unaware: Vec<Attempt> = attempts
+        .into_iter()
+        .map(|a| Attempt {
+            usage_cached_prompt_tokens: None,
+            ..a
+        })
+        .collect();
+    let biased = fitted_mu(unaware);
+    assert!(biased < ttft_mu - 0.1, "ttft_mu {biased} against {ttft_mu}");
 }

@@ -529,8 +529,8 @@ async fn handle(
         // one to wait longer than a refill.
         let now = state.clock.sim(Instant::now());
         let r = match &keyer {
-            None => side.attempt(now, ids, tier_model, serve.model, &spec),
-            Some(k) => side.attempt_keyed(k, now, ids, tier_model, serve.model, &spec),
+            None => side.attempt(now, ids, tier_model, serve.model, ty as u16, &spec),
+            Some(k) => side.attempt_keyed(k, now, ids, tier_model, serve.model, ty as u16, &spec),
         };
         (r, [side.bucket(p, t, now), side.token_bucket(p, t, now)])
     };
@@ -617,11 +617,16 @@ async fn handle(
     }
     let start = Instant::now();
     let tokens = out.max(1);
-    let usage = serde_json::json!({
+    let mut usage = serde_json::json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": if chat { tokens } else { 0 },
         "total_tokens": prompt_tokens + if chat { tokens } else { 0 },
     });
+    // A tier with a prefix cache reports what it served, as OpenAI does.
+    if tier_model.prefix_cache.is_some() {
+        usage["prompt_tokens_details"] =
+            serde_json::json!({"cached_tokens": reply.cached_input_tokens});
+    }
     let model = doc["model"].as_str().unwrap_or_default().to_string();
     if embed || !stream {
         if fault == Some(Fault::Reset) {

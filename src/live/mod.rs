@@ -56,7 +56,7 @@ use tokio::time::Instant;
 use crate::metrics::{Observer, RunResult};
 use crate::policy::{AttemptKey, StartKind};
 use crate::provider::Outcome;
-use crate::runtime::{AttemptReport, Driver, NodeTable, Runtime, SendAttempt, Timer};
+use crate::runtime::{AttemptReport, Driver, NodeTable, Runtime, SendAttempt, Timer, TokenUsage};
 use crate::scenario::Scenario;
 use crate::stats;
 use crate::units::{SimDuration, SimTime};
@@ -433,6 +433,8 @@ struct InFlight {
 struct Names {
     providers: Vec<String>,
     node_types: Vec<String>,
+    /// Each node type's shared prompt tokens (its calls' common head).
+    shared_tokens: Vec<u32>,
     /// Model names sent, per (provider, tier), by model index.
     models: Vec<Vec<Vec<String>>>,
     /// Whether each provider serves embeddings.
@@ -461,6 +463,9 @@ pub struct LiveDriver<T: Transport> {
     /// The time of the event being handled.
     now: SimTime,
     attempts_sent: u64,
+    /// Prompt tokens of the attempt just sent that an in-process model
+    /// served from a prefix cache.
+    sent_cached: u32,
 }
 
 impl<T: Transport> std::fmt::Debug for LiveDriver<T> {
@@ -689,7 +694,11 @@ impl<T: Transport> LiveDriver<T> {
             retry_after,
             ttft,
             limited_by: reply.limited_by.unwrap_or_default(),
-            usage: reply.usage.map(|u| (u.prompt, u.completion)),
+            usage: reply.usage.map(|u| TokenUsage {
+                prompt: u.prompt,
+                cached_prompt: u.cached_prompt.unwrap_or(0).min(u.prompt),
+                completion: u.completion,
+            }),
         }
     }
 }
@@ -714,9 +723,15 @@ impl<T: Transport> Driver for LiveDriver<T> {
             planned: None,
             abort: None,
         };
+        self.sent_cached = 0;
         if let Some((duration, reply)) = self.transport.immediate(now, a) {
             f.planned = Some(duration);
-            let report = self.report(&f, &reply);
+            let mut report = self.report(&f, &reply);
+            // Known at send time, as in the simulator: the runtime prices
+            // the cached prefix now (`cached_input_tokens`), not again at
+            // the end.
+            self.sent_cached = reply.usage.and_then(|u| u.cached_prompt).unwrap_or(0);
+            report.usage = None;
             self.inflight.insert(a.key, f);
             self.push(now + duration, Item::Planned(a.key, report));
             return Some(duration);
@@ -741,6 +756,8 @@ impl<T: Transport> Driver for LiveDriver<T> {
                 run: self.prompt_run,
                 workflow: a.ids.workflow,
                 node: a.ids.node,
+                node_type: a.node_type,
+                shared: self.names.shared_tokens[a.node_type as usize].min(a.input_tokens),
             },
             endpoint: self.cfg.endpoints[p][t].clone(),
             kind: if self.names.embed[p] {
@@ -768,6 +785,10 @@ impl<T: Transport> Driver for LiveDriver<T> {
         f.abort = Some(handle.abort_handle());
         self.inflight.insert(a.key, f);
         None
+    }
+
+    fn cached_input_tokens(&self, _attempt: AttemptKey) -> u32 {
+        self.sent_cached
     }
 
     fn cancel(&mut self, attempt: AttemptKey) {
@@ -820,6 +841,7 @@ pub async fn run<O: Observer, T: Transport>(
     let names = Names {
         providers: table.providers.clone(),
         node_types: table.names.clone(),
+        shared_tokens: table.shared_tokens.clone(),
         models: s
             .providers
             .values()
@@ -864,6 +886,7 @@ pub async fn run<O: Observer, T: Transport>(
         metrics: LiveMetrics::default(),
         now: SimTime::ZERO,
         attempts_sent: 0,
+        sent_cached: 0,
         cfg,
     };
     let mut rt = Runtime::new(s, obs, driver);

@@ -78,7 +78,11 @@ pub enum Prompt {
     /// (no cache block), in this run or (with `run` drawn afresh for each
     /// run) in an earlier one against the same endpoint. Its attempts
     /// (retries, hedges, escalations) send it alike, as an agent resends
-    /// its prompt.
+    /// its prompt. A node type with a shared prompt (`shared` tokens)
+    /// starts every call with the same `run <run> system <type>` part of
+    /// that size, as an agent's calls share their system prompt, and then
+    /// the call's own part (at least its `call` head, so that no two calls
+    /// are one request).
     Call {
         /// Distinct for each run.
         run: u32,
@@ -86,6 +90,10 @@ pub enum Prompt {
         workflow: u64,
         /// The node's index in its workflow.
         node: u32,
+        /// The node type's index.
+        node_type: u16,
+        /// Leading tokens every call of the type shares in this run.
+        shared: u32,
     },
     /// The caching audit's: `sample <n>` first; one `n` sent again is the
     /// same request again.
@@ -96,16 +104,31 @@ impl Prompt {
     /// The prompt's text, about `tokens` tokens long in common tokenizers
     /// (its head estimated at three characters a token).
     pub fn text(self, tokens: u32) -> String {
-        let head = match self {
+        let head = |text: String, tokens: u32| {
+            let head_tokens = text.len().div_ceil(3) as u32;
+            text + filler(tokens.saturating_sub(head_tokens))
+        };
+        match self {
             Prompt::Call {
                 run,
                 workflow,
                 node,
-            } => format!("run {run:08x} call {workflow}.{node} "),
-            Prompt::Sample(n) => format!("sample {n} "),
-        };
-        let head_tokens = head.len().div_ceil(3) as u32;
-        head + filler(tokens.saturating_sub(head_tokens))
+                shared: 0,
+                ..
+            } => head(format!("run {run:08x} call {workflow}.{node} "), tokens),
+            Prompt::Call {
+                run,
+                workflow,
+                node,
+                node_type,
+                shared,
+            } => {
+                let shared = shared.min(tokens);
+                let common = head(format!("run {run:08x} system {node_type} "), shared);
+                common + &head(format!("call {workflow}.{node} "), tokens - shared)
+            }
+            Prompt::Sample(n) => head(format!("sample {n} "), tokens),
+        }
     }
 }
 
@@ -232,12 +255,18 @@ impl Transport for ModelTransport {
     fn immediate(&mut self, now: SimTime, a: &SendAttempt<'_>) -> Option<(SimDuration, Reply)> {
         let r = self
             .provider
-            .attempt(now, a.ids, a.tier, a.model as usize, &a.spec);
+            .attempt(now, a.ids, a.tier, a.model as usize, a.node_type, &a.spec);
         let reply = Reply {
             outcome: Some(r.draw.outcome),
             retry_after: Some(Duration::from_micros(r.retry_after.0)),
             limited_by: (r.draw.outcome == Outcome::RateLimited).then_some(r.limited_by),
             ttft: r.draw.ttft,
+            // A prefix cache's hit, reported as a server reports it.
+            usage: (r.cached_input_tokens > 0).then_some(Usage {
+                prompt: a.input_tokens,
+                completion: a.output_tokens,
+                cached_prompt: Some(r.cached_input_tokens),
+            }),
             ..Reply::default()
         };
         Some((r.draw.duration, reply))
@@ -941,6 +970,8 @@ mod tests {
             run: 0xbeef,
             workflow: 12,
             node: 7,
+            node_type: 3,
+            shared: 0,
         };
         // "run 0000beef call 12.7 " (23 characters): 8 tokens by estimate.
         assert_eq!(call.text(10), "run 0000beef call 12.7 tok tok ");
@@ -956,6 +987,8 @@ mod tests {
             run,
             workflow,
             node,
+            node_type: 0,
+            shared: 0,
         };
         let mut heads = std::collections::HashSet::new();
         for run in [1, 2] {
@@ -971,5 +1004,37 @@ mod tests {
         assert_eq!(call(5, 3, 2).text(300), call(5, 3, 2).text(300));
         let (a, b) = (run_nonce(), run_nonce());
         assert_ne!(a, b, "two runs drew the same nonce");
+    }
+
+    #[test]
+    fn calls_of_a_type_with_a_shared_prompt_share_exactly_that_prefix() {
+        let call = |run, workflow, node, node_type| Prompt::Call {
+            run,
+            workflow,
+            node,
+            node_type,
+            shared: 600,
+        };
+        let a = call(7, 1, 2, 4).text(1000);
+        let b = call(7, 30, 5, 4).text(1000);
+        // "run 00000007 system 4 " (22 characters) is 8 tokens by estimate,
+        // then 592 of filler: the shared part is 600 tokens' worth.
+        let shared = format!("run 00000007 system 4 {}", "tok ".repeat(592));
+        assert!(a.starts_with(&shared) && b.starts_with(&shared));
+        assert!(a[shared.len()..].starts_with("call 1.2 tok "));
+        assert!(b[shared.len()..].starts_with("call 30.5 tok "));
+        let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+        assert_eq!(common, shared.len() + "call ".len());
+        // "call 1.2 " is 3 tokens by estimate: 397 of filler follow.
+        assert_eq!(a.matches("tok").count(), 592 + 397);
+        // Another type, or another run, differs within a few tokens.
+        assert_ne!(a[..24], call(7, 1, 2, 5).text(1000)[..24]);
+        assert_ne!(a[..24], call(8, 1, 2, 4).text(1000)[..24]);
+        // A call no larger than the shared prompt shares all of it, and
+        // still ends in its own head, so that no two calls are one request.
+        let (c, d) = (call(7, 1, 2, 4).text(100), call(7, 9, 9, 4).text(100));
+        let shared = format!("run 00000007 system 4 {}", "tok ".repeat(92));
+        assert_eq!(c, format!("{shared}call 1.2 "));
+        assert_eq!(d, format!("{shared}call 9.9 "));
     }
 }

@@ -77,10 +77,20 @@ pub struct AttemptReport {
     pub limited_by: Limit,
     /// Time to first token of a streamed answer, in scenario time.
     pub ttft: Option<SimDuration>,
-    /// Tokens the provider reported using (prompt, completion), if any;
-    /// a tier priced per token is charged for these instead of the
-    /// scenario's sizes.
-    pub usage: Option<(u32, u32)>,
+    /// Tokens the provider reported using, if any; a tier priced per
+    /// token is charged for these instead of the scenario's sizes.
+    pub usage: Option<TokenUsage>,
+}
+
+/// Tokens a provider reported for one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Prompt tokens, cached ones included.
+    pub prompt: u32,
+    /// Of those, the ones served from its prefix cache.
+    pub cached_prompt: u32,
+    /// Completion tokens.
+    pub completion: u32,
 }
 
 impl AttemptReport {
@@ -105,6 +115,14 @@ pub trait Driver {
     /// returns `None`, and a cancelled attempt is then charged against the
     /// node type's expected duration on that tier.
     fn send(&mut self, now: SimTime, attempt: &SendAttempt<'_>) -> Option<SimDuration>;
+    /// Prompt tokens of the attempt just sent that its provider serves
+    /// from a prefix cache, when the driver knows at send time (asked only
+    /// where the scenario models prefix caching, of attempts on a tier that
+    /// keeps a cache). A live driver learns it from the reply's usage
+    /// instead.
+    fn cached_input_tokens(&self, _attempt: AttemptKey) -> u32 {
+        0
+    }
     /// Drops a running attempt (hedge loser, failed workflow, interrupt).
     /// Its end must not be reported afterwards; a report that comes anyway
     /// is ignored.

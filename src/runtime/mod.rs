@@ -23,7 +23,7 @@
 
 mod driver;
 
-pub use driver::{AttemptReport, Driver, SendAttempt, Timer};
+pub use driver::{AttemptReport, Driver, SendAttempt, Timer, TokenUsage};
 
 use std::collections::VecDeque;
 
@@ -67,6 +67,8 @@ pub struct NodeTable {
     pub heavy_tails: Vec<(f64, f64)>,
     /// Default tokens.
     pub tokens: Vec<(u32, u32)>,
+    /// Leading prompt tokens every call of the type shares.
+    pub shared_tokens: Vec<u32>,
     /// Provider names, in index order.
     pub providers: Vec<String>,
     /// Pool names, in index order.
@@ -86,6 +88,7 @@ impl NodeTable {
             tails: vec![],
             heavy_tails: vec![],
             tokens: vec![],
+            shared_tokens: vec![],
             providers,
             pools,
         };
@@ -109,6 +112,7 @@ impl NodeTable {
             t.heavy_tails
                 .push(nt.heavy_tail.as_ref().unwrap_or(&s.heavy_tail).pair());
             t.tokens.push((nt.input_tokens, nt.output_tokens));
+            t.shared_tokens.push(nt.shared_prompt_tokens);
         }
         t
     }
@@ -469,6 +473,8 @@ struct TierRt {
     rate_limited: u64,
     /// 429s from the tokens-per-minute limit (also in `rate_limited`).
     rate_limited_tokens: u64,
+    /// Prompt tokens its prefix cache served.
+    cached_input_tokens: u64,
     cancelled: u64,
     hedges: u64,
     escalations_in: u64,
@@ -727,6 +733,8 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     judging: bool,
     /// Some tier has a tokens-per-minute limit: report 429s by cause.
     token_limits: bool,
+    /// Some call can be served from a prefix cache (outputs count them).
+    prefix_caching: bool,
     /// Some node type streams (a time to first token): report TTFT, TPOT.
     streaming: bool,
     /// Hedging on: tell the policy about starts.
@@ -911,6 +919,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                         timeouts: 0,
                         rate_limited: 0,
                         rate_limited_tokens: 0,
+                        cached_input_tokens: 0,
                         cancelled: 0,
                         hedges: 0,
                         escalations_in: 0,
@@ -985,6 +994,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             difficulties: mech.model_routing || s.redos_possible(),
             judging: s.redos_possible(),
             token_limits: s.has_token_limits(),
+            prefix_caching: s.has_prefix_caching(),
             streaming: s.node_types.values().any(|n| n.latency.is_streaming()),
             hedging: mech.hedging,
             slack: mech.reads_slack(),
@@ -1670,6 +1680,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             )
         });
         self.st.atts[aslot as usize].end = now + planned;
+        if self.prefix_caching {
+            self.book_cached_prefix(aslot, generation, gt, input_tokens, output_tokens);
+        }
         self.trace(
             TraceKind::Start(kind),
             call.slot,
@@ -1702,6 +1715,36 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         }
     }
 
+    /// An attempt the driver served partly from a prefix cache at send
+    /// time (the simulator's provider model knows then): it is charged
+    /// the cached rate for those tokens, a cancellation its share of that.
+    #[cold]
+    fn book_cached_prefix(
+        &mut self,
+        aslot: u32,
+        generation: u32,
+        gt: usize,
+        input_tokens: u32,
+        output_tokens: u32,
+    ) {
+        if self.st.tiers[gt].model.prefix_cache.is_none() {
+            return;
+        }
+        let cached = self.io.cached_input_tokens(AttemptKey {
+            slot: aslot,
+            generation,
+        });
+        if cached == 0 {
+            return;
+        }
+        let t = &mut self.st.tiers[gt];
+        let a = &mut self.st.atts[aslot as usize];
+        a.price = t
+            .model
+            .price_cached(a.model as usize, input_tokens, cached, output_tokens);
+        t.cached_input_tokens += u64::from(cached);
+    }
+
     /// Releases an attempt's slot and accounts for it; returns it, what it
     /// was charged and its node's running attempts after it. `ttft`, the
     /// driver's report of it, goes only into the trace (and there only
@@ -1713,7 +1756,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         &mut self,
         aslot: u32,
         outcome: Outcome,
-        usage: Option<(u32, u32)>,
+        usage: Option<TokenUsage>,
         ttft: Option<SimDuration>,
     ) -> (Attempt, Money, [u32; 2]) {
         let now = self.st.now;
@@ -1737,9 +1780,11 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let elapsed = now - a.start;
         let price = match usage {
             // What the provider says it used, where the tier prices tokens.
-            Some((input, output)) => {
-                let m = &st.tier(a.provider, a.tier).model;
-                m.price(a.model as usize, input, output)
+            Some(u) => {
+                let t = st.tier_mut(a.provider, a.tier);
+                t.cached_input_tokens += u64::from(u.cached_prompt);
+                t.model
+                    .price_cached(a.model as usize, u.prompt, u.cached_prompt, u.completion)
             }
             None => a.price,
         };
@@ -2150,6 +2195,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                     timeouts: t.timeouts,
                     rate_limited: t.rate_limited,
                     rate_limited_tokens: self.token_limits.then_some(t.rate_limited_tokens),
+                    cached_input_tokens: self.prefix_caching.then_some(t.cached_input_tokens),
                     redos: self.judging.then_some(t.redos),
                     cancelled: t.cancelled,
                     hedges: t.hedges,
@@ -2183,6 +2229,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 timeouts: 0,
                 rate_limited: 0,
                 rate_limited_tokens: self.token_limits.then_some(0),
+                cached_input_tokens: self.prefix_caching.then_some(0),
                 redos: self.judging.then_some(0),
                 cancelled: 0,
                 hedges: 0,
@@ -2252,6 +2299,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             }),
             redo_wasted_ms: self.judging.then(|| st.redo_wasted.as_ms()),
             redo_cost: self.judging.then(|| st.redo_cost.as_dollars()),
+            cached_input_tokens: self
+                .prefix_caching
+                .then(|| st.tiers.iter().map(|t| t.cached_input_tokens).sum()),
         };
         RunResult { summary, tiers }
     }

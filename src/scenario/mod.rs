@@ -239,6 +239,16 @@ pub struct NodeType {
     /// Completion tokens per call.
     #[serde(default)]
     pub output_tokens: u32,
+    /// How many of a call's leading prompt tokens every call of this type
+    /// sends alike within a run (a system prompt, tool definitions): what
+    /// a tier's `prefix_cache` can serve. At most `input_tokens`; a node
+    /// with fewer prompt tokens shares all of them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared_prompt_tokens: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A local worker pool.
@@ -292,6 +302,14 @@ pub struct Tier {
     /// Price per million completion tokens.
     #[serde(default)]
     pub price_per_mtok_out: f64,
+    /// Price per million prompt tokens served from the provider's prefix
+    /// cache (live replies report them; `prefix_cache` models them);
+    /// `price_per_mtok_in` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_mtok_cached_in: Option<f64>,
+    /// The provider's prompt prefix cache; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_cache: Option<PrefixCache>,
     /// Models offered on this tier; the first is the default. Model routing
     /// chooses among them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -300,6 +318,42 @@ pub struct Tier {
 
 fn one() -> f64 {
     1.0
+}
+
+/// A tier's prompt prefix cache, as providers run one (OpenAI's automatic
+/// caching, vLLM's and SGLang's prefix caches, Anthropic's cache
+/// breakpoints): a call whose node type's shared prompt was processed on
+/// this tier and model, and was used within `ttl_ms`, skips its prefill
+/// and pays `price_per_mtok_cached_in` for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixCache {
+    /// An entry unused this long is gone (OpenAI and Anthropic: 5 minutes).
+    #[serde(default = "default_cache_ttl_ms")]
+    pub ttl_ms: f64,
+    /// Prefixes are cached in whole blocks of this many tokens (OpenAI:
+    /// 128, vLLM: 16).
+    #[serde(default = "one_token")]
+    pub block_tokens: u32,
+    /// A cached prefix shorter than this is not served (OpenAI: 1,024).
+    #[serde(default)]
+    pub min_tokens: u32,
+}
+
+fn default_cache_ttl_ms() -> f64 {
+    300_000.0
+}
+
+fn one_token() -> u32 {
+    1
+}
+
+impl PrefixCache {
+    /// The tokens of a `shared`-token prefix this cache serves once warm.
+    pub fn servable(&self, shared: u32) -> u32 {
+        let whole = shared / self.block_tokens * self.block_tokens;
+        if whole < self.min_tokens { 0 } else { whole }
+    }
 }
 
 /// A model offered on a tier.
@@ -607,6 +661,17 @@ impl Scenario {
             .any(|t| t.token_limit.is_some())
     }
 
+    /// Whether some call can be served from a prefix cache: a node type
+    /// shares a prompt prefix and a tier keeps a cache.
+    pub fn has_prefix_caching(&self) -> bool {
+        self.node_types.values().any(|n| n.shared_prompt_tokens > 0)
+            && self
+                .providers
+                .values()
+                .flat_map(|p| &p.tiers)
+                .any(|t| t.prefix_cache.is_some())
+    }
+
     /// The embedded default scenario.
     pub fn default_research_agent() -> Scenario {
         // Parsed once per process: the factory starts every scenario of a
@@ -674,6 +739,7 @@ impl Scenario {
                 heavy_tail: None,
                 input_tokens: 0,
                 output_tokens: 0,
+                shared_prompt_tokens: 0,
             },
         )]);
         let tier = Tier {
@@ -687,6 +753,8 @@ impl Scenario {
             price_per_call: 0.0,
             price_per_mtok_in: 0.0,
             price_per_mtok_out: 0.0,
+            price_per_mtok_cached_in: None,
+            prefix_cache: None,
             models: vec![],
         };
         Scenario {
@@ -854,6 +922,15 @@ impl Scenario {
                 check_prob(&format!("{at}.heavy_tail.prob"), h.prob)?;
                 check_factor(&format!("{at}.heavy_tail.mult"), h.mult)?;
             }
+            if nt.shared_prompt_tokens > nt.input_tokens {
+                return Err(ScenarioError::new(
+                    format!("{at}.shared_prompt_tokens"),
+                    format!(
+                        "expected at most the type's input_tokens ({}), got {}",
+                        nt.input_tokens, nt.shared_prompt_tokens
+                    ),
+                ));
+            }
         }
         check_prob("heavy_tail.prob", self.heavy_tail.prob)?;
         check_factor("heavy_tail.mult", self.heavy_tail.mult)?;
@@ -1011,6 +1088,18 @@ fn validate_tier(at: &str, t: &Tier) -> Result<(), ScenarioError> {
     ] {
         check_range(&format!("{at}.{name}"), v, 0.0, MAX_PRICE)?;
     }
+    if let Some(v) = t.price_per_mtok_cached_in {
+        check_range(&format!("{at}.price_per_mtok_cached_in"), v, 0.0, MAX_PRICE)?;
+    }
+    if let Some(c) = &t.prefix_cache {
+        check_range(&format!("{at}.prefix_cache.ttl_ms"), c.ttl_ms, 0.0, MAX_MS)?;
+        if c.block_tokens == 0 {
+            return Err(ScenarioError::new(
+                format!("{at}.prefix_cache.block_tokens"),
+                "expected an integer >= 1, got 0",
+            ));
+        }
+    }
     if let Some(rl) = &t.rate_limit {
         check_range(
             &format!("{at}.rate_limit.rate_per_s"),
@@ -1130,6 +1219,76 @@ mod tests {
         v["node_types"]["Plan"]["latency"]["sigma"] = (-1.0).into();
         let e = Scenario::from_value(v).unwrap_err();
         assert_eq!(e.field, "node_types.Plan.latency.sigma");
+    }
+
+    #[test]
+    fn prefix_caching_fields_are_checked_and_written_back_only_when_set() {
+        let base = Scenario::default_research_agent().to_value();
+        let refused = |path: &[&str], value: serde_json::Value| {
+            let mut v = base.clone();
+            let mut at = &mut v;
+            for k in &path[..path.len() - 1] {
+                at = match k.parse::<usize>() {
+                    Ok(i) => &mut at[i],
+                    Err(_) => &mut at[*k],
+                };
+            }
+            at[path[path.len() - 1]] = value;
+            Scenario::from_value(v).unwrap_err()
+        };
+        let e = refused(&["node_types", "Plan", "shared_prompt_tokens"], 601.into());
+        assert_eq!(e.field, "node_types.Plan.shared_prompt_tokens");
+        assert!(
+            e.message
+                .contains("at most the type's input_tokens (600), got 601"),
+            "{e}"
+        );
+        let tier = ["providers", "llm_provider", "tiers", "1"];
+        let e = refused(
+            &[&tier[..], &["price_per_mtok_cached_in"]].concat(),
+            (-1.0).into(),
+        );
+        assert_eq!(
+            e.field,
+            "providers.llm_provider.tiers.1.price_per_mtok_cached_in"
+        );
+        let cache = |c: serde_json::Value| refused(&[&tier[..], &["prefix_cache"]].concat(), c);
+        let e = cache(serde_json::json!({"block_tokens": 0}));
+        assert_eq!(
+            e.field,
+            "providers.llm_provider.tiers.1.prefix_cache.block_tokens"
+        );
+        let e = cache(serde_json::json!({"ttl_ms": -5.0}));
+        assert_eq!(
+            e.field,
+            "providers.llm_provider.tiers.1.prefix_cache.ttl_ms"
+        );
+        let e = cache(serde_json::json!({"ttl": 5.0}));
+        assert!(e.to_string().contains("ttl"), "{e}");
+
+        // Defaults, and a round trip that writes back what was set.
+        let mut v = base.clone();
+        v["node_types"]["Plan"]["shared_prompt_tokens"] = 500.into();
+        v["providers"]["llm_provider"]["tiers"][1]["prefix_cache"] = serde_json::json!({});
+        let s = Scenario::from_value(v).unwrap();
+        let c = s.providers["llm_provider"].tiers[1]
+            .prefix_cache
+            .clone()
+            .unwrap();
+        assert_eq!((c.ttl_ms, c.block_tokens, c.min_tokens), (300_000.0, 1, 0));
+        assert!(s.has_prefix_caching());
+        assert_eq!(Scenario::from_json_str(&s.to_pretty_json()).unwrap(), s);
+        // Unset, they are not written at all: old scenario files stay as
+        // they were.
+        let plain = Scenario::default_research_agent().to_pretty_json();
+        for field in [
+            "shared_prompt_tokens",
+            "prefix_cache",
+            "price_per_mtok_cached_in",
+        ] {
+            assert!(!plain.contains(field), "{field}");
+        }
+        assert!(!Scenario::default_research_agent().has_prefix_caching());
     }
 
     /// Each is numbered in 16 bits (models in 8): one more would have

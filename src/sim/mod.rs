@@ -54,6 +54,7 @@ impl Driver for SimDriver {
             a.ids,
             a.tier,
             a.model as usize,
+            a.node_type,
             &a.spec,
         );
         let duration = self.ends[slot].draw.duration;
@@ -65,6 +66,10 @@ impl Driver for SimDriver {
             },
         );
         Some(duration)
+    }
+
+    fn cached_input_tokens(&self, attempt: AttemptKey) -> u32 {
+        self.ends[attempt.slot as usize].cached_input_tokens
     }
 
     /// Nothing to do: the runtime ignores the stale end event.

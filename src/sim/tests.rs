@@ -706,3 +706,79 @@ fn routing_picks_each_calls_model_by_its_keyed_difficulty() {
     );
     assert!(later_blocks > 50, "later iterations' nodes: {later_blocks}");
 }
+
+/// [`streaming_calls`] with 1,500 of the 2,000 prompt tokens shared by
+/// every call, priced $1 a million prompt tokens ($0.10 cached), on a
+/// tier with `cache` as its prefix cache.
+fn shared_prompt_calls(cache: Option<crate::scenario::PrefixCache>) -> Scenario {
+    let mut s = streaming_calls(2000, 101);
+    s.node_types.get_mut("Call").unwrap().shared_prompt_tokens = 1500;
+    let tier = &mut s.providers.values_mut().next().unwrap().tiers[0];
+    tier.price_per_mtok_in = 1.0;
+    tier.price_per_mtok_cached_in = Some(0.1);
+    tier.prefix_cache = cache;
+    s
+}
+
+#[test]
+fn a_prefix_cache_serves_later_calls_their_shared_prompt_cheaper_and_sooner() {
+    use crate::scenario::PrefixCache;
+    let cache = |ttl_ms, block_tokens, min_tokens| {
+        Some(PrefixCache {
+            ttl_ms,
+            block_tokens,
+            min_tokens,
+        })
+    };
+    let plain = run(&shared_prompt_calls(None), &mut NullObserver).summary;
+    assert_eq!(plain.cached_input_tokens, None, "no cache, no column");
+    assert!((plain.cost_total - 4000.0 * 0.002).abs() < 1e-9);
+
+    let s = shared_prompt_calls(cache(300_000.0, 1, 0));
+    let (r, obs) = run_mem(&s);
+    let cached = r.summary.cached_input_tokens.expect("a cache, a column");
+    assert_eq!(cached % 1500, 0, "whole shared prompts");
+    let hits = cached / 1500;
+    // Arrivals 5 a second: only the calls sent before the first prefill
+    // ended (a first token at about 550 ms) miss.
+    assert!((3990..4000).contains(&hits), "{hits} hits");
+    assert_eq!(r.tiers[0].cached_input_tokens, Some(cached));
+    // A hit pays 500 x $1 + 1,500 x $0.10 a million, a miss 2,000 x $1.
+    let expected = (4000 - hits) as f64 * 0.002 + hits as f64 * 0.000_65;
+    assert!(
+        (r.summary.cost_total - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        r.summary.cost_total
+    );
+    let total: u64 = obs.workflows.iter().map(|w| w.cost.0).sum();
+    assert_eq!(Money(total).as_dollars(), r.summary.cost_total);
+    // The 1,500 cached tokens skip their prefill: 0.2 ms each.
+    let sooner = plain.ttft_p50_ms.unwrap() - r.summary.ttft_p50_ms.unwrap();
+    assert!(
+        (sooner - 300.0).abs() < 30.0,
+        "first tokens {sooner} ms sooner"
+    );
+
+    // Entries unused for 100 ms are gone: arrivals 200 ms apart on average
+    // find the cache warm less often.
+    let short = run(&shared_prompt_calls(cache(100.0, 1, 0)), &mut NullObserver).summary;
+    let short_hits = short.cached_input_tokens.unwrap() / 1500;
+    assert!(
+        short_hits > 1000 && short_hits < hits - 1000,
+        "{short_hits} hits with a 100 ms ttl"
+    );
+    // Blocks of 1,024 tokens serve 1,024 of the 1,500; a 2,000-token
+    // minimum serves none.
+    let blocks = run(
+        &shared_prompt_calls(cache(300_000.0, 1024, 0)),
+        &mut NullObserver,
+    );
+    let blocks = blocks.summary.cached_input_tokens.unwrap();
+    assert_eq!(blocks, hits * 1024);
+    let none = run(
+        &shared_prompt_calls(cache(300_000.0, 1, 2000)),
+        &mut NullObserver,
+    );
+    assert_eq!(none.summary.cached_input_tokens, Some(0));
+    assert_eq!(none.summary.cost_total, plain.cost_total);
+}

@@ -31,6 +31,9 @@ struct Case {
     tpm: Option<(f64, u64)>,
     /// A quality curve on the small model: (midpoint, slope).
     quality: Option<(f64, f64)>,
+    /// A prefix cache on every tier, and shared prompts on types A and E:
+    /// (ttl ms, block tokens, cached price per Mtok).
+    cache: Option<(f64, u32, f64)>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -57,6 +60,7 @@ fn case() -> impl Strategy<Value = Case> {
                     0u64..1000,
                     proptest::option::of((3000.0f64..60000.0, 300u64..3000)),
                     proptest::option::of((0.0f64..1.0, 0.0f64..20.0)),
+                    proptest::option::of((0.0f64..5000.0, 1u32..300, 0.0f64..1.0)),
                 ),
             )
         })
@@ -73,7 +77,7 @@ fn case() -> impl Strategy<Value = Case> {
                 policy,
                 ablation,
                 poisson,
-                (seed, tpm, quality),
+                (seed, tpm, quality, cache),
             )| {
                 // Only forward edges, so the DAG is acyclic.
                 let mut edges: Vec<(usize, usize)> =
@@ -95,6 +99,7 @@ fn case() -> impl Strategy<Value = Case> {
                     seed,
                     tpm,
                     quality,
+                    cache,
                 }
             },
         )
@@ -119,6 +124,10 @@ fn scenario(c: &Case) -> Scenario {
         }
         if let Some((midpoint, slope)) = c.quality {
             t["models"][1]["quality"] = json!({"midpoint": midpoint, "slope": slope});
+        }
+        if let Some((ttl_ms, block_tokens, cached_price)) = c.cache {
+            t["prefix_cache"] = json!({"ttl_ms": ttl_ms, "block_tokens": block_tokens});
+            t["price_per_mtok_cached_in"] = json!(cached_price);
         }
         t
     };
@@ -154,6 +163,11 @@ fn scenario(c: &Case) -> Scenario {
         },
         "constants": {"time_value_per_s": 1.0}
     });
+    let mut doc = doc;
+    if c.cache.is_some() {
+        doc["node_types"]["A"]["shared_prompt_tokens"] = json!(400);
+        doc["node_types"]["E"]["shared_prompt_tokens"] = json!(300);
+    }
     Scenario::from_value(doc).expect("generated scenario is valid")
 }
 
@@ -413,6 +427,45 @@ fn skipping_passes_changes_nothing(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// These scenarios' latencies do not depend on prompt size, so a prefix
+/// cache changes what attempts cost and nothing else: the same trace,
+/// each attempt charged at most what it was without the cache, and the
+/// cached tokens counted alike in the summary and the tiers.
+fn a_prefix_cache_changes_only_costs(c: &Case) -> Result<(), TestCaseError> {
+    let cached = scenario(c);
+    let mut plain = cached.clone();
+    for t in plain.providers.values_mut().flat_map(|p| &mut p.tiers) {
+        t.prefix_cache = None;
+    }
+    let run = |s: &Scenario| {
+        let mut obs = MemoryObserver {
+            keep_trace: true,
+            ..MemoryObserver::default()
+        };
+        let result = Simulator::new(s, &mut obs).run();
+        (result, obs.trace)
+    };
+    let ((with, with_trace), (without, without_trace)) = (run(&cached), run(&plain));
+    prop_assert_eq!(with_trace.len(), without_trace.len());
+    for (a, b) in with_trace.iter().zip(&without_trace) {
+        prop_assert_eq!(
+            TraceEvent { cost: b.cost, ..*a },
+            *b,
+            "the cache changed more than a cost"
+        );
+        prop_assert!(a.cost <= b.cost, "{a:?} cost more than {b:?}");
+    }
+    prop_assert_eq!(without.summary.cached_input_tokens, None);
+    let by_tier: u64 = with
+        .tiers
+        .iter()
+        .filter_map(|t| t.cached_input_tokens)
+        .sum();
+    prop_assert_eq!(with.summary.cached_input_tokens, Some(by_tier));
+    prop_assert!(with.summary.cost_total <= without.summary.cost_total + 1e-12);
+    Ok(())
+}
+
 #[test]
 fn skipping_idle_dispatch_passes_is_exact_on_the_default_scenario() {
     // Rate-limited tiers, retries, escalation and hedging under a heavy
@@ -442,5 +495,10 @@ proptest! {
     #[test]
     fn skipped_dispatch_passes_change_no_decision(c in case()) {
         skipping_passes_changes_nothing(&c)?;
+    }
+
+    #[test]
+    fn a_prefix_cache_only_lowers_costs(c in case().prop_filter("cached", |c| c.cache.is_some())) {
+        a_prefix_cache_changes_only_costs(&c)?;
     }
 }

@@ -406,3 +406,100 @@ fn the_caching_audit_names_a_prefix_cache_it_is_told_of() {
         assert_eq!(l["usage_cached_prompt_tokens"], 192, "{l}");
     }
 }
+
+#[test]
+fn a_shared_system_prompt_is_served_from_the_providers_cache_and_billed_as_cached() {
+    let server = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_endpoints(d, &server.url, serde_json::json!({}));
+    // ExtractEvidence calls (1,500 prompt tokens) share a 1,200-token
+    // system prompt; both llm tiers price prompt tokens at $10 a million,
+    // and say they keep a prefix cache (so the summary counts its tokens).
+    let run = |out: &str, cached_price: &str| {
+        let mut args: Vec<String> = [
+            &SMALL_LIVE_RUN[..],
+            &["--policy", "fifo_cheapest", "--quiet", "--out", out],
+            &[
+                "--set",
+                "node_types.ExtractEvidence.shared_prompt_tokens=1200",
+            ],
+        ]
+        .concat()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        for t in 0..2 {
+            let tier = format!("providers.llm_provider.tiers.{t}");
+            for set in [
+                format!("{tier}.price_per_mtok_in=10"),
+                format!("{tier}.price_per_mtok_cached_in={cached_price}"),
+                format!("{tier}.prefix_cache={{}}"),
+            ] {
+                args.extend(["--set".to_string(), set]);
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = agentsched_in(d, &args);
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        (records(&d.join(out)), summary(&d.join(out)))
+    };
+    let (full, full_summary) = run("full", "10");
+    let (discounted, discounted_summary) = run("discounted", "1");
+
+    let cached = |r: &Value| r["usage_cached_prompt_tokens"].as_u64().unwrap_or(0);
+    for recs in [&full, &discounted] {
+        let extract: Vec<&Value> = recs
+            .iter()
+            .filter(|r| r["node_type"] == "ExtractEvidence")
+            .collect();
+        assert!(
+            extract.len() >= 8,
+            "{} ExtractEvidence calls",
+            extract.len()
+        );
+        // The first to arrive wrote the shared prompt (1,196 words, then
+        // "call"); every later one is served its whole 16-word blocks.
+        let misses = extract.iter().filter(|r| cached(r) == 0).count();
+        assert_eq!(misses, 1, "{extract:?}");
+        for r in extract.iter().filter(|r| cached(r) != 0) {
+            assert_eq!(cached(r), 1184, "{r}");
+        }
+        // Other calls share nothing with each other.
+        assert!(
+            recs.iter()
+                .filter(|r| r["provider"] == "llm_provider" && r["node_type"] != "ExtractEvidence")
+                .all(|r| cached(r) == 0)
+        );
+    }
+    let total = |recs: &[Value]| recs.iter().map(cached).sum::<u64>();
+    assert_eq!(total(&full), total(&discounted));
+    assert_eq!(full_summary["cached_input_tokens"], total(&full));
+    assert_eq!(full_summary["usage_cached_prompt_tokens"], total(&full));
+    // Each run's cost is its calls' at these prices (the runs' calls may
+    // go to other tiers: fifo_cheapest spills by live timing).
+    for ((recs, summary), cached_price) in
+        [(&full, &full_summary), (&discounted, &discounted_summary)]
+            .into_iter()
+            .zip([10e-6, 1e-6])
+    {
+        let expected: f64 = recs
+            .iter()
+            .map(|r| {
+                let tier = r["tier"].as_u64().unwrap() as usize;
+                if r["provider"] == "embed_provider" {
+                    return [0.0001, 0.0005][tier];
+                }
+                let multiplier = [1.0, 0.2][r["model_index"].as_u64().unwrap() as usize];
+                let prompt = r["usage_prompt_tokens"].as_u64().unwrap() as f64;
+                let hit = cached(r) as f64;
+                ([0.01, 0.05][tier] + (prompt - hit) * 10e-6 + hit * cached_price) * multiplier
+            })
+            .sum();
+        let cost = summary["cost_total"].as_f64().unwrap();
+        assert!(
+            (cost - expected).abs() < 1e-9 * recs.len() as f64,
+            "cost ${cost}, priced from the records ${expected}"
+        );
+    }
+}

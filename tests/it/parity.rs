@@ -2,12 +2,12 @@
 //! model on tokio's paused clock, the decision trace, every workflow record
 //! and every result are the simulator's, under all four policies, with
 //! routing, a heavy tail, failures, timeouts and provider-enforced 429s,
-//! and with token limits and quality curves (redos).
+//! and with token limits, quality curves (redos) and prefix caches.
 
 use agentsched::live::{self, LiveConfig, ModelTransport};
 use agentsched::metrics::{MemoryObserver, RunResult};
 use agentsched::policy::PolicyKind;
-use agentsched::scenario::{Enforcer, QualityCurve, RateLimit, Scenario, TokenLimit};
+use agentsched::scenario::{Enforcer, PrefixCache, QualityCurve, RateLimit, Scenario, TokenLimit};
 use agentsched::sim;
 
 fn scenarios() -> Vec<(String, Scenario)> {
@@ -66,7 +66,26 @@ fn scenarios() -> Vec<(String, Scenario)> {
         streaming.workload.pdfs = 2;
         streaming.workload.subqueries = 2;
         streaming.policy = policy;
-        out.push((format!("{}/streaming", policy.name()), streaming));
+        out.push((format!("{}/streaming", policy.name()), streaming.clone()));
+
+        // A shared system prompt on the llm calls, and a prefix cache on
+        // each llm tier with a cheaper cached price.
+        let mut cached = streaming;
+        cached.seed = 13;
+        for nt in cached.node_types.values_mut() {
+            if nt.resource == "llm" {
+                nt.shared_prompt_tokens = nt.input_tokens * 3 / 4;
+            }
+        }
+        for t in &mut cached.providers.get_mut("llm_provider").unwrap().tiers {
+            (t.price_per_mtok_in, t.price_per_mtok_cached_in) = (3.0, Some(0.3));
+            t.prefix_cache = Some(PrefixCache {
+                ttl_ms: 2_000.0,
+                block_tokens: 64,
+                min_tokens: 256,
+            });
+        }
+        out.push((format!("{}/prefix_cache", policy.name()), cached));
     }
     out
 }
@@ -105,6 +124,7 @@ fn live_driver_on_a_paused_clock_reproduces_the_simulator() {
     let mut ttft_runs = 0;
     let mut timeouts = 0;
     let mut failures = 0;
+    let mut cached_tokens = 0;
     for (name, s) in scenarios() {
         let mut sim_obs = MemoryObserver {
             keep_trace: true,
@@ -136,9 +156,11 @@ fn live_driver_on_a_paused_clock_reproduces_the_simulator() {
         ttft_runs += sim_result.summary.ttft_p50_ms.is_some_and(|t| t > 0.0) as u32;
         timeouts += sim_result.summary.timeouts;
         failures += sim_result.summary.failures;
+        cached_tokens += sim_result.summary.cached_input_tokens.unwrap_or(0);
     }
     // The hard cases exercised what they are for.
     assert!(rate_limited > 0 && timeouts > 0 && failures > 0);
     assert!(rate_limited_tokens > 0 && redos > 0);
     assert!(ttft_runs > 0);
+    assert!(cached_tokens > 0);
 }
