@@ -420,7 +420,13 @@ impl ProviderSide {
         spec: &DrawSpec<'_>,
     ) {
         let keyer = self.keyer;
-        self.attempt_keyed_into(out, &keyer, now, ids, tier, model, node_type, spec);
+        // Two copies: where no call can be served from a cache (most
+        // scenarios), the draw's path has no cache check at all.
+        if self.shared_tokens.is_empty() {
+            self.attempt_keyed_into::<false>(out, &keyer, now, ids, tier, model, node_type, spec);
+        } else {
+            self.attempt_keyed_into::<true>(out, &keyer, now, ids, tier, model, node_type, spec);
+        }
     }
 
     /// [`attempt`](Self::attempt) with draws from another keyer (the
@@ -437,14 +443,16 @@ impl ProviderSide {
         spec: &DrawSpec<'_>,
     ) -> ProviderReply {
         let mut reply = ProviderReply::BLANK;
-        self.attempt_keyed_into(&mut reply, keyer, now, ids, tier, model, node_type, spec);
+        self.attempt_keyed_into::<true>(&mut reply, keyer, now, ids, tier, model, node_type, spec);
         reply
     }
 
     /// [`attempt_keyed`](Self::attempt_keyed), written into `out`; what
-    /// the other three come to.
+    /// the other three come to. `CACHING`: whether some call of the
+    /// scenario can be served from a prefix cache.
     #[allow(clippy::too_many_arguments)]
-    fn attempt_keyed_into(
+    #[inline(always)]
+    fn attempt_keyed_into<const CACHING: bool>(
         &mut self,
         out: &mut ProviderReply,
         keyer: &Keyer,
@@ -489,7 +497,7 @@ impl ProviderSide {
         }
         out.retry_after = SimDuration::ZERO;
         out.limited_by = Limit::Requests;
-        if tier.prefix_cache.is_some() && !self.shared_tokens.is_empty() {
+        if CACHING && tier.prefix_cache.is_some() {
             // Written for every attempt on such a tier: a reply slot drawn
             // into again would keep an earlier attempt's count.
             out.cached_input_tokens = 0;
