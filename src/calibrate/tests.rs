@@ -34,37 +34,50 @@ fn synthesize(truth: &Scenario, n: u64) -> Vec<Attempt> {
                         attempt: 0,
                     };
                     let d = draw_attempt(&keyer, ids, &model, 0, &spec);
-                    let ms = d.duration.as_ms();
-                    out.push(Attempt {
-                        node_type: name.clone(),
-                        provider: pname.clone(),
-                        tier: ti as u16,
-                        model_index: 0,
-                        input_tokens: Some(nt.input_tokens),
-                        output_tokens: Some(nt.output_tokens),
-                        sent_ms: 0.0,
-                        first_token_ms: d.ttft.map(|t| t.as_ms()),
-                        done_ms: ms,
-                        sent_us: 0,
-                        done_us: (ms * 1e3 / truth.time_scale) as u64,
-                        outcome: match d.outcome {
-                            Outcome::Success => "success",
-                            Outcome::Failure => "failure",
-                            Outcome::Timeout => "timeout",
-                            _ => "rate_limited",
-                        }
-                        .into(),
-                        retry_after_ms: None,
-                        error: (d.outcome == Outcome::Failure).then(|| "http_5xx".into()),
-                        cancelled: false,
-                        usage_cached_prompt_tokens: None,
-                        rate: RateRecord::default(),
-                    });
+                    out.push(record(name, pname, ti as u16, nt, &d, truth.time_scale));
                 }
             }
         }
     }
     out
+}
+
+/// The log line of an attempt of `nt` on tier `tier` of `provider`,
+/// sent at 0, that drew `d`.
+fn record(
+    node_type: &str,
+    provider: &str,
+    tier: u16,
+    nt: &crate::scenario::NodeType,
+    d: &crate::provider::AttemptDraw,
+    time_scale: f64,
+) -> Attempt {
+    let ms = d.duration.as_ms();
+    Attempt {
+        node_type: node_type.into(),
+        provider: provider.into(),
+        tier,
+        model_index: 0,
+        input_tokens: Some(nt.input_tokens),
+        output_tokens: Some(nt.output_tokens),
+        sent_ms: 0.0,
+        first_token_ms: d.ttft.map(|t| t.as_ms()),
+        done_ms: ms,
+        sent_us: 0,
+        done_us: (ms * 1e3 / time_scale) as u64,
+        outcome: match d.outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Timeout => "timeout",
+            _ => "rate_limited",
+        }
+        .into(),
+        retry_after_ms: None,
+        error: (d.outcome == Outcome::Failure).then(|| "http_5xx".into()),
+        cancelled: false,
+        usage_cached_prompt_tokens: None,
+        rate: RateRecord::default(),
+    }
 }
 
 fn source(s: &Scenario, attempts: Vec<Attempt>) -> LiveSource {
@@ -549,25 +562,16 @@ fn a_prompt_served_from_a_cache_is_not_counted_as_prefilled() {
                 attempt: 0,
             };
             let d = draw_attempt(&keyer, ids, &model, 0, &spec);
-            let ms = d.duration.as_ms();
             Attempt {
-                node_type: "ExtractEvidence".into(),
-                provider: "llm_provider".into(),
-                tier: 0,
-                model_index: 0,
-                input_tokens: Some(nt.input_tokens),
-                output_tokens: Some(nt.output_tokens),
-                sent_ms: 0.0,
-                first_token_ms: d.ttft.map(|t| t.as_ms()),
-                done_ms: ms,
-                sent_us: 0,
-                done_us: (ms * 1e3 / truth.time_scale) as u64,
-                outcome: "success".into(),
-                retry_after_ms: None,
-                error: None,
-                cancelled: false,
                 usage_cached_prompt_tokens: Some(cached),
-                rate: RateRecord::default(),
+                ..record(
+                    "ExtractEvidence",
+                    "llm_provider",
+                    0,
+                    nt,
+                    &d,
+                    truth.time_scale,
+                )
             }
         })
         .collect();
