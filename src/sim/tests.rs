@@ -782,3 +782,27 @@ fn a_prefix_cache_serves_later_calls_their_shared_prompt_cheaper_and_sooner() {
     assert_eq!(none.summary.cached_input_tokens, Some(0));
     assert_eq!(none.summary.cost_total, plain.cost_total);
 }
+
+#[test]
+fn the_shipped_prefix_cache_scenario_caches_under_every_policy_and_saves_money() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/prefix_cache.json");
+    let mut s = Scenario::from_json_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    s.workload.workflows = 10;
+    assert!(s.has_prefix_caching());
+    for policy in PolicyKind::ALL {
+        s.policy = policy;
+        let mut cold = s.clone();
+        for t in cold.providers.values_mut().flat_map(|p| &mut p.tiers) {
+            t.prefix_cache = None;
+        }
+        let (warm, cold) = (run(&s, &mut NullObserver), run(&cold, &mut NullObserver));
+        let cached = warm.summary.cached_input_tokens.unwrap();
+        assert!(cached > 100_000, "{policy:?}: {cached} cached tokens");
+        assert!(
+            warm.summary.cost_total < cold.summary.cost_total,
+            "{policy:?}: {} against {} without caches",
+            warm.summary.cost_total,
+            cold.summary.cost_total
+        );
+    }
+}

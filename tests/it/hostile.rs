@@ -425,12 +425,13 @@ const HOSTILE: [&str; 20] = [
 
 /// Shipped inputs the fuzzer mutates: scenarios (run with `simulate`) and
 /// experiment configs (run as one shard of a sweep).
-const FUZZ_INPUTS: [(&str, bool); 7] = [
+const FUZZ_INPUTS: [(&str, bool); 8] = [
     ("scenarios/research_agent.json", false),
     ("scenarios/dag_example.json", false),
     ("scenarios/fork_join.json", false),
     ("scenarios/mmc.json", false),
     ("scenarios/streaming.json", false),
+    ("scenarios/prefix_cache.json", false),
     ("scenarios/default.json", true),
     ("scenarios/smoke.json", true),
 ];
