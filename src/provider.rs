@@ -501,7 +501,14 @@ impl ProviderSide {
             // Written for every attempt on such a tier: a reply slot drawn
             // into again would keep an earlier attempt's count.
             out.cached_input_tokens = 0;
-            let shared = self.shared_tokens[node_type as usize].min(spec.input_tokens);
+            // Empty where no node type shares a prompt (the emulator's
+            // attempts take this copy whatever the scenario).
+            let shared = self
+                .shared_tokens
+                .get(node_type as usize)
+                .copied()
+                .unwrap_or(0);
+            let shared = shared.min(spec.input_tokens);
             if shared > 0 {
                 self.prefix_cached_draw(out, keyer, now, ids, tier, model, node_type, shared, spec);
                 return;
@@ -1006,6 +1013,48 @@ mod tests {
         assert_eq!(send(3251.0, 0, 0), 100);
         // The other model's entry, written at 200 ms, is long gone too.
         assert_eq!(send(3251.0, 1, 0), 0);
+    }
+
+    #[test]
+    fn a_cache_on_a_tier_without_shared_prompts_serves_nothing_on_every_path() {
+        // The emulator's own keyer takes the caching copy of the attempt
+        // whatever the scenario; no node type shares a prompt here.
+        let mut s = crate::scenario::Scenario::mmc(1, 1.0, 1.0, 1, 1);
+        s.node_types.get_mut("Call").unwrap().input_tokens = 500;
+        let tier = &mut s.providers.values_mut().next().unwrap().tiers[0];
+        tier.prefix_cache = Some(PrefixCache {
+            ttl_ms: 1000.0,
+            block_tokens: 1,
+            min_tokens: 0,
+        });
+        let model = TierModel::new(tier);
+        assert!(!s.has_prefix_caching());
+        let mut side = ProviderSide::new(&s);
+        let sampler = Dist::Constant { ms: 10.0 }.sampler();
+        let spec = DrawSpec {
+            sampler: &sampler,
+            tail: None,
+            heavy_tail: (0.0, 1.0),
+            input_tokens: 500,
+            output_tokens: 0,
+        };
+        let own = Keyer::new(7, Stream::Emulator);
+        for w in 0..3 {
+            let ids = AttemptIds {
+                workflow: w,
+                node: 0,
+                provider: 0,
+                tier: 0,
+                attempt: 0,
+            };
+            let now = SimTime::ZERO + SimDuration::from_ms(100.0 * w as f64);
+            let keyed = side.attempt_keyed(&own, now, ids, &model, 0, 0, &spec);
+            let plain = side.attempt(now, ids, &model, 0, 0, &spec);
+            assert_eq!(
+                (keyed.cached_input_tokens, plain.cached_input_tokens),
+                (0, 0)
+            );
+        }
     }
 
     #[test]
