@@ -199,6 +199,9 @@ pub struct TierRow {
     /// Prompt tokens served from its prefix cache; present when the
     /// scenario models prefix caching.
     pub cached_input_tokens: Option<u64>,
+    /// Prompt tokens written to its prefix cache; present with
+    /// `cached_input_tokens`.
+    pub cache_write_tokens: Option<u64>,
     /// Cancelled attempts.
     pub cancelled: u64,
     /// Hedged duplicates started here.
@@ -307,6 +310,10 @@ pub struct Summary {
     /// scenario models prefix caching.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_input_tokens: Option<u64>,
+    /// Prompt tokens written to tiers' prefix caches (misses of a shared
+    /// prompt a cache can serve); present with `cached_input_tokens`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
 }
 
 impl Summary {
@@ -362,7 +369,7 @@ pub const SUMMARY_COLUMNS: [&str; 29] = [
 /// Columns after [`SUMMARY_COLUMNS`] that only runs of scenarios with the
 /// mechanism have (streaming; token limits; quality curves; prefix
 /// caching), in order.
-pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 8] = [
+pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 9] = [
     "ttft_p50_ms",
     "ttft_p95_ms",
     "tpot_mean_ms",
@@ -371,6 +378,7 @@ pub const OPTIONAL_SUMMARY_COLUMNS: [&str; 8] = [
     "redo_wasted_ms",
     "redo_cost",
     "cached_input_tokens",
+    "cache_write_tokens",
 ];
 
 /// Everything a run returns besides what it streamed to its observer.

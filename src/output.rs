@@ -700,7 +700,7 @@ impl Observer for FileObserver {
 
 /// `tiers.csv` bytes. Rows of runs with token limits add
 /// `rate_limited_tokens`, of runs that can redo calls `redos`, and of runs
-/// that model prefix caching `cached_input_tokens`.
+/// that model prefix caching `cached_input_tokens` and `cache_write_tokens`.
 pub fn tiers_csv(rows: &[TierRow]) -> Vec<u8> {
     let tokens = rows.iter().any(|r| r.rate_limited_tokens.is_some());
     let redos = rows.iter().any(|r| r.redos.is_some());
@@ -716,7 +716,7 @@ timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_w
         out.push_str(",redos");
     }
     if cached {
-        out.push_str(",cached_input_tokens");
+        out.push_str(",cached_input_tokens,cache_write_tokens");
     }
     out.push('\n');
     for r in rows {
@@ -749,7 +749,11 @@ timeouts,rate_limited,cancelled,hedges,escalations_in,queue_wait_mean_ms,queue_w
             out.push_str(&format!(",{}", r.redos.unwrap_or(0)));
         }
         if cached {
-            out.push_str(&format!(",{}", r.cached_input_tokens.unwrap_or(0)));
+            out.push_str(&format!(
+                ",{},{}",
+                r.cached_input_tokens.unwrap_or(0),
+                r.cache_write_tokens.unwrap_or(0)
+            ));
         }
         out.push('\n');
     }

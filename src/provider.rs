@@ -84,6 +84,8 @@ pub struct TierModel {
     pub prices: (f64, f64, f64),
     /// Price per million prompt tokens served from a prefix cache.
     pub price_per_mtok_cached_in: f64,
+    /// Price per million prompt tokens written to the prefix cache.
+    pub price_per_mtok_cache_write: f64,
     /// The provider's prompt prefix cache, if it keeps one.
     pub prefix_cache: Option<PrefixCache>,
     /// Models (at least one: the default).
@@ -134,7 +136,9 @@ impl TierModel {
         };
         let prices = (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out);
         let cached_in = t.price_per_mtok_cached_in.unwrap_or(t.price_per_mtok_in);
-        let flat_prices = (prices.1 == 0.0 && prices.2 == 0.0 && cached_in == 0.0).then(|| {
+        let cache_write = t.price_per_mtok_cache_write.unwrap_or(t.price_per_mtok_in);
+        let token_free = prices.1 == 0.0 && prices.2 == 0.0 && cached_in == 0.0;
+        let flat_prices = (token_free && cache_write == 0.0).then(|| {
             models
                 .iter()
                 .map(|m| price_of(prices, m.price_multiplier, 0, 0))
@@ -155,6 +159,7 @@ impl TierModel {
             max_retries: t.max_retries,
             prices,
             price_per_mtok_cached_in: cached_in,
+            price_per_mtok_cache_write: cache_write,
             prefix_cache: t.prefix_cache.clone(),
             models,
         }
@@ -193,17 +198,45 @@ impl TierModel {
         cached: u32,
         output_tokens: u32,
     ) -> Money {
-        let cached = cached.min(input_tokens);
-        if cached == 0 || self.flat_prices.is_some() {
+        self.price_prefix(
+            model,
+            input_tokens,
+            PrefixUse { cached, written: 0 },
+            output_tokens,
+        )
+    }
+
+    /// [`price`](Self::price) of an attempt that used the prefix cache as
+    /// `used` says: its cached prompt tokens at `price_per_mtok_cached_in`,
+    /// those it wrote at `price_per_mtok_cache_write` (together at most
+    /// all of its prompt tokens), the rest at `price_per_mtok_in`.
+    pub fn price_prefix(
+        &self,
+        model: usize,
+        input_tokens: u32,
+        used: PrefixUse,
+        output_tokens: u32,
+    ) -> Money {
+        let (call, tin, tout) = self.prices;
+        let cached = used.cached.min(input_tokens);
+        // Without a premium a write is an ordinary prompt token: priced by
+        // the formula that has no write term, bit for bit.
+        let written = if self.price_per_mtok_cache_write == tin {
+            0
+        } else {
+            used.written.min(input_tokens - cached)
+        };
+        if (cached == 0 && written == 0) || self.flat_prices.is_some() {
             return self.price(model, input_tokens, output_tokens);
         }
-        let (call, tin, tout) = self.prices;
-        let dollars = (call
-            + tin * (input_tokens - cached) as f64 / 1e6
-            + self.price_per_mtok_cached_in * cached as f64 / 1e6
-            + tout * output_tokens as f64 / 1e6)
-            * self.models[model].price_multiplier;
-        Money::from_dollars(dollars)
+        let mut dollars = call
+            + tin * (input_tokens - cached - written) as f64 / 1e6
+            + self.price_per_mtok_cached_in * cached as f64 / 1e6;
+        if written > 0 {
+            dollars += self.price_per_mtok_cache_write * written as f64 / 1e6;
+        }
+        dollars += tout * output_tokens as f64 / 1e6;
+        Money::from_dollars(dollars * self.models[model].price_multiplier)
     }
 }
 
@@ -311,6 +344,18 @@ pub struct ProviderReply {
     /// be served from one (see
     /// [`Scenario::has_prefix_caching`](crate::scenario::Scenario::has_prefix_caching)).
     pub cached_input_tokens: u32,
+    /// Prompt tokens it wrote to that cache (a miss of a shared prompt the
+    /// cache can serve); written like `cached_input_tokens`.
+    pub cache_write_tokens: u32,
+}
+
+/// How one attempt used its tier's prefix cache, in prompt tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixUse {
+    /// Served from the cache.
+    pub cached: u32,
+    /// Written to it.
+    pub written: u32,
 }
 
 impl ProviderReply {
@@ -324,6 +369,7 @@ impl ProviderReply {
         retry_after: SimDuration::ZERO,
         limited_by: Limit::Requests,
         cached_input_tokens: 0,
+        cache_write_tokens: 0,
     };
 }
 
@@ -485,6 +531,7 @@ impl ProviderSide {
                     retry_after: request_wait.max(token_wait),
                     limited_by,
                     cached_input_tokens: 0,
+                    cache_write_tokens: 0,
                 };
                 return;
             }
@@ -501,6 +548,7 @@ impl ProviderSide {
             // Written for every attempt on such a tier: a reply slot drawn
             // into again would keep an earlier attempt's count.
             out.cached_input_tokens = 0;
+            out.cache_write_tokens = 0;
             // Empty where no node type shares a prompt (the emulator's
             // attempts take this copy whatever the scenario).
             let shared = self
@@ -556,6 +604,7 @@ impl ProviderSide {
                 let done = now + d.ttft.map_or(d.duration, |t| t.min(d.duration));
                 if servable > 0 {
                     entry.write(now, done, ttl);
+                    out.cache_write_tokens = servable;
                 }
             }
             return;
@@ -777,6 +826,7 @@ mod tests {
             price_per_mtok_in: 1.0,
             price_per_mtok_out: 2.0,
             price_per_mtok_cached_in: None,
+            price_per_mtok_cache_write: None,
             prefix_cache: None,
             models: vec![],
         });
@@ -887,6 +937,7 @@ mod tests {
                 price_per_mtok_in: 0.0,
                 price_per_mtok_out: 0.0,
                 price_per_mtok_cached_in: None,
+                price_per_mtok_cache_write: None,
                 prefix_cache: None,
                 models: vec![],
             });
@@ -921,6 +972,7 @@ mod tests {
             price_per_mtok_in: 0.0,
             price_per_mtok_out: 0.0,
             price_per_mtok_cached_in: None,
+            price_per_mtok_cache_write: None,
             prefix_cache: None,
             models: vec![],
         };
@@ -997,8 +1049,14 @@ mod tests {
                 attempt: 0,
             };
             let now = SimTime::ZERO + SimDuration::from_ms(ms);
-            side.attempt(now, ids, &model, model_ix, node_type, &spec)
-                .cached_input_tokens
+            let r = side.attempt(now, ids, &model, model_ix, node_type, &spec);
+            // Each attempt is served the shared prompt or writes it.
+            assert_eq!(
+                r.cached_input_tokens + r.cache_write_tokens,
+                100,
+                "at {ms} ms"
+            );
+            r.cached_input_tokens
         };
         assert_eq!(send(0.0, 0, 0), 0, "nothing written yet");
         assert_eq!(send(50.0, 0, 0), 0, "the first prefill ends at 100 ms");
@@ -1087,12 +1145,71 @@ mod tests {
         );
         assert_eq!(m.price_cached(0, 1000, 0, 10), m.price(0, 1000, 10));
         // A tier priced per call only stays flat.
-        t.price_per_mtok_cached_in = Some(0.0);
-        (t.price_per_mtok_in, t.price_per_mtok_out) = (0.0, 0.0);
+        let mut flat = t.clone();
+        flat.price_per_mtok_cached_in = Some(0.0);
+        (flat.price_per_mtok_in, flat.price_per_mtok_out) = (0.0, 0.0);
         assert_eq!(
-            TierModel::new(&t).price_cached(0, 1000, 600, 10),
+            TierModel::new(&flat).price_cached(0, 1000, 600, 10),
             Money::from_dollars(0.01)
         );
+
+        // Writes cost what other prompt tokens do until the tier charges
+        // a premium for them.
+        let used = |cached, written| PrefixUse { cached, written };
+        assert_eq!(
+            m.price_prefix(0, 1000, used(0, 600), 10),
+            m.price(0, 1000, 10)
+        );
+        assert_eq!(
+            m.price_prefix(0, 1000, used(600, 0), 10),
+            m.price_cached(0, 1000, 600, 10)
+        );
+        t.price_per_mtok_cache_write = Some(2.5);
+        let m = TierModel::new(&t);
+        assert_eq!(
+            m.price_prefix(0, 1000, used(0, 600), 10),
+            Money::from_dollars(0.01 + 400.0 * 2e-6 + 600.0 * 2.5e-6 + 0.000_08)
+        );
+        // Reads, writes and the rest together: at most every prompt token.
+        assert_eq!(
+            m.price_prefix(0, 1000, used(300, 600), 10),
+            Money::from_dollars(0.01 + 100.0 * 2e-6 + 300.0 * 0.5e-6 + 600.0 * 2.5e-6 + 0.000_08)
+        );
+        assert_eq!(
+            m.price_prefix(0, 1000, used(300, 5000), 10),
+            m.price_prefix(0, 1000, used(300, 700), 10)
+        );
+        // A write premium on a per-call tier makes its price depend on tokens.
+        flat.price_per_mtok_cache_write = Some(1.0);
+        assert_eq!(
+            TierModel::new(&flat).price_prefix(0, 1000, used(0, 600), 10),
+            Money::from_dollars(0.01 + 600.0 * 1e-6)
+        );
+    }
+
+    proptest::proptest! {
+        /// Without a write premium a write is priced as any prompt token,
+        /// bit for bit as before writes were counted.
+        #[test]
+        fn writes_without_a_premium_change_no_price(
+            input in 0u32..200_000, cached in 0u32..200_000, written in 0u32..200_000,
+            output in 0u32..50_000, tin in 0.0f64..100.0, tcached in 0.0f64..100.0,
+        ) {
+            let mut t = crate::scenario::Scenario::mmc(1, 1.0, 1.0, 1, 1)
+                .providers
+                .into_values()
+                .next()
+                .unwrap()
+                .tiers
+                .remove(0);
+            (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out) = (0.001, tin, 3.0);
+            t.price_per_mtok_cached_in = Some(tcached);
+            let m = TierModel::new(&t);
+            proptest::prop_assert_eq!(
+                m.price_prefix(0, input, PrefixUse { cached, written }, output),
+                m.price_cached(0, input, cached, output)
+            );
+        }
     }
 
     #[test]

@@ -124,7 +124,10 @@ pub fn run_digest(r: &RunResult) -> String {
     let mut r = r.clone();
     r.summary.wall_time_s = 0.0;
     let text = format!("{:?}\n{:?}", r.summary, r.tiers);
-    sha1_hex(text.replace(", cached_input_tokens: None", "").as_bytes())
+    let text = text
+        .replace(", cached_input_tokens: None", "")
+        .replace(", cache_write_tokens: None", "");
+    sha1_hex(text.as_bytes())
 }
 
 fn core(name: &str, unit: &'static str, s: Scenario, quick: bool) -> Spec {

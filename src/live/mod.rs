@@ -55,7 +55,7 @@ use tokio::time::Instant;
 
 use crate::metrics::{Observer, RunResult};
 use crate::policy::{AttemptKey, StartKind};
-use crate::provider::Outcome;
+use crate::provider::{Outcome, PrefixUse};
 use crate::runtime::{AttemptReport, Driver, NodeTable, Runtime, SendAttempt, Timer, TokenUsage};
 use crate::scenario::Scenario;
 use crate::stats;
@@ -203,6 +203,11 @@ pub struct RequestRecord {
     /// Of the prompt tokens, those the server said it served from its
     /// prompt cache (absent from its answer: null).
     pub usage_cached_prompt_tokens: Option<u32>,
+    /// Of the prompt tokens, those the server said it wrote to its prompt
+    /// cache (`cache_creation_input_tokens`; absent from its answer: not
+    /// written here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_cache_write_tokens: Option<u32>,
     /// Dropped by the scheduler (hedge loser, failed workflow, interrupt).
     pub cancelled: bool,
     /// `x-ratelimit-*` headers of the response, resets in scenario ms
@@ -463,9 +468,8 @@ pub struct LiveDriver<T: Transport> {
     /// The time of the event being handled.
     now: SimTime,
     attempts_sent: u64,
-    /// Prompt tokens of the attempt just sent that an in-process model
-    /// served from a prefix cache.
-    sent_cached: u32,
+    /// How the attempt just sent used an in-process model's prefix cache.
+    sent_prefix: PrefixUse,
 }
 
 impl<T: Transport> std::fmt::Debug for LiveDriver<T> {
@@ -601,6 +605,7 @@ impl<T: Transport> LiveDriver<T> {
             usage_prompt_tokens: reply.and_then(|r| r.usage.map(|u| u.prompt)),
             usage_completion_tokens: reply.and_then(|r| r.usage.map(|u| u.completion)),
             usage_cached_prompt_tokens: reply.and_then(|r| r.usage.and_then(|u| u.cached_prompt)),
+            usage_cache_write_tokens: reply.and_then(|r| r.usage.and_then(|u| u.cache_write)),
             cancelled: outcome == Outcome::Cancelled,
             rate: reply
                 .and_then(|r| r.rate_headers)
@@ -697,6 +702,7 @@ impl<T: Transport> LiveDriver<T> {
             usage: reply.usage.map(|u| TokenUsage {
                 prompt: u.prompt,
                 cached_prompt: u.cached_prompt.unwrap_or(0).min(u.prompt),
+                cache_write: u.cache_write,
                 completion: u.completion,
             }),
         }
@@ -723,14 +729,17 @@ impl<T: Transport> Driver for LiveDriver<T> {
             planned: None,
             abort: None,
         };
-        self.sent_cached = 0;
+        self.sent_prefix = PrefixUse::default();
         if let Some((duration, reply)) = self.transport.immediate(now, a) {
             f.planned = Some(duration);
             let mut report = self.report(&f, &reply);
             // Known at send time, as in the simulator: the runtime prices
             // the cached prefix now (`cached_input_tokens`), not again at
             // the end.
-            self.sent_cached = reply.usage.and_then(|u| u.cached_prompt).unwrap_or(0);
+            self.sent_prefix = reply.usage.map_or_else(PrefixUse::default, |u| PrefixUse {
+                cached: u.cached_prompt.unwrap_or(0),
+                written: u.cache_write.unwrap_or(0),
+            });
             report.usage = None;
             self.inflight.insert(a.key, f);
             self.push(now + duration, Item::Planned(a.key, report));
@@ -787,8 +796,8 @@ impl<T: Transport> Driver for LiveDriver<T> {
         None
     }
 
-    fn cached_input_tokens(&self, _attempt: AttemptKey) -> u32 {
-        self.sent_cached
+    fn prefix_use(&self, _attempt: AttemptKey) -> PrefixUse {
+        self.sent_prefix
     }
 
     fn cancel(&mut self, attempt: AttemptKey) {
@@ -886,7 +895,7 @@ pub async fn run<O: Observer, T: Transport>(
         metrics: LiveMetrics::default(),
         now: SimTime::ZERO,
         attempts_sent: 0,
-        sent_cached: 0,
+        sent_prefix: PrefixUse::default(),
         cfg,
     };
     let mut rt = Runtime::new(s, obs, driver);

@@ -29,6 +29,10 @@ pub struct Usage {
     /// cache, where it says: `prompt_tokens_details.cached_tokens` (OpenAI,
     /// vLLM, llama.cpp) or `prompt_cache_hit_tokens` (DeepSeek).
     pub cached_prompt: Option<u32>,
+    /// Of the prompt tokens, those written to the provider's prompt cache,
+    /// where it says: `cache_creation_input_tokens` (Anthropic's models
+    /// behind OpenAI-compatible gateways such as LiteLLM).
+    pub cache_write: Option<u32>,
 }
 
 impl Usage {
@@ -47,6 +51,7 @@ impl Usage {
             prompt: n("prompt_tokens"),
             completion: n("completion_tokens"),
             cached_prompt: cached,
+            cache_write: u.get("cache_creation_input_tokens").and_then(count),
         }
     }
 }
@@ -205,7 +210,8 @@ mod tests {
                 SseEvent::Usage(Usage {
                     prompt: 7,
                     completion: 2,
-                    cached_prompt: None
+                    cached_prompt: None,
+                    cache_write: None
                 }),
                 SseEvent::Done
             ]
@@ -240,6 +246,7 @@ mod tests {
             prompt: u32::MAX,
             completion: 3,
             cached_prompt: None,
+            cache_write: None,
         };
         assert_eq!(evs, vec![SseEvent::Usage(usage)]);
     }
@@ -254,7 +261,8 @@ mod tests {
             Usage {
                 prompt: 2006,
                 completion: 300,
-                cached_prompt: Some(1920)
+                cached_prompt: Some(1920),
+                cache_write: None
             }
         );
         let deepseek = r#"{"prompt_tokens":100,"completion_tokens":5,
@@ -266,6 +274,20 @@ mod tests {
         assert_eq!(usage(r#"{"prompt_tokens":9}"#).cached_prompt, None);
         let null = r#"{"prompt_tokens":9,"prompt_tokens_details":null}"#;
         assert_eq!(usage(null).cached_prompt, None);
+        assert_eq!(usage(null).cache_write, None);
+        // A gateway in front of Anthropic reports reads and writes.
+        let litellm = r#"{"prompt_tokens":2100,"completion_tokens":40,
+            "prompt_tokens_details":{"cached_tokens":0},
+            "cache_creation_input_tokens":2048,"cache_read_input_tokens":0}"#;
+        assert_eq!(
+            usage(litellm),
+            Usage {
+                prompt: 2100,
+                completion: 40,
+                cached_prompt: Some(0),
+                cache_write: Some(2048)
+            }
+        );
     }
 
     #[test]

@@ -261,11 +261,13 @@ impl Transport for ModelTransport {
             retry_after: Some(Duration::from_micros(r.retry_after.0)),
             limited_by: (r.draw.outcome == Outcome::RateLimited).then_some(r.limited_by),
             ttft: r.draw.ttft,
-            // A prefix cache's hit, reported as a server reports it.
-            usage: (r.cached_input_tokens > 0).then_some(Usage {
+            // A prefix cache's hit or write, reported as a server that
+            // reports both (a gateway in front of Anthropic) does.
+            usage: (r.cached_input_tokens > 0 || r.cache_write_tokens > 0).then_some(Usage {
                 prompt: a.input_tokens,
                 completion: a.output_tokens,
                 cached_prompt: Some(r.cached_input_tokens),
+                cache_write: Some(r.cache_write_tokens),
             }),
             ..Reply::default()
         };

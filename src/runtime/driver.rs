@@ -6,7 +6,7 @@
 //! timer fired, an attempt ended). Nothing here knows what a clock is.
 
 use crate::policy::{AttemptKey, StartKind};
-use crate::provider::{AttemptIds, DrawSpec, Limit, Outcome, TierModel};
+use crate::provider::{AttemptIds, DrawSpec, Limit, Outcome, PrefixUse, TierModel};
 use crate::units::{SimDuration, SimTime};
 
 /// A timer the runtime asks for; the driver hands it back through
@@ -89,6 +89,10 @@ pub struct TokenUsage {
     pub prompt: u32,
     /// Of those, the ones served from its prefix cache.
     pub cached_prompt: u32,
+    /// Of those, the ones written to its prefix cache, where the provider
+    /// said (most do not: the runtime then infers writes from the
+    /// scenario's `prefix_cache`).
+    pub cache_write: Option<u32>,
     /// Completion tokens.
     pub completion: u32,
 }
@@ -115,13 +119,13 @@ pub trait Driver {
     /// returns `None`, and a cancelled attempt is then charged against the
     /// node type's expected duration on that tier.
     fn send(&mut self, now: SimTime, attempt: &SendAttempt<'_>) -> Option<SimDuration>;
-    /// Prompt tokens of the attempt just sent that its provider serves
-    /// from a prefix cache, when the driver knows at send time (asked only
-    /// where the scenario models prefix caching, of attempts on a tier that
-    /// keeps a cache). A live driver learns it from the reply's usage
-    /// instead.
-    fn cached_input_tokens(&self, _attempt: AttemptKey) -> u32 {
-        0
+    /// How the attempt just sent uses its provider's prefix cache (prompt
+    /// tokens served from it and written to it), when the driver knows at
+    /// send time (asked only where the scenario models prefix caching, of
+    /// attempts on a tier that keeps a cache). A live driver learns it from
+    /// the reply's usage instead.
+    fn prefix_use(&self, _attempt: AttemptKey) -> PrefixUse {
+        PrefixUse::default()
     }
     /// Drops a running attempt (hedge loser, failed workflow, interrupt).
     /// Its end must not be reported afterwards; a report that comes anyway

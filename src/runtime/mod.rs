@@ -34,7 +34,9 @@ use crate::policy::{
     AttemptEnded, AttemptKey, AttemptStarted, CallKey, Decision, NodeTypeInfo, Policy, PolicySetup,
     ReadyCall, StartKind, SystemView, TierInfo, TierLoad,
 };
-use crate::provider::{AttemptIds, DrawSpec, Limit, Outcome, TierModel, draw_latency_ms};
+use crate::provider::{
+    AttemptIds, DrawSpec, Limit, Outcome, PrefixUse, TierModel, draw_latency_ms,
+};
 use crate::rng::{Keyer, Stream, keyed, unit};
 use crate::scenario::{Arrivals, Dist, Enforcer, Sampler, Scenario, Template};
 use crate::stats::{self, Samples};
@@ -475,6 +477,8 @@ struct TierRt {
     rate_limited_tokens: u64,
     /// Prompt tokens its prefix cache served.
     cached_input_tokens: u64,
+    /// Prompt tokens written to its prefix cache.
+    cache_write_tokens: u64,
     cancelled: u64,
     hedges: u64,
     escalations_in: u64,
@@ -735,6 +739,9 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     token_limits: bool,
     /// Some call can be served from a prefix cache (outputs count them).
     prefix_caching: bool,
+    /// Each node type's shared prompt tokens (live usage that does not say
+    /// what a miss wrote to a cache is read with them).
+    shared_prompt_tokens: Vec<u32>,
     /// Some node type streams (a time to first token): report TTFT, TPOT.
     streaming: bool,
     /// Hedging on: tell the policy about starts.
@@ -920,6 +927,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                         rate_limited: 0,
                         rate_limited_tokens: 0,
                         cached_input_tokens: 0,
+                        cache_write_tokens: 0,
                         cancelled: 0,
                         hedges: 0,
                         escalations_in: 0,
@@ -995,6 +1003,11 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             judging: s.redos_possible(),
             token_limits: s.has_token_limits(),
             prefix_caching: s.has_prefix_caching(),
+            shared_prompt_tokens: s
+                .node_types
+                .values()
+                .map(|n| n.shared_prompt_tokens)
+                .collect(),
             streaming: s.node_types.values().any(|n| n.latency.is_streaming()),
             hedging: mech.hedging,
             slack: mech.reads_slack(),
@@ -1730,19 +1743,45 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         if self.st.tiers[gt].model.prefix_cache.is_none() {
             return;
         }
-        let cached = self.io.cached_input_tokens(AttemptKey {
+        let used = self.io.prefix_use(AttemptKey {
             slot: aslot,
             generation,
         });
-        if cached == 0 {
+        if used == PrefixUse::default() {
             return;
         }
         let t = &mut self.st.tiers[gt];
         let a = &mut self.st.atts[aslot as usize];
         a.price = t
             .model
-            .price_cached(a.model as usize, input_tokens, cached, output_tokens);
-        t.cached_input_tokens += u64::from(cached);
+            .price_prefix(a.model as usize, input_tokens, used, output_tokens);
+        t.cached_input_tokens += u64::from(used.cached);
+        t.cache_write_tokens += u64::from(used.written);
+    }
+
+    /// How an attempt that ended with `usage` used its tier's prefix cache:
+    /// what the provider reported, and where it did not say what it wrote,
+    /// the scenario's `prefix_cache` says: a miss of a prompt whose shared
+    /// part the cache can serve writes that part.
+    #[cold]
+    fn reported_prefix_use(&self, a: &Attempt, u: &TokenUsage) -> PrefixUse {
+        let written = u.cache_write.unwrap_or_else(|| {
+            let t = self.st.tier(a.provider, a.tier);
+            let ty = self.st.wfs[a.wf_slot as usize].nodes[a.node].ty;
+            match (
+                &t.model.prefix_cache,
+                self.shared_prompt_tokens.get(ty as usize),
+            ) {
+                (Some(cache), Some(&shared)) if u.cached_prompt == 0 => {
+                    cache.servable(shared).min(u.prompt)
+                }
+                _ => 0,
+            }
+        });
+        PrefixUse {
+            cached: u.cached_prompt,
+            written: written.min(u.prompt - u.cached_prompt),
+        }
     }
 
     /// Releases an attempt's slot and accounts for it; returns it, what it
@@ -1776,18 +1815,20 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             // A failed workflow's last attempt (not cancelled) ended.
             self.end_if_finished();
         }
-        let st = &mut self.st;
         let elapsed = now - a.start;
         let price = match usage {
             // What the provider says it used, where the tier prices tokens.
             Some(u) => {
-                let t = st.tier_mut(a.provider, a.tier);
-                t.cached_input_tokens += u64::from(u.cached_prompt);
+                let used = self.reported_prefix_use(&a, &u);
+                let t = self.st.tier_mut(a.provider, a.tier);
+                t.cached_input_tokens += u64::from(used.cached);
+                t.cache_write_tokens += u64::from(used.written);
                 t.model
-                    .price_cached(a.model as usize, u.prompt, u.cached_prompt, u.completion)
+                    .price_prefix(a.model as usize, u.prompt, used, u.completion)
             }
             None => a.price,
         };
+        let st = &mut self.st;
         let charge = match outcome {
             Outcome::Success | Outcome::Failure | Outcome::Timeout => price,
             Outcome::RateLimited => Money::ZERO,
@@ -2196,6 +2237,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                     rate_limited: t.rate_limited,
                     rate_limited_tokens: self.token_limits.then_some(t.rate_limited_tokens),
                     cached_input_tokens: self.prefix_caching.then_some(t.cached_input_tokens),
+                    cache_write_tokens: self.prefix_caching.then_some(t.cache_write_tokens),
                     redos: self.judging.then_some(t.redos),
                     cancelled: t.cancelled,
                     hedges: t.hedges,
@@ -2230,6 +2272,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 rate_limited: 0,
                 rate_limited_tokens: self.token_limits.then_some(0),
                 cached_input_tokens: self.prefix_caching.then_some(0),
+                cache_write_tokens: self.prefix_caching.then_some(0),
                 redos: self.judging.then_some(0),
                 cancelled: 0,
                 hedges: 0,
@@ -2302,6 +2345,9 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             cached_input_tokens: self
                 .prefix_caching
                 .then(|| st.tiers.iter().map(|t| t.cached_input_tokens).sum()),
+            cache_write_tokens: self
+                .prefix_caching
+                .then(|| st.tiers.iter().map(|t| t.cache_write_tokens).sum()),
         };
         RunResult { summary, tiers }
     }

@@ -307,6 +307,12 @@ pub struct Tier {
     /// `price_per_mtok_in` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_per_mtok_cached_in: Option<f64>,
+    /// Price per million prompt tokens an attempt writes to the tier's
+    /// `prefix_cache` (a miss of a shared prompt it can serve): Anthropic
+    /// bills cache writes at 1.25x the input price. `price_per_mtok_in`
+    /// when absent; needs a `prefix_cache`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_mtok_cache_write: Option<f64>,
     /// The provider's prompt prefix cache; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_cache: Option<PrefixCache>,
@@ -754,6 +760,7 @@ impl Scenario {
             price_per_mtok_in: 0.0,
             price_per_mtok_out: 0.0,
             price_per_mtok_cached_in: None,
+            price_per_mtok_cache_write: None,
             prefix_cache: None,
             models: vec![],
         };
@@ -1091,6 +1098,17 @@ fn validate_tier(at: &str, t: &Tier) -> Result<(), ScenarioError> {
     if let Some(v) = t.price_per_mtok_cached_in {
         check_range(&format!("{at}.price_per_mtok_cached_in"), v, 0.0, MAX_PRICE)?;
     }
+    if let Some(v) = t.price_per_mtok_cache_write {
+        let field = format!("{at}.price_per_mtok_cache_write");
+        check_range(&field, v, 0.0, MAX_PRICE)?;
+        if t.prefix_cache.is_none() {
+            return Err(ScenarioError::new(
+                field,
+                "a cache write price needs the tier's prefix_cache (which says when an \
+                 attempt writes one); set prefix_cache or drop this field",
+            ));
+        }
+    }
     if let Some(c) = &t.prefix_cache {
         check_range(&format!("{at}.prefix_cache.ttl_ms"), c.ttl_ms, 0.0, MAX_MS)?;
         if c.block_tokens == 0 {
@@ -1252,6 +1270,16 @@ mod tests {
             e.field,
             "providers.llm_provider.tiers.1.price_per_mtok_cached_in"
         );
+        // A write price needs a cache that says when attempts write.
+        let e = refused(
+            &[&tier[..], &["price_per_mtok_cache_write"]].concat(),
+            3.75.into(),
+        );
+        assert_eq!(
+            e.field,
+            "providers.llm_provider.tiers.1.price_per_mtok_cache_write"
+        );
+        assert!(e.message.contains("needs the tier's prefix_cache"), "{e}");
         let cache = |c: serde_json::Value| refused(&[&tier[..], &["prefix_cache"]].concat(), c);
         let e = cache(serde_json::json!({"block_tokens": 0}));
         assert_eq!(
@@ -1278,6 +1306,18 @@ mod tests {
         assert_eq!((c.ttl_ms, c.block_tokens, c.min_tokens), (300_000.0, 1, 0));
         assert!(s.has_prefix_caching());
         assert_eq!(Scenario::from_json_str(&s.to_pretty_json()).unwrap(), s);
+        let mut written = s.clone();
+        written.providers.get_mut("llm_provider").unwrap().tiers[1].price_per_mtok_cache_write =
+            Some(3.125);
+        let back = Scenario::from_json_str(&written.to_pretty_json()).unwrap();
+        assert_eq!(back, written);
+        let mut negative = serde_json::to_value(&written).unwrap();
+        negative["providers"]["llm_provider"]["tiers"][1]["price_per_mtok_cache_write"] =
+            (-1.0).into();
+        assert_eq!(
+            Scenario::from_value(negative).unwrap_err().field,
+            "providers.llm_provider.tiers.1.price_per_mtok_cache_write"
+        );
         // Unset, they are not written at all: old scenario files stay as
         // they were.
         let plain = Scenario::default_research_agent().to_pretty_json();
@@ -1285,6 +1325,7 @@ mod tests {
             "shared_prompt_tokens",
             "prefix_cache",
             "price_per_mtok_cached_in",
+            "price_per_mtok_cache_write",
         ] {
             assert!(!plain.contains(field), "{field}");
         }

@@ -14,7 +14,7 @@ pub use crate::runtime::{Exec, NodeTable};
 
 use crate::metrics::{Observer, RunResult};
 use crate::policy::AttemptKey;
-use crate::provider::{ProviderReply, ProviderSide};
+use crate::provider::{PrefixUse, ProviderReply, ProviderSide};
 use crate::runtime::{AttemptReport, Driver, Runtime, SendAttempt, Timer};
 use crate::scenario::Scenario;
 use crate::units::{SimDuration, SimTime};
@@ -68,8 +68,12 @@ impl Driver for SimDriver {
         Some(duration)
     }
 
-    fn cached_input_tokens(&self, attempt: AttemptKey) -> u32 {
-        self.ends[attempt.slot as usize].cached_input_tokens
+    fn prefix_use(&self, attempt: AttemptKey) -> PrefixUse {
+        let end = &self.ends[attempt.slot as usize];
+        PrefixUse {
+            cached: end.cached_input_tokens,
+            written: end.cache_write_tokens,
+        }
     }
 
     /// Nothing to do: the runtime ignores the stale end event.

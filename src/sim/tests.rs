@@ -784,6 +784,57 @@ fn a_prefix_cache_serves_later_calls_their_shared_prompt_cheaper_and_sooner() {
 }
 
 #[test]
+fn a_miss_writes_the_shared_prompt_and_pays_the_write_price_where_the_tier_charges_one() {
+    use crate::scenario::PrefixCache;
+    let cache = PrefixCache {
+        ttl_ms: 300_000.0,
+        block_tokens: 1,
+        min_tokens: 0,
+    };
+    let free = run(&shared_prompt_calls(Some(cache.clone())), &mut NullObserver);
+    let mut s = shared_prompt_calls(Some(cache.clone()));
+    let tier = &mut s.providers.values_mut().next().unwrap().tiers[0];
+    tier.price_per_mtok_cache_write = Some(1.25);
+    let (r, obs) = run_mem(&s);
+    // The premium changes what a miss costs, not what the cache does.
+    assert_eq!(
+        r.summary.cached_input_tokens,
+        free.summary.cached_input_tokens
+    );
+    let hits = r.summary.cached_input_tokens.unwrap() / 1500;
+    let misses = 4000 - hits;
+    // Every miss writes the 1,500 shared tokens, with or without a premium.
+    let written = r.summary.cache_write_tokens.expect("a cache, a column");
+    assert_eq!(written, misses * 1500);
+    assert_eq!(free.summary.cache_write_tokens, Some(written));
+    assert_eq!(r.tiers[0].cache_write_tokens, Some(written));
+    // A miss pays 500 x $1 + 1,500 x $1.25 a million, a hit 500 x $1 +
+    // 1,500 x $0.10.
+    let expected = misses as f64 * 0.002_375 + hits as f64 * 0.000_65;
+    assert!(
+        (r.summary.cost_total - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        r.summary.cost_total
+    );
+    let premium = r.summary.cost_total - free.summary.cost_total;
+    assert!(
+        (premium - misses as f64 * 0.000_375).abs() < 1e-9,
+        "{premium}"
+    );
+    let total: u64 = obs.workflows.iter().map(|w| w.cost.0).sum();
+    assert_eq!(Money(total).as_dollars(), r.summary.cost_total);
+    // Nothing can be served (a 2,000-token minimum): nothing is written.
+    s.providers.values_mut().next().unwrap().tiers[0]
+        .prefix_cache
+        .as_mut()
+        .unwrap()
+        .min_tokens = 2000;
+    let none = run(&s, &mut NullObserver).summary;
+    assert_eq!(none.cache_write_tokens, Some(0));
+    assert!((none.cost_total - 4000.0 * 0.002).abs() < 1e-9);
+}
+
+#[test]
 fn the_shipped_prefix_cache_scenario_caches_under_every_policy_and_saves_money() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/prefix_cache.json");
     let mut s = Scenario::from_json_str(&std::fs::read_to_string(path).unwrap()).unwrap();

@@ -466,6 +466,49 @@ fn a_prefix_cache_changes_only_costs(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A price for writing to a prefix cache changes what the misses that
+/// wrote cost and nothing else: the same trace, each attempt charged at
+/// least what it was without the premium, and just as many tokens written.
+fn a_write_premium_changes_only_costs(c: &Case) -> Result<(), TestCaseError> {
+    let plain = scenario(c);
+    let mut premium = plain.clone();
+    for t in premium.providers.values_mut().flat_map(|p| &mut p.tiers) {
+        if t.prefix_cache.is_some() {
+            t.price_per_mtok_cache_write = Some(t.price_per_mtok_in * 1.25);
+        }
+    }
+    let run = |s: &Scenario| {
+        let mut obs = MemoryObserver {
+            keep_trace: true,
+            ..MemoryObserver::default()
+        };
+        let result = Simulator::new(s, &mut obs).run();
+        (result, obs.trace)
+    };
+    let ((with, with_trace), (without, without_trace)) = (run(&premium), run(&plain));
+    prop_assert_eq!(with_trace.len(), without_trace.len());
+    for (a, b) in with_trace.iter().zip(&without_trace) {
+        prop_assert_eq!(
+            TraceEvent { cost: b.cost, ..*a },
+            *b,
+            "the premium changed more than a cost"
+        );
+        prop_assert!(a.cost >= b.cost, "{a:?} cost less than {b:?}");
+    }
+    let written = with.summary.cache_write_tokens;
+    prop_assert_eq!(written, without.summary.cache_write_tokens);
+    let by_tier: u64 = with.tiers.iter().filter_map(|t| t.cache_write_tokens).sum();
+    prop_assert_eq!(written, Some(by_tier));
+    // (Strictly more only where a writer was charged: one cancelled at
+    // once pays nothing either way.)
+    if by_tier == 0 {
+        prop_assert_eq!(with.summary.cost_total, without.summary.cost_total);
+    } else {
+        prop_assert!(with.summary.cost_total >= without.summary.cost_total);
+    }
+    Ok(())
+}
+
 #[test]
 fn skipping_idle_dispatch_passes_is_exact_on_the_default_scenario() {
     // Rate-limited tiers, retries, escalation and hedging under a heavy
@@ -500,5 +543,10 @@ proptest! {
     #[test]
     fn a_prefix_cache_only_lowers_costs(c in case().prop_filter("cached", |c| c.cache.is_some())) {
         a_prefix_cache_changes_only_costs(&c)?;
+    }
+
+    #[test]
+    fn a_cache_write_premium_only_raises_costs(c in case().prop_filter("cached", |c| c.cache.is_some())) {
+        a_write_premium_changes_only_costs(&c)?;
     }
 }

@@ -416,7 +416,9 @@ fn a_shared_system_prompt_is_served_from_the_providers_cache_and_billed_as_cache
     // ExtractEvidence calls (1,500 prompt tokens) share a 1,200-token
     // system prompt; both llm tiers price prompt tokens at $10 a million,
     // and say they keep a prefix cache (so the summary counts its tokens).
-    let run = |out: &str, cached_price: &str| {
+    // The server reports no cache writes, as OpenAI-compatible servers do
+    // not: with a write price the run reads them off the scenario's cache.
+    let run_priced = |out: &str, cached_price: &str, write_price: Option<&str>| {
         let mut args: Vec<String> = [
             &SMALL_LIVE_RUN[..],
             &["--policy", "fifo_cheapest", "--quiet", "--out", out],
@@ -438,17 +440,23 @@ fn a_shared_system_prompt_is_served_from_the_providers_cache_and_billed_as_cache
             ] {
                 args.extend(["--set".to_string(), set]);
             }
+            if let Some(w) = write_price {
+                let set = format!("{tier}.price_per_mtok_cache_write={w}");
+                args.extend(["--set".to_string(), set]);
+            }
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = agentsched_in(d, &args);
         assert_eq!(o.status.code(), Some(0), "{}", err(&o));
         (records(&d.join(out)), summary(&d.join(out)))
     };
+    let run = |out: &str, cached_price: &str| run_priced(out, cached_price, None);
     let (full, full_summary) = run("full", "10");
     let (discounted, discounted_summary) = run("discounted", "1");
+    let (premium, premium_summary) = run_priced("premium", "1", Some("12.5"));
 
     let cached = |r: &Value| r["usage_cached_prompt_tokens"].as_u64().unwrap_or(0);
-    for recs in [&full, &discounted] {
+    for recs in [&full, &discounted, &premium] {
         let extract: Vec<&Value> = recs
             .iter()
             .filter(|r| r["node_type"] == "ExtractEvidence")
@@ -474,14 +482,21 @@ fn a_shared_system_prompt_is_served_from_the_providers_cache_and_billed_as_cache
     }
     let total = |recs: &[Value]| recs.iter().map(cached).sum::<u64>();
     assert_eq!(total(&full), total(&discounted));
+    // The one miss wrote the scenario's 1,200 shared tokens (its default
+    // cache serves all of them), with or without a write price.
+    assert_eq!(premium_summary["cache_write_tokens"], 1200);
+    assert_eq!(full_summary["cache_write_tokens"], 1200);
     assert_eq!(full_summary["cached_input_tokens"], total(&full));
     assert_eq!(full_summary["usage_cached_prompt_tokens"], total(&full));
     // Each run's cost is its calls' at these prices (the runs' calls may
     // go to other tiers: fifo_cheapest spills by live timing).
-    for ((recs, summary), cached_price) in
-        [(&full, &full_summary), (&discounted, &discounted_summary)]
-            .into_iter()
-            .zip([10e-6, 1e-6])
+    for ((recs, summary), (cached_price, write_price)) in [
+        (&full, &full_summary),
+        (&discounted, &discounted_summary),
+        (&premium, &premium_summary),
+    ]
+    .into_iter()
+    .zip([(10e-6, 10e-6), (1e-6, 10e-6), (1e-6, 12.5e-6)])
     {
         let expected: f64 = recs
             .iter()
@@ -493,7 +508,16 @@ fn a_shared_system_prompt_is_served_from_the_providers_cache_and_billed_as_cache
                 let multiplier = [1.0, 0.2][r["model_index"].as_u64().unwrap() as usize];
                 let prompt = r["usage_prompt_tokens"].as_u64().unwrap() as f64;
                 let hit = cached(r) as f64;
-                ([0.01, 0.05][tier] + (prompt - hit) * 10e-6 + hit * cached_price) * multiplier
+                let wrote = if r["node_type"] == "ExtractEvidence" && hit == 0.0 {
+                    1200.0
+                } else {
+                    0.0
+                };
+                ([0.01, 0.05][tier]
+                    + (prompt - hit - wrote) * 10e-6
+                    + hit * cached_price
+                    + wrote * write_price)
+                    * multiplier
             })
             .sum();
         let cost = summary["cost_total"].as_f64().unwrap();
