@@ -60,6 +60,16 @@ pub struct LiveRunArgs {
     /// 429s in a row after which a call's next 429 counts as a failure.
     #[arg(allow_negative_numbers = true, long, default_value_t = 32)]
     pub max_consecutive_429: u32,
+    /// Real seconds after which a request to a tier without a `timeout_ms` of its own is
+    /// aborted as a timeout (a hung server would hold its call forever); 0 waits forever.
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        value_name = "SECONDS",
+        default_value = "600",
+        value_parser = request_timeout
+    )]
+    pub request_timeout_s: RequestTimeout,
     /// Do not send the attempt identity header (x-agentsched-attempt).
     #[arg(long)]
     pub no_identity: bool,
@@ -101,6 +111,26 @@ pub struct EmulateArgs {
 
 /// Every call answered at once and successfully, with no limit: what is
 /// left of a live run's latency against it is the transport's.
+/// `--request-timeout-s`: a real-time limit, or none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RequestTimeout(pub Option<std::time::Duration>);
+
+/// Parses `--request-timeout-s`: seconds >= 0, 0 for no limit.
+fn request_timeout(s: &str) -> std::result::Result<RequestTimeout, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected seconds (0 for no limit), got {s:?}"))?;
+    if !(0.0..=1e9).contains(&secs) {
+        return Err(format!(
+            "expected seconds between 0 (no limit) and 1e9, got {s}"
+        ));
+    }
+    Ok(RequestTimeout(
+        (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs)),
+    ))
+}
+
 fn make_null_endpoint(s: &mut crate::scenario::Scenario) {
     for nt in s.node_types.values_mut() {
         nt.latency = crate::scenario::Dist::Constant { ms: 0.0 };
@@ -172,6 +202,7 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
     };
     let mut cfg = LiveConfig::new(&s);
     cfg.max_consecutive_429 = a.max_consecutive_429;
+    cfg.request_timeout = a.request_timeout_s.0;
     cfg.send_identity = !a.no_identity;
     cfg.progress = !a.quiet && std::io::stderr().is_terminal();
     if let Some(path) = &a.endpoints {
@@ -300,4 +331,27 @@ pub(crate) fn emulate(a: EmulateArgs) -> Result<u8> {
         Ok::<_, Error>(())
     })?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_request_timeout_is_seconds_and_zero_is_none() {
+        assert_eq!(
+            request_timeout("600").unwrap(),
+            RequestTimeout(Some(Duration::from_secs(600)))
+        );
+        assert_eq!(
+            request_timeout("0.25").unwrap(),
+            RequestTimeout(Some(Duration::from_millis(250)))
+        );
+        assert_eq!(request_timeout("0").unwrap(), RequestTimeout(None));
+        for bad in ["-1", "NaN", "inf", "1e10", "ten", ""] {
+            let e = request_timeout(bad).unwrap_err();
+            assert!(e.starts_with("expected seconds"), "{bad}: {e}");
+        }
+    }
 }

@@ -110,6 +110,10 @@ impl Clock {
     }
 }
 
+/// [`LiveConfig::request_timeout`] unless told otherwise: the OpenAI
+/// Python client's default request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// How a live run behaves.
 #[derive(Clone, Debug)]
 pub struct LiveConfig {
@@ -121,6 +125,10 @@ pub struct LiveConfig {
     pub send_identity: bool,
     /// 429s in a row after which a call's next 429 counts as a failure.
     pub max_consecutive_429: u32,
+    /// Real time after which a request to a tier without a `timeout_ms`
+    /// of its own is aborted as a timeout (a hung server would otherwise
+    /// hold its call, and the run, forever); None waits forever.
+    pub request_timeout: Option<Duration>,
     /// Show progress on stderr.
     pub progress: bool,
     /// Spend the last 1.5 ms before a deadline yielding instead of on the
@@ -139,6 +147,7 @@ impl LiveConfig {
             endpoints: Vec::new(),
             send_identity: true,
             max_consecutive_429: 32,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             progress: false,
             precise_timers: false,
         }
@@ -780,7 +789,8 @@ impl<T: Transport> Driver for LiveDriver<T> {
             timeout: a
                 .tier
                 .timeout
-                .map(|d| Duration::from_nanos((d.0 as f64 * 1000.0 / self.clock.scale) as u64)),
+                .map(|d| Duration::from_nanos((d.0 as f64 * 1000.0 / self.clock.scale) as u64))
+                .or(self.cfg.request_timeout),
             identity,
         };
         let fut = self.transport.call(req);

@@ -304,6 +304,58 @@ fn background_emulator(s: &Scenario) -> (tokio::runtime::Runtime, emulator::Emul
     (rt, h)
 }
 
+/// A hung server behind a tier without a `timeout_ms` of its own: each
+/// request is aborted as a timeout at `--request-timeout-s` (real time),
+/// so the run ends rather than waiting forever.
+#[test]
+fn a_tier_without_a_timeout_is_bounded_by_the_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut s = small(PolicyKind::FifoCheapest);
+    s.workload.workflows = 1;
+    s.providers.get_mut("embed_provider").unwrap().tiers[0].timeout_ms = None;
+    let (rt, h) = background_emulator(&s);
+    let mut file = emulator::endpoints_for(&s, h.addr);
+    file.providers.get_mut("embed_provider").unwrap()[0].base_url = crate::util::hung_endpoint();
+    std::fs::write(d.join("ep.json"), serde_json::to_string(&file).unwrap()).unwrap();
+    let mut args = SMALL_LIVE_RUN.to_vec();
+    let workflows = args.iter().position(|a| *a == "--workflows").unwrap();
+    args[workflows + 1] = "1";
+    args.extend([
+        "--policy",
+        "fifo_cheapest",
+        "--set",
+        "providers.embed_provider.tiers.0.timeout_ms=null",
+        "--request-timeout-s",
+        "0.3",
+        "--quiet",
+        "--out",
+        "o",
+    ]);
+    let limit = std::time::Duration::from_secs(60);
+    let o = crate::util::agentsched_in_within(d, &args, limit);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let to_hung = crate::util::sent_to(&d.join("o"), "embed_provider", 0);
+    assert!(!to_hung.is_empty());
+    for r in &to_hung {
+        assert_eq!(r["error"], "timeout", "{r}");
+        let waited = r["done_us"].as_u64().unwrap() - r["sent_us"].as_u64().unwrap();
+        assert!(
+            (300_000..3_000_000).contains(&waited),
+            "aborted after {waited} us: {r}"
+        );
+    }
+    // A bad limit is refused before anything is sent.
+    let mut bad = args.clone();
+    let at = bad.iter().position(|a| *a == "0.3").unwrap();
+    bad[at] = "-2";
+    let o = agentsched_in(d, &bad);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("--request-timeout-s"), "{}", err(&o));
+    assert!(err(&o).contains("expected seconds"), "{}", err(&o));
+    drop((rt, h));
+}
+
 /// An endpoint that accepts connections and never answers (a hung server)
 /// is reached, so the run stands (exit 0), but it warns naming the
 /// endpoint, records it in summary.json, and `fidelity --live` repeats it;

@@ -13,6 +13,28 @@ pub fn agentsched_in(cwd: &Path, args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
+/// [`agentsched_in`], killed (by its PID) and failed if it runs past
+/// `limit`: for runs that would hang if what they test broke.
+pub fn agentsched_in_within(cwd: &Path, args: &[&str], limit: std::time::Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_agentsched"))
+        .current_dir(cwd)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("binary ran"),
+        Err(_) => {
+            send_signal(pid, "KILL");
+            panic!("agentsched {args:?} still ran after {limit:?}: killed");
+        }
+    }
+}
+
 /// Runs the binary in the package directory.
 pub fn agentsched(args: &[&str]) -> Output {
     agentsched_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
