@@ -203,6 +203,10 @@ pub struct RequestRecord {
     pub outcome: &'static str,
     /// What went wrong.
     pub error: Option<String>,
+    /// What the server said of an error status (its message, at most 300
+    /// characters; absent for other outcomes and for 429s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
     /// The wait a 429 asked for (scenario ms).
     pub retry_after_ms: Option<f64>,
     /// Prompt tokens the server reported.
@@ -264,6 +268,8 @@ pub struct LiveMetrics {
     /// Per (provider, tier): replies, and how many of them never reached
     /// the endpoint (no connection, no TLS session).
     reach: std::collections::BTreeMap<(u16, u16), Reach>,
+    /// Per (provider, tier): what the server said with its first refusal.
+    refused_messages: std::collections::BTreeMap<(u16, u16), String>,
 }
 
 /// How often one endpoint was reached.
@@ -333,10 +339,21 @@ impl LiveMetrics {
             r.refused += 1;
             if r.refused_status == 0 {
                 r.refused_status = status;
+                if let Some(m) = &reply.error_message {
+                    self.refused_messages.insert((provider, tier), m.clone());
+                }
             } else if r.refused_status != status {
                 r.refused_mixed = true;
             }
         }
+    }
+
+    /// What endpoint (provider, tier) said when it first refused a request
+    /// (see [`Reach::refused_status`]), if it said anything.
+    pub fn refused_message(&self, provider: u16, tier: u16) -> Option<&str> {
+        self.refused_messages
+            .get(&(provider, tier))
+            .map(String::as_str)
     }
 
     /// The endpoints whose replies meet `which` ([`Reach::never_reached`],
@@ -603,6 +620,7 @@ impl<T: Transport> LiveDriver<T> {
             status: reply.and_then(|r| r.status),
             outcome: outcome.name(),
             error: reply.and_then(|r| r.error.clone()),
+            error_message: reply.and_then(|r| r.error_message.clone()),
             retry_after_ms: reply
                 .and_then(|r| r.retry_after)
                 .filter(|_| outcome == Outcome::RateLimited)

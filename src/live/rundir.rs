@@ -258,7 +258,14 @@ pub fn refusing_endpoints(
             } else {
                 format!("all {} answers were", r.refused)
             };
-            format!("{name} tier {t}{url} refused every request: {answers} {statuses}; {check}")
+            let said = done
+                .outcome
+                .metrics
+                .refused_message(p, t)
+                .map_or_else(String::new, |m| format!(" (the server said: {m})"));
+            format!(
+                "{name} tier {t}{url} refused every request: {answers} {statuses}{said}; {check}"
+            )
         })
         .collect()
 }

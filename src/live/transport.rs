@@ -153,6 +153,9 @@ pub struct Reply {
     /// What went wrong (`connect`, `reset`, `http_500`, `malformed_sse`,
     /// `truncated`, `timeout`, `rate_limited`, ...).
     pub error: Option<String>,
+    /// What the server said of an error status but 429 (see
+    /// [`error_message`]).
+    pub error_message: Option<String>,
     /// The wait a 429 asked for, in real time.
     pub retry_after: Option<Duration>,
     /// The limit a 429 named.
@@ -457,6 +460,56 @@ fn request_body(req: &CallRequest) -> Bytes {
     Bytes::from(serde_json::to_vec(&body).expect("request serializes"))
 }
 
+/// At most this many characters of a server's error message are kept.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 300;
+
+/// What an error response's body says, for people: OpenAI's
+/// `error.message` (or an `error` string), vLLM's and others' `message`,
+/// FastAPI's `detail`, else the body's text; whitespace collapsed, at most
+/// [`MAX_ERROR_MESSAGE_CHARS`] characters (an ellipsis marks a cut), with
+/// `secret` (the endpoint's key, should the server echo it) masked. None for
+/// an empty body.
+pub fn error_message(body: &[u8], secret: &str) -> Option<String> {
+    use serde_json::Value;
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    let said = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        let error = v.get("error");
+        error
+            .and_then(|e| e.get("message"))
+            .and_then(text)
+            .or_else(|| error.filter(|e| e.is_string()).and_then(text))
+            .or_else(|| v.get("message").and_then(text))
+            .or_else(|| v.get("detail").and_then(text))
+    });
+    let mut said = said.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    if !secret.is_empty() {
+        said = said.replace(secret, "***");
+    }
+    let words: Vec<&str> = said.split_whitespace().collect();
+    if words.is_empty() {
+        return None;
+    }
+    let whole = words.join(" ");
+    Some(match whole.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &whole[..cut]),
+        None => whole,
+    })
+}
+
+/// The key an endpoint sends (its auth header's value, `Bearer ` taken
+/// off); "" without one, or one too short to mask without masking words.
+fn key_of(ep: &ResolvedEndpoint) -> &str {
+    let Some(value) = ep.auth.as_ref().and_then(|(_, v)| v.to_str().ok()) else {
+        return "";
+    };
+    let key = value.strip_prefix("Bearer ").unwrap_or(value).trim();
+    if key.len() < 8 { "" } else { key }
+}
+
 /// Which limit a 429 is about. OpenAI names it in the message ("... on
 /// tokens per min (TPM)" / "on requests per min (RPM)"); without that, the
 /// exhausted bucket in the `x-ratelimit-remaining-*` headers decides, and
@@ -633,9 +686,14 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
         return reply;
     }
     if !status.is_success() {
-        let _ = Limited::new(resp.into_body(), MAX_ERROR_BODY_BYTES)
+        // Read whole (so the connection can be reused) and kept for
+        // people: "model not found", "max_tokens is not supported".
+        let body = Limited::new(resp.into_body(), MAX_ERROR_BODY_BYTES)
             .collect()
-            .await;
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        reply.error_message = error_message(&body, key_of(&req.endpoint));
         reply.outcome = Some(Outcome::Failure);
         reply.error = Some(format!("http_{}", status.as_u16()));
         reply.done = Some(Instant::now());
@@ -800,6 +858,71 @@ mod tests {
     }
 
     #[test]
+    fn an_error_bodys_message_is_kept_as_servers_write_it() {
+        let said = |body: &str| error_message(body.as_bytes(), "");
+        // OpenAI.
+        assert_eq!(
+            said(
+                r#"{"error":{"message":"Unsupported parameter: 'max_tokens' is not supported with this model.","type":"invalid_request_error","param":"max_tokens","code":"unsupported_parameter"}}"#
+            )
+            .as_deref(),
+            Some("Unsupported parameter: 'max_tokens' is not supported with this model.")
+        );
+        // vLLM, an `error` string, FastAPI's `detail` (a string or not).
+        assert_eq!(
+            said(r#"{"object":"error","message":"The model `x` does not exist.","type":"NotFoundError","code":404}"#)
+                .as_deref(),
+            Some("The model `x` does not exist.")
+        );
+        assert_eq!(
+            said(r#"{"error":"model not loaded"}"#).as_deref(),
+            Some("model not loaded")
+        );
+        assert_eq!(
+            said(r#"{"detail":"Not Found"}"#).as_deref(),
+            Some("Not Found")
+        );
+        assert_eq!(
+            said(r#"{"detail":[{"loc":["body","model"],"msg":"field required"}]}"#).as_deref(),
+            Some(r#"[{"loc":["body","model"],"msg":"field required"}]"#)
+        );
+        // Not JSON, or JSON without a message: the text, whitespace collapsed.
+        assert_eq!(
+            said("<html>\n  <h1>502 Bad Gateway</h1>\n</html>\n").as_deref(),
+            Some("<html> <h1>502 Bad Gateway</h1> </html>")
+        );
+        assert_eq!(said(r#"{"ok":false}"#).as_deref(), Some(r#"{"ok":false}"#));
+        assert_eq!(said(""), None);
+        assert_eq!(said(" \n\t"), None);
+        assert_eq!(
+            said(r#"{"error":{"message":null}}"#).as_deref(),
+            Some(r#"{"error":{"message":null}}"#)
+        );
+        assert_eq!(
+            error_message(b"bad \xff byte", "").as_deref(),
+            Some("bad \u{fffd} byte")
+        );
+        // A key the server echoes is masked, before the cut (unmasked, this
+        // one would be cut inside the key).
+        let echoed = format!(
+            r#"{{"error":{{"message":"{} Incorrect API key provided: sk-test-12345678"}}}}"#,
+            "x".repeat(260)
+        );
+        let masked = error_message(echoed.as_bytes(), "sk-test-12345678").unwrap();
+        assert!(
+            !masked.contains("sk-test") && masked.ends_with("provided: ***"),
+            "{masked}"
+        );
+        // Long ones are cut at a character, not a byte.
+        let long = "é".repeat(MAX_ERROR_MESSAGE_CHARS + 50);
+        let cut = said(&long).unwrap();
+        assert_eq!(cut.chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
+        assert!(cut.ends_with("é…"));
+        let exact = "a".repeat(MAX_ERROR_MESSAGE_CHARS);
+        assert_eq!(said(&exact).as_deref(), Some(exact.as_str()));
+    }
+
+    #[test]
     fn a_429_names_its_limit_by_message_then_headers() {
         let mut h = http::HeaderMap::new();
         let openai_tpm = br#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000."}}"#;
@@ -841,6 +964,27 @@ mod tests {
             let _ = ok && c.write_all(tail).is_ok();
         });
         loopback(addr, false)
+    }
+
+    #[test]
+    fn the_key_masked_in_messages_is_the_one_the_endpoint_sends() {
+        let addr = "127.0.0.1:9".parse().unwrap();
+        let with = |name: &str, value: &str| ResolvedEndpoint {
+            auth: Some((
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            )),
+            ..(*loopback(addr, false)).clone()
+        };
+        let bearer = with("authorization", "Bearer sk-proj-abcdefgh");
+        assert_eq!(key_of(&bearer), "sk-proj-abcdefgh");
+        assert_eq!(
+            key_of(&with("api-key", "0123456789abcdef")),
+            "0123456789abcdef"
+        );
+        // Too short to mask without masking words; none at all.
+        assert_eq!(key_of(&with("api-key", "abc")), "");
+        assert_eq!(key_of(&loopback(addr, false)), "");
     }
 
     /// The endpoint of a test server at `addr` (`https://` if `tls`).

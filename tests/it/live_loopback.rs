@@ -950,11 +950,13 @@ fn an_endpoint_refusing_every_request_is_a_setup_error_naming_it() {
     for (status, check) in [
         (
             401,
-            "HTTP 401 (Unauthorized); the key was refused: check the variable api_key_env names",
+            "HTTP 401 (Unauthorized) (the server said: Refused: status 401.); the key was refused: \
+             check the variable api_key_env names",
         ),
         (
             404,
-            "HTTP 404 (Not Found); nothing is served there: requests go to ",
+            "HTTP 404 (Not Found) (the server said: Refused: status 404.); nothing is served \
+             there: requests go to ",
         ),
     ] {
         let mut file = emulator::endpoints_for(&s, h.addr);
@@ -970,6 +972,12 @@ fn an_endpoint_refusing_every_request_is_a_setup_error_naming_it() {
         let refused = crate::util::sent_to(&d.join(&out), "llm_provider", 0);
         assert!(!refused.is_empty());
         assert!(refused.iter().all(|r| r["status"] == status), "{refused:?}");
+        // Each record keeps what the server said, whitespace collapsed.
+        let said = format!("Refused: status {status}.");
+        assert!(
+            refused.iter().all(|r| r["error_message"] == said.as_str()),
+            "{refused:?}"
+        );
         let msg = err(&o);
         let answers = match refused.len() {
             1 => "its one answer was".to_string(),

@@ -157,7 +157,9 @@ pub fn refusing_endpoint(status: u16) -> String {
                 if read_request(&conn).is_none() {
                     return;
                 }
-                let answer = r#"{"error":{"message":"refused","type":"invalid_request_error"}}"#;
+                let answer = format!(
+                    r#"{{"error":{{"message":"Refused:\n  status {status}.","type":"invalid_request_error"}}}}"#
+                );
                 let _ = write!(
                     &conn,
                     "HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n\
