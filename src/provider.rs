@@ -1115,15 +1115,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn cached_prompt_tokens_are_priced_at_the_cached_rate() {
-        let mut t = crate::scenario::Scenario::mmc(1, 1.0, 1.0, 1, 1)
+    /// The one tier of a one-server M/M/1 scenario.
+    fn mmc_tier() -> Tier {
+        crate::scenario::Scenario::mmc(1, 1.0, 1.0, 1, 1)
             .providers
             .into_values()
             .next()
             .unwrap()
             .tiers
-            .remove(0);
+            .remove(0)
+    }
+
+    #[test]
+    fn cached_prompt_tokens_are_priced_at_the_cached_rate() {
+        let mut t = mmc_tier();
         (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out) = (0.01, 2.0, 8.0);
         let m = TierModel::new(&t);
         // Without a cached price, cached tokens cost what others do.
@@ -1195,13 +1200,7 @@ mod tests {
             input in 0u32..200_000, cached in 0u32..200_000, written in 0u32..200_000,
             output in 0u32..50_000, tin in 0.0f64..100.0, tcached in 0.0f64..100.0,
         ) {
-            let mut t = crate::scenario::Scenario::mmc(1, 1.0, 1.0, 1, 1)
-                .providers
-                .into_values()
-                .next()
-                .unwrap()
-                .tiers
-                .remove(0);
+            let mut t = mmc_tier();
             (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out) = (0.001, tin, 3.0);
             t.price_per_mtok_cached_in = Some(tcached);
             let m = TierModel::new(&t);

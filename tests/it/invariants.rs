@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use agentsched::metrics::{MemoryObserver, Place, TraceEvent, TraceKind, WorkflowRecord};
+use agentsched::metrics::{
+    MemoryObserver, Place, RunResult, TraceEvent, TraceKind, WorkflowRecord,
+};
 use agentsched::policy::PolicyKind;
 use agentsched::provider::Outcome;
 use agentsched::scenario::{Arrivals, Scenario};
@@ -437,22 +439,8 @@ fn a_prefix_cache_changes_only_costs(c: &Case) -> Result<(), TestCaseError> {
     for t in plain.providers.values_mut().flat_map(|p| &mut p.tiers) {
         t.prefix_cache = None;
     }
-    let run = |s: &Scenario| {
-        let mut obs = MemoryObserver {
-            keep_trace: true,
-            ..MemoryObserver::default()
-        };
-        let result = Simulator::new(s, &mut obs).run();
-        (result, obs.trace)
-    };
-    let ((with, with_trace), (without, without_trace)) = (run(&cached), run(&plain));
-    prop_assert_eq!(with_trace.len(), without_trace.len());
-    for (a, b) in with_trace.iter().zip(&without_trace) {
-        prop_assert_eq!(
-            TraceEvent { cost: b.cost, ..*a },
-            *b,
-            "the cache changed more than a cost"
-        );
+    let ((with, with_trace), (without, without_trace)) = (traced(&cached), traced(&plain));
+    for (a, b) in same_but_costs(&with_trace, &without_trace)? {
         prop_assert!(a.cost <= b.cost, "{a:?} cost more than {b:?}");
     }
     prop_assert_eq!(without.summary.cached_input_tokens, None);
@@ -466,6 +454,33 @@ fn a_prefix_cache_changes_only_costs(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A run of `s` and its trace.
+fn traced(s: &Scenario) -> (RunResult, Vec<TraceEvent>) {
+    let mut obs = MemoryObserver {
+        keep_trace: true,
+        ..MemoryObserver::default()
+    };
+    let result = Simulator::new(s, &mut obs).run();
+    (result, obs.trace)
+}
+
+/// Checks that two traces differ in their events' costs at most, and
+/// pairs their events up for checks of the costs.
+fn same_but_costs<'t>(
+    with: &'t [TraceEvent],
+    without: &'t [TraceEvent],
+) -> Result<Vec<(&'t TraceEvent, &'t TraceEvent)>, TestCaseError> {
+    prop_assert_eq!(with.len(), without.len());
+    for (a, b) in with.iter().zip(without) {
+        prop_assert_eq!(
+            TraceEvent { cost: b.cost, ..*a },
+            *b,
+            "more than a cost changed"
+        );
+    }
+    Ok(with.iter().zip(without).collect())
+}
+
 /// A price for writing to a prefix cache changes what the misses that
 /// wrote cost and nothing else: the same trace, each attempt charged at
 /// least what it was without the premium, and just as many tokens written.
@@ -477,22 +492,8 @@ fn a_write_premium_changes_only_costs(c: &Case) -> Result<(), TestCaseError> {
             t.price_per_mtok_cache_write = Some(t.price_per_mtok_in * 1.25);
         }
     }
-    let run = |s: &Scenario| {
-        let mut obs = MemoryObserver {
-            keep_trace: true,
-            ..MemoryObserver::default()
-        };
-        let result = Simulator::new(s, &mut obs).run();
-        (result, obs.trace)
-    };
-    let ((with, with_trace), (without, without_trace)) = (run(&premium), run(&plain));
-    prop_assert_eq!(with_trace.len(), without_trace.len());
-    for (a, b) in with_trace.iter().zip(&without_trace) {
-        prop_assert_eq!(
-            TraceEvent { cost: b.cost, ..*a },
-            *b,
-            "the premium changed more than a cost"
-        );
+    let ((with, with_trace), (without, without_trace)) = (traced(&premium), traced(&plain));
+    for (a, b) in same_but_costs(&with_trace, &without_trace)? {
         prop_assert!(a.cost >= b.cost, "{a:?} cost less than {b:?}");
     }
     let written = with.summary.cache_write_tokens;
