@@ -60,7 +60,7 @@ use crate::runtime::{AttemptReport, Driver, NodeTable, Runtime, SendAttempt, Tim
 use crate::scenario::Scenario;
 use crate::stats;
 use crate::units::{SimDuration, SimTime};
-use sse::UsageTotals;
+use sse::{Usage, UsageTotals};
 
 pub use endpoints::{EndpointsFile, ResolvedEndpoint};
 pub use transport::{
@@ -726,13 +726,26 @@ impl<T: Transport> LiveDriver<T> {
             retry_after,
             ttft,
             limited_by: reply.limited_by.unwrap_or_default(),
-            usage: reply.usage.map(|u| TokenUsage {
-                prompt: u.prompt,
-                cached_prompt: u.cached_prompt.unwrap_or(0).min(u.prompt),
-                cache_write: u.cache_write,
-                completion: u.completion,
-            }),
+            usage: reply.usage.map(token_usage),
         }
+    }
+}
+
+/// What the runtime prices from a reply's usage. A server that said
+/// neither what it served from its cache nor what it wrote tells nothing
+/// of its cache: then nothing is taken as written (`Some(0)`), where one
+/// that said what it served but not what it wrote leaves the writes to
+/// the scenario's cache model (None).
+fn token_usage(u: Usage) -> TokenUsage {
+    TokenUsage {
+        prompt: u.prompt,
+        cached_prompt: u.cached_prompt.unwrap_or(0).min(u.prompt),
+        cache_write: match (u.cache_write, u.cached_prompt) {
+            (Some(w), _) => Some(w),
+            (None, Some(_)) => None,
+            (None, None) => Some(0),
+        },
+        completion: u.completion,
     }
 }
 
@@ -1103,6 +1116,26 @@ fn accept_reply<O: Observer, T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_are_left_to_the_scenario_only_where_the_server_said_what_it_served() {
+        let usage = |cached_prompt, cache_write| Usage {
+            prompt: 2000,
+            completion: 10,
+            cached_prompt,
+            cache_write,
+        };
+        // Said both: as said (reads capped at the prompt).
+        let u = token_usage(usage(Some(5000), Some(300)));
+        assert_eq!((u.cached_prompt, u.cache_write), (2000, Some(300)));
+        // Said what it served only: writes are the scenario's to say.
+        let u = token_usage(usage(Some(0), None));
+        assert_eq!((u.cached_prompt, u.cache_write), (0, None));
+        // Said nothing of a cache: nothing read, nothing written.
+        let u = token_usage(usage(None, None));
+        assert_eq!((u.cached_prompt, u.cache_write), (0, Some(0)));
+        assert_eq!((u.prompt, u.completion), (2000, 10));
+    }
 
     fn answered(status: u16) -> Reply {
         Reply {

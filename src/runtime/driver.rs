@@ -90,8 +90,9 @@ pub struct TokenUsage {
     /// Of those, the ones served from its prefix cache.
     pub cached_prompt: u32,
     /// Of those, the ones written to its prefix cache, where the provider
-    /// said (most do not: the runtime then infers writes from the
-    /// scenario's `prefix_cache`).
+    /// said; None where it did not (most do not), and the runtime reads
+    /// them off the scenario's `prefix_cache`: the shared part a call
+    /// served nothing from the cache wrote.
     pub cache_write: Option<u32>,
     /// Completion tokens.
     pub completion: u32,

@@ -139,6 +139,15 @@ fn the_emulator_serves_a_shared_prompt_from_its_prefix_cache_as_the_simulator_do
     let reported: u64 = lines.iter().filter_map(cached).sum();
     assert_eq!(m.cached_input_tokens, Some(reported));
     assert_eq!(reported, hits * 1200);
+    // The emulator does not say what it wrote, as OpenAI-compatible servers
+    // do not: each ExtractEvidence answer served nothing from the cache
+    // wrote the 1,200 tokens it can serve. Other types share nothing.
+    let misses = lines
+        .iter()
+        .filter(|l| l["node_type"] == "ExtractEvidence" && cached(l) == Some(0))
+        .count() as u64;
+    assert!(misses > 0);
+    assert_eq!(m.cache_write_tokens, Some(misses * 1200));
     // The simulator of the same scenario serves about as many from its
     // cache (the live run's timing decides which calls find it warm).
     let simulated = agentsched::sim::run(&s, &mut agentsched::metrics::NullObserver).summary;
