@@ -188,24 +188,6 @@ impl TierModel {
         }
     }
 
-    /// [`price`](Self::price) of an attempt `cached` of whose prompt
-    /// tokens came from the provider's prefix cache (at most all of them),
-    /// priced at `price_per_mtok_cached_in`.
-    pub fn price_cached(
-        &self,
-        model: usize,
-        input_tokens: u32,
-        cached: u32,
-        output_tokens: u32,
-    ) -> Money {
-        self.price_prefix(
-            model,
-            input_tokens,
-            PrefixUse { cached, written: 0 },
-            output_tokens,
-        )
-    }
-
     /// [`price`](Self::price) of an attempt that used the prefix cache as
     /// `used` says: its cached prompt tokens at `price_per_mtok_cached_in`,
     /// those it wrote at `price_per_mtok_cache_write` (together at most
@@ -1132,7 +1114,18 @@ mod tests {
         (t.price_per_call, t.price_per_mtok_in, t.price_per_mtok_out) = (0.01, 2.0, 8.0);
         let m = TierModel::new(&t);
         // Without a cached price, cached tokens cost what others do.
-        assert_eq!(m.price_cached(0, 1000, 600, 10), m.price(0, 1000, 10));
+        assert_eq!(
+            m.price_prefix(
+                0,
+                1000,
+                PrefixUse {
+                    cached: 600,
+                    written: 0
+                },
+                10
+            ),
+            m.price(0, 1000, 10)
+        );
         assert_eq!(
             m.price(0, 1000, 10),
             Money::from_dollars(0.01 + 0.002 + 0.000_08)
@@ -1140,21 +1133,64 @@ mod tests {
         t.price_per_mtok_cached_in = Some(0.5);
         let m = TierModel::new(&t);
         assert_eq!(
-            m.price_cached(0, 1000, 600, 10),
+            m.price_prefix(
+                0,
+                1000,
+                PrefixUse {
+                    cached: 600,
+                    written: 0
+                },
+                10
+            ),
             Money::from_dollars(0.01 + 400.0 * 2e-6 + 600.0 * 0.5e-6 + 0.000_08)
         );
         // At most every prompt token is cached.
         assert_eq!(
-            m.price_cached(0, 1000, 5000, 10),
-            m.price_cached(0, 1000, 1000, 10)
+            m.price_prefix(
+                0,
+                1000,
+                PrefixUse {
+                    cached: 5000,
+                    written: 0
+                },
+                10
+            ),
+            m.price_prefix(
+                0,
+                1000,
+                PrefixUse {
+                    cached: 1000,
+                    written: 0
+                },
+                10
+            )
         );
-        assert_eq!(m.price_cached(0, 1000, 0, 10), m.price(0, 1000, 10));
+        assert_eq!(
+            m.price_prefix(
+                0,
+                1000,
+                PrefixUse {
+                    cached: 0,
+                    written: 0
+                },
+                10
+            ),
+            m.price(0, 1000, 10)
+        );
         // A tier priced per call only stays flat.
         let mut flat = t.clone();
         flat.price_per_mtok_cached_in = Some(0.0);
         (flat.price_per_mtok_in, flat.price_per_mtok_out) = (0.0, 0.0);
         assert_eq!(
-            TierModel::new(&flat).price_cached(0, 1000, 600, 10),
+            TierModel::new(&flat).price_prefix(
+                0,
+                1000,
+                PrefixUse {
+                    cached: 600,
+                    written: 0
+                },
+                10
+            ),
             Money::from_dollars(0.01)
         );
 
@@ -1167,7 +1203,15 @@ mod tests {
         );
         assert_eq!(
             m.price_prefix(0, 1000, used(600, 0), 10),
-            m.price_cached(0, 1000, 600, 10)
+            m.price_prefix(
+                0,
+                1000,
+                PrefixUse {
+                    cached: 600,
+                    written: 0
+                },
+                10
+            )
         );
         t.price_per_mtok_cache_write = Some(2.5);
         let m = TierModel::new(&t);
@@ -1206,7 +1250,7 @@ mod tests {
             let m = TierModel::new(&t);
             proptest::prop_assert_eq!(
                 m.price_prefix(0, input, PrefixUse { cached, written }, output),
-                m.price_cached(0, input, cached, output)
+                m.price_prefix(0, input, PrefixUse { cached, written: 0 }, output)
             );
         }
     }
