@@ -109,8 +109,6 @@ pub struct EmulateArgs {
     pub write_endpoints: Option<PathBuf>,
 }
 
-/// Every call answered at once and successfully, with no limit: what is
-/// left of a live run's latency against it is the transport's.
 /// `--request-timeout-s`: a real-time limit, or none.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RequestTimeout(pub Option<std::time::Duration>);
@@ -121,16 +119,13 @@ fn request_timeout(s: &str) -> std::result::Result<RequestTimeout, String> {
         .trim()
         .parse()
         .map_err(|_| format!("expected seconds (0 for no limit), got {s:?}"))?;
-    if !(0.0..=1e9).contains(&secs) {
-        return Err(format!(
-            "expected seconds between 0 (no limit) and 1e9, got {s}"
-        ));
-    }
-    Ok(RequestTimeout(
-        (secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs)),
-    ))
+    crate::live::request_timeout_of(secs)
+        .map(RequestTimeout)
+        .ok_or_else(|| format!("{}, got {s}", crate::live::REQUEST_TIMEOUT_EXPECTED))
 }
 
+/// Every call answered at once and successfully, with no limit: what is
+/// left of a live run's latency against it is the transport's.
 fn make_null_endpoint(s: &mut crate::scenario::Scenario) {
     for nt in s.node_types.values_mut() {
         nt.latency = crate::scenario::Dist::Constant { ms: 0.0 };

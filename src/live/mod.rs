@@ -114,6 +114,18 @@ impl Clock {
 /// Python client's default request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// What a request timeout in seconds must be (`live run
+/// --request-timeout-s`, a live sweep's `request_timeout_s`).
+pub const REQUEST_TIMEOUT_EXPECTED: &str = "expected seconds between 0 (no limit) and 1e9";
+
+/// A request timeout given in seconds: `Some(None)` for 0 (no limit),
+/// `None` for anything outside [0, 1e9] (NaN included).
+pub fn request_timeout_of(secs: f64) -> Option<Option<Duration>> {
+    (0.0..=1e9)
+        .contains(&secs)
+        .then(|| (secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+}
+
 /// How a live run behaves.
 #[derive(Clone, Debug)]
 pub struct LiveConfig {

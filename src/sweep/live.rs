@@ -106,6 +106,8 @@ struct Prepared {
     /// The seed's configuration columns, which `collect` groups runs by
     /// (those of the scenario given, when it was refused).
     columns: Option<Value>,
+    /// The run's `--request-timeout-s`.
+    request_timeout_s: f64,
 }
 
 fn prepare(
@@ -138,6 +140,12 @@ fn prepare(
     h.update(trial.to_le_bytes());
     h.update([r.trace as u8]);
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    // Hashed only when set, so that runs made before the setting existed
+    // still resume.
+    let request_timeout_s = cfg.live.request_timeout_s;
+    if request_timeout_s != super::plan::DEFAULT_REQUEST_TIMEOUT_S {
+        h.update(request_timeout_s.to_le_bytes());
+    }
     let columns = match &scenario {
         Ok((s, _)) => Some(super::resolved_params(s)),
         Err(_) => super::plan::rejected_columns(&cfg.base, &params, &r.ablation),
@@ -147,6 +155,7 @@ fn prepare(
         scenario,
         config_hash: crate::output::hex(&h.finalize()),
         columns,
+        request_timeout_s,
     }
 }
 
@@ -267,6 +276,7 @@ pub fn run_live_sweep(
             "same_seed": l.same_seed,
             "ci_target": l.ci_target,
             "objective": l.objective,
+            "request_timeout_s": l.request_timeout_s,
         }),
     );
     super::write_experiment_record(cfg, &dir, order.len(), Some(extra))?;
@@ -407,6 +417,7 @@ fn execute_trial(
         Ok((s, eps)) => {
             endpoints_meta = endpoints_json(&s, &eps);
             let mut lc = LiveConfig::new(&s);
+            lc.request_timeout = crate::live::request_timeout_of(p.request_timeout_s).flatten();
             lc.endpoints = eps
                 .into_iter()
                 .map(|tiers| tiers.into_iter().map(Arc::new).collect())
@@ -478,6 +489,17 @@ fn execute_trial(
     let cmd: Vec<String> = ["agentsched", "live", "run", "--endpoints", endpoints_name]
         .iter()
         .map(|x| x.to_string())
+        .chain(
+            (p.request_timeout_s != super::plan::DEFAULT_REQUEST_TIMEOUT_S)
+                .then(|| {
+                    [
+                        "--request-timeout-s".into(),
+                        p.request_timeout_s.to_string(),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .chain(as_run.cmd(&final_out).into_iter().skip(2))
         .collect();
     let meta = json!({

@@ -78,6 +78,9 @@ pub struct LiveSettings {
     pub ci_target: f64,
     /// The metric adaptive stopping watches.
     pub objective: String,
+    /// Real seconds after which a request to a tier without a `timeout_ms`
+    /// is aborted as a timeout (`live run --request-timeout-s`); 0: never.
+    pub request_timeout_s: f64,
 }
 
 impl Default for LiveSettings {
@@ -91,9 +94,13 @@ impl Default for LiveSettings {
             same_seed: true,
             ci_target: 0.10,
             objective: "makespan_p95_ms".into(),
+            request_timeout_s: DEFAULT_REQUEST_TIMEOUT_S,
         }
     }
 }
+
+/// `request_timeout_s` unless told otherwise: `live run`'s default.
+pub const DEFAULT_REQUEST_TIMEOUT_S: f64 = crate::live::DEFAULT_REQUEST_TIMEOUT.as_secs() as f64;
 
 impl LiveSettings {
     /// Whether trials stop adaptively.
@@ -122,7 +129,7 @@ impl SweepMode {
 }
 
 /// The live sweep settings (top-level keys, one value each).
-pub const LIVE_KEYS: [&str; 8] = [
+pub const LIVE_KEYS: [&str; 9] = [
     "trials",
     "max_trials",
     "sweep_mode",
@@ -131,6 +138,7 @@ pub const LIVE_KEYS: [&str; 8] = [
     "same_seed",
     "ci_target",
     "objective",
+    "request_timeout_s",
 ];
 
 fn live_settings(origin: &str, top: &Map<String, Value>) -> Result<LiveSettings> {
@@ -225,6 +233,18 @@ fn live_settings(origin: &str, top: &Map<String, Value>) -> Result<LiveSettings>
             })?
             .to_string();
     }
+    if let Some(v) = top.get("request_timeout_s") {
+        l.request_timeout_s = v
+            .as_f64()
+            .filter(|&x| crate::live::request_timeout_of(x).is_some())
+            .ok_or_else(|| {
+                bad(
+                    origin,
+                    "request_timeout_s",
+                    format!("{}, got {v}", crate::live::REQUEST_TIMEOUT_EXPECTED),
+                )
+            })?;
+    }
     Ok(l)
 }
 
@@ -250,7 +270,7 @@ pub const MAX_JOBS: usize = 256;
 /// The most runs one experiment may plan (its runs.csv has a row each).
 pub const MAX_RUNS: u64 = 100_000;
 
-const TOP_KEYS: [&str; 16] = [
+const TOP_KEYS: [&str; 17] = [
     "name",
     "sim_binary",
     "out_root",
@@ -267,6 +287,7 @@ const TOP_KEYS: [&str; 16] = [
     "same_seed",
     "ci_target",
     "objective",
+    "request_timeout_s",
 ];
 
 fn bad(origin: &str, field: &str, msg: impl std::fmt::Display) -> Error {

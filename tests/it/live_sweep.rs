@@ -673,6 +673,105 @@ fn a_live_sweep_warns_of_an_endpoint_that_never_answers() {
     assert!(warned >= 1, "fifo_cheapest's run warned");
 }
 
+/// `request_timeout_s` bounds a live sweep's requests to a tier without a
+/// `timeout_ms` as `live run --request-timeout-s` does: against a hung
+/// endpoint every such request ends as a timeout at that real time, the
+/// setting is recorded in experiment.json and in each run's equivalent
+/// command, and the default (600 s) leaves the command as it was.
+#[test]
+fn a_live_sweeps_request_timeout_bounds_a_hung_endpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let cwd = d.path();
+    let emu = emulator(cwd);
+    let mut ep: Value =
+        serde_json::from_str(&std::fs::read_to_string(&emu.endpoints).unwrap()).unwrap();
+    ep["providers"]["embed_provider"][0]["base_url"] = crate::util::hung_endpoint().into();
+    std::fs::write(cwd.join("hung.json"), ep.to_string()).unwrap();
+    let write = |name: &str, extra: &str| {
+        let path = cwd.join(format!("{name}.json"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"name": "{name}",
+                    "common_args": {{"workflows": 1, "pdfs": 2, "iters": 1, "time_scale": 500,
+                        "providers.embed_provider.tiers.0.timeout_ms": null}},
+                    "matrix": {{"policy": ["fifo_cheapest"], "seeds": [1]}}{extra}}}"#
+            ),
+        )
+        .unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let cfg = write("t", r#", "request_timeout_s": 0.3"#);
+    let args = [
+        "sweep",
+        "--config",
+        &cfg,
+        "--live",
+        "hung.json",
+        "--out-root",
+        "x",
+        "--quiet",
+    ];
+    let o = crate::util::agentsched_in_within(cwd, &args, Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("x/t/experiment.json")).unwrap())
+            .unwrap();
+    assert_eq!(exp["live"]["request_timeout_s"], 0.3, "{exp}");
+    let ran = runs(&cwd.join("x/t"));
+    assert_eq!(ran.len(), 1);
+    let run = cwd.join("x/t/runs").join(&ran[0].0);
+    let to_hung = crate::util::sent_to(&run.join("out"), "embed_provider", 0);
+    assert!(!to_hung.is_empty());
+    for r in &to_hung {
+        assert_eq!(r["error"], "timeout", "{r}");
+        let waited = r["done_us"].as_u64().unwrap() - r["sent_us"].as_u64().unwrap();
+        assert!(
+            (300_000..3_000_000).contains(&waited),
+            "aborted after {waited} us: {r}"
+        );
+    }
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    let cmd = meta["cmd"].as_str().unwrap();
+    assert!(
+        cmd.starts_with("agentsched live run --endpoints hung.json --request-timeout-s 0.3 "),
+        "{cmd}"
+    );
+    // The default (600 s) is recorded and leaves the command as it was.
+    let cfg = config(cwd, "u", "");
+    let o = agentsched_in(
+        cwd,
+        &[
+            "sweep",
+            "--config",
+            &cfg,
+            "--live",
+            "ep.json",
+            "--out-root",
+            "x",
+            "--quiet",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("x/u/experiment.json")).unwrap())
+            .unwrap();
+    assert_eq!(exp["live"]["request_timeout_s"], 600.0, "{exp}");
+    for (id, ..) in runs(&cwd.join("x/u")) {
+        let meta: Value = serde_json::from_str(
+            &std::fs::read_to_string(cwd.join("x/u/runs").join(id).join("meta.json")).unwrap(),
+        )
+        .unwrap();
+        let cmd = meta["cmd"].as_str().unwrap();
+        assert!(
+            cmd.starts_with("agentsched live run --endpoints ep.json --"),
+            "{cmd}"
+        );
+        assert!(!cmd.contains("--request-timeout-s"), "{cmd}");
+    }
+}
+
 #[test]
 fn live_sweep_settings_are_validated_naming_the_key() {
     let d = tempfile::tempdir().unwrap();
@@ -687,6 +786,9 @@ fn live_sweep_settings_are_validated_naming_the_key() {
         (r#", "same_seed": "yes""#, "same_seed"),
         (r#", "ci_target": 1.5"#, "ci_target"),
         (r#", "objective": "speed""#, "objective"),
+        (r#", "request_timeout_s": -1"#, "request_timeout_s"),
+        (r#", "request_timeout_s": "600""#, "request_timeout_s"),
+        (r#", "request_timeout_s": 2e9"#, "request_timeout_s"),
     ] {
         let cfg = config(cwd, "v", extra);
         let o = agentsched_in(
