@@ -136,6 +136,9 @@ struct State {
     clock: Clock,
     table: NodeTable,
     tiers: Vec<Vec<TierModel>>,
+    /// Per (provider, tier): whether its answers say what they wrote to
+    /// the prefix cache (a tier that prices writes on their own).
+    reports_writes: Vec<Vec<bool>>,
     seed: u64,
     models: BTreeMap<String, TierServe>,
     provider: Mutex<ProviderSide>,
@@ -269,6 +272,16 @@ pub async fn start(s: &Scenario, cfg: EmulatorConfig, addr: SocketAddr) -> Resul
             .providers
             .values()
             .map(|p| p.tiers.iter().map(TierModel::new).collect())
+            .collect(),
+        reports_writes: s
+            .providers
+            .values()
+            .map(|p| {
+                p.tiers
+                    .iter()
+                    .map(|t| t.price_per_mtok_cache_write.is_some())
+                    .collect()
+            })
             .collect(),
         seed: s.seed,
         table,
@@ -622,10 +635,15 @@ async fn handle(
         "completion_tokens": if chat { tokens } else { 0 },
         "total_tokens": prompt_tokens + if chat { tokens } else { 0 },
     });
-    // A tier with a prefix cache reports what it served, as OpenAI does.
+    // A tier with a prefix cache reports what it served, as OpenAI does;
+    // one that prices cache writes on their own also what it wrote, as
+    // Anthropic's API does (and gateways such as LiteLLM pass on).
     if tier_model.prefix_cache.is_some() {
         usage["prompt_tokens_details"] =
             serde_json::json!({"cached_tokens": reply.cached_input_tokens});
+        if state.reports_writes[p as usize][t as usize] {
+            usage["cache_creation_input_tokens"] = reply.cache_write_tokens.into();
+        }
     }
     let model = doc["model"].as_str().unwrap_or_default().to_string();
     if embed || !stream {

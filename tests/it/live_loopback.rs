@@ -101,8 +101,9 @@ fn every_workflow_completes_under_each_policy() {
     }
 }
 
-#[test]
-fn the_emulator_serves_a_shared_prompt_from_its_prefix_cache_as_the_simulator_does() {
+/// `small` with ExtractEvidence's 1,200-token shared prompt cached on
+/// every LLM tier ($10/Mtok in, $1 cached).
+fn small_with_a_prefix_cache() -> Scenario {
     let mut s = small(PolicyKind::FifoCheapest);
     s.node_types
         .get_mut("ExtractEvidence")
@@ -116,10 +117,19 @@ fn the_emulator_serves_a_shared_prompt_from_its_prefix_cache_as_the_simulator_do
             min_tokens: 0,
         });
     }
+    s
+}
+
+fn cached(l: &serde_json::Value) -> Option<u64> {
+    l["usage_cached_prompt_tokens"].as_u64()
+}
+
+#[test]
+fn the_emulator_serves_a_shared_prompt_from_its_prefix_cache_as_the_simulator_does() {
+    let s = small_with_a_prefix_cache();
     let (out, lines) = run_against_emulator(&s, BTreeMap::new());
     let m = &out.result.summary;
     assert_eq!(m.completed, 3);
-    let cached = |l: &serde_json::Value| l["usage_cached_prompt_tokens"].as_u64();
     let mut hits = 0;
     for l in &lines {
         match (l["node_type"].as_str().unwrap(), &l["provider"]) {
@@ -142,6 +152,11 @@ fn the_emulator_serves_a_shared_prompt_from_its_prefix_cache_as_the_simulator_do
     // The emulator does not say what it wrote, as OpenAI-compatible servers
     // do not: each ExtractEvidence answer served nothing from the cache
     // wrote the 1,200 tokens it can serve. Other types share nothing.
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.get("usage_cache_write_tokens").is_none())
+    );
     let misses = lines
         .iter()
         .filter(|l| l["node_type"] == "ExtractEvidence" && cached(l) == Some(0))
@@ -156,6 +171,39 @@ fn the_emulator_serves_a_shared_prompt_from_its_prefix_cache_as_the_simulator_do
         sim_hits.abs_diff(hits) <= 4,
         "{sim_hits} simulated hits, {hits} live"
     );
+}
+
+/// A tier that prices cache writes on their own says in each answer what
+/// it wrote (`usage.cache_creation_input_tokens`, as Anthropic's API does),
+/// and the run's count of writes is the answers' sum.
+#[test]
+fn the_emulator_reports_cache_writes_where_a_tier_prices_them() {
+    let mut s = small_with_a_prefix_cache();
+    for t in &mut s.providers.get_mut("llm_provider").unwrap().tiers {
+        t.price_per_mtok_cache_write = Some(12.5);
+    }
+    let (out, lines) = run_against_emulator(&s, BTreeMap::new());
+    let m = &out.result.summary;
+    assert_eq!(m.completed, 3);
+    let written = |l: &serde_json::Value| l["usage_cache_write_tokens"].as_u64();
+    let (mut hits, mut misses) = (0, 0);
+    for l in lines.iter().filter(|l| l["outcome"] == "success") {
+        match (l["node_type"].as_str().unwrap(), &l["provider"]) {
+            // A miss writes the 1,200 tokens the cache can serve; a hit
+            // writes nothing.
+            ("ExtractEvidence", _) => match (cached(l), written(l)) {
+                (Some(0), Some(1200)) => misses += 1,
+                (Some(1200), Some(0)) => hits += 1,
+                other => panic!("{other:?}: {l}"),
+            },
+            (_, p) if p == "llm_provider" => assert_eq!(written(l), Some(0), "{l}"),
+            _ => assert_eq!(written(l), None, "{l}"),
+        }
+    }
+    assert!(hits > 0 && misses > 0, "{hits} hits, {misses} misses");
+    let reported: u64 = lines.iter().filter_map(written).sum();
+    assert_eq!(m.cache_write_tokens, Some(reported));
+    assert_eq!(reported, misses * 1200);
 }
 
 #[test]
