@@ -189,9 +189,9 @@ fn pair(
         )));
     }
     // A measurement, so compared; but its errors are that endpoint's failures.
-    for mute in summary["never_answered"]
-        .as_array()
-        .into_iter()
+    for mute in ["never_answered", "short_answers"]
+        .iter()
+        .filter_map(|k| summary[k].as_array())
         .flatten()
         .filter_map(|m| m.as_str())
     {

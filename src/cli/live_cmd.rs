@@ -12,7 +12,8 @@ use crate::cli::ScenarioArgs;
 use crate::error::{Error, Result};
 use crate::live::emulator::{self, EmulatorConfig, Fault};
 use crate::live::rundir::{
-    endpoints_json, headline, never_reached, run_to_dir, unanswered_endpoints, write_outputs,
+    endpoints_json, headline, never_reached, run_to_dir, short_answers, unanswered_endpoints,
+    write_outputs,
 };
 use crate::live::stop::{StopSignal, stop_signal};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ModelTransport};
@@ -259,8 +260,12 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
             );
         }
     }
-    // Said even with --quiet: the run stands, but measured failures only.
-    for w in unanswered_endpoints(&s, &done, &endpoints_meta) {
+    // Said even with --quiet: the run stands, but measured failures only,
+    // or shorter answers than the scenario's.
+    for w in unanswered_endpoints(&s, &done, &endpoints_meta)
+        .into_iter()
+        .chain(short_answers(&s, &done, &endpoints_meta))
+    {
         eprintln!("warning: {w}");
     }
     if done.outcome.interrupted {

@@ -200,6 +200,7 @@ pub fn endpoints_for(s: &Scenario, addr: SocketAddr) -> EndpointsFile {
                         api_key_header: None,
                         headers: BTreeMap::new(),
                         max_tokens_param: Default::default(),
+                        extra_body: Default::default(),
                         slots: None,
                         rate_limit: None,
                         token_limit: None,

@@ -62,6 +62,11 @@ pub struct TierEndpoint {
     /// The chat request field that carries the call's output size.
     #[serde(default, skip_serializing_if = "MaxTokensParam::is_default")]
     pub max_tokens_param: MaxTokensParam,
+    /// Fields added to every request body (as the OpenAI clients'
+    /// `extra_body`): `{"ignore_eos": true}` makes vLLM, SGLang and
+    /// llama.cpp generate every token asked for.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
     /// Overrides the scenario tier's slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<u32>,
@@ -102,6 +107,19 @@ impl MaxTokensParam {
     }
 }
 
+/// The request fields the executor sets, which an endpoint's `extra_body`
+/// may not replace: the model, the prompt, streaming with usage (what the
+/// measurements are read from) and the output size.
+const EXECUTOR_FIELDS: [&str; 7] = [
+    "model",
+    "messages",
+    "input",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+];
+
 /// A tier endpoint, resolved: the URL split, the key read.
 #[derive(Clone)]
 pub struct ResolvedEndpoint {
@@ -123,6 +141,8 @@ pub struct ResolvedEndpoint {
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The chat request field for the output size.
     pub max_tokens_param: MaxTokensParam,
+    /// Fields added to every request body.
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
     /// The base URL as given (for reports; never holds the key).
     pub base_url: String,
 }
@@ -318,6 +338,20 @@ impl EndpointsFile {
                     })?;
                     headers.push((name, value));
                 }
+                if let Some(k) = ep
+                    .extra_body
+                    .keys()
+                    .find(|k| EXECUTOR_FIELDS.contains(&k.as_str()))
+                {
+                    return Err(bad(
+                        file,
+                        &format!("{field}.extra_body.{k}"),
+                        format!(
+                            "the executor sets this field itself (it sets {}): remove it",
+                            EXECUTOR_FIELDS.join(", ")
+                        ),
+                    ));
+                }
                 tiers.push(ResolvedEndpoint {
                     tls,
                     authority,
@@ -327,6 +361,7 @@ impl EndpointsFile {
                     auth,
                     headers,
                     max_tokens_param: ep.max_tokens_param,
+                    extra_body: ep.extra_body.clone(),
                     base_url: ep.base_url.clone(),
                 });
             }
@@ -477,6 +512,50 @@ mod tests {
             e.contains("e.json: providers.llm_provider.0.max_tokens_param: unknown variant `max_output_tokens`, expected `max_tokens` or `max_completion_tokens`"),
             "{e}"
         );
+    }
+
+    /// `extra_body` goes through as given; a field the executor sets is
+    /// refused naming it, and a body that is not an object naming
+    /// `extra_body`.
+    #[test]
+    fn extra_body_may_add_fields_but_not_replace_the_executors() {
+        let with = |extra: &str| {
+            let tier = format!(
+                r#"{{"base_url":"http://127.0.0.1:1/v1","model":"m","extra_body":{extra}}}"#
+            );
+            format!(
+                r#"{{"providers":{{"llm_provider":[{tier},{tier}],"embed_provider":[{}]}}}}"#,
+                two_tiers("e")
+            )
+        };
+        let mut s = Scenario::default_research_agent();
+        let r = file(&with(
+            r#"{"ignore_eos":true,"chat_template_kwargs":{"x":1}}"#,
+        ))
+        .resolve("e.json", &mut s, |_| Some("k".into()))
+        .unwrap();
+        assert_eq!(
+            serde_json::Value::from(r[1][0].extra_body.clone()),
+            serde_json::json!({"ignore_eos": true, "chat_template_kwargs": {"x": 1}})
+        );
+        assert!(r[0][0].extra_body.is_empty());
+        for k in EXECUTOR_FIELDS {
+            let mut s = Scenario::default_research_agent();
+            let e = file(&with(&format!(r#"{{"{k}":1}}"#)))
+                .resolve("e.json", &mut s, |_| Some("k".into()))
+                .unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let e = e.to_string();
+            assert!(
+                e.contains(&format!("e.json: providers.llm_provider.0.extra_body.{k}: the executor sets this field itself")),
+                "{e}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.json");
+        std::fs::write(&path, with("[1]")).unwrap();
+        let e = EndpointsFile::read(&path).unwrap_err().to_string();
+        assert!(e.contains("providers.llm_provider.0.extra_body: "), "{e}");
     }
 
     /// Azure OpenAI: the key in `api-key` as it is, the API version in
@@ -630,6 +709,7 @@ mod tests {
                 auth: None,
                 headers: Vec::new(),
                 max_tokens_param: Default::default(),
+                extra_body: Default::default(),
                 base_url: url.into(),
             }
         };

@@ -304,6 +304,15 @@ pub struct Reach {
     pub refused_status: u16,
     /// Whether refusals came with more than one status.
     pub refused_mixed: bool,
+    /// Successful chat answers whose usage said how many tokens they held.
+    pub completions: u64,
+    /// Of them, held fewer tokens than asked for (the model stopped at
+    /// its end-of-sequence token before `max_tokens`).
+    pub short: u64,
+    /// The completion tokens those answers held, and were asked for.
+    pub completion_tokens: u64,
+    /// See [`completion_tokens`](Self::completion_tokens).
+    pub asked_tokens: u64,
 }
 
 impl Reach {
@@ -325,6 +334,13 @@ impl Reach {
     /// fault that every later request meets too, not a measurement.
     pub fn refused_all(&self) -> bool {
         self.refused > 0 && self.refused == self.answered
+    }
+
+    /// More than a tenth of the endpoint's answers stopped short of the
+    /// tokens asked for: its latencies and costs run below the scenario's
+    /// output sizes.
+    pub fn stopped_short(&self) -> bool {
+        self.short * 10 > self.completions
     }
 }
 
@@ -358,6 +374,16 @@ impl LiveMetrics {
                 r.refused_mixed = true;
             }
         }
+    }
+
+    /// Counts a successful chat answer from endpoint (provider, tier) that
+    /// reported `completion` tokens, `asked` having been asked for.
+    fn completed(&mut self, provider: u16, tier: u16, asked: u32, completion: u32) {
+        let r = self.reach.entry((provider, tier)).or_default();
+        r.completions += 1;
+        r.short += u64::from(completion < asked);
+        r.completion_tokens += u64::from(completion);
+        r.asked_tokens += u64::from(asked);
     }
 
     /// What endpoint (provider, tier) said when it first refused a request
@@ -672,6 +698,13 @@ impl<T: Transport> LiveDriver<T> {
         self.metrics.reached(f.provider, f.tier, reply);
         if let Some(u) = reply.usage {
             self.metrics.usage.add(u);
+            if f.planned.is_none()
+                && reply.outcome == Some(Outcome::Success)
+                && !self.names.embed[f.provider as usize]
+            {
+                self.metrics
+                    .completed(f.provider, f.tier, f.output_tokens.max(1), u.completion);
+            }
         }
         let mut outcome = reply.outcome.unwrap_or(Outcome::Failure);
         let key = (f.workflow, f.node);
@@ -1194,5 +1227,28 @@ mod tests {
             (2, 404, true)
         );
         assert!(!r0.never_answered() && !r0.never_reached());
+    }
+
+    /// An endpoint is said to stop short once more than a tenth of its
+    /// answers held fewer tokens than asked for.
+    #[test]
+    fn short_answers_count_past_a_tenth() {
+        let mut m = LiveMetrics::default();
+        for i in 0..10 {
+            m.completed(0, 0, 100, if i == 0 { 40 } else { 100 });
+            m.completed(0, 1, 100, if i < 2 { 99 } else { 120 });
+        }
+        let short = m.endpoints_where(Reach::stopped_short);
+        assert_eq!(short.len(), 1, "{short:?}");
+        let ((p, t), r) = short[0];
+        assert_eq!((p, t), (0, 1));
+        assert_eq!(
+            (r.completions, r.short, r.completion_tokens, r.asked_tokens),
+            (10, 2, 2 * 99 + 8 * 120, 1000)
+        );
+        let r0 = m.endpoints_where(|r| r.completions > 0)[0].1;
+        assert_eq!((r0.short, r0.completion_tokens), (1, 940));
+        assert!(!r0.stopped_short());
+        assert!(!Reach::default().stopped_short());
     }
 }

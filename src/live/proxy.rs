@@ -324,6 +324,7 @@ mod tests {
             auth: None,
             headers: vec![],
             max_tokens_param: Default::default(),
+            extra_body: Default::default(),
             base_url: url.into(),
         };
         let socks = proxies("", "socks5://proxy:1080", "");

@@ -61,6 +61,11 @@ pub fn write_outputs(
         // Read back by `fidelity --live`, which warns.
         meta.insert("never_answered".into(), unanswered.into());
     }
+    let short = short_answers(s, done, &endpoints);
+    if !short.is_empty() {
+        // Read back by `fidelity --live`, which warns.
+        meta.insert("short_answers".into(), short.into());
+    }
     let refusing = refusing_endpoints(s, done, &endpoints);
     if !refusing.is_empty() {
         // Read back by `fidelity --live`, which refuses such a run.
@@ -101,6 +106,11 @@ pub fn endpoints_json<E: std::borrow::Borrow<crate::live::ResolvedEndpoint>>(
                 // Only when one is used, so that other runs' files are as they were.
                 if let Some(proxy) = proxies.describe(&e.base_url) {
                     j["proxy"] = proxy.into();
+                }
+                // What was asked of the server beyond the call itself
+                // (`ignore_eos` changes what is measured).
+                if !e.extra_body.is_empty() {
+                    j["extra_body"] = e.extra_body.clone().into();
                 }
                 j
             })
@@ -206,6 +216,42 @@ pub fn unanswered_endpoints(
                 "{name} tier {t} ({url}) answered none of {requests} ({how} before a response \
                  began); the outputs measure its failures, not its answers. Is the server hung or \
                  overloaded? requests.jsonl has each request's error"
+            ))
+        })
+        .collect()
+}
+
+/// Warnings for the endpoints whose answers stopped short of the tokens
+/// asked for (more than a tenth of them: the model ended at its
+/// end-of-sequence token before `max_tokens`), so that live latencies and
+/// costs run below the scenario's output sizes; with the remedy where the
+/// server has one.
+pub fn short_answers(s: &Scenario, done: &LiveDone, endpoints: &serde_json::Value) -> Vec<String> {
+    done.outcome
+        .metrics
+        .endpoints_where(Reach::stopped_short)
+        .iter()
+        .filter_map(|&((p, t), r)| {
+            let (name, url) = endpoint_of(s, endpoints, p, t);
+            let url = url?;
+            let asked_for = endpoint_json(s, endpoints, p, t)
+                .is_some_and(|e| e["extra_body"]["ignore_eos"] == true);
+            let remedy = if asked_for {
+                "the server was sent ignore_eos and stopped anyway: it does not support it"
+            } else {
+                "where the server supports it (vLLM, SGLang, llama.cpp), \"extra_body\": \
+                 {\"ignore_eos\": true} in its endpoints entry makes it generate every token \
+                 asked for"
+            };
+            Some(format!(
+                "{name} tier {t} ({url}): {} of {} answers stopped short of the tokens asked for \
+                 ({} of {} tokens, {:.0}%), so live latencies and costs run below the scenario's \
+                 output sizes; {remedy}",
+                r.short,
+                r.completions,
+                r.completion_tokens,
+                r.asked_tokens,
+                100.0 * r.completion_tokens as f64 / r.asked_tokens.max(1) as f64
             ))
         })
         .collect()

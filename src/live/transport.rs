@@ -457,6 +457,10 @@ fn request_body(req: &CallRequest) -> Bytes {
             "input": text,
         }),
     };
+    let mut body = body;
+    for (k, v) in &req.endpoint.extra_body {
+        body[k] = v.clone();
+    }
     Bytes::from(serde_json::to_vec(&body).expect("request serializes"))
 }
 
@@ -998,6 +1002,7 @@ mod tests {
             auth: None,
             headers: Vec::new(),
             max_tokens_param: Default::default(),
+            extra_body: Default::default(),
             base_url: String::new(),
         };
         let base_url = format!("{}://{addr}/v1", ep.scheme());

@@ -24,6 +24,9 @@ struct Options {
     refuse_max_tokens: bool,
     /// Prefill time per prompt token not served from the cache.
     prefill_per_token: Option<Duration>,
+    /// Stop at the end-of-sequence token even when asked to ignore it (a
+    /// server that does not know `ignore_eos`).
+    eos_always: bool,
 }
 
 /// vLLM's cache block, in tokens (words here): a prompt is served from the
@@ -140,8 +143,14 @@ fn serve(
         let _ = out.flush();
         std::thread::sleep(answer);
     }
+    // A model's answer ends at its end-of-sequence token, three tokens in,
+    // unless told to ignore it (vLLM's and llama.cpp's `ignore_eos`).
+    let completion = match doc["ignore_eos"] == true && !opts.eos_always {
+        true => doc["max_tokens"].as_u64().unwrap_or(3),
+        false => 3,
+    };
     let usage = format!(
-        r#"{{"prompt_tokens":{},"completion_tokens":3,"prompt_tokens_details":{{"cached_tokens":{cached}}}}}"#,
+        r#"{{"prompt_tokens":{},"completion_tokens":{completion},"prompt_tokens_details":{{"cached_tokens":{cached}}}}}"#,
         words.len()
     );
     let _ = write!(
@@ -284,6 +293,136 @@ fn no_prompt_is_served_from_a_prefix_cache_within_a_run_or_across_runs() {
     let runs: HashSet<&str> = heads.iter().map(|h| h[1]).collect();
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert!(heads.iter().all(|h| h[0] == "run" && h[2] == "call"));
+}
+
+/// Answers that end before the tokens asked for are warned of, naming the
+/// endpoint and the remedy; an endpoint's `extra_body` goes into every
+/// request (here `ignore_eos`, after which answers are whole and nothing is
+/// said), is recorded with the endpoints, and may not replace a field the
+/// executor sets.
+#[test]
+fn short_answers_are_warned_of_and_extra_body_asks_for_whole_ones() {
+    let server = Server::start(Options::default());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_endpoints(d, &server.url, serde_json::json!({}));
+    let o = live_run(d, "short");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let chat: Vec<Value> = records(&d.join("short"))
+        .into_iter()
+        .filter(|r| r["provider"] == "llm_provider" && r["outcome"] == "success")
+        .collect();
+    assert!(chat.len() >= 10);
+    for t in 0..2 {
+        let on_tier: Vec<&Value> = chat.iter().filter(|r| r["tier"] == t).collect();
+        let warning = format!(
+            "llm_provider tier {t} ({}): {n} of {n} answers stopped short of the tokens asked for ({} of {} tokens, ",
+            server.url,
+            3 * on_tier.len(),
+            on_tier
+                .iter()
+                .map(|r| r["output_tokens"].as_u64().unwrap())
+                .sum::<u64>(),
+            n = on_tier.len(),
+        );
+        let said = err(&o).contains(&format!("warning: {warning}"));
+        assert_eq!(said, !on_tier.is_empty(), "tier {t}: {}", err(&o));
+    }
+    assert!(err(&o).contains(r#""extra_body": {"ignore_eos": true} in its endpoints entry"#));
+    assert!(!err(&o).contains("embed_provider"), "{}", err(&o));
+    let short = summary(&d.join("short"));
+    let listed = short["short_answers"].as_array().unwrap();
+    assert!(
+        !listed.is_empty()
+            && listed
+                .iter()
+                .all(|w| w.as_str().unwrap().starts_with("llm_provider tier "))
+    );
+    let f = agentsched_in(d, &["fidelity", "--live", "short"]);
+    assert!(matches!(f.status.code(), Some(0 | 1)), "{}", err(&f));
+    assert!(
+        err(&f).contains("warning: --live short: llm_provider tier "),
+        "{}",
+        err(&f)
+    );
+    let c = agentsched_in(d, &["calibrate", "--live", "short", "--out", "cal.json"]);
+    assert_eq!(c.status.code(), Some(0), "{}", err(&c));
+    assert!(
+        err(&c).contains("warning: --live short: llm_provider tier ")
+            && err(&c).contains("latencies fitted from it are those of its shorter answers"),
+        "{}",
+        err(&c)
+    );
+
+    let sent_before = server.chat_bodies().len();
+    write_endpoints(
+        d,
+        &server.url,
+        serde_json::json!({"extra_body": {"ignore_eos": true, "top_k": 1}}),
+    );
+    let o = live_run(d, "whole");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(!err(&o).contains("warning"), "{}", err(&o));
+    let bodies = &server.chat_bodies()[sent_before..];
+    assert!(bodies.len() >= 10);
+    for b in bodies {
+        assert_eq!(b["ignore_eos"], true, "{b}");
+        assert_eq!(b["top_k"], 1, "{b}");
+        assert_eq!(b["stream"], true, "{b}");
+        assert!(b["max_tokens"].as_u64().unwrap() >= 1, "{b}");
+    }
+    for r in records(&d.join("whole"))
+        .iter()
+        .filter(|r| r["provider"] == "llm_provider")
+    {
+        assert_eq!(r["usage_completion_tokens"], r["output_tokens"], "{r}");
+    }
+    let whole = summary(&d.join("whole"));
+    assert!(whole.get("short_answers").is_none(), "{whole}");
+    for e in whole["endpoints"].as_array().unwrap() {
+        let want = match e["provider"] == "llm_provider" {
+            true => serde_json::json!({"ignore_eos": true, "top_k": 1}),
+            false => Value::Null,
+        };
+        assert_eq!(e["extra_body"], want, "{e}");
+    }
+
+    // A field the executor sets is refused before anything is sent.
+    write_endpoints(
+        d,
+        &server.url,
+        serde_json::json!({"extra_body": {"stream": false}}),
+    );
+    let sent_before = server.chat_bodies().len();
+    let o = live_run(d, "refused");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains(
+            "providers.llm_provider.0.extra_body.stream: the executor sets this field itself"
+        ),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(server.chat_bodies().len(), sent_before);
+
+    // A server that does not know `ignore_eos` is named as such.
+    let deaf = Server::start(Options {
+        eos_always: true,
+        ..Options::default()
+    });
+    write_endpoints(
+        d,
+        &deaf.url,
+        serde_json::json!({"extra_body": {"ignore_eos": true}}),
+    );
+    let o = live_run(d, "deaf");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o)
+            .contains("the server was sent ignore_eos and stopped anyway: it does not support it"),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]
