@@ -6,7 +6,7 @@
 #   - guidellm 0.8.1's mock server for the llm tiers (TTFT and inter-token gaps), stubllm for
 #     the embeddings (guidellm serves none).
 # Checks: every workflow completes, one requests.jsonl line per attempt, no error kinds
-# except the injected ones.  Usage: scripts/live_third_party.sh [BINARY]
+# except the injected ones; guidellm's 16-token answers are warned of as short.  Usage: scripts/live_third_party.sh [BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/agentsched}
@@ -130,4 +130,7 @@ run "$WORK/guidellm.json" "$WORK/guidellm" 4
 check "$WORK/guidellm" 4 '^$'
 # guidellm paces real token timings: the first token comes after its TTFT (20 ms = 80 scenario ms at N = 4).
 python3 -c "import csv; s=next(csv.DictReader(open('$WORK/guidellm/summary.csv'))); t=float(s['ttft_p50_ms']); assert t >= 72, t"
+# It answers 16 tokens where ExtractEvidence asks for 150 and DecideNext for 50: the run warns
+# of answers that stopped short, naming the llm tiers.
+python3 -c "import json; w=json.load(open('$WORK/guidellm/summary.json')).get('short_answers', []); assert any(x.startswith('llm_provider tier ') and 'stopped short' in x for x in w), w"
 echo "live runs against third-party servers: ok"

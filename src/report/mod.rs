@@ -150,6 +150,9 @@ pub fn write_report(exp_dir: &Path, runs_csv: &Path, out_dir: Option<&Path>) -> 
     Ok(index)
 }
 
+/// The most run warnings the fidelity section lists.
+const MAX_LISTED_WARNINGS: usize = 50;
+
 /// For an experiment of live runs (`sweep --live`): each run's scenario
 /// simulated (its `out/scenario.json`), and the two compared as `fidelity
 /// --sim-exp --live-exp` compares them. None for a simulated experiment.
@@ -167,13 +170,22 @@ fn fidelity_section(exp_dir: &Path, rows: &[Row]) -> Result<Option<String>> {
         .cloned()
         .collect();
     let mut sim_rows = Vec::with_capacity(live_rows.len());
+    // What the runs warned of: they stand, but measured less than their
+    // scenario (an endpoint that answered nothing, answers cut short).
+    let mut warnings: Vec<(&str, String)> = Vec::new();
     for r in &live_rows {
         let id = r.get("run_id").unwrap_or("");
-        let path = exp_dir
-            .join("runs")
-            .join(id)
-            .join("out")
-            .join(crate::recorded::SCENARIO_FILE);
+        let out = exp_dir.join("runs").join(id).join("out");
+        let summary = std::fs::read_to_string(out.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        if let Some(v) = summary {
+            for k in ["never_answered", "short_answers"] {
+                let said = v[k].as_array().into_iter().flatten();
+                warnings.extend(said.filter_map(|w| Some((id, w.as_str()?.to_string()))));
+            }
+        }
+        let path = out.join(crate::recorded::SCENARIO_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
             path: path.clone(),
             source,
@@ -221,13 +233,30 @@ fn fidelity_section(exp_dir: &Path, rows: &[Row]) -> Result<Option<String>> {
         ));
     }
     h.push_str(&format!(
-        "<li>Verdict at the default tolerances: {}</li>\n</ul></section>\n",
+        "<li>Verdict at the default tolerances: {}</li>\n</ul>\n",
         if f.failures.is_empty() {
             "PASS".to_string()
         } else {
             format!("FAIL ({})", esc(&f.failures.join("; ")))
         }
     ));
+    if !warnings.is_empty() {
+        h.push_str(&format!(
+            "<h3>Runs that measured less than their scenario ({})</h3>\n<ul>\n",
+            warnings.len()
+        ));
+        for (id, w) in warnings.iter().take(MAX_LISTED_WARNINGS) {
+            h.push_str(&format!("<li>{}: {}</li>\n", esc(id), esc(w)));
+        }
+        if warnings.len() > MAX_LISTED_WARNINGS {
+            h.push_str(&format!(
+                "<li>and {} more: each run's <code>stderr.txt</code> has its own</li>\n",
+                warnings.len() - MAX_LISTED_WARNINGS
+            ));
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str("</section>\n");
     Ok(Some(h))
 }
 

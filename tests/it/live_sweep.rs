@@ -671,6 +671,33 @@ fn a_live_sweep_warns_of_an_endpoint_that_never_answers() {
         );
     }
     assert!(warned >= 1, "fifo_cheapest's run warned");
+    // The report's fidelity section lists each warning with its run.
+    let o = agentsched_in(cwd, &["collect", "--exp-dir", "x/h"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = agentsched_in(cwd, &["report", "--exp-dir", "x/h"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let html = std::fs::read_to_string(cwd.join("x/h/report/index.html")).unwrap();
+    let at = html
+        .find("<section id=\"fidelity\">")
+        .expect("a fidelity section");
+    let section = &html[at..at + html[at..].find("</section>").unwrap()];
+    assert!(
+        section.contains(&format!(
+            "<h3>Runs that measured less than their scenario ({warned})</h3>"
+        )),
+        "{section}"
+    );
+    for (id, ..) in &ran {
+        let out = cwd.join("x/h/runs").join(id).join("out");
+        let listed = section.contains(&format!(
+            "<li>{id}: embed_provider tier 0 ({hung_url}) answered none of its"
+        ));
+        assert_eq!(
+            listed,
+            !crate::util::sent_to(&out, "embed_provider", 0).is_empty(),
+            "{id}: {section}"
+        );
+    }
 }
 
 /// `request_timeout_s` bounds a live sweep's requests to a tier without a
