@@ -113,6 +113,26 @@ pub fn hung_endpoint() -> String {
     url
 }
 
+/// Every request a live run (`out`) sent to (provider, tier) was aborted
+/// as a timeout after `limit_s` real seconds (up to ten times as long, for
+/// a loaded machine); there was at least one.
+pub fn assert_each_timed_out_after(out: &Path, provider: &str, tier: u64, limit_s: f64) {
+    let sent = sent_to(out, provider, tier);
+    assert!(
+        !sent.is_empty(),
+        "nothing was sent to {provider} tier {tier}"
+    );
+    let from = (limit_s * 1e6) as u64;
+    for r in &sent {
+        assert_eq!(r["error"], "timeout", "{r}");
+        let waited = r["done_us"].as_u64().unwrap() - r["sent_us"].as_u64().unwrap();
+        assert!(
+            (from..10 * from).contains(&waited),
+            "aborted after {waited} us: {r}"
+        );
+    }
+}
+
 /// Reads one HTTP/1.1 request from `conn`: its path and body (by
 /// `content-length`); None when the peer closed first.
 pub fn read_request(conn: &std::net::TcpStream) -> Option<(String, Vec<u8>)> {
