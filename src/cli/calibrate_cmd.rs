@@ -44,11 +44,9 @@ pub(crate) fn run(a: CalibrateArgs) -> Result<u8> {
         .map(|d| LiveSource::read(d))
         .collect::<Result<Vec<_>>>()?;
     for src in &sources {
-        for w in short_answers_of(&src.dir) {
-            eprintln!(
-                "warning: --live {}: {w}; latencies fitted from it are those of its shorter answers",
-                src.dir.display()
-            );
+        // Fitted all the same: the warning says what the fit measures.
+        for w in crate::live::rundir::recorded_measurement_warnings(&src.dir) {
+            eprintln!("warning: --live {}: {w}", src.dir.display());
         }
     }
     let (input, label) = match &a.scenario {
@@ -233,20 +231,4 @@ fn print_summary(
         a.out.display()
     );
     Ok(())
-}
-
-/// The short-answer warnings a live run's `summary.json` records (none when
-/// it has no summary, as a run cut off before writing it).
-fn short_answers_of(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| {
-            v["short_answers"].as_array().map(|a| {
-                a.iter()
-                    .filter_map(|w| w.as_str().map(String::from))
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
 }

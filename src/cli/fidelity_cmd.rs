@@ -189,7 +189,7 @@ fn pair(
         )));
     }
     // A measurement, so compared; but its errors are that endpoint's failures.
-    for mute in ["never_answered", "short_answers"]
+    for mute in crate::live::rundir::MEASUREMENT_WARNINGS
         .iter()
         .filter_map(|k| summary[k].as_array())
         .flatten()

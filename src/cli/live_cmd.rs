@@ -12,8 +12,7 @@ use crate::cli::ScenarioArgs;
 use crate::error::{Error, Result};
 use crate::live::emulator::{self, EmulatorConfig, Fault};
 use crate::live::rundir::{
-    endpoints_json, headline, never_reached, run_to_dir, short_answers, unanswered_endpoints,
-    write_outputs,
+    all_measurement_warnings, endpoints_json, headline, never_reached, run_to_dir, write_outputs,
 };
 use crate::live::stop::{StopSignal, stop_signal};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ModelTransport};
@@ -261,11 +260,8 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
         }
     }
     // Said even with --quiet: the run stands, but measured failures only,
-    // or shorter answers than the scenario's.
-    for w in unanswered_endpoints(&s, &done, &endpoints_meta)
-        .into_iter()
-        .chain(short_answers(&s, &done, &endpoints_meta))
-    {
+    // or answers of other lengths than the scenario's.
+    for w in all_measurement_warnings(&s, &done, &endpoints_meta) {
         eprintln!("warning: {w}");
     }
     if done.outcome.interrupted {

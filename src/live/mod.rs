@@ -309,6 +309,9 @@ pub struct Reach {
     /// Of them, held fewer tokens than asked for (the model stopped at
     /// its end-of-sequence token before `max_tokens`).
     pub short: u64,
+    /// Of them, held more tokens than asked for (the server ignored the
+    /// output size).
+    pub long: u64,
     /// The completion tokens those answers held, and were asked for.
     pub completion_tokens: u64,
     /// See [`completion_tokens`](Self::completion_tokens).
@@ -341,6 +344,12 @@ impl Reach {
     /// output sizes.
     pub fn stopped_short(&self) -> bool {
         self.short * 10 > self.completions
+    }
+
+    /// More than a tenth of the endpoint's answers ran past the tokens
+    /// asked for: its latencies and costs run above the scenario's.
+    pub fn ran_long(&self) -> bool {
+        self.long * 10 > self.completions
     }
 }
 
@@ -382,6 +391,7 @@ impl LiveMetrics {
         let r = self.reach.entry((provider, tier)).or_default();
         r.completions += 1;
         r.short += u64::from(completion < asked);
+        r.long += u64::from(completion > asked);
         r.completion_tokens += u64::from(completion);
         r.asked_tokens += u64::from(asked);
     }
@@ -1229,8 +1239,8 @@ mod tests {
         assert!(!r0.never_answered() && !r0.never_reached());
     }
 
-    /// An endpoint is said to stop short once more than a tenth of its
-    /// answers held fewer tokens than asked for.
+    /// An endpoint is said to stop short (run long) once more than a tenth
+    /// of its answers held fewer (more) tokens than asked for.
     #[test]
     fn short_answers_count_past_a_tenth() {
         let mut m = LiveMetrics::default();
@@ -1238,14 +1248,28 @@ mod tests {
             m.completed(0, 0, 100, if i == 0 { 40 } else { 100 });
             m.completed(0, 1, 100, if i < 2 { 99 } else { 120 });
         }
+        m.completed(0, 2, 10, 11);
+        let long: Vec<(u16, u16)> = m
+            .endpoints_where(Reach::ran_long)
+            .iter()
+            .map(|&(k, _)| k)
+            .collect();
+        assert_eq!(long, [(0, 1), (0, 2)]);
         let short = m.endpoints_where(Reach::stopped_short);
         assert_eq!(short.len(), 1, "{short:?}");
         let ((p, t), r) = short[0];
         assert_eq!((p, t), (0, 1));
         assert_eq!(
-            (r.completions, r.short, r.completion_tokens, r.asked_tokens),
-            (10, 2, 2 * 99 + 8 * 120, 1000)
+            (
+                r.completions,
+                r.short,
+                r.long,
+                r.completion_tokens,
+                r.asked_tokens
+            ),
+            (10, 2, 8, 2 * 99 + 8 * 120, 1000)
         );
+        assert!(r.ran_long());
         let r0 = m.endpoints_where(|r| r.completions > 0)[0].1;
         assert_eq!((r0.short, r0.completion_tokens), (1, 940));
         assert!(!r0.stopped_short());

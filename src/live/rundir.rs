@@ -56,15 +56,12 @@ pub fn write_outputs(
         // Read back by `fidelity --live`, which refuses such a run.
         meta.insert("never_reached".into(), unreached.into());
     }
-    let unanswered = unanswered_endpoints(s, done, &endpoints);
-    if !unanswered.is_empty() {
-        // Read back by `fidelity --live`, which warns.
-        meta.insert("never_answered".into(), unanswered.into());
-    }
-    let short = short_answers(s, done, &endpoints);
-    if !short.is_empty() {
-        // Read back by `fidelity --live`, which warns.
-        meta.insert("short_answers".into(), short.into());
+    for (key, warnings) in measurement_warnings(s, done, &endpoints) {
+        if !warnings.is_empty() {
+            // Read back by `fidelity --live` and `calibrate`, which warn,
+            // and by `report`, which lists them.
+            meta.insert(key.into(), warnings.into());
+        }
     }
     let refusing = refusing_endpoints(s, done, &endpoints);
     if !refusing.is_empty() {
@@ -187,11 +184,62 @@ fn endpoint_json<'a>(
         .find(|e| e["provider"] == *name && e["tier"] == t)
 }
 
+/// The `summary.json` keys of a live run's measurement warnings, in the
+/// order [`measurement_warnings`] gives them.
+pub const MEASUREMENT_WARNINGS: [&str; 3] = ["never_answered", "short_answers", "long_answers"];
+
+/// What a finished live run warns of, under its `summary.json` key: the
+/// run stands, but measured less than, or other than, its scenario (an
+/// endpoint that answered nothing, answers cut short or run long).
+pub fn measurement_warnings(
+    s: &Scenario,
+    done: &LiveDone,
+    endpoints: &serde_json::Value,
+) -> [(&'static str, Vec<String>); 3] {
+    [
+        (
+            MEASUREMENT_WARNINGS[0],
+            unanswered_endpoints(s, done, endpoints),
+        ),
+        (MEASUREMENT_WARNINGS[1], short_answers(s, done, endpoints)),
+        (MEASUREMENT_WARNINGS[2], long_answers(s, done, endpoints)),
+    ]
+}
+
+/// The same, one list: what `live run` and live sweeps print.
+pub fn all_measurement_warnings(
+    s: &Scenario,
+    done: &LiveDone,
+    endpoints: &serde_json::Value,
+) -> Vec<String> {
+    measurement_warnings(s, done, endpoints)
+        .into_iter()
+        .flat_map(|(_, w)| w)
+        .collect()
+}
+
+/// The measurement warnings a live run's `summary.json` records (none
+/// when it has no summary, as a run cut off before writing it).
+pub fn recorded_measurement_warnings(out: &Path) -> Vec<String> {
+    let summary = std::fs::read_to_string(out.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let Some(v) = summary else {
+        return Vec::new();
+    };
+    MEASUREMENT_WARNINGS
+        .iter()
+        .filter_map(|k| v[k].as_array())
+        .flatten()
+        .filter_map(|w| w.as_str().map(String::from))
+        .collect()
+}
+
 /// Warnings for the endpoints a live run reached that answered none of
 /// their requests (a hung or overloaded server): the run stands, but its
 /// outputs measure only that endpoint's failures. In-process runs have no
 /// endpoints and get none.
-pub fn unanswered_endpoints(
+fn unanswered_endpoints(
     s: &Scenario,
     done: &LiveDone,
     endpoints: &serde_json::Value,
@@ -226,7 +274,7 @@ pub fn unanswered_endpoints(
 /// end-of-sequence token before `max_tokens`), so that live latencies and
 /// costs run below the scenario's output sizes; with the remedy where the
 /// server has one.
-pub fn short_answers(s: &Scenario, done: &LiveDone, endpoints: &serde_json::Value) -> Vec<String> {
+fn short_answers(s: &Scenario, done: &LiveDone, endpoints: &serde_json::Value) -> Vec<String> {
     done.outcome
         .metrics
         .endpoints_where(Reach::stopped_short)
@@ -248,6 +296,32 @@ pub fn short_answers(s: &Scenario, done: &LiveDone, endpoints: &serde_json::Valu
                  ({} of {} tokens, {:.0}%), so live latencies and costs run below the scenario's \
                  output sizes; {remedy}",
                 r.short,
+                r.completions,
+                r.completion_tokens,
+                r.asked_tokens,
+                100.0 * r.completion_tokens as f64 / r.asked_tokens.max(1) as f64
+            ))
+        })
+        .collect()
+}
+
+/// Warnings for the endpoints whose answers ran past the tokens asked for
+/// (more than a tenth of them): the server does not honour the output size
+/// it is sent, so live latencies and costs run above the scenario's.
+fn long_answers(s: &Scenario, done: &LiveDone, endpoints: &serde_json::Value) -> Vec<String> {
+    done.outcome
+        .metrics
+        .endpoints_where(Reach::ran_long)
+        .iter()
+        .filter_map(|&((p, t), r)| {
+            let (name, url) = endpoint_of(s, endpoints, p, t);
+            let url = url?;
+            Some(format!(
+                "{name} tier {t} ({url}): {} of {} answers ran past the tokens asked for ({} of \
+                 {} tokens, {:.0}%), so live latencies and costs run above the scenario's output \
+                 sizes; the server does not honour the output size it is sent (max_tokens, or \
+                 max_completion_tokens where the endpoint's max_tokens_param says so)",
+                r.long,
                 r.completions,
                 r.completion_tokens,
                 r.asked_tokens,

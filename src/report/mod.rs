@@ -170,21 +170,14 @@ fn fidelity_section(exp_dir: &Path, rows: &[Row]) -> Result<Option<String>> {
         .cloned()
         .collect();
     let mut sim_rows = Vec::with_capacity(live_rows.len());
-    // What the runs warned of: they stand, but measured less than their
-    // scenario (an endpoint that answered nothing, answers cut short).
+    // What the runs warned of: they stand, but measured less than, or
+    // other than, their scenario.
     let mut warnings: Vec<(&str, String)> = Vec::new();
     for r in &live_rows {
         let id = r.get("run_id").unwrap_or("");
         let out = exp_dir.join("runs").join(id).join("out");
-        let summary = std::fs::read_to_string(out.join("summary.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-        if let Some(v) = summary {
-            for k in ["never_answered", "short_answers"] {
-                let said = v[k].as_array().into_iter().flatten();
-                warnings.extend(said.filter_map(|w| Some((id, w.as_str()?.to_string()))));
-            }
-        }
+        let said = crate::live::rundir::recorded_measurement_warnings(&out);
+        warnings.extend(said.into_iter().map(|w| (id, w)));
         let path = out.join(crate::recorded::SCENARIO_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
             path: path.clone(),
@@ -242,7 +235,7 @@ fn fidelity_section(exp_dir: &Path, rows: &[Row]) -> Result<Option<String>> {
     ));
     if !warnings.is_empty() {
         h.push_str(&format!(
-            "<h3>Runs that measured less than their scenario ({})</h3>\n<ul>\n",
+            "<h3>Runs that measured less than, or other than, their scenario ({})</h3>\n<ul>\n",
             warnings.len()
         ));
         for (id, w) in warnings.iter().take(MAX_LISTED_WARNINGS) {

@@ -24,9 +24,7 @@ use super::{
     ExperimentConfig, SweepOptions, SweepOutcome, commit, exp_dir, expand, failures, unix_now,
 };
 use crate::error::{Error, Result};
-use crate::live::rundir::{
-    endpoints_json, headline, never_reached, short_answers, unanswered_endpoints,
-};
+use crate::live::rundir::{all_measurement_warnings, endpoints_json, headline, never_reached};
 use crate::live::stop::{StopFlag, StopSignal};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ResolvedEndpoint};
 use crate::output::make_durable;
@@ -456,8 +454,7 @@ fn execute_trial(
                         Ok(digest) => match never_reached(&s, &done, &endpoints_meta) {
                             Some(e) => Err((e.exit_code(), e.to_string())),
                             None => Ok({
-                                warnings = unanswered_endpoints(&s, &done, &endpoints_meta);
-                                warnings.extend(short_answers(&s, &done, &endpoints_meta));
+                                warnings = all_measurement_warnings(&s, &done, &endpoints_meta);
                                 format!(
                                     "{}; trial {}; digest {digest}\n",
                                     headline(&s, &done),

@@ -27,6 +27,8 @@ struct Options {
     /// Stop at the end-of-sequence token even when asked to ignore it (a
     /// server that does not know `ignore_eos`).
     eos_always: bool,
+    /// Answer 5 tokens past `max_tokens` (a server that ignores it).
+    overlong: bool,
 }
 
 /// vLLM's cache block, in tokens (words here): a prompt is served from the
@@ -145,8 +147,10 @@ fn serve(
     }
     // A model's answer ends at its end-of-sequence token, three tokens in,
     // unless told to ignore it (vLLM's and llama.cpp's `ignore_eos`).
+    let asked = doc["max_tokens"].as_u64().unwrap_or(3);
     let completion = match doc["ignore_eos"] == true && !opts.eos_always {
-        true => doc["max_tokens"].as_u64().unwrap_or(3),
+        _ if opts.overlong => asked + 5,
+        true => asked,
         false => 3,
     };
     let usage = format!(
@@ -349,7 +353,7 @@ fn short_answers_are_warned_of_and_extra_body_asks_for_whole_ones() {
     assert_eq!(c.status.code(), Some(0), "{}", err(&c));
     assert!(
         err(&c).contains("warning: --live short: llm_provider tier ")
-            && err(&c).contains("latencies fitted from it are those of its shorter answers"),
+            && err(&c).contains("answers stopped short of the tokens asked for"),
         "{}",
         err(&c)
     );
@@ -423,6 +427,30 @@ fn short_answers_are_warned_of_and_extra_body_asks_for_whole_ones() {
         "{}",
         err(&o)
     );
+
+    // A server that ignores `max_tokens` runs long, and is named too.
+    let deaf = Server::start(Options {
+        overlong: true,
+        ..Options::default()
+    });
+    write_endpoints(d, &deaf.url, serde_json::json!({}));
+    let o = live_run(d, "long");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(!err(&o).contains("stopped short"), "{}", err(&o));
+    let long = summary(&d.join("long"));
+    let listed = long["long_answers"].as_array().unwrap();
+    assert!(!listed.is_empty());
+    for w in listed {
+        let w = w.as_str().unwrap();
+        assert!(w.starts_with("llm_provider tier "), "{w}");
+        assert!(w.contains("answers ran past the tokens asked for"), "{w}");
+        assert!(
+            w.contains("the server does not honour the output size it is sent"),
+            "{w}"
+        );
+        assert!(err(&o).contains(&format!("warning: {w}")), "{}", err(&o));
+    }
+    assert!(long.get("short_answers").is_none(), "{long}");
 }
 
 #[test]
