@@ -441,7 +441,7 @@ fn filler(tokens: u32) -> &'static str {
 fn request_body(req: &CallRequest) -> Bytes {
     let model = &req.endpoint.models[req.model];
     let text = req.prompt.text(req.input_tokens);
-    let body = match req.kind {
+    let mut body = match req.kind {
         CallKind::Chat => {
             let mut body = serde_json::json!({
                 "model": model,
@@ -457,7 +457,7 @@ fn request_body(req: &CallRequest) -> Bytes {
             "input": text,
         }),
     };
-    let mut body = body;
+    // The endpoint's own fields (validated not to be any of the above).
     for (k, v) in &req.endpoint.extra_body {
         body[k] = v.clone();
     }
