@@ -313,6 +313,9 @@ fn verdict_lines(failures: &[String], tol: &Tolerances, experiments: bool) -> Re
     Ok(())
 }
 
+/// The most run warnings `--live-exp` prints (the JSON has them all).
+const MAX_PRINTED_WARNINGS: usize = 10;
+
 fn experiments(
     sim: &Path,
     live: &Path,
@@ -347,6 +350,27 @@ fn experiments(
     };
     let sim_rows = gather("--sim-exp", sim)?;
     let live_rows = gather("--live-exp", live)?;
+    // Compared all the same: each says what its run measured.
+    let said: Vec<(&str, String)> = live_rows
+        .iter()
+        .filter(|r| crate::sweep::collect::succeeded(r))
+        .flat_map(|r| {
+            let id = r.get("run_id").unwrap_or("");
+            let out = live.join("runs").join(id).join("out");
+            let warnings = crate::live::rundir::recorded_measurement_warnings(&out);
+            warnings.into_iter().map(move |w| (id, w))
+        })
+        .collect();
+    for (id, w) in said.iter().take(MAX_PRINTED_WARNINGS) {
+        eprintln!("warning: --live-exp {}: run {id}: {w}", live.display());
+    }
+    if said.len() > MAX_PRINTED_WARNINGS {
+        eprintln!(
+            "warning: --live-exp {}: and {} more such warnings (each run's stderr.txt has its own)",
+            live.display(),
+            said.len() - MAX_PRINTED_WARNINGS
+        );
+    }
     let r = fidelity::compare_experiments(&sim_rows, &live_rows, objectives, tol);
     outln!(
         "fidelity: live experiment {} against simulated {}: {} configurations in both",
@@ -368,6 +392,10 @@ fn experiments(
     json["sim_exp"] = sim.display().to_string().into();
     json["tolerances"] = tolerances_json(tol);
     json["transport_overhead"] = overhead.into();
+    json["measurement_warnings"] = said
+        .iter()
+        .map(|(id, w)| serde_json::json!({"run_id": id, "warning": w}))
+        .collect();
     Ok((json, r.failures.is_empty()))
 }
 

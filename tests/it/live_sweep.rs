@@ -705,6 +705,44 @@ fn a_live_sweep_warns_of_an_endpoint_that_never_answers() {
             "{id}: {section}"
         );
     }
+    // So does `fidelity --live-exp`, on stderr and in its JSON.
+    let o = agentsched_in(
+        cwd,
+        &["sweep", "--config", &cfg, "--out-root", "s", "--quiet"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let args = [
+        "fidelity",
+        "--sim-exp",
+        "s/h",
+        "--live-exp",
+        "x/h",
+        "--json",
+        "f.json",
+    ];
+    let o = agentsched_in(cwd, &args);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", err(&o));
+    let f: Value =
+        serde_json::from_str(&std::fs::read_to_string(cwd.join("f.json")).unwrap()).unwrap();
+    let listed = f["measurement_warnings"].as_array().unwrap();
+    assert_eq!(listed.len(), warned, "{f}");
+    for w in listed {
+        let (id, said) = (
+            w["run_id"].as_str().unwrap(),
+            w["warning"].as_str().unwrap(),
+        );
+        assert!(
+            said.starts_with(&format!(
+                "embed_provider tier 0 ({hung_url}) answered none of its"
+            )),
+            "{w}"
+        );
+        assert!(
+            err(&o).contains(&format!("warning: --live-exp x/h: run {id}: {said}")),
+            "{}",
+            err(&o)
+        );
+    }
 }
 
 /// `request_timeout_s` bounds a live sweep's requests to a tier without a
