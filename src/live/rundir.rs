@@ -201,8 +201,14 @@ pub fn measurement_warnings(
             MEASUREMENT_WARNINGS[0],
             unanswered_endpoints(s, done, endpoints),
         ),
-        (MEASUREMENT_WARNINGS[1], short_answers(s, done, endpoints)),
-        (MEASUREMENT_WARNINGS[2], long_answers(s, done, endpoints)),
+        (
+            MEASUREMENT_WARNINGS[1],
+            answer_lengths(s, done, endpoints, true),
+        ),
+        (
+            MEASUREMENT_WARNINGS[2],
+            answer_lengths(s, done, endpoints, false),
+        ),
     ]
 }
 
@@ -270,58 +276,57 @@ fn unanswered_endpoints(
 }
 
 /// Warnings for the endpoints whose answers stopped short of the tokens
-/// asked for (more than a tenth of them: the model ended at its
-/// end-of-sequence token before `max_tokens`), so that live latencies and
-/// costs run below the scenario's output sizes; with the remedy where the
-/// server has one.
-fn short_answers(s: &Scenario, done: &LiveDone, endpoints: &serde_json::Value) -> Vec<String> {
+/// asked for (`short`: the model ended at its end-of-sequence token before
+/// `max_tokens`), or ran past them (the server ignores the output size),
+/// in more than a tenth of them: live latencies and costs then run below,
+/// or above, the scenario's output sizes. Each says what to do about it.
+fn answer_lengths(
+    s: &Scenario,
+    done: &LiveDone,
+    endpoints: &serde_json::Value,
+    short: bool,
+) -> Vec<String> {
+    let which = if short {
+        Reach::stopped_short
+    } else {
+        Reach::ran_long
+    };
     done.outcome
         .metrics
-        .endpoints_where(Reach::stopped_short)
+        .endpoints_where(which)
         .iter()
         .filter_map(|&((p, t), r)| {
             let (name, url) = endpoint_of(s, endpoints, p, t);
             let url = url?;
-            let asked_for = endpoint_json(s, endpoints, p, t)
+            let sent_ignore_eos = endpoint_json(s, endpoints, p, t)
                 .is_some_and(|e| e["extra_body"]["ignore_eos"] == true);
-            let remedy = if asked_for {
-                "the server was sent ignore_eos and stopped anyway: it does not support it"
-            } else {
-                "where the server supports it (vLLM, SGLang, llama.cpp), \"extra_body\": \
-                 {\"ignore_eos\": true} in its endpoints entry makes it generate every token \
-                 asked for"
+            let (n, how, side, what_now) = match (short, sent_ignore_eos) {
+                (true, true) => (
+                    r.short,
+                    "stopped short of",
+                    "below",
+                    "the server was sent ignore_eos and stopped anyway: it does not support it",
+                ),
+                (true, false) => (
+                    r.short,
+                    "stopped short of",
+                    "below",
+                    "where the server supports it (vLLM, SGLang, llama.cpp), \"extra_body\": \
+                     {\"ignore_eos\": true} in its endpoints entry makes it generate every \
+                     token asked for",
+                ),
+                (false, _) => (
+                    r.long,
+                    "ran past",
+                    "above",
+                    "the server does not honour the output size it is sent (max_tokens, or \
+                     max_completion_tokens where the endpoint's max_tokens_param says so)",
+                ),
             };
             Some(format!(
-                "{name} tier {t} ({url}): {} of {} answers stopped short of the tokens asked for \
-                 ({} of {} tokens, {:.0}%), so live latencies and costs run below the scenario's \
-                 output sizes; {remedy}",
-                r.short,
-                r.completions,
-                r.completion_tokens,
-                r.asked_tokens,
-                100.0 * r.completion_tokens as f64 / r.asked_tokens.max(1) as f64
-            ))
-        })
-        .collect()
-}
-
-/// Warnings for the endpoints whose answers ran past the tokens asked for
-/// (more than a tenth of them): the server does not honour the output size
-/// it is sent, so live latencies and costs run above the scenario's.
-fn long_answers(s: &Scenario, done: &LiveDone, endpoints: &serde_json::Value) -> Vec<String> {
-    done.outcome
-        .metrics
-        .endpoints_where(Reach::ran_long)
-        .iter()
-        .filter_map(|&((p, t), r)| {
-            let (name, url) = endpoint_of(s, endpoints, p, t);
-            let url = url?;
-            Some(format!(
-                "{name} tier {t} ({url}): {} of {} answers ran past the tokens asked for ({} of \
-                 {} tokens, {:.0}%), so live latencies and costs run above the scenario's output \
-                 sizes; the server does not honour the output size it is sent (max_tokens, or \
-                 max_completion_tokens where the endpoint's max_tokens_param says so)",
-                r.long,
+                "{name} tier {t} ({url}): {n} of {} answers {how} the tokens asked for ({} of {} \
+                 tokens, {:.0}%), so live latencies and costs run {side} the scenario's output \
+                 sizes; {what_now}",
                 r.completions,
                 r.completion_tokens,
                 r.asked_tokens,
