@@ -2,11 +2,12 @@
 # Live runs of the research agent against third-party OpenAI-compatible servers from PyPI,
 # each started here on 127.0.0.1 and stopped by PID:
 #   - llmock 0.2.2: every tier; then again with 20% injected 429s (retry-after honoured);
-#   - stubllm 0.1.5: every tier (fixture-free answers, streams without usage);
+#   - stubllm 0.1.5: every tier (fixture-free answers, streams without usage: a no_usage warning);
 #   - guidellm 0.8.1's mock server for the llm tiers (TTFT and inter-token gaps), stubllm for
 #     the embeddings (guidellm serves none).
 # Checks: every workflow completes, one requests.jsonl line per attempt, no error kinds
-# except the injected ones; guidellm's 16-token answers are warned of as short.  Usage: scripts/live_third_party.sh [BINARY]
+# except the injected ones; guidellm's 16-token answers are warned of as short, stubllm's
+# answers without usage as unmetered.  Usage: scripts/live_third_party.sh [BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/agentsched}
@@ -100,6 +101,8 @@ endpoints "http://127.0.0.1:$P/v1" gpt-4o > "$WORK/stub.json"
 # stubllm paces its stream (20 ms a chunk): a small time scale keeps the tiers' timeouts above that.
 run "$WORK/stub.json" "$WORK/stub" 4
 check "$WORK/stub" 4 '^$'
+# Its streams carry no usage chunk: the run warns that the llm tiers' costs are estimates.
+python3 -c "import json; w=json.load(open('$WORK/stub/summary.json')).get('no_usage', []); assert any(x.startswith('llm_provider tier ') and 'reported no token usage' in x for x in w), w"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 echo "== guidellm 0.8.1 mock-server (llm tiers: TTFT 20 ms, ITL 1 ms) + stubllm (embeddings)"
 # guidellm without torch (368 MB instead of 5.9 GB): --no-deps plus its light dependencies.

@@ -316,6 +316,11 @@ pub struct Reach {
     pub completion_tokens: u64,
     /// See [`completion_tokens`](Self::completion_tokens).
     pub asked_tokens: u64,
+    /// Successful answers (chat and embeddings).
+    pub successes: u64,
+    /// Of them, reported no token usage: their costs are the scenario's
+    /// token counts priced, and their lengths are unknown.
+    pub unmetered: u64,
 }
 
 impl Reach {
@@ -351,6 +356,12 @@ impl Reach {
     pub fn ran_long(&self) -> bool {
         self.long * 10 > self.completions
     }
+
+    /// More than a tenth of the endpoint's successful answers reported no
+    /// token usage: its costs are estimates, not what it served.
+    pub fn unmetered(&self) -> bool {
+        self.unmetered * 10 > self.successes
+    }
 }
 
 /// Whether an HTTP status is a refusal that a retry cannot mend.
@@ -383,6 +394,14 @@ impl LiveMetrics {
                 r.refused_mixed = true;
             }
         }
+    }
+
+    /// Counts a successful answer from endpoint (provider, tier), and
+    /// whether it reported its token usage.
+    fn succeeded(&mut self, provider: u16, tier: u16, metered: bool) {
+        let r = self.reach.entry((provider, tier)).or_default();
+        r.successes += 1;
+        r.unmetered += u64::from(!metered);
     }
 
     /// Counts a successful chat answer from endpoint (provider, tier) that
@@ -706,6 +725,10 @@ impl<T: Transport> LiveDriver<T> {
     /// time, the cap on consecutive 429s, the streaming metrics.
     fn report(&mut self, f: &InFlight, reply: &Reply) -> AttemptReport {
         self.metrics.reached(f.provider, f.tier, reply);
+        if f.planned.is_none() && reply.outcome == Some(Outcome::Success) {
+            self.metrics
+                .succeeded(f.provider, f.tier, reply.usage.is_some());
+        }
         if let Some(u) = reply.usage {
             self.metrics.usage.add(u);
             if f.planned.is_none()
@@ -1274,5 +1297,24 @@ mod tests {
         assert_eq!((r0.short, r0.completion_tokens), (1, 940));
         assert!(!r0.stopped_short());
         assert!(!Reach::default().stopped_short());
+    }
+
+    /// An endpoint is said to be unmetered once more than a tenth of its
+    /// successful answers reported no usage.
+    #[test]
+    fn answers_without_usage_count_past_a_tenth() {
+        let mut m = LiveMetrics::default();
+        for i in 0..10 {
+            m.succeeded(0, 0, i != 0);
+            m.succeeded(0, 1, i >= 2);
+            m.succeeded(1, 0, false);
+        }
+        let unmetered = m.endpoints_where(Reach::unmetered);
+        let found: Vec<((u16, u16), u64, u64)> = unmetered
+            .iter()
+            .map(|&(k, r)| (k, r.unmetered, r.successes))
+            .collect();
+        assert_eq!(found, [((0, 1), 2, 10), ((1, 0), 10, 10)]);
+        assert!(!Reach::default().unmetered());
     }
 }

@@ -186,16 +186,22 @@ fn endpoint_json<'a>(
 
 /// The `summary.json` keys of a live run's measurement warnings, in the
 /// order [`measurement_warnings`] gives them.
-pub const MEASUREMENT_WARNINGS: [&str; 3] = ["never_answered", "short_answers", "long_answers"];
+pub const MEASUREMENT_WARNINGS: [&str; 4] = [
+    "never_answered",
+    "short_answers",
+    "long_answers",
+    "no_usage",
+];
 
 /// What a finished live run warns of, under its `summary.json` key: the
 /// run stands, but measured less than, or other than, its scenario (an
-/// endpoint that answered nothing, answers cut short or run long).
+/// endpoint that answered nothing, answers cut short or run long, answers
+/// that did not say what they used).
 pub fn measurement_warnings(
     s: &Scenario,
     done: &LiveDone,
     endpoints: &serde_json::Value,
-) -> [(&'static str, Vec<String>); 3] {
+) -> [(&'static str, Vec<String>); 4] {
     [
         (
             MEASUREMENT_WARNINGS[0],
@@ -208,6 +214,10 @@ pub fn measurement_warnings(
         (
             MEASUREMENT_WARNINGS[2],
             answer_lengths(s, done, endpoints, false),
+        ),
+        (
+            MEASUREMENT_WARNINGS[3],
+            unmetered_endpoints(s, done, endpoints),
         ),
     ]
 }
@@ -331,6 +341,43 @@ fn answer_lengths(
                 r.completion_tokens,
                 r.asked_tokens,
                 100.0 * r.completion_tokens as f64 / r.asked_tokens.max(1) as f64
+            ))
+        })
+        .collect()
+}
+
+/// Warnings for the endpoints whose successful answers, more than a tenth
+/// of them, reported no token usage: a live run prices those from the
+/// scenario's token counts, so its costs there are estimates, and a chat
+/// answer's length is unknown (nothing can be said of short answers).
+fn unmetered_endpoints(
+    s: &Scenario,
+    done: &LiveDone,
+    endpoints: &serde_json::Value,
+) -> Vec<String> {
+    done.outcome
+        .metrics
+        .endpoints_where(Reach::unmetered)
+        .iter()
+        .filter_map(|&((p, t), r)| {
+            let (name, url) = endpoint_of(s, endpoints, p, t);
+            let url = url?;
+            let embed = s
+                .providers
+                .values()
+                .nth(p as usize)
+                .is_some_and(|pm| pm.resource == "embed");
+            let what = if embed {
+                "their costs are the scenario's input tokens priced, not what the endpoint counted"
+            } else {
+                "their costs are the scenario's token counts priced, not what the endpoint \
+                 served, and their lengths are unknown (whether they stopped short of the tokens \
+                 asked for cannot be told); the executor asks for usage with \"stream_options\": {\"include_usage\": true}, \
+                 which this server ignores"
+            };
+            Some(format!(
+                "{name} tier {t} ({url}): {} of {} answers reported no token usage, so {what}",
+                r.unmetered, r.successes
             ))
         })
         .collect()

@@ -29,6 +29,9 @@ struct Options {
     eos_always: bool,
     /// Answer 5 tokens past `max_tokens` (a server that ignores it).
     overlong: bool,
+    /// Report no usage: no usage chunk in a stream (a server that ignores
+    /// `stream_options`), none with an embedding.
+    no_usage: bool,
 }
 
 /// vLLM's cache block, in tokens (words here): a prompt is served from the
@@ -90,8 +93,12 @@ fn serve(
             .unwrap_or("")
             .split_whitespace()
             .count();
+        let usage = match opts.no_usage {
+            true => String::new(),
+            false => format!(r#","usage":{{"prompt_tokens":{words},"total_tokens":{words}}}"#),
+        };
         let answer = format!(
-            r#"{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[0.5]}}],"usage":{{"prompt_tokens":{words},"total_tokens":{words}}}}}"#
+            r#"{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[0.5]}}]{usage}}}"#
         );
         let _ = write!(
             out,
@@ -153,15 +160,19 @@ fn serve(
         true => asked,
         false => 3,
     };
-    let usage = format!(
-        r#"{{"prompt_tokens":{},"completion_tokens":{completion},"prompt_tokens_details":{{"cached_tokens":{cached}}}}}"#,
-        words.len()
-    );
+    let usage = match opts.no_usage {
+        true => String::new(),
+        false => format!(
+            "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{completion},\
+             \"prompt_tokens_details\":{{\"cached_tokens\":{cached}}}}}}}\n\n",
+            words.len()
+        ),
+    };
     let _ = write!(
         out,
         "data: {{\"choices\":[{{\"delta\":{{\"content\":\"ok\"}}}}]}}\n\n\
          data: {{\"choices\":[{{\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
-         data: {{\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n"
+         {usage}data: [DONE]\n\n"
     );
 }
 
@@ -451,6 +462,68 @@ fn short_answers_are_warned_of_and_extra_body_asks_for_whole_ones() {
         assert!(err(&o).contains(&format!("warning: {w}")), "{}", err(&o));
     }
     assert!(long.get("short_answers").is_none(), "{long}");
+}
+
+/// Answers that report no usage are warned of: their costs are the
+/// scenario's estimates, and a chat answer's length is unknown.
+#[test]
+fn answers_without_usage_are_warned_of() {
+    let server = Server::start(Options {
+        no_usage: true,
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_endpoints(d, &server.url, serde_json::json!({}));
+    let o = live_run(d, "unmetered");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let recs = records(&d.join("unmetered"));
+    let s = summary(&d.join("unmetered"));
+    let listed: Vec<&str> = s["no_usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    let mut warned = 0;
+    for (provider, tiers) in [("llm_provider", 0..2), ("embed_provider", 0..2)] {
+        for t in tiers {
+            let answered: Vec<&Value> = recs
+                .iter()
+                .filter(|r| r["provider"] == provider && r["tier"] == t)
+                .filter(|r| r["outcome"] == "success")
+                .collect();
+            assert!(answered.iter().all(|r| r["usage_prompt_tokens"].is_null()));
+            let head = format!(
+                "{provider} tier {t} ({}): {n} of {n} answers reported no token usage, so their costs are the scenario's ",
+                server.url,
+                n = answered.len()
+            );
+            let w = listed.iter().find(|w| w.starts_with(&head));
+            assert_eq!(w.is_some(), !answered.is_empty(), "{head}: {listed:?}");
+            let Some(w) = w else { continue };
+            warned += 1;
+            assert!(err(&o).contains(&format!("warning: {w}")), "{}", err(&o));
+            let chat = provider == "llm_provider";
+            assert_eq!(w.contains("their lengths are unknown"), chat, "{w}");
+            assert_eq!(w.contains("\"include_usage\": true"), chat, "{w}");
+            assert_eq!(w.contains("input tokens priced"), !chat, "{w}");
+        }
+    }
+    assert_eq!(warned, listed.len(), "{listed:?}");
+    assert!(listed.iter().any(|w| w.starts_with("llm_provider")));
+    assert!(listed.iter().any(|w| w.starts_with("embed_provider")));
+    // No length was reported, so none is said to be short.
+    assert!(s.get("short_answers").is_none(), "{s}");
+    // fidelity repeats them.
+    let f = agentsched_in(d, &["fidelity", "--live", "unmetered"]);
+    assert!(matches!(f.status.code(), Some(0 | 1)), "{}", err(&f));
+    assert!(
+        err(&f).contains("warning: --live unmetered: llm_provider tier ")
+            && err(&f).contains("answers reported no token usage"),
+        "{}",
+        err(&f)
+    );
 }
 
 #[test]
