@@ -48,6 +48,15 @@ pub(crate) fn run(a: CalibrateArgs) -> Result<u8> {
         for w in crate::live::rundir::recorded_measurement_warnings(&src.dir) {
             eprintln!("warning: --live {}: {w}", src.dir.display());
         }
+        // Its attempts are samples like any other (those cut off when it
+        // stopped, censored ones), but fewer than a whole run's.
+        if crate::live::rundir::recorded_interrupted(&src.dir) {
+            eprintln!(
+                "warning: --live {}: the run was stopped before its workflows finished; its \
+                 attempts are fitted, those cut off at the stop as lasting at least as long",
+                src.dir.display()
+            );
+        }
     }
     let (input, label) = match &a.scenario {
         Some(p) => {

@@ -188,6 +188,19 @@ fn pair(
             refusing.join("; ")
         )));
     }
+    if summary["interrupted"] == true {
+        let by = if summary["max_cost_reached"] == true {
+            "its spending cap (--max-cost)"
+        } else {
+            "Ctrl-C or SIGTERM"
+        };
+        return Err(Error::Input(format!(
+            "--live {}: the run was stopped by {by} before its workflows finished \
+             (summary.json says interrupted), so its makespans and costs describe part of a run: \
+             there is nothing to compare; run it again to the end",
+            live_dir.display()
+        )));
+    }
     // A measurement, so compared; but its errors are that endpoint's failures.
     for mute in crate::live::rundir::MEASUREMENT_WARNINGS
         .iter()

@@ -70,6 +70,17 @@ pub struct LiveRunArgs {
         value_parser = request_timeout
     )]
     pub request_timeout_s: RequestTimeout,
+    /// A spending cap in dollars: the run is refused if its simulation spends more, and stops
+    /// (every output written, exit 1) before sending an attempt that would take what it has
+    /// committed (charges so far, plus attempts in flight at their price) past the cap.
+    #[arg(
+        allow_negative_numbers = true,
+        long,
+        alias = "max_cost",
+        value_name = "DOLLARS",
+        value_parser = max_cost
+    )]
+    pub max_cost: Option<f64>,
     /// Do not send the attempt identity header (x-agentsched-attempt).
     #[arg(long)]
     pub no_identity: bool,
@@ -122,6 +133,17 @@ fn request_timeout(s: &str) -> std::result::Result<RequestTimeout, String> {
     crate::live::request_timeout_of(secs)
         .map(RequestTimeout)
         .ok_or_else(|| format!("{}, got {s}", crate::live::REQUEST_TIMEOUT_EXPECTED))
+}
+
+/// Parses `--max-cost`: dollars in (0, 1e9].
+fn max_cost(s: &str) -> std::result::Result<f64, String> {
+    let dollars: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected dollars, got {s:?}"))?;
+    crate::live::max_cost_of(dollars)
+        .map(|_| dollars)
+        .ok_or_else(|| format!("{}, got {s}", crate::live::MAX_COST_EXPECTED))
 }
 
 /// Every call answered at once and successfully, with no limit: what is
@@ -217,6 +239,28 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
             s.time_scale
         )));
     }
+    let simulated_cost = match a.max_cost {
+        Some(cap) => {
+            let est = crate::live::spend::simulated_cost(&s);
+            if est > cap {
+                return Err(Error::Input(format!(
+                    "--max-cost {cap}: the simulation of this run spends ${est:.2} ({} workflows at \
+                     the scenario's prices), more than the cap; raise --max-cost, or run fewer \
+                     workflows (--workflows)",
+                    s.workload.workflows
+                )));
+            }
+            cfg.max_cost = crate::live::max_cost_of(cap);
+            if !a.quiet {
+                outln!(
+                    "spending cap ${cap}: the simulation of this run spends ${est:.2}; no attempt \
+                     is sent that would commit more than the cap"
+                );
+            }
+            Some(est)
+        }
+        None => None,
+    };
     output::prepare_out_dir(&a.out)?;
     let rt = tokio_runtime()?;
     let endpoints_meta = endpoints_json(&s, &cfg.endpoints);
@@ -236,6 +280,14 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
     meta.insert("endpoints".into(), endpoints_meta.clone());
     if let Some(r) = &replays {
         meta.insert("replays".into(), r.to_json());
+    }
+    if let (Some(cap), Some(est)) = (a.max_cost, simulated_cost) {
+        meta.insert("max_cost".into(), cap.into());
+        meta.insert("max_cost_simulated".into(), est.into());
+        meta.insert(
+            "max_cost_reached".into(),
+            done.outcome.max_cost_reached.into(),
+        );
     }
     let digest = write_outputs(&s, out, &done, meta)?;
     if !a.quiet {
@@ -263,6 +315,16 @@ fn live_run(a: LiveRunArgs) -> Result<u8> {
     // or answers of other lengths than the scenario's.
     for w in all_measurement_warnings(&s, &done, &endpoints_meta) {
         eprintln!("warning: {w}");
+    }
+    if done.outcome.max_cost_reached {
+        eprintln!(
+            "stopped at --max-cost {}: the next attempt would have committed more than the cap \
+             (${:.4} charged; what was in flight was cancelled); every output was written, the \
+             unfinished workflows marked interrupted",
+            a.max_cost.unwrap_or_default(),
+            done.outcome.result.summary.cost_total
+        );
+        return Ok(1);
     }
     if done.outcome.interrupted {
         let by = signal.get().unwrap_or(StopSignal::Interrupt);

@@ -112,7 +112,7 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
     }
     // Errors, not progress: said even with --quiet.
     print_failures(&o.failures);
-    if let Some(why) = &o.setup_stop {
+    for why in [&o.setup_stop, &o.cap_stop].into_iter().flatten() {
         eprintln!("stopped: {why}");
     }
     if a.report {

@@ -39,6 +39,7 @@ pub mod emulator;
 pub mod endpoints;
 pub mod proxy;
 pub mod rundir;
+pub mod spend;
 pub mod sse;
 pub mod stop;
 pub mod transport;
@@ -59,7 +60,7 @@ use crate::provider::{Outcome, PrefixUse};
 use crate::runtime::{AttemptReport, Driver, NodeTable, Runtime, SendAttempt, Timer, TokenUsage};
 use crate::scenario::Scenario;
 use crate::stats;
-use crate::units::{SimDuration, SimTime};
+use crate::units::{Money, SimDuration, SimTime};
 use sse::{Usage, UsageTotals};
 
 pub use endpoints::{EndpointsFile, ResolvedEndpoint};
@@ -126,6 +127,14 @@ pub fn request_timeout_of(secs: f64) -> Option<Option<Duration>> {
         .then(|| (secs > 0.0).then(|| Duration::from_secs_f64(secs)))
 }
 
+/// What `--max-cost` and a live sweep's `max_cost` take.
+pub const MAX_COST_EXPECTED: &str = "expected dollars > 0 and at most 1e9";
+
+/// A spending cap given in dollars; `None` outside (0, 1e9] (NaN included).
+pub fn max_cost_of(dollars: f64) -> Option<Money> {
+    (dollars > 0.0 && dollars <= 1e9).then(|| Money::from_dollars(dollars))
+}
+
 /// How a live run behaves.
 #[derive(Clone, Debug)]
 pub struct LiveConfig {
@@ -149,6 +158,9 @@ pub struct LiveConfig {
     /// costs nothing but the spin's CPU; never on a paused clock, which
     /// only moves when every task sleeps.
     pub precise_timers: bool,
+    /// The spending cap (`--max-cost`): no attempt is sent that would
+    /// take what the run has committed past it (see [`spend`]).
+    pub max_cost: Option<Money>,
 }
 
 impl LiveConfig {
@@ -162,6 +174,7 @@ impl LiveConfig {
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             progress: false,
             precise_timers: false,
+            max_cost: None,
         }
     }
 }
@@ -524,6 +537,11 @@ struct InFlight {
     sent_real: Instant,
     planned: Option<SimDuration>,
     abort: Option<tokio::task::AbortHandle>,
+    /// Its price at the scenario's token counts, as the spending cap counts it.
+    price: Money,
+    /// Never sent: the spending cap refused it (it ends cancelled when the
+    /// run stops, an instant later).
+    unsent: bool,
 }
 
 /// Names for `requests.jsonl`.
@@ -563,6 +581,8 @@ pub struct LiveDriver<T: Transport> {
     attempts_sent: u64,
     /// How the attempt just sent used an in-process model's prefix cache.
     sent_prefix: PrefixUse,
+    /// The spending cap's ledger.
+    spend: spend::Spend,
 }
 
 impl<T: Transport> std::fmt::Debug for LiveDriver<T> {
@@ -627,6 +647,13 @@ impl RequestLog {
 }
 
 impl<T: Transport> LiveDriver<T> {
+    /// Attempt `key` is no longer in flight (it ended, or was cancelled).
+    fn take_in_flight(&mut self, key: AttemptKey) -> Option<InFlight> {
+        let f = self.inflight.remove(&key)?;
+        self.spend.ended(f.price);
+        Some(f)
+    }
+
     fn push(&mut self, t: SimTime, item: Item) {
         self.seq += 1;
         self.heap.push(Reverse(Pending {
@@ -846,8 +873,20 @@ impl<T: Transport> Driver for LiveDriver<T> {
             sent_real: Instant::now(),
             planned: None,
             abort: None,
+            price: a
+                .tier
+                .price(a.model as usize, a.input_tokens, a.output_tokens),
+            unsent: false,
         };
         self.sent_prefix = PrefixUse::default();
+        if !self.spend.admit(f.price) {
+            // Over the cap: not sent. The run stops once this event is
+            // over, and cancels it with everything in flight.
+            f.price = Money::ZERO;
+            f.unsent = true;
+            self.inflight.insert(a.key, f);
+            return None;
+        }
         if let Some((duration, reply)) = self.transport.immediate(now, a) {
             f.planned = Some(duration);
             let mut report = self.report(&f, &reply);
@@ -920,12 +959,16 @@ impl<T: Transport> Driver for LiveDriver<T> {
     }
 
     fn cancel(&mut self, attempt: AttemptKey) {
-        if let Some(f) = self.inflight.remove(&attempt) {
+        if let Some(f) = self.take_in_flight(attempt) {
             if let Some(h) = &f.abort {
                 h.abort();
             }
             let now = self.now;
-            self.record(&f, now, None, Outcome::Cancelled);
+            let unsent = f.unsent.then(|| Reply {
+                error: Some("max_cost".into()),
+                ..Reply::default()
+            });
+            self.record(&f, now, unsent.as_ref(), Outcome::Cancelled);
         }
     }
 
@@ -941,8 +984,12 @@ pub struct LiveOutcome {
     pub result: RunResult,
     /// Streaming metrics.
     pub metrics: LiveMetrics,
-    /// Stopped by Ctrl-C (or the stop signal) before the end.
+    /// Stopped by Ctrl-C (or the stop signal) before the end, or at the
+    /// spending cap.
     pub interrupted: bool,
+    /// Stopped because the next attempt would have taken what the run
+    /// committed past its cap (`--max-cost`).
+    pub max_cost_reached: bool,
     /// Attempts sent (one `requests.jsonl` line each).
     pub attempts_sent: u64,
     /// Lines written to `requests.jsonl`.
@@ -1015,6 +1062,7 @@ pub async fn run<O: Observer, T: Transport>(
         now: SimTime::ZERO,
         attempts_sent: 0,
         sent_prefix: PrefixUse::default(),
+        spend: spend::Spend::new(cfg.max_cost),
         cfg,
     };
     let mut rt = Runtime::new(s, obs, driver);
@@ -1022,6 +1070,7 @@ pub async fn run<O: Observer, T: Transport>(
     rt.io.clock = Clock::start(rt.io.cfg.time_scale);
     let started = Instant::now();
     rt.start();
+    let mut max_cost_reached = settle_spend(&mut rt);
     let total = s.workload.workflows;
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(total);
@@ -1037,9 +1086,14 @@ pub async fn run<O: Observer, T: Transport>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_tick = (Instant::now(), 0u64);
     let mut events = 0u64;
-    let mut interrupted = false;
+    let mut interrupted = max_cost_reached;
     tokio::pin!(stop);
     loop {
+        if max_cost_reached {
+            let now = rt.now();
+            rt.interrupt(now);
+            break;
+        }
         while let Ok((key, reply)) = rx.try_recv() {
             accept_reply(&mut rt, key, reply);
         }
@@ -1057,7 +1111,7 @@ pub async fn run<O: Observer, T: Transport>(
             match p.item {
                 Item::Timer(timer) => rt.on_timer(t, timer),
                 Item::Planned(key, report) => {
-                    if let Some(f) = rt.io.inflight.remove(&key) {
+                    if let Some(f) = rt.io.take_in_flight(key) {
                         let reply = Reply {
                             outcome: Some(report.outcome),
                             retry_after: Some(Duration::from_micros(report.retry_after.0)),
@@ -1070,7 +1124,7 @@ pub async fn run<O: Observer, T: Transport>(
                     rt.on_attempt_end(t, key, report);
                 }
                 Item::Replied(key, reply) => {
-                    if let Some(f) = rt.io.inflight.remove(&key) {
+                    if let Some(f) = rt.io.take_in_flight(key) {
                         let report = rt.io.report(&f, &reply);
                         rt.io.record(&f, t, Some(&reply), report.outcome);
                         rt.on_attempt_end(t, key, report);
@@ -1078,6 +1132,11 @@ pub async fn run<O: Observer, T: Transport>(
                         events -= 1; // aborted meanwhile: not an event
                     }
                 }
+            }
+            if settle_spend(&mut rt) {
+                max_cost_reached = true;
+                interrupted = true;
+                continue;
             }
             // As in the simulator: the run ends with the event after which
             // nothing is left to do (see `Runtime::finished`).
@@ -1146,10 +1205,22 @@ pub async fn run<O: Observer, T: Transport>(
         result,
         metrics,
         interrupted,
+        max_cost_reached,
         attempts_sent,
         request_lines,
         wall_time_s,
     })
+}
+
+/// An event is over: the spending cap's ledger takes the runtime's charges.
+/// True when an attempt did not fit under the cap (the run stops).
+fn settle_spend<O: Observer, T: Transport>(rt: &mut Runtime<'_, O, LiveDriver<T>>) -> bool {
+    if rt.io.spend.cap().is_none() {
+        return false;
+    }
+    let charged = rt.charged();
+    rt.io.spend.settle(charged);
+    rt.io.spend.reached()
 }
 
 /// How much earlier than a deadline to stop sleeping on the timer wheel

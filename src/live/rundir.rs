@@ -251,6 +251,15 @@ pub fn recorded_measurement_warnings(out: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Whether a live run's `summary.json` says it was stopped before its
+/// workflows finished (Ctrl-C, SIGTERM, its spending cap).
+pub fn recorded_interrupted(out: &Path) -> bool {
+    std::fs::read_to_string(out.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["interrupted"] == true)
+}
+
 /// Warnings for the endpoints a live run reached that answered none of
 /// their requests (a hung or overloaded server): the run stands, but its
 /// outputs measure only that endpoint's failures. In-process runs have no

@@ -1131,6 +1131,12 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         self.st.active
     }
 
+    /// What the attempts that have ended were charged so far (every
+    /// charge goes to its tier, so the tiers' costs sum to it).
+    pub fn charged(&self) -> Money {
+        self.st.tiers.iter().fold(Money::ZERO, |m, t| m + t.cost)
+    }
+
     /// True once every workflow has arrived and ended and no work is left
     /// running (a failed workflow's local tasks run to their end, and so
     /// does any attempt not cancelled). From here on nothing can change a

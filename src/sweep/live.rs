@@ -29,6 +29,7 @@ use crate::live::stop::{StopFlag, StopSignal};
 use crate::live::{EndpointsFile, HttpTransport, LiveConfig, ResolvedEndpoint};
 use crate::output::make_durable;
 use crate::scenario::Scenario;
+use crate::units::Money;
 
 /// One trial of one planned run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,6 +257,18 @@ pub fn run_live_sweep(
     let l = &cfg.live;
     let dir = exp_dir(cfg, opts);
     let runs_dir = dir.join("runs");
+    if let Some(cap) = l.max_cost {
+        check_max_cost(
+            cfg,
+            opts,
+            &plan,
+            &order,
+            &endpoints,
+            &endpoints_name,
+            &runs_dir,
+            cap,
+        )?;
+    }
     let mut outcome = SweepOutcome {
         exp_dir: dir.clone(),
         planned: order.len(),
@@ -277,6 +290,7 @@ pub fn run_live_sweep(
             "ci_target": l.ci_target,
             "objective": l.objective,
             "request_timeout_s": l.request_timeout_s,
+            "max_cost": l.max_cost,
         }),
     );
     super::write_experiment_record(cfg, &dir, order.len(), Some(extra))?;
@@ -289,6 +303,8 @@ pub fn run_live_sweep(
     let mut done: Vec<u32> = vec![0; plan.len()];
     let mut last_ran: Option<usize> = None;
     let mut stopped = false;
+    // What this sweep's runs have been charged (with a spending cap).
+    let mut spent = 0.0;
     for t in &order {
         let r = &plan.get(t.run);
         if settled(done[t.run], &values[t.run], l) {
@@ -324,7 +340,15 @@ pub fn run_live_sweep(
             }
         }
         last_ran = Some(t.run);
-        let failure = execute_trial(
+        // Each run may commit what the sweep's cap leaves.
+        let max_cost = l.max_cost.map(|cap| crate::live::max_cost_of(cap - spent));
+        if max_cost == Some(None) {
+            stopped = true;
+            outcome.not_started += 1;
+            outcome.cap_stop = Some(cap_stop_message(l, spent, &id));
+            continue;
+        }
+        let end = execute_trial(
             &endpoints_name,
             r,
             t.trial,
@@ -334,10 +358,16 @@ pub fn run_live_sweep(
             &rt,
             &stop,
             opts,
+            max_cost.flatten(),
         )?;
         outcome.executed += 1;
         done[t.run] += 1;
-        match failure {
+        spent += end.cost;
+        if end.max_cost_reached {
+            stopped = true;
+            outcome.cap_stop = Some(cap_stop_message(l, spent, &id));
+        }
+        match end.failure {
             None => values[t.run].extend(objective_of(&run_dir.join("out"), &l.objective)),
             Some((code, msg)) => {
                 outcome.failed += 1;
@@ -380,8 +410,67 @@ pub fn run_live_sweep(
     Ok(outcome)
 }
 
-/// Runs one trial into its staging directory and renames it into place;
-/// returns why it failed (exit code and message), None when it succeeded.
+/// Why a live sweep stopped at its spending cap, run `id` being the one
+/// that reached it (or would have started with nothing left).
+fn cap_stop_message(l: &LiveSettings, spent: f64, id: &str) -> String {
+    format!(
+        "run {id} reached max_cost ${} (this sweep's runs were charged ${spent:.4}), so the runs \
+         after it were not started; raise max_cost, then run the same command with --resume \
+         (finished runs are kept)",
+        l.max_cost.unwrap_or_default()
+    )
+}
+
+/// A live sweep's spending cap, checked before anything is sent or
+/// written: the simulations of the trials it would run (every trial
+/// adaptive stopping may add included; those `--resume` keeps left out)
+/// must spend no more than `cap`.
+#[allow(clippy::too_many_arguments)]
+fn check_max_cost(
+    cfg: &ExperimentConfig,
+    opts: &SweepOptions,
+    plan: &super::plan::Plan<'_>,
+    order: &[Trial],
+    endpoints: &EndpointsFile,
+    endpoints_name: &str,
+    runs_dir: &Path,
+    cap: f64,
+) -> Result<()> {
+    let (mut est, mut trials) = (0.0, 0);
+    for t in order {
+        let r = plan.get(t.run);
+        let p = prepare(cfg, &r, t.trial, endpoints, endpoints_name);
+        let run_dir = runs_dir.join(trial_id(&r, t.trial, &cfg.live));
+        if opts.resume && super::is_complete(&run_dir, &p.config_hash) {
+            continue;
+        }
+        if let Ok((s, _)) = &p.scenario {
+            est += crate::live::spend::simulated_cost(s);
+            trials += 1;
+        }
+    }
+    if est > cap {
+        return Err(Error::Input(format!(
+            "{}: max_cost: the simulations of the {trials} trials this sweep would run spend \
+             ${est:.2} at the scenarios' prices, more than max_cost ${cap}; raise it, or plan \
+             fewer runs (the matrix, trials, max_trials, workflows)",
+            cfg.origin
+        )));
+    }
+    Ok(())
+}
+
+/// How a trial ended.
+struct TrialEnd {
+    /// Why it failed (exit code and message), None when it succeeded.
+    failure: Option<(u8, String)>,
+    /// What it was charged, in dollars (0 without a summary).
+    cost: f64,
+    /// It stopped at the spending cap.
+    max_cost_reached: bool,
+}
+
+/// Runs one trial into its staging directory and renames it into place.
 #[allow(clippy::too_many_arguments)]
 fn execute_trial(
     endpoints_name: &str,
@@ -393,7 +482,8 @@ fn execute_trial(
     rt: &tokio::runtime::Runtime,
     stop: &StopFlag,
     opts: &SweepOptions,
-) -> Result<Option<(u8, String)>> {
+    max_cost: Option<Money>,
+) -> Result<TrialEnd> {
     let staging = runs_dir.join(format!(".{id}.partial"));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|source| Error::Write {
@@ -412,12 +502,14 @@ fn execute_trial(
     let resolved = p.columns;
     // A run that stands but measured an endpoint's failures only.
     let mut warnings = Vec::new();
+    let mut max_cost_reached = false;
     let result: std::result::Result<String, (u8, String)> = match p.scenario {
         Err(e) => Err(e),
         Ok((s, eps)) => {
             endpoints_meta = endpoints_json(&s, &eps);
             let mut lc = LiveConfig::new(&s);
             lc.request_timeout = crate::live::request_timeout_of(p.request_timeout_s).flatten();
+            lc.max_cost = max_cost;
             lc.endpoints = eps
                 .into_iter()
                 .map(|tiers| tiers.into_iter().map(Arc::new).collect())
@@ -439,8 +531,22 @@ fn execute_trial(
                     meta.insert("mode".into(), "live".into());
                     meta.insert("endpoints".into(), endpoints_meta.clone());
                     let interrupted = done.outcome.interrupted;
+                    max_cost_reached = done.outcome.max_cost_reached;
+                    if let Some(cap) = max_cost {
+                        meta.insert("max_cost".into(), cap.as_dollars().into());
+                        meta.insert("max_cost_reached".into(), max_cost_reached.into());
+                    }
                     match crate::live::rundir::write_outputs(&s, &out, &done, meta) {
                         Err(e) => Err((e.exit_code(), e.to_string())),
+                        Ok(_) if max_cost_reached => Err((
+                            1,
+                            format!(
+                                "stopped at max_cost: the next attempt would have committed \
+                                 more than the ${:.4} the sweep's max_cost left for this run; \
+                                 the run's outputs mark unfinished workflows",
+                                max_cost.unwrap_or(Money::ZERO).as_dollars()
+                            ),
+                        )),
                         Ok(_) if interrupted => {
                             let by = stop.get().unwrap_or(StopSignal::Interrupt);
                             Err((
@@ -476,10 +582,16 @@ fn execute_trial(
         ),
         Err((code, msg)) => (*code, String::new(), format!("error: {msg}\n")),
     };
-    let digest = std::fs::read_to_string(out.join("summary.json"))
+    let summary = std::fs::read_to_string(out.join("summary.json"))
         .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let digest = summary
+        .as_ref()
         .and_then(|v| v.get("output_digest").cloned());
+    let cost = summary
+        .as_ref()
+        .and_then(|v| v["cost_total"].as_f64())
+        .unwrap_or(0.0);
     // The equivalent single live run (the trial's own seed included).
     let final_out = runs_dir.join(id).join("out");
     let as_run = PlannedRun {
@@ -552,7 +664,11 @@ fn execute_trial(
             }
         );
     }
-    Ok(failure)
+    Ok(TrialEnd {
+        failure,
+        cost,
+        max_cost_reached,
+    })
 }
 
 #[cfg(test)]

@@ -77,6 +77,8 @@ pub struct SweepOutcome {
     /// Why a live sweep stopped by itself: a run that never reached its
     /// endpoints, whose failure every later run would repeat.
     pub setup_stop: Option<String>,
+    /// Why a live sweep stopped at its spending cap (`max_cost`).
+    pub cap_stop: Option<String>,
 }
 
 /// What a sweep would run, listed line by line as it is read, so that a

@@ -81,6 +81,9 @@ pub struct LiveSettings {
     /// Real seconds after which a request to a tier without a `timeout_ms`
     /// is aborted as a timeout (`live run --request-timeout-s`); 0: never.
     pub request_timeout_s: f64,
+    /// The most this invocation of the sweep may spend, in dollars, over
+    /// all the runs it makes (`live run --max-cost`); None: no cap.
+    pub max_cost: Option<f64>,
 }
 
 impl Default for LiveSettings {
@@ -95,6 +98,7 @@ impl Default for LiveSettings {
             ci_target: 0.10,
             objective: "makespan_p95_ms".into(),
             request_timeout_s: DEFAULT_REQUEST_TIMEOUT_S,
+            max_cost: None,
         }
     }
 }
@@ -129,7 +133,7 @@ impl SweepMode {
 }
 
 /// The live sweep settings (top-level keys, one value each).
-pub const LIVE_KEYS: [&str; 9] = [
+pub const LIVE_KEYS: [&str; 10] = [
     "trials",
     "max_trials",
     "sweep_mode",
@@ -139,6 +143,7 @@ pub const LIVE_KEYS: [&str; 9] = [
     "ci_target",
     "objective",
     "request_timeout_s",
+    "max_cost",
 ];
 
 fn live_settings(origin: &str, top: &Map<String, Value>) -> Result<LiveSettings> {
@@ -245,6 +250,19 @@ fn live_settings(origin: &str, top: &Map<String, Value>) -> Result<LiveSettings>
                 )
             })?;
     }
+    if let Some(v) = top.get("max_cost") {
+        l.max_cost = Some(
+            v.as_f64()
+                .filter(|&x| crate::live::max_cost_of(x).is_some())
+                .ok_or_else(|| {
+                    bad(
+                        origin,
+                        "max_cost",
+                        format!("{}, got {v}", crate::live::MAX_COST_EXPECTED),
+                    )
+                })?,
+        );
+    }
     Ok(l)
 }
 
@@ -270,7 +288,7 @@ pub const MAX_JOBS: usize = 256;
 /// The most runs one experiment may plan (its runs.csv has a row each).
 pub const MAX_RUNS: u64 = 100_000;
 
-const TOP_KEYS: [&str; 17] = [
+const TOP_KEYS: [&str; 18] = [
     "name",
     "sim_binary",
     "out_root",
@@ -288,6 +306,7 @@ const TOP_KEYS: [&str; 17] = [
     "ci_target",
     "objective",
     "request_timeout_s",
+    "max_cost",
 ];
 
 fn bad(origin: &str, field: &str, msg: impl std::fmt::Display) -> Error {

@@ -680,6 +680,16 @@ fn stopped_by_a_signal_writes_every_output(signal: &str, code: i32) {
         "one line per attempt, cancelled ones included"
     );
     assert!(requests.lines().any(|l| l.contains("\"cancelled\":true")));
+    // Part of a run: nothing for fidelity to compare.
+    let f = agentsched_in(d, &["fidelity", "--live", "o"]);
+    assert_eq!(f.status.code(), Some(2), "{}", err(&f));
+    assert!(
+        err(&f).contains(
+            "--live o: the run was stopped by Ctrl-C or SIGTERM before its workflows finished"
+        ),
+        "{}",
+        err(&f)
+    );
 }
 
 /// `live run` reaches an `https://` endpoint whose authority

@@ -13,6 +13,7 @@ mod live_sweep;
 mod openai_like;
 mod parity;
 mod queueing;
+mod spend;
 mod sweep;
 mod tls_proxy;
 mod tune;
