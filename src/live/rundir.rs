@@ -237,10 +237,7 @@ pub fn all_measurement_warnings(
 /// The measurement warnings a live run's `summary.json` records (none
 /// when it has no summary, as a run cut off before writing it).
 pub fn recorded_measurement_warnings(out: &Path) -> Vec<String> {
-    let summary = std::fs::read_to_string(out.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let Some(v) = summary else {
+    let Some(v) = recorded_summary(out) else {
         return Vec::new();
     };
     MEASUREMENT_WARNINGS
@@ -254,10 +251,34 @@ pub fn recorded_measurement_warnings(out: &Path) -> Vec<String> {
 /// Whether a live run's `summary.json` says it was stopped before its
 /// workflows finished (Ctrl-C, SIGTERM, its spending cap).
 pub fn recorded_interrupted(out: &Path) -> bool {
-    std::fs::read_to_string(out.join("summary.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v["interrupted"] == true)
+    recorded_summary(out).is_some_and(|v| v["interrupted"] == true)
+}
+
+/// A run's `summary.json`, if it has a readable one.
+fn recorded_summary(out: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("summary.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// One warning per endpoint of a live run whose replies meet `which`,
+/// worded by `say(provider index, provider name, tier, base URL, replies)`.
+/// In-process runs have no endpoints and get none.
+fn endpoint_warnings(
+    s: &Scenario,
+    done: &LiveDone,
+    endpoints: &serde_json::Value,
+    which: impl Fn(&Reach) -> bool,
+    say: impl Fn(u16, &str, u16, &str, &Reach) -> String,
+) -> Vec<String> {
+    done.outcome
+        .metrics
+        .endpoints_where(which)
+        .iter()
+        .filter_map(|&((p, t), r)| {
+            let (name, url) = endpoint_of(s, endpoints, p, t);
+            Some(say(p, name, t, url?, &r))
+        })
+        .collect()
 }
 
 /// Warnings for the endpoints a live run reached that answered none of
@@ -269,13 +290,12 @@ fn unanswered_endpoints(
     done: &LiveDone,
     endpoints: &serde_json::Value,
 ) -> Vec<String> {
-    done.outcome
-        .metrics
-        .endpoints_where(Reach::never_answered)
-        .iter()
-        .filter_map(|&((p, t), r)| {
-            let (name, url) = endpoint_of(s, endpoints, p, t);
-            let url = url?;
+    endpoint_warnings(
+        s,
+        done,
+        endpoints,
+        Reach::never_answered,
+        |_, name, t, url, r| {
             let how = match (r.timeouts, r.replies - r.timeouts) {
                 (_, 0) => "all timed out".to_string(),
                 (0, _) => "all failed".to_string(),
@@ -285,13 +305,13 @@ fn unanswered_endpoints(
                 1 => "its one request".to_string(),
                 n => format!("its {n} requests"),
             };
-            Some(format!(
+            format!(
                 "{name} tier {t} ({url}) answered none of {requests} ({how} before a response \
                  began); the outputs measure its failures, not its answers. Is the server hung or \
                  overloaded? requests.jsonl has each request's error"
-            ))
-        })
-        .collect()
+            )
+        },
+    )
 }
 
 /// Warnings for the endpoints whose answers stopped short of the tokens
@@ -310,49 +330,42 @@ fn answer_lengths(
     } else {
         Reach::ran_long
     };
-    done.outcome
-        .metrics
-        .endpoints_where(which)
-        .iter()
-        .filter_map(|&((p, t), r)| {
-            let (name, url) = endpoint_of(s, endpoints, p, t);
-            let url = url?;
-            let sent_ignore_eos = endpoint_json(s, endpoints, p, t)
-                .is_some_and(|e| e["extra_body"]["ignore_eos"] == true);
-            let (n, how, side, what_now) = match (short, sent_ignore_eos) {
-                (true, true) => (
-                    r.short,
-                    "stopped short of",
-                    "below",
-                    "the server was sent ignore_eos and stopped anyway: it does not support it",
-                ),
-                (true, false) => (
-                    r.short,
-                    "stopped short of",
-                    "below",
-                    "where the server supports it (vLLM, SGLang, llama.cpp), \"extra_body\": \
+    endpoint_warnings(s, done, endpoints, which, |p, name, t, url, r| {
+        let sent_ignore_eos = endpoint_json(s, endpoints, p, t)
+            .is_some_and(|e| e["extra_body"]["ignore_eos"] == true);
+        let (n, how, side, what_now) = match (short, sent_ignore_eos) {
+            (true, true) => (
+                r.short,
+                "stopped short of",
+                "below",
+                "the server was sent ignore_eos and stopped anyway: it does not support it",
+            ),
+            (true, false) => (
+                r.short,
+                "stopped short of",
+                "below",
+                "where the server supports it (vLLM, SGLang, llama.cpp), \"extra_body\": \
                      {\"ignore_eos\": true} in its endpoints entry makes it generate every \
                      token asked for",
-                ),
-                (false, _) => (
-                    r.long,
-                    "ran past",
-                    "above",
-                    "the server does not honour the output size it is sent (max_tokens, or \
+            ),
+            (false, _) => (
+                r.long,
+                "ran past",
+                "above",
+                "the server does not honour the output size it is sent (max_tokens, or \
                      max_completion_tokens where the endpoint's max_tokens_param says so)",
-                ),
-            };
-            Some(format!(
-                "{name} tier {t} ({url}): {n} of {} answers {how} the tokens asked for ({} of {} \
-                 tokens, {:.0}%), so live latencies and costs run {side} the scenario's output \
-                 sizes; {what_now}",
-                r.completions,
-                r.completion_tokens,
-                r.asked_tokens,
-                100.0 * r.completion_tokens as f64 / r.asked_tokens.max(1) as f64
-            ))
-        })
-        .collect()
+            ),
+        };
+        format!(
+            "{name} tier {t} ({url}): {n} of {} answers {how} the tokens asked for ({} of {} \
+             tokens, {:.0}%), so live latencies and costs run {side} the scenario's output \
+             sizes; {what_now}",
+            r.completions,
+            r.completion_tokens,
+            r.asked_tokens,
+            100.0 * r.completion_tokens as f64 / r.asked_tokens.max(1) as f64
+        )
+    })
 }
 
 /// Warnings for the endpoints whose successful answers, more than a tenth
@@ -364,13 +377,12 @@ fn unmetered_endpoints(
     done: &LiveDone,
     endpoints: &serde_json::Value,
 ) -> Vec<String> {
-    done.outcome
-        .metrics
-        .endpoints_where(Reach::unmetered)
-        .iter()
-        .filter_map(|&((p, t), r)| {
-            let (name, url) = endpoint_of(s, endpoints, p, t);
-            let url = url?;
+    endpoint_warnings(
+        s,
+        done,
+        endpoints,
+        Reach::unmetered,
+        |p, name, t, url, r| {
             let embed = s
                 .providers
                 .values()
@@ -379,17 +391,17 @@ fn unmetered_endpoints(
             let what = if embed {
                 "their costs are the scenario's input tokens priced, not what the endpoint counted"
             } else {
-                "their costs are the scenario's token counts priced, not what the endpoint \
-                 served, and their lengths are unknown (whether they stopped short of the tokens \
-                 asked for cannot be told); the executor asks for usage with \"stream_options\": {\"include_usage\": true}, \
-                 which this server ignores"
+                "their costs are the scenario's token counts priced, not what the endpoint served, \
+             and their lengths are unknown (whether they stopped short of the tokens asked for \
+             cannot be told); the executor asks for usage with \"stream_options\": \
+             {\"include_usage\": true}, which this server ignores"
             };
-            Some(format!(
+            format!(
                 "{name} tier {t} ({url}): {} of {} answers reported no token usage, so {what}",
                 r.unmetered, r.successes
-            ))
-        })
-        .collect()
+            )
+        },
+    )
 }
 
 /// The endpoints that refused every request they answered (401, 404, ...),
