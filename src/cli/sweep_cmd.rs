@@ -83,6 +83,9 @@ pub(crate) fn run(a: SweepArgs) -> Result<u8> {
         for line in d.lines {
             outln!("{line}");
         }
+        if let Some(footer) = &d.footer {
+            outln!("{footer}");
+        }
         outln!("{listed} runs planned ({planned} in the full plan); dry run, nothing executed");
         return Ok(0);
     }

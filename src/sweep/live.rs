@@ -220,9 +220,18 @@ pub fn dry_run_live<'c>(
     opts: &SweepOptions,
     endpoints_path: &Path,
 ) -> Result<super::DryRun<'c>> {
-    let LivePlan { plan, order, .. } = live_plan(cfg, opts, endpoints_path)?;
+    let lp = live_plan(cfg, opts, endpoints_path)?;
+    // What a real run checks first, and what a user planning a live sweep
+    // against paid endpoints asks before anything else.
+    let (est, trials) = check_max_cost(cfg, opts, &lp)?;
+    let LivePlan { plan, order, .. } = lp;
     let l = &cfg.live;
     Ok(super::DryRun {
+        footer: Some(format!(
+            "the simulations of the {trials} trials spend ${est:.2} at the scenarios' prices{}",
+            l.max_cost
+                .map_or_else(String::new, |cap| format!(" (max_cost ${cap})"))
+        )),
         planned: order.len(),
         listed: order.len(),
         lines: Box::new(order.into_iter().map(move |t| {
@@ -248,27 +257,19 @@ pub fn run_live_sweep(
     opts: &SweepOptions,
     endpoints_path: &Path,
 ) -> Result<SweepOutcome> {
+    let lp = live_plan(cfg, opts, endpoints_path)?;
+    if cfg.live.max_cost.is_some() {
+        check_max_cost(cfg, opts, &lp)?;
+    }
     let LivePlan {
         plan,
         order,
         endpoints,
         endpoints_name,
-    } = live_plan(cfg, opts, endpoints_path)?;
+    } = lp;
     let l = &cfg.live;
     let dir = exp_dir(cfg, opts);
     let runs_dir = dir.join("runs");
-    if let Some(cap) = l.max_cost {
-        check_max_cost(
-            cfg,
-            opts,
-            &plan,
-            &order,
-            &endpoints,
-            &endpoints_name,
-            &runs_dir,
-            cap,
-        )?;
-    }
     let mut outcome = SweepOutcome {
         exp_dir: dir.clone(),
         planned: order.len(),
@@ -421,25 +422,15 @@ fn cap_stop_message(l: &LiveSettings, spent: f64, id: &str) -> String {
     )
 }
 
-/// A live sweep's spending cap, checked before anything is sent or
-/// written: the simulations of the trials it would run (every trial
-/// adaptive stopping may add included; those `--resume` keeps left out)
-/// must spend no more than `cap`.
-#[allow(clippy::too_many_arguments)]
-fn check_max_cost(
-    cfg: &ExperimentConfig,
-    opts: &SweepOptions,
-    plan: &super::plan::Plan<'_>,
-    order: &[Trial],
-    endpoints: &EndpointsFile,
-    endpoints_name: &str,
-    runs_dir: &Path,
-    cap: f64,
-) -> Result<()> {
+/// What the simulations of the trials a live sweep would run spend, in
+/// dollars, and how many trials that is: every trial adaptive stopping may
+/// add included, those `--resume` keeps left out.
+fn simulated_spend(cfg: &ExperimentConfig, opts: &SweepOptions, lp: &LivePlan<'_>) -> (f64, usize) {
+    let runs_dir = exp_dir(cfg, opts).join("runs");
     let (mut est, mut trials) = (0.0, 0);
-    for t in order {
-        let r = plan.get(t.run);
-        let p = prepare(cfg, &r, t.trial, endpoints, endpoints_name);
+    for t in &lp.order {
+        let r = lp.plan.get(t.run);
+        let p = prepare(cfg, &r, t.trial, &lp.endpoints, &lp.endpoints_name);
         let run_dir = runs_dir.join(trial_id(&r, t.trial, &cfg.live));
         if opts.resume && super::is_complete(&run_dir, &p.config_hash) {
             continue;
@@ -449,6 +440,21 @@ fn check_max_cost(
             trials += 1;
         }
     }
+    (est, trials)
+}
+
+/// A live sweep's spending cap, checked before anything is sent or
+/// written: the simulations of the trials it would run must spend no more
+/// than `max_cost`. Returns what they spend, and how many trials that is.
+fn check_max_cost(
+    cfg: &ExperimentConfig,
+    opts: &SweepOptions,
+    lp: &LivePlan<'_>,
+) -> Result<(f64, usize)> {
+    let (est, trials) = simulated_spend(cfg, opts, lp);
+    let Some(cap) = cfg.live.max_cost else {
+        return Ok((est, trials));
+    };
     if est > cap {
         return Err(Error::Input(format!(
             "{}: max_cost: the simulations of the {trials} trials this sweep would run spend \
@@ -457,7 +463,7 @@ fn check_max_cost(
             cfg.origin
         )));
     }
-    Ok(())
+    Ok((est, trials))
 }
 
 /// How a trial ended.

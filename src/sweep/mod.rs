@@ -90,6 +90,8 @@ pub struct DryRun<'c> {
     pub listed: usize,
     /// One line per run: its id, then what it runs.
     pub lines: Box<dyn Iterator<Item = String> + 'c>,
+    /// A line after them (a live sweep's simulated spend).
+    pub footer: Option<String>,
 }
 
 impl std::fmt::Debug for DryRun<'_> {
@@ -192,6 +194,7 @@ pub fn dry_run<'c>(cfg: &'c ExperimentConfig, opts: &SweepOptions) -> Result<Dry
     let shard = opts.shard;
     let mine = move |i: &usize| shard.is_none_or(|s| s.owns(*i));
     Ok(DryRun {
+        footer: None,
         planned: plan.len(),
         listed: (0..plan.len()).filter(mine).count(),
         lines: Box::new((0..plan.len()).filter(mine).map(move |i| {

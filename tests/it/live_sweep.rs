@@ -848,6 +848,8 @@ fn live_sweep_settings_are_validated_naming_the_key() {
         (r#", "request_timeout_s": -1"#, "request_timeout_s"),
         (r#", "request_timeout_s": "600""#, "request_timeout_s"),
         (r#", "request_timeout_s": 2e9"#, "request_timeout_s"),
+        (r#", "max_cost": 0"#, "max_cost"),
+        (r#", "max_cost": "5""#, "max_cost"),
     ] {
         let cfg = config(cwd, "v", extra);
         let o = agentsched_in(

@@ -211,7 +211,23 @@ fn a_live_sweep_stops_at_its_spending_cap() {
     };
 
     // Under what the two runs' simulations spend: refused, nothing written.
-    let o = sweep(&config("under", &format!("{}", est * 0.9)));
+    let under = config("under", &format!("{}", est * 0.9));
+    let dry = [
+        "sweep",
+        "--config",
+        &under,
+        "--live",
+        "ep.json",
+        "--dry-run",
+    ];
+    let o = agentsched_in(d, &dry);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a dry run checks it too: {}",
+        err(&o)
+    );
+    let o = sweep(&under);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(
         err(&o).contains(&format!(
@@ -235,7 +251,31 @@ fn a_live_sweep_stops_at_its_spending_cap() {
     // 20% above: the failing endpoints make the runs dearer than simulated,
     // and the sweep stops at the cap (in its first run or its second).
     let cap = est * 1.2;
-    let o = sweep(&config("capped", &format!("{cap}")));
+    let capped = config("capped", &format!("{cap}"));
+    // A dry run says what the simulations spend, and sends nothing.
+    let o = agentsched_in(
+        d,
+        &[
+            "sweep",
+            "--config",
+            &capped,
+            "--live",
+            "ep.json",
+            "--out-root",
+            "exp",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let listing = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        listing.contains(&format!(
+            "the simulations of the 2 trials spend ${est:.2} at the scenarios' prices (max_cost ${cap})"
+        )),
+        "{listing}"
+    );
+    assert!(!d.join("exp/capped").exists());
+    let o = sweep(&capped);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains("stopped: run "), "{}", err(&o));
     assert!(
