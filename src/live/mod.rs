@@ -1172,8 +1172,16 @@ pub async fn run<O: Observer, T: Transport>(
                     let rps = (n - n0) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                     last_tick = (Instant::now(), n);
                     b.set_position(total.saturating_sub(rt.active_workflows()).min(total));
+                    let spend = &rt.io.spend;
+                    let committed = spend.cap().map_or_else(String::new, |cap| {
+                        format!(
+                            ", ${:.2} of ${:.2} committed",
+                            spend.committed().as_dollars(),
+                            cap.as_dollars()
+                        )
+                    });
                     b.set_message(format!(
-                        "{rps:.0} req/s, {} in flight, {} 429s, {} errors",
+                        "{rps:.0} req/s, {} in flight, {} 429s, {} errors{committed}",
                         rt.io.inflight.len(),
                         rt.io.metrics.http_429,
                         rt.io.metrics.errors
