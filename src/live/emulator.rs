@@ -370,6 +370,13 @@ struct Identity {
     out: u32,
 }
 
+/// A simulated wait as the real milliseconds a header carries, rounded up
+/// to the microsecond written: a client that waits what it is told never
+/// comes back before the wait is over, and a positive wait is never 0.000.
+fn header_ms(wait: SimDuration, time_scale: f64) -> f64 {
+    (wait.0 as f64 / time_scale).ceil() / 1e3
+}
+
 fn parse_identity(v: &str, seed: u64) -> Option<Identity> {
     let mut f: BTreeMap<&str, &str> = BTreeMap::new();
     for part in v.split(';') {
@@ -578,7 +585,10 @@ async fn handle(
     match draw.outcome {
         Outcome::RateLimited => {
             precise_sleep_until(done_at).await;
-            let wait = real(retry_after);
+            // Waits are written in milliseconds to the microsecond, rounded
+            // up: a wait of a few simulated microseconds must not be sent as
+            // 0.000, which would ask for a resend before the bucket refills.
+            let wait_ms = header_ms(retry_after, state.cfg.time_scale);
             // OpenAI's wording, which names the limit.
             let message = match reply.limited_by {
                 Limit::Requests => "Rate limit reached on requests per min (RPM)",
@@ -586,15 +596,17 @@ async fn handle(
             };
             let mut r = error(429, message);
             let h = r.headers_mut();
-            let ms = wait.as_secs_f64() * 1e3;
             h.insert(
                 "retry-after",
-                (wait.as_secs_f64().ceil() as u64)
+                ((wait_ms / 1e3).ceil() as u64)
                     .to_string()
                     .parse()
                     .expect("num"),
             );
-            h.insert("retry-after-ms", format!("{ms:.3}").parse().expect("num"));
+            h.insert(
+                "retry-after-ms",
+                format!("{wait_ms:.3}").parse().expect("num"),
+            );
             for (b, unit) in buckets.iter().zip(["requests", "tokens"]) {
                 let Some(b) = b else { continue };
                 let num = |x: u64| http::HeaderValue::from(x);
@@ -607,7 +619,7 @@ async fn handle(
                         .expect("name"),
                     num(b.remaining),
                 );
-                let reset_ms = b.reset.0 as f64 / 1e3 / state.cfg.time_scale;
+                let reset_ms = header_ms(b.reset, state.cfg.time_scale);
                 h.insert(
                     http::HeaderName::try_from(format!("x-ratelimit-reset-{unit}")).expect("name"),
                     format!("{reset_ms:.3}ms").parse().expect("num"),
@@ -769,6 +781,16 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_waits_round_up_to_the_microsecond_written() {
+        // 1 simulated µs at 50x is 20 ns: written as 0.001 ms, not 0.000.
+        assert_eq!(format!("{:.3}", header_ms(SimDuration(1), 50.0)), "0.001");
+        assert_eq!(header_ms(SimDuration(25_000), 50.0), 0.5);
+        assert_eq!(header_ms(SimDuration(25_001), 50.0), 0.501);
+        assert_eq!(header_ms(SimDuration(1_500), 1.0), 1.5);
+        assert_eq!(header_ms(SimDuration::ZERO, 50.0), 0.0);
+    }
 
     #[test]
     fn faults_parse_with_clear_errors() {
