@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
@@ -135,11 +136,42 @@ pub enum Conn {
 
 impl Connection for Conn {
     fn connected(&self) -> Connected {
-        match self {
+        let connected = match self {
             Conn::Endpoint(s) => s.connected(),
             // Tells the client to send absolute-form request targets.
             Conn::Forwarding(s) => s.connected().proxy(true),
+        };
+        // Asked once per connection; every response and error on it
+        // carries a clone.
+        connected.extra(Answered::default())
+    }
+}
+
+/// Whether a connection has answered a request. A request that fails on
+/// one that has, before its own answer began, was sent as the server
+/// closed the connection (llama.cpp's server closes it after every
+/// streamed answer, and many servers after a few idle seconds, without
+/// saying so), so the server never read it.
+#[derive(Clone, Debug, Default)]
+pub struct Answered(Arc<AtomicBool>);
+
+impl Answered {
+    /// Marks the connection of a response as having answered.
+    pub fn mark(response_extensions: &http::Extensions) {
+        if let Some(a) = response_extensions.get::<Answered>() {
+            a.0.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the connection a request failed on had answered before.
+    pub fn before(e: &hyper_util::client::legacy::Error) -> bool {
+        let mut extensions = http::Extensions::new();
+        if let Some(c) = e.connect_info() {
+            c.get_extras(&mut extensions);
+        }
+        extensions
+            .get::<Answered>()
+            .is_some_and(|a| a.0.load(Ordering::Relaxed))
     }
 }
 

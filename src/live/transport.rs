@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::proxy::{Proxies, Routed};
+use super::proxy::{Answered, Proxies, Routed};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
@@ -310,6 +310,10 @@ impl Default for HttpTransport {
 /// operating system's own limit, about two minutes on Linux, and one that
 /// accepts but never answers the handshake held it for ever.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times a request lost with a kept-alive connection the server
+/// closed is sent again (each time on another connection).
+const MAX_RESENDS_ON_CLOSED: u32 = 2;
 
 /// A connector that gives up on a connection that is not open, handshake
 /// included, within `limit`.
@@ -652,17 +656,36 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
         Ok(r) => r,
         Err(_) => return Reply::failed("bad_request"),
     };
-    let resp = match client.request(request).await {
-        Ok(r) => r,
-        Err(e) => {
-            let kind = if caused_by_tls(&e) {
-                "tls"
-            } else if e.is_connect() {
-                "connect"
-            } else {
-                "reset"
-            };
-            return Reply::failed(kind);
+    let mut resent = 0;
+    let resp = loop {
+        // The body is shared bytes: a copy to resend costs no copying.
+        let mut again = http::Request::new(request.body().clone());
+        *again.method_mut() = request.method().clone();
+        *again.uri_mut() = request.uri().clone();
+        *again.headers_mut() = request.headers().clone();
+        match client.request(again).await {
+            Ok(r) => {
+                Answered::mark(r.extensions());
+                break r;
+            }
+            // Sent on a kept-alive connection as the server closed it (see
+            // `Answered`), so the server did not read it: it goes again,
+            // as Go's client resends a request on a reused connection that
+            // nothing came back on. Each such connection fails at once and
+            // leaves the pool.
+            Err(e) if resent < MAX_RESENDS_ON_CLOSED && !e.is_connect() && Answered::before(&e) => {
+                resent += 1;
+            }
+            Err(e) => {
+                let kind = if caused_by_tls(&e) {
+                    "tls"
+                } else if e.is_connect() {
+                    "connect"
+                } else {
+                    "reset"
+                };
+                return Reply::failed(kind);
+            }
         }
     };
     let mut reply = Reply {
@@ -1108,6 +1131,73 @@ mod tests {
         // It waited for the limit: the connection was not refused outright.
         assert!(waited >= limit, "failed after {waited:?}");
         drop(listener);
+    }
+
+    /// A server that answers the first `answers` requests on each
+    /// connection, then reads the next and closes the connection without
+    /// answering it, as a server that closes a kept-alive connection does
+    /// when a request crosses the close. Returns the endpoint and the count
+    /// of connections it accepted.
+    fn serve_dropping(
+        answers: usize,
+    ) -> (Arc<ResolvedEndpoint>, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                let Ok(mut c) = c else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                    let body = br#"{"data":[{"embedding":[0.5]}],"usage":{"prompt_tokens":4}}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let mut buf = [0u8; 8192];
+                    // Each request is small: one read holds it whole.
+                    for _ in 0..answers {
+                        if !matches!(c.read(&mut buf), Ok(n) if n > 0)
+                            || c.write_all(head.as_bytes()).is_err()
+                            || c.write_all(body).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let _ = c.read(&mut buf);
+                });
+            }
+        });
+        (loopback(addr, false), accepted)
+    }
+
+    /// llama.cpp's server closes the connection after every streamed
+    /// answer without saying so; a request sent on it as it closes is lost
+    /// unread. It goes again on a new connection, and only then: a request
+    /// lost on a connection that never answered is the endpoint's failure.
+    #[tokio::test]
+    async fn a_request_lost_with_a_closed_kept_alive_connection_goes_again() {
+        use std::sync::atomic::Ordering;
+        let mut t = HttpTransport::new();
+        let (ep, accepted) = serve_dropping(1);
+        for call in 0..3 {
+            let reply = t.call(embed_request(ep.clone())).await;
+            assert_eq!(
+                reply.outcome,
+                Some(Outcome::Success),
+                "call {call}: {reply:?}"
+            );
+        }
+        // Each call after the first met the closed connection, then a new one.
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        let (ep, accepted) = serve_dropping(0);
+        let reply = t.call(embed_request(ep)).await;
+        assert_eq!(reply.error.as_deref(), Some("reset"));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "not sent again");
     }
 
     #[test]
