@@ -248,10 +248,18 @@ pub struct RequestRecord {
     pub usage_cache_write_tokens: Option<u32>,
     /// Dropped by the scheduler (hedge loser, failed workflow, interrupt).
     pub cancelled: bool,
+    /// How many times the request went again because a kept-alive
+    /// connection closed under it before the server read it (absent: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resent: u8,
     /// `x-ratelimit-*` headers of the response, resets in scenario ms
     /// (absent when it had none).
     #[serde(flatten)]
     pub rate: RateRecord,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// The `x-ratelimit-*` headers of one response, as `requests.jsonl` keeps them.
@@ -728,6 +736,7 @@ impl<T: Transport> LiveDriver<T> {
             usage_cached_prompt_tokens: reply.and_then(|r| r.usage.and_then(|u| u.cached_prompt)),
             usage_cache_write_tokens: reply.and_then(|r| r.usage.and_then(|u| u.cache_write)),
             cancelled: outcome == Outcome::Cancelled,
+            resent: reply.map_or(0, |r| r.resent),
             rate: reply
                 .and_then(|r| r.rate_headers)
                 .map(|h| {

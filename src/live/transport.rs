@@ -177,6 +177,9 @@ pub struct Reply {
     pub chunks: u32,
     /// The `x-ratelimit-*` headers of the response, when it had any.
     pub rate_headers: Option<RateHeaders>,
+    /// How many times the request went again because a kept-alive
+    /// connection closed under it (see `proxy::Answered`).
+    pub resent: u8,
 }
 
 /// What a response's `x-ratelimit-*` headers said (OpenAI's names; resets in
@@ -656,7 +659,7 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
         Ok(r) => r,
         Err(_) => return Reply::failed("bad_request"),
     };
-    let mut resent = 0;
+    let mut resent = 0u8;
     let resp = loop {
         // The body is shared bytes: a copy to resend costs no copying.
         let mut again = http::Request::new(request.body().clone());
@@ -673,7 +676,11 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
             // as Go's client resends a request on a reused connection that
             // nothing came back on. Each such connection fails at once and
             // leaves the pool.
-            Err(e) if resent < MAX_RESENDS_ON_CLOSED && !e.is_connect() && Answered::before(&e) => {
+            Err(e)
+                if u32::from(resent) < MAX_RESENDS_ON_CLOSED
+                    && !e.is_connect()
+                    && Answered::before(&e) =>
+            {
                 resent += 1;
             }
             Err(e) => {
@@ -684,13 +691,17 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
                 } else {
                     "reset"
                 };
-                return Reply::failed(kind);
+                return Reply {
+                    resent,
+                    ..Reply::failed(kind)
+                };
             }
         }
     };
     let mut reply = Reply {
         status: Some(resp.status().as_u16()),
         first_byte: Some(Instant::now()),
+        resent,
         ..Reply::default()
     };
     let status = resp.status();
@@ -1191,12 +1202,14 @@ mod tests {
                 Some(Outcome::Success),
                 "call {call}: {reply:?}"
             );
+            assert_eq!(reply.resent, (call > 0) as u8, "call {call}");
         }
         // Each call after the first met the closed connection, then a new one.
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
         let (ep, accepted) = serve_dropping(0);
         let reply = t.call(embed_request(ep)).await;
         assert_eq!(reply.error.as_deref(), Some("reset"));
+        assert_eq!(reply.resent, 0);
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "not sent again");
     }
 
