@@ -148,10 +148,10 @@ impl Connection for Conn {
 }
 
 /// Whether a connection has answered a request. A request that fails on
-/// one that has, before its own answer began, was sent as the server
-/// closed the connection (llama.cpp's server closes it after every
-/// streamed answer, and many servers after a few idle seconds, without
-/// saying so), so the server never read it.
+/// one that has, before its own answer began, was almost always sent as
+/// the server closed the connection, unread (llama.cpp's server closes it
+/// after every streamed answer, and many servers after a few idle
+/// seconds, without saying so).
 #[derive(Clone, Debug, Default)]
 pub struct Answered(Arc<AtomicBool>);
 

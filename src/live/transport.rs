@@ -316,7 +316,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many times a request lost with a kept-alive connection the server
 /// closed is sent again (each time on another connection).
-const MAX_RESENDS_ON_CLOSED: u32 = 2;
+const MAX_RESENDS_ON_CLOSED: u8 = 2;
 
 /// A connector that gives up on a connection that is not open, handshake
 /// included, within `limit`.
@@ -672,15 +672,10 @@ async fn send_http(client: HttpClient, proxies: Arc<Proxies>, req: CallRequest) 
                 break r;
             }
             // Sent on a kept-alive connection as the server closed it (see
-            // `Answered`), so the server did not read it: it goes again,
-            // as Go's client resends a request on a reused connection that
-            // nothing came back on. Each such connection fails at once and
-            // leaves the pool.
-            Err(e)
-                if u32::from(resent) < MAX_RESENDS_ON_CLOSED
-                    && !e.is_connect()
-                    && Answered::before(&e) =>
-            {
+            // `Answered`): it goes again, as Go's client resends a request
+            // on a reused connection that nothing came back on. Each such
+            // connection fails at once and leaves the pool.
+            Err(e) if resent < MAX_RESENDS_ON_CLOSED && !e.is_connect() && Answered::before(&e) => {
                 resent += 1;
             }
             Err(e) => {
