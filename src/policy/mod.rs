@@ -455,6 +455,9 @@ pub struct Policy {
     queued: usize,
     /// Whether any mechanism reads the online estimates.
     learns: bool,
+    /// Some model has a quality curve, so a call may be a redo, which runs
+    /// on its tier's best model (see [`TierInfo::best_model`]).
+    redos_possible: bool,
     /// Something a dispatch pass depends on changed since the last pass:
     /// capacity was freed, a call was queued, or a driver asked for a recheck.
     dirty: bool,
@@ -539,6 +542,11 @@ impl Policy {
     /// Builds a policy.
     pub fn new(setup: PolicySetup) -> Policy {
         let mech = Mechanisms::of(setup.kind, &setup.ablations);
+        let redos_possible = setup
+            .providers
+            .iter()
+            .flatten()
+            .any(|t| t.models.len() > 1 && t.quality.iter().any(Option::is_some));
         let window = setup.constants.stats_window as usize;
         let sort_by = |tiers: &Vec<TierInfo>, f: &dyn Fn(&TierInfo) -> f64| {
             let mut idx: Vec<u16> = (0..tiers.len() as u16).collect();
@@ -607,6 +615,7 @@ impl Policy {
             seq: 0,
             queued: 0,
             learns: mech.escalation || mech.hedging,
+            redos_possible,
         }
     }
 
@@ -1088,7 +1097,7 @@ impl Policy {
         t: u16,
         out: &mut Vec<Decision>,
     ) {
-        let model = if self.mech.model_routing {
+        let model = if self.mech.model_routing || self.redos_possible {
             self.model_for(&view.call_facts(q.call), p, t)
         } else {
             0

@@ -857,3 +857,47 @@ fn the_shipped_prefix_cache_scenario_caches_under_every_policy_and_saves_money()
         );
     }
 }
+
+/// Without model routing a call runs on the default model; when that
+/// model's answer is rejected, the redo runs on the tier's best model for
+/// the call, whether it starts at once or waits in a queue first (a redo
+/// made ready where others wait is queued, and an older workflow's call is
+/// often the head the next pass starts: it once went to the default model).
+#[test]
+fn a_redo_runs_on_the_best_model_whether_or_not_it_queued() {
+    let mut s = research(40, PolicyKind::FifoCheapest);
+    for t in &mut s.providers.get_mut("llm_provider").unwrap().tiers {
+        t.models[0].quality = Some(crate::scenario::QualityCurve {
+            midpoint: 0.5,
+            slope: 8.0,
+        });
+        t.models[1].quality = None;
+    }
+    assert!(s.redos_possible());
+    let mut obs = MemoryObserver {
+        keep_trace: true,
+        ..MemoryObserver::default()
+    };
+    let r = Simulator::new(&s, &mut obs).run();
+    let mut redone = std::collections::HashSet::new();
+    let mut redo_starts = 0;
+    for e in &obs.trace {
+        let call = (e.workflow, e.node);
+        match e.kind {
+            TraceKind::Redo => {
+                redone.insert(call);
+            }
+            TraceKind::Start(_) if redone.contains(&call) => {
+                assert_eq!(e.model, 1, "the redo of {call:?} on the default model");
+                redo_starts += 1;
+            }
+            TraceKind::Start(_) => assert_eq!(e.model, 0, "no routing: the default model"),
+            _ => {}
+        }
+    }
+    assert_eq!(r.summary.redos, Some(redone.len() as u64));
+    assert!(
+        redo_starts >= redone.len() && redone.len() > 10,
+        "{redo_starts} redo starts"
+    );
+}
