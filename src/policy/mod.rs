@@ -239,6 +239,12 @@ impl TierLoad {
 
 /// The read-only state a policy decides on.
 pub trait SystemView {
+    /// False in the copy of the engine compiled for scenarios without
+    /// optional mechanisms (see `runtime::Variant`): no hedging, escalation,
+    /// model routing, in-flight cap, client-side rate limit or rejected
+    /// answer. A view that says false promises that, and the policy's checks
+    /// of them are then constants.
+    const MECHANISMS: bool = true;
     /// The current time.
     fn now(&self) -> SimTime;
     /// Load of one tier.
@@ -725,7 +731,7 @@ impl Policy {
     }
 
     fn global_free<V: SystemView>(&self, view: &V) -> u32 {
-        if self.mech.in_flight_cap {
+        if V::MECHANISMS && self.mech.in_flight_cap {
             self.c.max_in_flight.saturating_sub(view.remote_in_flight())
         } else {
             u32::MAX
@@ -737,7 +743,7 @@ impl Policy {
     /// Inlined, with the search under rate limits or a cap out of line.
     #[inline]
     pub fn on_ready<V: SystemView>(&mut self, view: &V, r: ReadyCall, out: &mut Vec<Decision>) {
-        if !self.plain || self.exhaustive {
+        if (V::MECHANISMS && !self.plain) || self.exhaustive {
             self.on_ready_limited(view, r, out);
             return;
         }
@@ -748,7 +754,7 @@ impl Policy {
         let pv = &self.provs[p as usize];
         for &t in &pv.by_price {
             if self.tiers[pv.first + t as usize].queue.is_empty() && view.free_slots(p, t) > 0 {
-                self.start_ready(&r, t, out);
+                self.start_ready::<V>(&r, t, out);
                 return;
             }
         }
@@ -781,11 +787,13 @@ impl Policy {
                     // for its next token (always, under a token limit).
                     self.dirty |= (load.tokens == 1 && load.in_flight + 1 < load.slots)
                         || load.token_bucket.is_some();
-                    self.start_ready(&r, t, out);
+                    self.start_ready::<V>(&r, t, out);
                     return;
                 }
                 let could_take = t == cheapest
-                    || (self.mech.escalation && ts.info.latency_scale < cheapest_scale);
+                    || (V::MECHANISMS
+                        && self.mech.escalation
+                        && ts.info.latency_scale < cheapest_scale);
                 wake_needed |=
                     could_take && load.in_flight < load.slots && (load.tokens == 0 || !admitted);
             }
@@ -807,8 +815,13 @@ impl Policy {
     /// Starts ready call `r` on tier `t` of its provider, on the model
     /// it would use there, as its first placement.
     #[inline]
-    fn start_ready(&self, r: &ReadyCall, t: u16, out: &mut Vec<Decision>) {
-        let model = self.model_for(r, r.provider, t);
+    fn start_ready<V: SystemView>(&self, r: &ReadyCall, t: u16, out: &mut Vec<Decision>) {
+        // Without optional mechanisms a call has no redo and no routing.
+        let model = if V::MECHANISMS {
+            self.model_for(r, r.provider, t)
+        } else {
+            0
+        };
         out.push(Decision::Start {
             call: r.call,
             provider: r.provider,
@@ -956,11 +969,11 @@ impl Policy {
         if self.queued == 0 && self.hedges.is_empty() && self.hedges_due.is_empty() {
             return;
         }
-        if self.plain && !self.exhaustive {
+        if (!V::MECHANISMS || self.plain) && !self.exhaustive {
             self.plain_pass(view, out);
             return;
         }
-        if self.mech.hedging {
+        if V::MECHANISMS && self.mech.hedging {
             // Taken first: a provider's loads are worked out only if it has
             // a due hedge or a queue.
             while let Some(t) = self.pop_due_deadline(view.now()) {
@@ -1026,11 +1039,11 @@ impl Policy {
             }
             // 2. Escalation: a faster tier with free capacity takes the head
             //    of a slower tier's queue when the time saved is worth it.
-            if self.mech.escalation {
+            if V::MECHANISMS && self.mech.escalation {
                 global = self.escalate(view, p, global, out);
             }
         }
-        if self.mech.hedging {
+        if V::MECHANISMS && self.mech.hedging {
             self.hedge(view, global, out);
         }
         // 3. A tier that this pass leaves blocked only by its rate limit
@@ -1097,7 +1110,7 @@ impl Policy {
         t: u16,
         out: &mut Vec<Decision>,
     ) {
-        let model = if self.mech.model_routing || self.redos_possible {
+        let model = if V::MECHANISMS && (self.mech.model_routing || self.redos_possible) {
             self.model_for(&view.call_facts(q.call), p, t)
         } else {
             0

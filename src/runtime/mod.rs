@@ -26,6 +26,7 @@ mod driver;
 pub use driver::{AttemptReport, Driver, SendAttempt, Timer, TokenUsage};
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 
 use crate::metrics::{
     Observer, Place, RunResult, Summary, TierRow, TraceEvent, TraceKind, WorkflowRecord,
@@ -42,6 +43,59 @@ use crate::scenario::{Arrivals, Dist, Enforcer, Sampler, Scenario, Template};
 use crate::stats::{self, Samples};
 use crate::units::{Money, SimDuration, SimTime};
 use crate::workload::{Block, BlockNode, CompiledWorkload, TypeFacts};
+
+/// Which copy of the engine (the runtime and the policy's hooks it calls) a
+/// run uses. Every check of an optional mechanism is written
+/// `F::MECHANISMS && flag`: in the [`QueuesOnly`] copy it is the constant
+/// `false` and compiles away, with the code it guards. A scenario that uses
+/// none of them ([`uses_optional_mechanisms`]) runs there, which makes
+/// M/M/c and fork-join about 3% faster than the [`General`] copy (see
+/// `docs/performance.md`); outputs are the same either way, since every flag
+/// those checks read is false in such a scenario.
+pub trait Variant: 'static {
+    /// Whether this copy checks for optional mechanisms at all.
+    const MECHANISMS: bool;
+}
+
+/// The copy that runs every scenario: each optional mechanism is checked
+/// for at run time.
+#[derive(Debug)]
+pub enum General {}
+
+impl Variant for General {
+    const MECHANISMS: bool = true;
+}
+
+/// The copy for scenarios whose policy and workload use no optional
+/// mechanism: workflows, queues, local pools, retries and provider-side
+/// rate limits only.
+#[derive(Debug)]
+pub enum QueuesOnly {}
+
+impl Variant for QueuesOnly {
+    const MECHANISMS: bool = false;
+}
+
+/// Whether `s` uses a mechanism the [`QueuesOnly`] copy leaves out: hedging,
+/// escalation, an in-flight cap or model routing (its policy and
+/// ablations), answers that can be rejected, a tokens-per-minute limit, a
+/// client-enforced rate limit, a prefix cache or streaming latencies. DAG
+/// priority and slack are not optional: both copies compute them.
+pub fn uses_optional_mechanisms(s: &Scenario) -> bool {
+    let mech = crate::policy::Mechanisms::of(s.policy, &s.ablations);
+    mech.hedging
+        || mech.escalation
+        || mech.in_flight_cap
+        || mech.model_routing
+        || s.redos_possible()
+        || s.has_token_limits()
+        || s.has_prefix_caching()
+        || s.node_types.values().any(|n| n.latency.is_streaming())
+        || s.providers
+            .values()
+            .flat_map(|p| &p.tiers)
+            .any(|t| TierModel::new(t).client_request_limit())
+}
 
 /// Where nodes of a type run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -566,11 +620,12 @@ impl State {
     }
 }
 
-struct View<'a> {
+struct View<'a, F> {
     st: &'a State,
     block_nodes: &'a [BlockNode],
     /// Whether anything reads call difficulties (routing, quality curves).
     difficulty: bool,
+    variant: PhantomData<F>,
 }
 
 /// A call's keyed difficulty in [0, 1): what model routing and quality
@@ -583,7 +638,7 @@ pub(crate) fn difficulty(seed: u64, workflow: u64, node: u32) -> f64 {
     ))
 }
 
-impl View<'_> {
+impl<F: Variant> View<'_, F> {
     #[inline]
     fn ready_call(&self, call: CallKey) -> ReadyCall {
         let n = &self.st.wfs[call.slot as usize].nodes[call.node];
@@ -621,7 +676,9 @@ impl View<'_> {
     }
 }
 
-impl SystemView for View<'_> {
+impl<F: Variant> SystemView for View<'_, F> {
+    const MECHANISMS: bool = F::MECHANISMS;
+
     fn now(&self) -> SimTime {
         self.st.now
     }
@@ -709,17 +766,18 @@ impl AttemptTag {
 /// mutably beside it.
 macro_rules! view {
     ($sim:ident) => {
-        View {
+        View::<F> {
             st: &$sim.st,
             block_nodes: &$sim.block_nodes,
-            difficulty: $sim.difficulties,
+            difficulty: F::MECHANISMS && $sim.difficulties,
+            variant: PhantomData,
         }
     };
 }
 
 /// The workflow state machine of one run, driven by `D`: the scenario
 /// compiled, the policy built, every workflow, node and attempt.
-pub struct Runtime<'o, O: Observer, D: Driver> {
+pub struct Runtime<'o, O: Observer, D: Driver, F: Variant = General> {
     /// The driver: what sends attempts and keeps timers.
     pub io: D,
     seed: u64,
@@ -767,9 +825,10 @@ pub struct Runtime<'o, O: Observer, D: Driver> {
     /// Prior median service time per node type (ms, tier scale 1): what a
     /// cancelled attempt of unknown planned duration is charged against.
     prior_p50_ms: Vec<f64>,
+    variant: PhantomData<F>,
 }
 
-impl<O: Observer, D: Driver> std::fmt::Debug for Runtime<'_, O, D> {
+impl<O: Observer, D: Driver, F: Variant> std::fmt::Debug for Runtime<'_, O, D, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("seed", &self.seed)
@@ -881,9 +940,16 @@ fn prior(seed: u64, ty: usize, spec: &DrawSpec<'_>) -> NodeTypeInfo {
     }
 }
 
-impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
+impl<'o, O: Observer, D: Driver, F: Variant> Runtime<'o, O, D, F> {
     /// Compiles a validated scenario for `io` to drive.
-    pub fn new(s: &Scenario, obs: &'o mut O, io: D) -> Runtime<'o, O, D> {
+    ///
+    /// Panics if `F` is [`QueuesOnly`] and the scenario uses an optional
+    /// mechanism ([`uses_optional_mechanisms`] says which copy may run it).
+    pub fn new(s: &Scenario, obs: &'o mut O, io: D) -> Runtime<'o, O, D, F> {
+        assert!(
+            F::MECHANISMS || !uses_optional_mechanisms(s),
+            "a scenario with optional mechanisms on the queues-only engine"
+        );
         let table = NodeTable::build(s);
         let workload = crate::workload::compile(s, &table.facts());
         let nodes_reserved = workload.max_block_nodes().min(NODES_RESERVED_MAX);
@@ -1058,6 +1124,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             nodes_reserved,
             block_nodes,
             fresh_blocks,
+            variant: PhantomData,
         }
     }
 
@@ -1325,7 +1392,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         // (and copies its nodes) while the workflow runs.
         self.st.wfs[slot as usize]
             .nodes
-            .reserve(self.nodes_reserved, self.difficulties);
+            .reserve(self.nodes_reserved, F::MECHANISMS && self.difficulties);
         self.trace(TraceKind::Arrive, slot, 0, Place::None, AttemptTag::NONE);
         self.instantiate(slot, 0);
     }
@@ -1356,7 +1423,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             [n] => w.nodes.v.push(n),
             _ => w.nodes.v.extend_from_slice(&fresh.nodes),
         }
-        if self.difficulties {
+        if F::MECHANISMS && self.difficulties {
             for (i, n) in fresh.nodes.iter().enumerate() {
                 w.nodes.difficulty.push(if n.provider != LOCAL {
                     difficulty(self.seed, w.id, base + i as u32)
@@ -1604,7 +1671,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
         let t = &mut self.st.tiers[gt];
         // The client-side bucket is booked here; a provider-enforced one
         // is the provider's (the driver's) business.
-        if t.client_limited {
+        if F::MECHANISMS && t.client_limited {
             book_client_limits(&mut t.model, now, input_tokens, output_tokens);
         }
         let price = t.model.price(model as usize, input_tokens, output_tokens);
@@ -1699,7 +1766,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
             )
         });
         self.st.atts[aslot as usize].end = now + planned;
-        if self.prefix_caching {
+        if F::MECHANISMS && self.prefix_caching {
             self.book_cached_prefix(aslot, generation, gt, input_tokens, output_tokens);
         }
         self.trace(
@@ -1714,7 +1781,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 ttft: None,
             },
         );
-        if self.hedging {
+        if F::MECHANISMS && self.hedging {
             let ready = view!(self).ready_call(call);
             let started = AttemptStarted {
                 call,
@@ -1916,7 +1983,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
                 if a.kind == StartKind::Hedge {
                     self.st.hedge_wins += 1;
                 }
-                if self.judging && self.rejected(&a) {
+                if F::MECHANISMS && self.judging && self.rejected(&a) {
                     self.redo(&a, charge);
                 } else {
                     self.node_done(slot, node);
@@ -1973,7 +2040,7 @@ impl<'o, O: Observer, D: Driver> Runtime<'o, O, D> {
     /// successful ends only (live replies always carry a measured one).
     #[inline(always)]
     fn kept_ttft(&self, outcome: Outcome, ttft: Option<SimDuration>) -> Option<SimDuration> {
-        ttft.filter(|_| self.streaming && outcome == Outcome::Success)
+        ttft.filter(|_| F::MECHANISMS && self.streaming && outcome == Outcome::Success)
     }
 
     /// Records a successful streamed attempt's time to first token and

@@ -15,7 +15,10 @@ pub use crate::runtime::{Exec, NodeTable};
 use crate::metrics::{Observer, RunResult};
 use crate::policy::AttemptKey;
 use crate::provider::{PrefixUse, ProviderReply, ProviderSide};
-use crate::runtime::{AttemptReport, Driver, Runtime, SendAttempt, Timer};
+use crate::runtime::{
+    AttemptReport, Driver, General, QueuesOnly, Runtime, SendAttempt, Timer, Variant,
+    uses_optional_mechanisms,
+};
 use crate::scenario::Scenario;
 use crate::units::{SimDuration, SimTime};
 use crate::workload::CompiledWorkload;
@@ -101,13 +104,31 @@ impl Driver for SimDriver {
 
 /// A run, ready to go: the scenario compiled, the policy built.
 pub struct Simulator<'o, O: Observer> {
-    rt: Runtime<'o, O, SimDriver>,
+    engine: Engine<'o, O>,
+}
+
+/// The runtime, in the copy the scenario can run on (see
+/// [`crate::runtime::Variant`]).
+enum Engine<'o, O: Observer> {
+    General(Runtime<'o, O, SimDriver, General>),
+    QueuesOnly(Runtime<'o, O, SimDriver, QueuesOnly>),
+}
+
+/// Calls `$body` with `$rt` bound to the runtime, whichever copy it is.
+macro_rules! with_runtime {
+    ($engine:expr, $rt:ident => $body:expr) => {
+        match $engine {
+            Engine::General($rt) => $body,
+            Engine::QueuesOnly($rt) => $body,
+        }
+    };
 }
 
 impl<O: Observer> std::fmt::Debug for Simulator<'_, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Simulator")
-            .field("now", &self.rt.now())
+            .field("now", &with_runtime!(&self.engine, rt => rt.now()))
+            .field("queues_only", &matches!(self.engine, Engine::QueuesOnly(_)))
             .finish()
     }
 }
@@ -115,16 +136,29 @@ impl<O: Observer> std::fmt::Debug for Simulator<'_, O> {
 impl<'o, O: Observer> Simulator<'o, O> {
     /// Compiles a validated scenario.
     pub fn new(s: &Scenario, obs: &'o mut O) -> Simulator<'o, O> {
+        let io = SimDriver {
+            queue: EventQueue::with_wake(Event::Timer(Timer::Wake)),
+            provider: ProviderSide::new(s),
+            ends: Vec::new(),
+        };
+        let engine = if uses_optional_mechanisms(s) {
+            Engine::General(Runtime::new(s, obs, io))
+        } else {
+            Engine::QueuesOnly(Runtime::new(s, obs, io))
+        };
+        Simulator { engine }
+    }
+
+    /// The same run on the [`General`] copy of the engine, whatever the
+    /// scenario uses (the tests check that both copies compute the same).
+    pub fn general(s: &Scenario, obs: &'o mut O) -> Simulator<'o, O> {
+        let io = SimDriver {
+            queue: EventQueue::with_wake(Event::Timer(Timer::Wake)),
+            provider: ProviderSide::new(s),
+            ends: Vec::new(),
+        };
         Simulator {
-            rt: Runtime::new(
-                s,
-                obs,
-                SimDriver {
-                    queue: EventQueue::with_wake(Event::Timer(Timer::Wake)),
-                    provider: ProviderSide::new(s),
-                    ends: Vec::new(),
-                },
-            ),
+            engine: Engine::General(Runtime::new(s, obs, io)),
         }
     }
 
@@ -132,26 +166,39 @@ impl<'o, O: Observer> Simulator<'o, O> {
     /// skipping passes that cannot change anything. Outputs are the same,
     /// except `events` (wake-ups may be requested at other moments); the
     /// tests check exactly that.
-    pub fn with_exhaustive_dispatch(mut self) -> Self {
-        self.rt = self.rt.with_exhaustive_dispatch();
-        self
+    pub fn with_exhaustive_dispatch(self) -> Self {
+        Simulator {
+            engine: match self.engine {
+                Engine::General(rt) => Engine::General(rt.with_exhaustive_dispatch()),
+                Engine::QueuesOnly(rt) => Engine::QueuesOnly(rt.with_exhaustive_dispatch()),
+            },
+        }
     }
 
     /// Keeps at most `cap` samples per metric in memory, spilling the rest
     /// to a temporary file. Results are the same whatever the cap.
-    pub fn with_samples_in_memory(mut self, cap: usize) -> Self {
-        self.rt = self.rt.with_samples_in_memory(cap);
-        self
+    pub fn with_samples_in_memory(self, cap: usize) -> Self {
+        Simulator {
+            engine: match self.engine {
+                Engine::General(rt) => Engine::General(rt.with_samples_in_memory(cap)),
+                Engine::QueuesOnly(rt) => Engine::QueuesOnly(rt.with_samples_in_memory(cap)),
+            },
+        }
     }
 
     /// The node-type table (names for reports).
     pub fn table(&self) -> &NodeTable {
-        self.rt.table()
+        with_runtime!(&self.engine, rt => rt.table())
     }
 
     /// The compiled workload (tests check traces against its blocks).
     pub fn workload(&self) -> &CompiledWorkload {
-        self.rt.workload()
+        with_runtime!(&self.engine, rt => rt.workload())
+    }
+
+    /// Whether the run uses the [`QueuesOnly`] copy of the engine.
+    pub fn queues_only(&self) -> bool {
+        matches!(self.engine, Engine::QueuesOnly(_))
     }
 
     /// Runs to completion. A run that would pass [`SimTime::HORIZON`]
@@ -164,46 +211,53 @@ impl<'o, O: Observer> Simulator<'o, O> {
     /// past [`SimTime::HORIZON`]: validation bounds every time a scenario
     /// names, so only absurd draws (a lognormal with a huge sigma) or very
     /// long serial chains get there, and the clock never saturates.
-    pub fn run_checked(mut self) -> Result<RunResult, PastHorizon> {
-        match self.run_events() {
-            Ok(events) => Ok(self.rt.finish(events)),
-            Err(events) => Err(PastHorizon {
-                partial: Box::new(self.rt.finish(events)),
-            }),
-        }
+    pub fn run_checked(self) -> Result<RunResult, PastHorizon> {
+        with_runtime!(self.engine, rt => run_to_end(rt))
     }
+}
 
-    /// Handles every event until the run has finished (the runtime then
-    /// has the queue dropped: see [`Runtime::finished`]); returns how
-    /// many, as an error if the run stopped at the horizon.
-    fn run_events(&mut self) -> Result<u64, u64> {
-        let mut events = 0u64;
-        self.rt.start();
-        while let Some((t, ev)) = self.rt.io.queue.pop() {
-            if t > SimTime::HORIZON {
-                return Err(events);
-            }
-            events += 1;
-            match ev {
-                Event::Timer(timer) => self.rt.on_timer(t, timer),
-                Event::AttemptEnd { slot, generation } => {
-                    let end = self.rt.io.ends[slot as usize];
-                    self.rt.on_attempt_end(
-                        t,
-                        AttemptKey { slot, generation },
-                        AttemptReport {
-                            outcome: end.draw.outcome,
-                            retry_after: end.retry_after,
-                            limited_by: end.limited_by,
-                            ttft: end.draw.ttft,
-                            usage: None,
-                        },
-                    );
-                }
+/// Runs `rt` to its end (see [`Simulator::run_checked`]).
+fn run_to_end<O: Observer, F: Variant>(
+    mut rt: Runtime<'_, O, SimDriver, F>,
+) -> Result<RunResult, PastHorizon> {
+    match run_events(&mut rt) {
+        Ok(events) => Ok(rt.finish(events)),
+        Err(events) => Err(PastHorizon {
+            partial: Box::new(rt.finish(events)),
+        }),
+    }
+}
+
+/// Handles every event until the run has finished (the runtime then has
+/// the queue dropped: see [`Runtime::finished`]); returns how many, as an
+/// error if the run stopped at the horizon.
+fn run_events<O: Observer, F: Variant>(rt: &mut Runtime<'_, O, SimDriver, F>) -> Result<u64, u64> {
+    let mut events = 0u64;
+    rt.start();
+    while let Some((t, ev)) = rt.io.queue.pop() {
+        if t > SimTime::HORIZON {
+            return Err(events);
+        }
+        events += 1;
+        match ev {
+            Event::Timer(timer) => rt.on_timer(t, timer),
+            Event::AttemptEnd { slot, generation } => {
+                let end = rt.io.ends[slot as usize];
+                rt.on_attempt_end(
+                    t,
+                    AttemptKey { slot, generation },
+                    AttemptReport {
+                        outcome: end.draw.outcome,
+                        retry_after: end.retry_after,
+                        limited_by: end.limited_by,
+                        ttft: end.draw.ttft,
+                        usage: None,
+                    },
+                );
             }
         }
-        Ok(events)
     }
+    Ok(events)
 }
 
 /// A run stopped at the representable horizon of simulated time.

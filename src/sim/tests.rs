@@ -116,13 +116,16 @@ fn a_workflow_holds_one_block_and_numbers_its_nodes_across_iterations() {
         keep_trace: true,
         ..MemoryObserver::default()
     };
-    let mut sim = Simulator::new(&s, &mut obs);
+    let sim = Simulator::new(&s, &mut obs);
     let blocks = [0, 1].map(|i| sim.workload().block(i).nodes.len());
-    let events = sim.run_events().expect("within the horizon");
+    let Engine::General(mut rt) = sim.engine else {
+        panic!("`full` hedges: the general engine runs it");
+    };
+    let events = super::run_events(&mut rt).expect("within the horizon");
     assert!(events > 0);
     // Every workflow ended on its last block: earlier ones were dropped.
-    assert!(sim.rt.largest_node_table() <= blocks[0].max(blocks[1]));
-    let _ = sim.rt.finish(events);
+    assert!(rt.largest_node_table() <= blocks[0].max(blocks[1]));
+    let _ = rt.finish(events);
     assert!(obs.workflows.iter().any(|w| w.iterations >= 3));
     for w in &obs.workflows {
         let expected = blocks[0] + (w.iterations as usize - 1) * blocks[1];
@@ -856,6 +859,48 @@ fn the_shipped_prefix_cache_scenario_caches_under_every_policy_and_saves_money()
             cold.summary.cost_total
         );
     }
+}
+
+#[test]
+fn only_scenarios_without_optional_mechanisms_run_on_the_queues_only_engine() {
+    let copy = |s: &Scenario| Simulator::new(s, &mut NullObserver).queues_only();
+    assert!(copy(&Scenario::mmc(8, 7.2, 1.0, 100, 1)));
+    let fork_join =
+        Scenario::from_json_str(include_str!("../../scenarios/fork_join.json")).unwrap();
+    assert!(copy(&fork_join));
+    let mut dag = fork_join.clone();
+    dag.policy = PolicyKind::DagCheapest;
+    assert!(copy(&dag), "DAG priority is no optional mechanism");
+    for kind in [PolicyKind::DagEscalation, PolicyKind::Full] {
+        let mut s = fork_join.clone();
+        s.policy = kind;
+        assert!(!copy(&s), "{kind:?} escalates");
+    }
+    let mut routed = fork_join.clone();
+    routed.ablations.enable_model_routing = true;
+    assert!(!copy(&routed));
+    for text in [
+        include_str!("../../scenarios/streaming.json"),
+        include_str!("../../scenarios/prefix_cache.json"),
+    ] {
+        let mut s = Scenario::from_json_str(text).unwrap();
+        s.policy = PolicyKind::FifoCheapest;
+        assert!(!copy(&s), "streaming and prefix caches are optional");
+    }
+    // Whatever the scenario, the general copy can run it.
+    assert!(!Simulator::general(&fork_join, &mut NullObserver).queues_only());
+}
+
+#[test]
+#[should_panic(expected = "optional mechanisms on the queues-only engine")]
+fn the_queues_only_engine_refuses_a_scenario_that_hedges() {
+    let s = research(5, PolicyKind::Full);
+    let io = SimDriver {
+        queue: EventQueue::with_wake(Event::Timer(Timer::Wake)),
+        provider: ProviderSide::new(&s),
+        ends: Vec::new(),
+    };
+    let _ = Runtime::<_, _, QueuesOnly>::new(&s, &mut NullObserver, io);
 }
 
 /// Without model routing a call runs on the default model; when that

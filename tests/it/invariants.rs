@@ -10,6 +10,7 @@ use agentsched::metrics::{
 };
 use agentsched::policy::PolicyKind;
 use agentsched::provider::Outcome;
+use agentsched::runtime::uses_optional_mechanisms;
 use agentsched::scenario::{Arrivals, Scenario};
 use agentsched::sim::Simulator;
 use proptest::prelude::*;
@@ -429,6 +430,53 @@ fn skipping_passes_changes_nothing(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// `c` without its optional mechanisms: no hedging, escalation or model
+/// routing (`full` and `dag_escalation` become `dag_cheapest`), no rate or
+/// token limit, no prefix cache. Quality curves stay: without routing they
+/// sit on a model no call uses.
+fn queues_only(c: &Case) -> Case {
+    Case {
+        policy: match c.policy {
+            "fifo_cheapest" => "fifo_cheapest",
+            _ => "dag_cheapest",
+        },
+        ablation: c.ablation & !8,
+        rate: None,
+        tpm: None,
+        cache: None,
+        ..c.clone()
+    }
+}
+
+/// The simulator runs a scenario without optional mechanisms on the copy of
+/// the engine compiled without them; the general copy must compute exactly
+/// the same: every trace event, workflow record and summary field.
+fn both_engine_copies_agree(c: &Case) -> Result<(), TestCaseError> {
+    let s = scenario(&queues_only(c));
+    prop_assert!(!uses_optional_mechanisms(&s));
+    let run = |general: bool| {
+        let mut obs = MemoryObserver {
+            keep_trace: true,
+            ..MemoryObserver::default()
+        };
+        let sim = if general {
+            Simulator::general(&s, &mut obs)
+        } else {
+            Simulator::new(&s, &mut obs)
+        };
+        assert_eq!(sim.queues_only(), !general);
+        // Debug text, so that NaN (no samples) equals NaN.
+        let result = format!("{:?}", sim.run());
+        (result, obs.trace, obs.workflows)
+    };
+    let (queues_only, general) = (run(false), run(true));
+    prop_assert!(!queues_only.1.is_empty());
+    prop_assert_eq!(&queues_only.1, &general.1, "traces differ");
+    prop_assert_eq!(&queues_only.2, &general.2, "workflow records differ");
+    prop_assert_eq!(queues_only.0, general.0);
+    Ok(())
+}
+
 /// These scenarios' latencies do not depend on prompt size, so a prefix
 /// cache changes what attempts cost and nothing else: the same trace,
 /// each attempt charged at most what it was without the cache, and the
@@ -539,6 +587,11 @@ proptest! {
     #[test]
     fn skipped_dispatch_passes_change_no_decision(c in case()) {
         skipping_passes_changes_nothing(&c)?;
+    }
+
+    #[test]
+    fn the_queues_only_engine_computes_what_the_general_one_does(c in case()) {
+        both_engine_copies_agree(&c)?;
     }
 
     #[test]
