@@ -59,7 +59,7 @@ impl<T: Copy + Ord> MinHeap<T> {
     /// comparison per level); the last entry then sifts up from there. It
     /// belongs near the bottom, so this costs fewer comparisons than
     /// sifting it down from the root.
-    #[inline]
+    #[inline(always)]
     pub fn pop(&mut self) -> Option<T> {
         let last = self.v.pop()?;
         let Some(&top) = self.v.first() else {

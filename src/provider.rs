@@ -435,7 +435,9 @@ impl ProviderSide {
     /// [`attempt`](Self::attempt), written into `out`: the simulator
     /// draws straight into the slot it keeps the reply in, where a reply
     /// returned and copied over was reloaded wider than it had just been
-    /// written (a store-forwarding stall on every attempt).
+    /// written (a store-forwarding stall on every attempt). Always inlined:
+    /// both copies of the engine call it once an attempt.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub fn attempt_into(
         &mut self,

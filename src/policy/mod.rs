@@ -164,6 +164,10 @@ pub struct PolicySetup {
     pub providers: Vec<Vec<TierInfo>>,
     /// Node types (indexed like the driver's table).
     pub node_types: Vec<NodeTypeInfo>,
+    /// Some call's answer can be rejected
+    /// ([`Scenario::redos_possible`](crate::scenario::Scenario::redos_possible)),
+    /// and its redo then runs on its tier's best model.
+    pub redos_possible: bool,
 }
 
 /// A call that has become ready (or ready again after a retry backoff).
@@ -241,9 +245,9 @@ impl TierLoad {
 pub trait SystemView {
     /// False in the copy of the engine compiled for scenarios without
     /// optional mechanisms (see `runtime::Variant`): no hedging, escalation,
-    /// model routing, in-flight cap, client-side rate limit or rejected
-    /// answer. A view that says false promises that, and the policy's checks
-    /// of them are then constants.
+    /// model routing, in-flight cap or rejected answer. A view that says
+    /// false promises that, and the policy's checks of them are then
+    /// constants.
     const MECHANISMS: bool = true;
     /// The current time.
     fn now(&self) -> SimTime;
@@ -461,8 +465,9 @@ pub struct Policy {
     queued: usize,
     /// Whether any mechanism reads the online estimates.
     learns: bool,
-    /// Some model has a quality curve, so a call may be a redo, which runs
-    /// on its tier's best model (see [`TierInfo::best_model`]).
+    /// A call may be a redo, which runs on its tier's best model (see
+    /// [`TierInfo::best_model`]): a queue head's facts are then read when
+    /// it starts, as they are with model routing.
     redos_possible: bool,
     /// Something a dispatch pass depends on changed since the last pass:
     /// capacity was freed, a call was queued, or a driver asked for a recheck.
@@ -548,11 +553,6 @@ impl Policy {
     /// Builds a policy.
     pub fn new(setup: PolicySetup) -> Policy {
         let mech = Mechanisms::of(setup.kind, &setup.ablations);
-        let redos_possible = setup
-            .providers
-            .iter()
-            .flatten()
-            .any(|t| t.models.len() > 1 && t.quality.iter().any(Option::is_some));
         let window = setup.constants.stats_window as usize;
         let sort_by = |tiers: &Vec<TierInfo>, f: &dyn Fn(&TierInfo) -> f64| {
             let mut idx: Vec<u16> = (0..tiers.len() as u16).collect();
@@ -621,7 +621,7 @@ impl Policy {
             seq: 0,
             queued: 0,
             learns: mech.escalation || mech.hedging,
-            redos_possible,
+            redos_possible: setup.redos_possible,
         }
     }
 
@@ -743,7 +743,7 @@ impl Policy {
     /// Inlined, with the search under rate limits or a cap out of line.
     #[inline]
     pub fn on_ready<V: SystemView>(&mut self, view: &V, r: ReadyCall, out: &mut Vec<Decision>) {
-        if (V::MECHANISMS && !self.plain) || self.exhaustive {
+        if !self.plain || self.exhaustive {
             self.on_ready_limited(view, r, out);
             return;
         }
@@ -969,7 +969,7 @@ impl Policy {
         if self.queued == 0 && self.hedges.is_empty() && self.hedges_due.is_empty() {
             return;
         }
-        if (!V::MECHANISMS || self.plain) && !self.exhaustive {
+        if self.plain && !self.exhaustive {
             self.plain_pass(view, out);
             return;
         }

@@ -71,6 +71,8 @@ fn setup(kind: PolicyKind, ablations: Ablations, constants: Constants) -> Policy
             prior_p50_ms: 1000.0,
             prior_p95_ms: 3000.0,
         }],
+        // No model has a quality curve.
+        redos_possible: false,
     }
 }
 

@@ -67,7 +67,7 @@ impl Variant for General {
 }
 
 /// The copy for scenarios whose policy and workload use no optional
-/// mechanism: workflows, queues, local pools, retries and provider-side
+/// mechanism: workflows, DAG priority, queues, local pools, retries and
 /// rate limits only.
 #[derive(Debug)]
 pub enum QueuesOnly {}
@@ -78,9 +78,9 @@ impl Variant for QueuesOnly {
 
 /// Whether `s` uses a mechanism the [`QueuesOnly`] copy leaves out: hedging,
 /// escalation, an in-flight cap or model routing (its policy and
-/// ablations), answers that can be rejected, a tokens-per-minute limit, a
-/// client-enforced rate limit, a prefix cache or streaming latencies. DAG
-/// priority and slack are not optional: both copies compute them.
+/// ablations), answers that can be rejected, a prefix cache or streaming
+/// latencies. DAG priority and rate limits are not optional: both copies
+/// handle them.
 pub fn uses_optional_mechanisms(s: &Scenario) -> bool {
     let mech = crate::policy::Mechanisms::of(s.policy, &s.ablations);
     mech.hedging
@@ -88,13 +88,8 @@ pub fn uses_optional_mechanisms(s: &Scenario) -> bool {
         || mech.in_flight_cap
         || mech.model_routing
         || s.redos_possible()
-        || s.has_token_limits()
         || s.has_prefix_caching()
         || s.node_types.values().any(|n| n.latency.is_streaming())
-        || s.providers
-            .values()
-            .flat_map(|p| &p.tiers)
-            .any(|t| TierModel::new(t).client_request_limit())
 }
 
 /// Where nodes of a type run.
@@ -1034,6 +1029,7 @@ impl<'o, O: Observer, D: Driver, F: Variant> Runtime<'o, O, D, F> {
                 })
                 .collect(),
             node_types: priors(s, &table, &workload),
+            redos_possible: s.redos_possible(),
         };
         let pools = s
             .pools
@@ -1671,7 +1667,7 @@ impl<'o, O: Observer, D: Driver, F: Variant> Runtime<'o, O, D, F> {
         let t = &mut self.st.tiers[gt];
         // The client-side bucket is booked here; a provider-enforced one
         // is the provider's (the driver's) business.
-        if F::MECHANISMS && t.client_limited {
+        if t.client_limited {
             book_client_limits(&mut t.model, now, input_tokens, output_tokens);
         }
         let price = t.model.price(model as usize, input_tokens, output_tokens);
@@ -2427,6 +2423,7 @@ impl<'o, O: Observer, D: Driver, F: Variant> Runtime<'o, O, D, F> {
 }
 
 /// Books a start on the tier's client-enforced request and token buckets.
+#[inline(always)]
 fn book_client_limits(m: &mut TierModel, now: SimTime, input_tokens: u32, output_tokens: u32) {
     if let (Some(b), Enforcer::Client) = (&mut m.bucket, m.enforcer) {
         b.take(now, 1);

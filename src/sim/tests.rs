@@ -871,6 +871,9 @@ fn only_scenarios_without_optional_mechanisms_run_on_the_queues_only_engine() {
     let mut dag = fork_join.clone();
     dag.policy = PolicyKind::DagCheapest;
     assert!(copy(&dag), "DAG priority is no optional mechanism");
+    // The research agent's tiers have client-enforced rate limits.
+    assert!(copy(&research(5, PolicyKind::FifoCheapest)));
+    assert!(copy(&research(5, PolicyKind::DagCheapest)));
     for kind in [PolicyKind::DagEscalation, PolicyKind::Full] {
         let mut s = fork_join.clone();
         s.policy = kind;

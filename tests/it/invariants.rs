@@ -431,9 +431,9 @@ fn skipping_passes_changes_nothing(c: &Case) -> Result<(), TestCaseError> {
 }
 
 /// `c` without its optional mechanisms: no hedging, escalation or model
-/// routing (`full` and `dag_escalation` become `dag_cheapest`), no rate or
-/// token limit, no prefix cache. Quality curves stay: without routing they
-/// sit on a model no call uses.
+/// routing (`full` and `dag_escalation` become `dag_cheapest`), no prefix
+/// cache. Quality curves stay: without routing they sit on a model no call
+/// uses. Rate and token limits stay: both copies handle them.
 fn queues_only(c: &Case) -> Case {
     Case {
         policy: match c.policy {
@@ -441,8 +441,6 @@ fn queues_only(c: &Case) -> Case {
             _ => "dag_cheapest",
         },
         ablation: c.ablation & !8,
-        rate: None,
-        tpm: None,
         cache: None,
         ..c.clone()
     }
