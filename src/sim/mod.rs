@@ -40,6 +40,17 @@ pub struct SimDriver {
     ends: Vec<ProviderReply>,
 }
 
+impl SimDriver {
+    /// An empty event queue and the scenario's provider model.
+    fn new(s: &Scenario) -> SimDriver {
+        SimDriver {
+            queue: EventQueue::with_wake(Event::Timer(Timer::Wake)),
+            provider: ProviderSide::new(s),
+            ends: Vec::new(),
+        }
+    }
+}
+
 // Inlined: an attempt's send and an arrival's timer were calls of their own.
 // Always, for the send: a run that records its workflows (`simulate`, a
 // sweep's runs) still made it a call.
@@ -128,7 +139,7 @@ impl<O: Observer> std::fmt::Debug for Simulator<'_, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Simulator")
             .field("now", &with_runtime!(&self.engine, rt => rt.now()))
-            .field("queues_only", &matches!(self.engine, Engine::QueuesOnly(_)))
+            .field("queues_only", &self.queues_only())
             .finish()
     }
 }
@@ -136,11 +147,7 @@ impl<O: Observer> std::fmt::Debug for Simulator<'_, O> {
 impl<'o, O: Observer> Simulator<'o, O> {
     /// Compiles a validated scenario.
     pub fn new(s: &Scenario, obs: &'o mut O) -> Simulator<'o, O> {
-        let io = SimDriver {
-            queue: EventQueue::with_wake(Event::Timer(Timer::Wake)),
-            provider: ProviderSide::new(s),
-            ends: Vec::new(),
-        };
+        let io = SimDriver::new(s);
         let engine = if uses_optional_mechanisms(s) {
             Engine::General(Runtime::new(s, obs, io))
         } else {
@@ -152,13 +159,8 @@ impl<'o, O: Observer> Simulator<'o, O> {
     /// The same run on the [`General`] copy of the engine, whatever the
     /// scenario uses (the tests check that both copies compute the same).
     pub fn general(s: &Scenario, obs: &'o mut O) -> Simulator<'o, O> {
-        let io = SimDriver {
-            queue: EventQueue::with_wake(Event::Timer(Timer::Wake)),
-            provider: ProviderSide::new(s),
-            ends: Vec::new(),
-        };
         Simulator {
-            engine: Engine::General(Runtime::new(s, obs, io)),
+            engine: Engine::General(Runtime::new(s, obs, SimDriver::new(s))),
         }
     }
 

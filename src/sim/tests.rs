@@ -898,12 +898,7 @@ fn only_scenarios_without_optional_mechanisms_run_on_the_queues_only_engine() {
 #[should_panic(expected = "optional mechanisms on the queues-only engine")]
 fn the_queues_only_engine_refuses_a_scenario_that_hedges() {
     let s = research(5, PolicyKind::Full);
-    let io = SimDriver {
-        queue: EventQueue::with_wake(Event::Timer(Timer::Wake)),
-        provider: ProviderSide::new(&s),
-        ends: Vec::new(),
-    };
-    let _ = Runtime::<_, _, QueuesOnly>::new(&s, &mut NullObserver, io);
+    let _ = Runtime::<_, _, QueuesOnly>::new(&s, &mut NullObserver, SimDriver::new(&s));
 }
 
 /// Without model routing a call runs on the default model; when that
