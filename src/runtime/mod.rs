@@ -49,9 +49,10 @@ use crate::workload::{Block, BlockNode, CompiledWorkload, TypeFacts};
 /// `F::MECHANISMS && flag`: in the [`QueuesOnly`] copy it is the constant
 /// `false` and compiles away, with the code it guards. A scenario that uses
 /// none of them ([`uses_optional_mechanisms`]) runs there, which makes
-/// M/M/c, fork-join and the research agent under `fifo_cheapest` 4–5%
-/// faster (see `docs/performance.md`); outputs are the same either way,
-/// since every flag those checks read is false in such a scenario.
+/// M/M/c, fork-join and the research agent under `fifo_cheapest` and
+/// `dag_cheapest` 3–6% faster (see `docs/performance.md`); outputs are the
+/// same either way, since every flag those checks read is false in such a
+/// scenario.
 pub trait Variant: 'static {
     /// Whether this copy checks for optional mechanisms at all.
     const MECHANISMS: bool;
