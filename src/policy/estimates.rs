@@ -8,31 +8,35 @@
 /// computation: estimates are for decisions, a sort per read would dominate
 /// run time, and a policy that never reads them pays nothing.
 ///
-/// A computation does not sort the window: it keeps the window sorted as of
-/// the last one and merges in what arrived and left since (a few dozen
-/// samples against a thousand), so reading a stale window costs a linear
-/// merge. Samples are kept as [`order_key`]s, so that all of this compares
-/// plain integers (in `f64::total_cmp` order) instead of floats.
+/// A computation sorts nothing. Every sample is counted in one of
+/// [`BUCKETS`] buckets, ranges of values in order (32 to an octave), so a
+/// wanted rank's bucket is found by walking the counts; one scan of the
+/// samples' buckets then picks out the few samples of the buckets the
+/// two quantiles are in, and each rank is selected among them. Samples are kept as [`order_key`]s, so that all of
+/// this compares plain integers (in `f64::total_cmp` order) instead of
+/// floats.
 #[derive(Clone, Debug)]
 pub struct Window {
     /// The samples in arrival order (a ring once full).
     buf: Vec<u64>,
+    /// Each sample's bucket, beside it in a ring of its own: a quarter of
+    /// the memory to scan (the samples are cold by the time they are read).
+    ids: Vec<u16>,
     next: usize,
     window: usize,
     since_refresh: usize,
     refresh_every: usize,
     p50: f64,
     p95: f64,
-    /// The window as of the last fold, sorted; valid only while `tracking`.
-    sorted: Vec<u64>,
-    /// Whether `added` and `evicted` hold every change since the last fold.
-    /// A window unread for long stops tracking and is sorted afresh when
-    /// read: past a quarter of the window, that is the cheaper way.
-    tracking: bool,
-    /// Samples that arrived, and samples that left the window, since then.
-    added: Vec<u64>,
-    evicted: Vec<u64>,
-    scratch: Vec<u64>,
+    /// Samples held per bucket (allocated with the first sample), and per
+    /// group of [`GROUP`] buckets, so that a walk to a rank takes at most
+    /// a few dozen steps.
+    counts: Vec<u32>,
+    groups: Vec<u32>,
+    /// Scratch: where the samples of the buckets each quantile is in are,
+    /// and those samples.
+    picked: [Vec<u32>; 2],
+    values: Vec<u64>,
 }
 
 /// Maps a float to an integer whose order is `f64::total_cmp`'s (the
@@ -50,6 +54,41 @@ fn from_order_key(k: u64) -> f64 {
 /// Fewer samples than this and the prior is used instead.
 pub const MIN_SAMPLES: usize = 20;
 
+/// A bucket is the order keys that agree in their top 17 bits: for a
+/// positive float, its exponent and the top 5 bits of its mantissa.
+const BUCKET_SHIFT: u32 = 47;
+/// Buckets resolve the 32 octaves from 2^-10 to 2^22 (about 1 us to 70
+/// minutes, in ms); the first also holds every smaller value (zero waits,
+/// negatives), the last every larger one. A value outside only costs the
+/// selection more samples: it stays exact.
+const OCTAVES: u64 = 32;
+const FIRST_OCTAVE: u64 = 1023 - 10;
+const BUCKETS: usize = (OCTAVES * 32) as usize;
+// Bucket ids are u16s.
+const _: () = assert!(BUCKETS <= 1 << 16);
+/// The top-17-bit prefix of the first bucket's lowest resolved value.
+const BUCKET_BASE: u64 = (1 << 16) | (FIRST_OCTAVE << 5);
+const GROUP: usize = 32;
+
+/// The bucket of an order key: monotone in the key.
+#[inline]
+fn bucket(key: u64) -> u16 {
+    let prefix = key >> BUCKET_SHIFT;
+    prefix.saturating_sub(BUCKET_BASE).min(BUCKETS as u64 - 1) as u16
+}
+
+/// Where one quantile lies: the ranks it interpolates between, the buckets
+/// they are in, and how many samples lie in the buckets before those.
+#[derive(Clone, Copy, Debug)]
+struct Ranks {
+    pos: f64,
+    lo: usize,
+    hi: usize,
+    first: u16,
+    last: u16,
+    below: usize,
+}
+
 impl Window {
     /// An empty window of `window` samples.
     pub fn new(window: usize) -> Window {
@@ -61,23 +100,29 @@ impl Window {
             refresh_every: (window / 20).max(8),
             p50: f64::NAN,
             p95: f64::NAN,
-            sorted: Vec::new(),
-            tracking: true,
-            added: Vec::new(),
-            evicted: Vec::new(),
-            scratch: Vec::new(),
+            ids: Vec::new(),
+            counts: Vec::new(),
+            groups: Vec::new(),
+            picked: [Vec::new(), Vec::new()],
+            values: Vec::new(),
         }
     }
 
     /// Records one sample.
     pub fn push(&mut self, x: f64) {
         let x = order_key(x);
+        let b = bucket(x);
         if self.buf.len() < self.window {
-            self.buf.push(x);
-        } else {
-            if self.tracking {
-                self.evicted.push(self.buf[self.next]);
+            if self.buf.is_empty() {
+                self.counts = vec![0; BUCKETS];
+                self.groups = vec![0; BUCKETS / GROUP];
             }
+            self.buf.push(x);
+            self.ids.push(b);
+        } else {
+            let old = usize::from(std::mem::replace(&mut self.ids[self.next], b));
+            self.counts[old] -= 1;
+            self.groups[old / GROUP] -= 1;
             self.buf[self.next] = x;
             // Not `% window`: a division per sample, twice per attempt end.
             self.next += 1;
@@ -85,73 +130,10 @@ impl Window {
                 self.next = 0;
             }
         }
+        let b = usize::from(b);
+        self.counts[b] += 1;
+        self.groups[b / GROUP] += 1;
         self.since_refresh += 1;
-        if self.tracking {
-            self.added.push(x);
-            if self.added.len() > (self.window / 4).max(8) {
-                self.tracking = false;
-                self.added.clear();
-                self.evicted.clear();
-            }
-        }
-    }
-
-    /// Brings `sorted` up to the window: (sorted + added) - evicted, as
-    /// sorted multisets. After sorting the two short lists, it walks their
-    /// values in order and copies the runs of `sorted` between them whole
-    /// (found by scanning forward: a binary search per sample mispredicts
-    /// more branches than the scan costs), so a fold costs a scan and a
-    /// memcpy of the window plus a few steps per sample that arrived or left.
-    fn fold(&mut self) {
-        self.added.sort_unstable();
-        self.evicted.sort_unstable();
-        self.scratch.clear();
-        self.scratch.reserve(self.sorted.len() + self.added.len());
-        let old = &self.sorted;
-        let (mut i, mut a, mut e) = (0, 0, 0);
-        loop {
-            // At equal values arrivals go first: a sample that arrived and
-            // left since the last fold is then found among the arrivals.
-            let insert = match (self.added.get(a), self.evicted.get(e)) {
-                (Some(&x), Some(&y)) => x <= y,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            if insert {
-                let x = self.added[a];
-                a += 1;
-                let mut p = i;
-                while p < old.len() && old[p] <= x {
-                    p += 1;
-                }
-                self.scratch.extend_from_slice(&old[i..p]);
-                self.scratch.push(x);
-                i = p;
-            } else {
-                let y = self.evicted[e];
-                e += 1;
-                let mut p = i;
-                while p < old.len() && old[p] < y {
-                    p += 1;
-                }
-                if old.get(p) == Some(&y) {
-                    self.scratch.extend_from_slice(&old[i..p]);
-                    i = p + 1;
-                } else {
-                    // Not in the old window: it arrived since, and everything
-                    // old up to it was copied when it did.
-                    let last = self.scratch.pop();
-                    debug_assert_eq!(last, Some(y), "an evicted sample was never in the window");
-                }
-            }
-        }
-        self.scratch.extend_from_slice(&old[i..]);
-        std::mem::swap(&mut self.sorted, &mut self.scratch);
-        debug_assert_eq!(self.sorted.len(), self.buf.len());
-        debug_assert!(self.sorted.is_sorted());
-        self.added.clear();
-        self.evicted.clear();
     }
 
     /// Inlined: most reads find the cached quantiles fresh.
@@ -166,17 +148,107 @@ impl Window {
 
     #[inline(never)]
     fn refresh(&mut self) {
-        if self.tracking {
-            self.fold();
-        } else {
-            self.sorted.clear();
-            self.sorted.extend_from_slice(&self.buf);
-            self.sorted.sort_unstable();
-            self.tracking = true;
+        let n = self.buf.len();
+        let wanted = [self.ranks(n, 50.0), self.ranks(n, 95.0)];
+        // One scan of the bucket ids finds both quantiles' samples,
+        // branch-free: each position is written, and kept by moving past it
+        // only when its bucket is in range.
+        let [a, b] = &mut self.picked;
+        for v in [&mut *a, &mut *b] {
+            if v.len() <= n {
+                v.resize(n + 1, 0);
+            }
         }
-        self.p50 = sorted_percentile(&self.sorted, 50.0);
-        self.p95 = sorted_percentile(&self.sorted, 95.0);
+        let (fa, sa) = (wanted[0].first, wanted[0].last - wanted[0].first);
+        let (fb, sb) = (wanted[1].first, wanted[1].last - wanted[1].first);
+        let (mut ma, mut mb) = (0, 0);
+        // Few samples are in those buckets: a chunk is first checked whole
+        // (a loop the compiler vectorises), and scanned only if it has one.
+        const CHUNK: usize = 16;
+        for (c, chunk) in self.ids.chunks(CHUNK).enumerate() {
+            let hit = chunk.iter().fold(false, |hit, &id| {
+                hit | (id.wrapping_sub(fa) <= sa) | (id.wrapping_sub(fb) <= sb)
+            });
+            if !hit {
+                continue;
+            }
+            for (j, &id) in chunk.iter().enumerate() {
+                let i = (c * CHUNK + j) as u32;
+                a[ma] = i;
+                ma += (id.wrapping_sub(fa) <= sa) as usize;
+                b[mb] = i;
+                mb += (id.wrapping_sub(fb) <= sb) as usize;
+            }
+        }
+        let found = [ma, mb];
+        let mut quantiles = [0.0; 2];
+        for k in 0..2 {
+            self.values.clear();
+            let buf = &self.buf;
+            self.values
+                .extend(self.picked[k][..found[k]].iter().map(|&i| buf[i as usize]));
+            quantiles[k] = select(&mut self.values, wanted[k]);
+        }
+        [self.p50, self.p95] = quantiles;
         self.since_refresh = 0;
+    }
+
+    /// Where the `q`-th percentile of `n` samples (numpy's linear
+    /// interpolation) lies.
+    fn ranks(&self, n: usize, q: f64) -> Ranks {
+        let pos = (n - 1) as f64 * (q / 100.0);
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        let (first, below) = self.locate(lo);
+        let last = if hi == lo { first } else { self.locate(hi).0 };
+        Ranks {
+            pos,
+            lo,
+            hi,
+            first,
+            last,
+            below,
+        }
+    }
+
+    /// The bucket holding the sample of rank `k` (0-based, below the
+    /// number held), and how many samples lie in the buckets before it.
+    fn locate(&self, k: usize) -> (u16, usize) {
+        let mut below = 0;
+        let mut g = 0;
+        while below + self.groups[g] as usize <= k {
+            below += self.groups[g] as usize;
+            g += 1;
+        }
+        let mut b = g * GROUP;
+        while below + self.counts[b] as usize <= k {
+            below += self.counts[b] as usize;
+            b += 1;
+        }
+        (b as u16, below)
+    }
+
+    /// The `q`-th percentile of the samples held, as a computation finds it
+    /// (tests compare it with sorting).
+    #[cfg(test)]
+    fn percentile(&mut self, q: f64) -> f64 {
+        self.refresh();
+        match q {
+            50.0 => self.p50,
+            95.0 => self.p95,
+            _ => {
+                let r = self.ranks(self.buf.len(), q);
+                self.values.clear();
+                let buf = &self.buf;
+                self.values.extend(
+                    self.ids
+                        .iter()
+                        .zip(buf)
+                        .filter(|&(&id, _)| (r.first..=r.last).contains(&id))
+                        .map(|(_, &k)| k),
+                );
+                select(&mut self.values, r)
+            }
+        }
     }
 
     /// Samples held.
@@ -202,17 +274,18 @@ impl Window {
     }
 }
 
-/// The `q`-th percentile (numpy's linear interpolation) of sorted order
-/// keys (not empty).
-fn sorted_percentile(v: &[u64], q: f64) -> f64 {
-    let pos = (v.len() - 1) as f64 * (q / 100.0);
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    let a = from_order_key(v[lo]);
-    if hi == lo {
+/// The quantile at `r` from `picked`, the samples of its buckets: the
+/// sample of rank `lo`, interpolated towards that of rank `hi` (numpy's
+/// linear interpolation, as `stats::percentile_sorted` computes it).
+fn select(picked: &mut [u64], r: Ranks) -> f64 {
+    let (_, &mut at_lo, above) = picked.select_nth_unstable(r.lo - r.below);
+    let a = from_order_key(at_lo);
+    if r.hi == r.lo {
         return a;
     }
-    let b = from_order_key(v[hi]);
-    a + (b - a) * (pos - lo as f64)
+    // Rank hi = lo + 1: the least of what selection left above rank lo.
+    let b = from_order_key(*above.iter().min().expect("rank hi is held"));
+    a + (b - a) * (r.pos - r.lo as f64)
 }
 
 #[cfg(test)]
@@ -231,16 +304,30 @@ mod tests {
         }
     }
 
+    /// Every percentile a window computes is the one of its samples sorted,
+    /// the first and last ranks and samples outside the resolved octaves
+    /// (zeros, negatives, hours, infinities) included.
     #[test]
-    fn sorted_percentiles_match_stats() {
+    fn window_percentiles_match_stats() {
         for n in [1usize, 2, 3, 20, 997, 1000] {
-            let data: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1013) as f64 / 7.0).collect();
-            let mut sorted = data.clone();
-            sorted.sort_by(f64::total_cmp);
-            let keys: Vec<u64> = sorted.iter().map(|&x| order_key(x)).collect();
-            for q in [0.0, 12.5, 50.0, 95.0, 100.0] {
-                let want = crate::stats::percentile_sorted(&sorted, q);
-                assert_eq!(sorted_percentile(&keys, q), want, "n = {n}, q = {q}");
+            for spread in [1.0 / 7.0, 1e-9, -3.0, 1e7, f64::INFINITY] {
+                let data: Vec<f64> = (0..n)
+                    .map(|i| ((i * 7919) % 1013) as f64 * spread)
+                    .collect();
+                let mut sorted = data.clone();
+                sorted.sort_by(f64::total_cmp);
+                let mut w = Window::new(n);
+                for &x in &data {
+                    w.push(x);
+                }
+                for q in [0.0, 12.5, 50.0, 95.0, 100.0] {
+                    let want = crate::stats::percentile_sorted(&sorted, q);
+                    let got = w.percentile(q);
+                    assert!(
+                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "n = {n}, spread = {spread}, q = {q}: {got} against {want}"
+                    );
+                }
             }
         }
     }
@@ -294,7 +381,13 @@ mod tests {
             for (v, read, burst) in ops {
                 // Bursts of equal values make ties.
                 for k in 0..=burst as u32 {
-                    let x = if burst % 3 == 0 { v as f64 } else { (v * 37 + k) as f64 * 0.25 };
+                    let x = match burst % 4 {
+                        0 => v as f64,
+                        // Outside the octaves the buckets resolve, both ends.
+                        1 => (v * 37 + k) as f64 * 1e-7 - 1e-5,
+                        2 => (v * 37 + k) as f64 * 1e6,
+                        _ => (v * 37 + k) as f64 * 0.25,
+                    };
                     w.push(x);
                     naive.all.push(x);
                     naive.since_refresh += 1;
