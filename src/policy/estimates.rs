@@ -19,8 +19,9 @@
 pub struct Window {
     /// The samples in arrival order (a ring once full).
     buf: Vec<u64>,
-    /// Each sample's bucket, beside it in a ring of its own: a quarter of
-    /// the memory to scan (the samples are cold by the time they are read).
+    /// Each sample's bucket as of the last computation, beside it in a ring
+    /// of its own: a quarter of the memory to scan (the samples are cold
+    /// by the time they are read).
     ids: Vec<u16>,
     next: usize,
     window: usize,
@@ -28,7 +29,8 @@ pub struct Window {
     refresh_every: usize,
     p50: f64,
     p95: f64,
-    /// Samples held per bucket (allocated with the first sample), and per
+    /// Samples held per bucket as of the last computation (allocated by
+    /// the first), and per
     /// group of [`GROUP`] buckets, so that a walk to a rank takes at most
     /// a few dozen steps.
     counts: Vec<u32>,
@@ -108,21 +110,13 @@ impl Window {
         }
     }
 
-    /// Records one sample.
+    /// Records one sample: one store. Its bucket is counted when the
+    /// quantiles are next computed (see [`sync`](Self::sync)).
     pub fn push(&mut self, x: f64) {
         let x = order_key(x);
-        let b = bucket(x);
         if self.buf.len() < self.window {
-            if self.buf.is_empty() {
-                self.counts = vec![0; BUCKETS];
-                self.groups = vec![0; BUCKETS / GROUP];
-            }
             self.buf.push(x);
-            self.ids.push(b);
         } else {
-            let old = usize::from(std::mem::replace(&mut self.ids[self.next], b));
-            self.counts[old] -= 1;
-            self.groups[old / GROUP] -= 1;
             self.buf[self.next] = x;
             // Not `% window`: a division per sample, twice per attempt end.
             self.next += 1;
@@ -130,10 +124,54 @@ impl Window {
                 self.next = 0;
             }
         }
-        let b = usize::from(b);
-        self.counts[b] += 1;
-        self.groups[b / GROUP] += 1;
         self.since_refresh += 1;
+    }
+
+    /// Brings the buckets up to the samples: each of the `since_refresh`
+    /// samples written since the last computation (the ring positions just
+    /// before `next`) leaves the bucket of the sample it replaced and
+    /// joins its own. In a batch, over adjacent positions, this costs less
+    /// than on every push, whose bucket and count lines were cold.
+    fn sync(&mut self) {
+        let n = self.buf.len();
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+            self.groups = vec![0; BUCKETS / GROUP];
+        }
+        let written = self.since_refresh;
+        if written >= n {
+            // Every position was written since: count afresh.
+            self.counts.fill(0);
+            self.groups.fill(0);
+            self.ids.clear();
+            for &k in &self.buf {
+                let b = bucket(k);
+                self.ids.push(b);
+                self.counts[usize::from(b)] += 1;
+                self.groups[usize::from(b) / GROUP] += 1;
+            }
+            return;
+        }
+        // Positions still filling the window come last and in order, so
+        // each such one is `ids.len()` when reached.
+        let mut pos = (self.next + n - written) % n;
+        for _ in 0..written {
+            let b = bucket(self.buf[pos]);
+            if let Some(id) = self.ids.get_mut(pos) {
+                let old = usize::from(std::mem::replace(id, b));
+                self.counts[old] -= 1;
+                self.groups[old / GROUP] -= 1;
+            } else {
+                debug_assert_eq!(pos, self.ids.len());
+                self.ids.push(b);
+            }
+            self.counts[usize::from(b)] += 1;
+            self.groups[usize::from(b) / GROUP] += 1;
+            pos += 1;
+            if pos == n {
+                pos = 0;
+            }
+        }
     }
 
     /// Inlined: most reads find the cached quantiles fresh.
@@ -148,6 +186,7 @@ impl Window {
 
     #[inline(never)]
     fn refresh(&mut self) {
+        self.sync();
         let n = self.buf.len();
         let wanted = [self.ranks(n, 50.0), self.ranks(n, 95.0)];
         // One scan of the bucket ids finds both quantiles' samples,
