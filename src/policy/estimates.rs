@@ -189,43 +189,42 @@ impl Window {
         self.sync();
         let n = self.buf.len();
         let wanted = [self.ranks(n, 50.0), self.ranks(n, 95.0)];
-        // One scan of the bucket ids finds both quantiles' samples,
-        // branch-free: each position is written, and kept by moving past it
-        // only when its bucket is in range.
-        let [a, b] = &mut self.picked;
-        for v in [&mut *a, &mut *b] {
-            if v.len() <= n {
-                v.resize(n + 1, 0);
-            }
-        }
+        // One scan of the bucket ids finds both quantiles' samples. Few
+        // are in those buckets: a chunk of ids is classified whole (a loop
+        // the compiler vectorises: bit 0 of a byte for the first quantile's
+        // buckets, bit 1 for the second's), and only its hits are visited.
         let (fa, sa) = (wanted[0].first, wanted[0].last - wanted[0].first);
         let (fb, sb) = (wanted[1].first, wanted[1].last - wanted[1].first);
-        let (mut ma, mut mb) = (0, 0);
-        // Few samples are in those buckets: a chunk is first checked whole
-        // (a loop the compiler vectorises), and scanned only if it has one.
+        let [a, b] = &mut self.picked;
+        a.clear();
+        b.clear();
         const CHUNK: usize = 16;
         for (c, chunk) in self.ids.chunks(CHUNK).enumerate() {
-            let hit = chunk.iter().fold(false, |hit, &id| {
-                hit | (id.wrapping_sub(fa) <= sa) | (id.wrapping_sub(fb) <= sb)
-            });
-            if !hit {
-                continue;
+            let mut hits = [0u8; CHUNK];
+            for (h, &id) in hits.iter_mut().zip(chunk) {
+                *h = u8::from(id.wrapping_sub(fa) <= sa)
+                    | (u8::from(id.wrapping_sub(fb) <= sb) << 1);
             }
-            for (j, &id) in chunk.iter().enumerate() {
-                let i = (c * CHUNK + j) as u32;
-                a[ma] = i;
-                ma += (id.wrapping_sub(fa) <= sa) as usize;
-                b[mb] = i;
-                mb += (id.wrapping_sub(fb) <= sb) as usize;
+            let mut hits = u128::from_le_bytes(hits);
+            while hits != 0 {
+                let byte = hits.trailing_zeros() / 8;
+                let i = (c * CHUNK) as u32 + byte;
+                let which = (hits >> (byte * 8)) as u8;
+                if which & 1 != 0 {
+                    a.push(i);
+                }
+                if which & 2 != 0 {
+                    b.push(i);
+                }
+                hits &= !(0xff << (byte * 8));
             }
         }
-        let found = [ma, mb];
         let mut quantiles = [0.0; 2];
         for k in 0..2 {
             self.values.clear();
             let buf = &self.buf;
             self.values
-                .extend(self.picked[k][..found[k]].iter().map(|&i| buf[i as usize]));
+                .extend(self.picked[k].iter().map(|&i| buf[i as usize]));
             quantiles[k] = select(&mut self.values, wanted[k]);
         }
         [self.p50, self.p95] = quantiles;
