@@ -11,10 +11,10 @@
 /// A computation sorts nothing. Every sample is counted in one of
 /// [`BUCKETS`] buckets, ranges of values in order (32 to an octave), so a
 /// wanted rank's bucket is found by walking the counts; one scan of the
-/// samples' buckets then picks out the few samples of the buckets the
-/// two quantiles are in, and each rank is selected among them. Samples are kept as [`order_key`]s, so that all of
-/// this compares plain integers (in `f64::total_cmp` order) instead of
-/// floats.
+/// samples' bucket ids then picks out the few samples of the buckets the
+/// two quantiles are in, and each rank is selected among them. Samples
+/// are kept as [`order_key`]s, so that all of this compares plain integers
+/// (in `f64::total_cmp` order) instead of floats.
 #[derive(Clone, Debug)]
 pub struct Window {
     /// The samples in arrival order (a ring once full).
@@ -30,9 +30,8 @@ pub struct Window {
     p50: f64,
     p95: f64,
     /// Samples held per bucket as of the last computation (allocated by
-    /// the first), and per
-    /// group of [`GROUP`] buckets, so that a walk to a rank takes at most
-    /// a few dozen steps.
+    /// the first), and per group of [`GROUP`] buckets, so that a walk to a
+    /// rank takes at most a few dozen steps.
     counts: Vec<u32>,
     groups: Vec<u32>,
     /// Scratch: where the samples of the buckets each quantile is in are,
