@@ -297,7 +297,7 @@ impl Ranking {
     }
 
     /// One sentence: tau, agreement, ties, reversals and the winners; a
-    /// list longer than [`LISTED`] shows its first items and a count.
+    /// list longer than `LISTED` shows its first items and a count.
     pub fn describe(&self, tie_margin: f64) -> String {
         let tau = if self.tau.is_nan() {
             "n/a".to_string()

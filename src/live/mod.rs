@@ -1246,7 +1246,7 @@ fn settle_spend<O: Observer, T: Transport>(rt: &mut Runtime<'_, O, LiveDriver<T>
 const TIMER_SLACK: Duration = Duration::from_micros(1500);
 
 /// Sleeps until `at`, to within tens of microseconds rather than the timer
-/// wheel's millisecond: the last [`TIMER_SLACK`] is spent yielding to other
+/// wheel's millisecond: the last `TIMER_SLACK` is spent yielding to other
 /// tasks. On a paused clock this is an ordinary sleep.
 pub async fn precise_sleep_until(at: Instant) {
     if at > Instant::now() + TIMER_SLACK {

@@ -9,11 +9,11 @@
 /// run time, and a policy that never reads them pays nothing.
 ///
 /// A computation sorts nothing. Every sample is counted in one of
-/// [`BUCKETS`] buckets, ranges of values in order (32 to an octave), so a
+/// 1,024 buckets, ranges of values in order (32 to an octave), so a
 /// wanted rank's bucket is found by walking the counts; one scan of the
 /// samples' bucket ids then picks out the few samples of the buckets the
 /// two quantiles are in, and each rank is selected among them. Samples
-/// are kept as [`order_key`]s, so that all of this compares plain integers
+/// are kept as order keys, so that all of this compares plain integers
 /// (in `f64::total_cmp` order) instead of floats.
 #[derive(Clone, Debug)]
 pub struct Window {
@@ -110,7 +110,7 @@ impl Window {
     }
 
     /// Records one sample: one store. Its bucket is counted when the
-    /// quantiles are next computed (see [`sync`](Self::sync)).
+    /// quantiles are next computed (see `sync`).
     pub fn push(&mut self, x: f64) {
         let x = order_key(x);
         if self.buf.len() < self.window {

@@ -895,7 +895,7 @@ impl Policy {
     /// Makes every [`dispatch`](Self::dispatch) run a full pass, skipping
     /// none, that reads every tier's load (a pass skips the loads of a
     /// provider with nothing queued and no due hedge) and runs every step
-    /// (a [`plain`](Policy::plain) policy's pass only serves the queues,
+    /// (a `plain` policy's pass only serves the queues,
     /// and its [`on_ready`](Self::on_ready) only looks for a free slot).
     /// Decisions are the same either way (a pass, a load or a step is
     /// skipped only when it cannot change anything); this exists to check that.
