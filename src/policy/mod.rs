@@ -43,9 +43,9 @@
 pub mod catalogue;
 pub mod estimates;
 pub mod params;
+mod tier_queue;
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 pub use params::{Ablations, Constants, Mechanisms, PolicyKind};
 
@@ -53,6 +53,7 @@ use crate::bucket::TokenBucket;
 use crate::minheap::MinHeap;
 use crate::units::{Money, SimDuration, SimTime};
 use estimates::Window;
+use tier_queue::TierQueue;
 
 /// The driver's handle of a call (one node of one workflow). Opaque to policies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -354,12 +355,13 @@ pub struct AttemptEnded {
     pub kind: StartKind,
 }
 
-/// A queued call; the heap pops the smallest `(k1, k2, seq)`. Entries are
+/// A queued call; its tier queue pops the smallest `(k1, k2, seq)`. Entries are
 /// small on purpose: the facts of the call are read from the view.
 ///
 /// The three keys are packed into one `u128` (k1, then k2 in 24 bits,
-/// then seq in 40), so that a sift step is one integer comparison and an
-/// entry is 32 bytes: queues of hundreds of calls spend most of a pop there.
+/// then seq in 40), so that comparing two entries is one integer
+/// comparison and an entry is 32 bytes: a queue's pushes are sorted and
+/// merged in batches of hundreds (see [`TierQueue`]).
 /// k2 is a workflow id (at most [`MAX_WORKFLOWS`](crate::scenario::MAX_WORKFLOWS)
 /// < 2^24) and seq counts the pushes of one run.
 #[derive(Clone, Copy, Debug)]
@@ -401,7 +403,7 @@ impl PartialOrd for Queued {
 }
 impl Ord for Queued {
     fn cmp(&self, o: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap and we pop the smallest key.
+        // Reversed: the tier queue pops the greatest and we want the smallest key.
         o.key.cmp(&self.key)
     }
 }
@@ -508,7 +510,7 @@ struct TierState {
     /// `info.cheapest_model()`, found once.
     cheapest_model: u8,
     /// Calls waiting for this tier.
-    queue: BinaryHeap<Queued>,
+    queue: TierQueue<Queued>,
     /// Queue-wait window.
     waits: Window,
     /// Scratch: free capacity during one dispatch.
@@ -577,7 +579,7 @@ impl Policy {
             tiers.extend(p.iter().map(|info| TierState {
                 info: info.clone(),
                 cheapest_model: info.cheapest_model(),
-                queue: BinaryHeap::new(),
+                queue: TierQueue::new(),
                 waits: Window::new(window),
                 free: 0,
                 load: TierLoad::default(),
