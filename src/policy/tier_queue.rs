@@ -9,8 +9,8 @@
 //! looks at, and are merged into the run in a batch when that heap has
 //! grown to an eighth of the run (plus a few), so that each push moves a
 //! handful of the run's entries and each pop is one or two comparisons.
-//! A push below everything held (a first-come queue's order) goes straight
-//! to the end of the run.
+//! While no push waits in the heap, a push below everything in the run (a
+//! first-come queue's order) goes straight to the run's end.
 
 use std::collections::BinaryHeap;
 
