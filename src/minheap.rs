@@ -1,5 +1,7 @@
 //! A binary min-heap of small `Copy` entries, for the simulator's event
-//! queue and the policy's hedge deadlines.
+//! queue (its wake-ups, and its events when many are pending) and the
+//! policy's hedge deadlines. The free functions work on a vector the
+//! caller keeps, for a queue that is a heap only part of the time.
 //!
 //! `std`'s `BinaryHeap` moves an entry with one set of store widths and at
 //! once reads it back with another: its push writes the new entry and its
@@ -49,9 +51,7 @@ impl<T: Copy + Ord> MinHeap<T> {
     /// Adds `x`.
     #[inline]
     pub fn push(&mut self, x: T) {
-        let hole = self.v.len();
-        self.v.push(x);
-        self.sift_up(hole, x);
+        push(&mut self.v, x);
     }
 
     /// Removes and returns the least entry. The root's hole moves down to
@@ -62,41 +62,63 @@ impl<T: Copy + Ord> MinHeap<T> {
     /// engine calling it, LLVM stopped inlining it into the event loop.
     #[inline(always)]
     pub fn pop(&mut self) -> Option<T> {
-        let last = self.v.pop()?;
-        let Some(&top) = self.v.first() else {
-            return Some(last);
-        };
-        let (mut hole, mut child) = (0, 1);
-        while let Some([l, r]) = self.v.get(child..child + 2) {
-            // Which child is less is a coin toss: no branch on it.
-            child += (r < l) as usize;
-            self.v[hole] = self.v[child];
-            hole = child;
-            child = 2 * hole + 1;
-        }
-        if child < self.v.len() {
-            self.v[hole] = self.v[child];
-            hole = child;
-        }
-        self.sift_up(hole, last);
-        Some(top)
+        pop(&mut self.v)
     }
+}
 
-    /// Writes `x` at `hole` or above it: greater parents move down into
-    /// the hole until its place is found.
-    #[inline]
-    fn sift_up(&mut self, mut hole: usize, x: T) {
-        while hole > 0 {
-            let parent = (hole - 1) / 2;
-            let p = self.v[parent];
-            if p < x {
-                break;
-            }
-            self.v[hole] = p;
-            hole = parent;
-        }
-        self.v[hole] = x;
+/// [`MinHeap::push`] on a heap-ordered vector.
+#[inline]
+pub fn push<T: Copy + Ord>(v: &mut Vec<T>, x: T) {
+    let hole = v.len();
+    v.push(x);
+    sift_up(v, hole, x);
+}
+
+/// [`MinHeap::pop`] on a heap-ordered vector.
+#[inline(always)]
+pub fn pop<T: Copy + Ord>(v: &mut Vec<T>) -> Option<T> {
+    let last = v.pop()?;
+    let Some(&top) = v.first() else {
+        return Some(last);
+    };
+    let (mut hole, mut child) = (0, 1);
+    while let Some([l, r]) = v.get(child..child + 2) {
+        // Which child is less is a coin toss: no branch on it.
+        child += (r < l) as usize;
+        v[hole] = v[child];
+        hole = child;
+        child = 2 * hole + 1;
     }
+    if child < v.len() {
+        v[hole] = v[child];
+        hole = child;
+    }
+    sift_up(v, hole, last);
+    Some(top)
+}
+
+/// Makes `v` heap-ordered.
+pub fn heapify<T: Copy + Ord>(v: &mut [T]) {
+    for i in 1..v.len() {
+        let x = v[i];
+        sift_up(v, i, x);
+    }
+}
+
+/// Writes `x` at `hole` or above it: greater parents move down into the
+/// hole until its place is found.
+#[inline]
+fn sift_up<T: Copy + Ord>(v: &mut [T], mut hole: usize, x: T) {
+    while hole > 0 {
+        let parent = (hole - 1) / 2;
+        let p = v[parent];
+        if p < x {
+            break;
+        }
+        v[hole] = p;
+        hole = parent;
+    }
+    v[hole] = x;
 }
 
 impl<T: Copy + Ord> Extend<T> for MinHeap<T> {

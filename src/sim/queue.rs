@@ -1,21 +1,25 @@
-//! The event queue: a min-heap ordered by (time, insertion sequence), so
+//! The event queue: a min-queue ordered by (time, insertion sequence), so
 //! events at equal times pop in the order they were scheduled, never in an
-//! order that depends on the heap's internals.
+//! order that depends on the queue's internals.
+//!
+//! A few pending events (M/M/c holds one per server, the research agent
+//! at most a few dozen) wait in an array in push order, scanned at a pop;
+//! more wait in a binary heap (see `Pending`).
 //!
 //! The arrival process is a chain (each arrival schedules the next), so at
-//! most one arrival is ever pending. It waits in a slot beside the heap
-//! instead of in it: one heap push and one pop fewer per workflow, with
-//! the same (time, seq) order.
+//! most one arrival is ever pending. It waits in a slot beside the other
+//! events instead of among them: one push and one pop fewer per workflow,
+//! with the same (time, seq) order.
 //!
 //! Policy wake-ups (a hedge deadline per qualifying attempt, under `full`
 //! a third of all events) carry no payload: they wait in a heap of bare
-//! keys beside the main one, 16 bytes an entry instead of 32, and the main
-//! heap holds fewer levels for everything else. Keys come from one
-//! sequence, so the order is exactly that of a single heap.
+//! keys beside the other events, 16 bytes an entry instead of 32, and
+//! leave the others few. Keys come from one sequence, so the order is
+//! exactly that of a single heap.
 
 use std::cmp::Ordering;
 
-use crate::minheap::MinHeap;
+use crate::minheap::{self, MinHeap};
 use crate::units::SimTime;
 
 /// `key` packs (time, seq) into one integer: one comparison per sift step.
@@ -42,10 +46,116 @@ impl<E> Ord for Entry<E> {
     }
 }
 
+/// Entries pending at most this many are kept in push order (see [`Pending`]).
+const SCAN_MAX: usize = 32;
+/// A heap that falls to this many entries goes back to push order.
+const SCAN_BACK: usize = 16;
+
+/// The pending events. While there are few (M/M/8 holds 8 or 9), they are
+/// an array in push order, with the index of the least kept: a push is an
+/// append and a comparison, a pop a scan of the times and a shift. A
+/// binary heap's pop is a chain of dependent loads and comparisons, one
+/// per level. In push order, the first entry of the least time has the
+/// least sequence number among them, so the scan compares times only, as
+/// one 8-byte integer with a conditional move, and the order is exactly
+/// the heap's. Past [`SCAN_MAX`] entries they become a heap (in place),
+/// and at [`SCAN_BACK`] an array again, sorted back into push order.
+#[derive(Debug)]
+struct Pending<E> {
+    v: Vec<Entry<E>>,
+    /// The least entry's index: 0 in a heap.
+    least: usize,
+    heap: bool,
+}
+
+impl<E> Default for Pending<E> {
+    fn default() -> Self {
+        Pending {
+            v: Vec::new(),
+            least: 0,
+            heap: false,
+        }
+    }
+}
+
+/// An entry's time: the high half of its key.
+#[inline(always)]
+fn time_of(key: u128) -> u64 {
+    (key >> 64) as u64
+}
+
+impl<E: Copy> Pending<E> {
+    #[inline(always)]
+    fn peek(&self) -> Option<&Entry<E>> {
+        self.v.get(self.least)
+    }
+
+    #[inline(always)]
+    fn push(&mut self, x: Entry<E>) {
+        if self.heap {
+            minheap::push(&mut self.v, x);
+        } else if self.v.len() < SCAN_MAX {
+            // Its sequence number is the greatest: it is least only if its
+            // time is.
+            if self
+                .v
+                .get(self.least)
+                .is_none_or(|l| time_of(x.key) < time_of(l.key))
+            {
+                self.least = self.v.len();
+            }
+            self.v.push(x);
+        } else {
+            self.v.push(x);
+            minheap::heapify(&mut self.v);
+            self.heap = true;
+            self.least = 0;
+        }
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) -> Option<Entry<E>> {
+        if self.heap {
+            let x = minheap::pop(&mut self.v);
+            if self.v.len() <= SCAN_BACK {
+                self.back_to_push_order();
+            }
+            return x;
+        }
+        if self.least >= self.v.len() {
+            return None;
+        }
+        let x = self.v.remove(self.least);
+        let mut at = 0;
+        if let Some(first) = self.v.first() {
+            let mut t = time_of(first.key);
+            for (i, e) in self.v.iter().enumerate().skip(1) {
+                // Strictly less: the first of equal times wins.
+                let lt = time_of(e.key) < t;
+                t = if lt { time_of(e.key) } else { t };
+                at = if lt { i } else { at };
+            }
+        }
+        self.least = at;
+        Some(x)
+    }
+
+    /// From a heap back to an array in push order.
+    #[cold]
+    fn back_to_push_order(&mut self) {
+        // Push order is sequence order: the key's low half.
+        self.v.sort_unstable_by_key(|e| e.key as u64);
+        self.least = (0..self.v.len())
+            .min_by_key(|&i| self.v[i].key)
+            .unwrap_or(0);
+        self.heap = false;
+    }
+}
+
 /// A deterministic min-queue of timed events.
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    heap: MinHeap<Entry<E>>,
+    pending: Pending<E>,
     arrival: Option<Entry<E>>,
     /// Keys of pending wake-ups; each pops as `wake`.
     wakes: MinHeap<u128>,
@@ -56,7 +166,7 @@ pub struct EventQueue<E> {
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
         EventQueue {
-            heap: MinHeap::default(),
+            pending: Pending::default(),
             arrival: None,
             wakes: MinHeap::default(),
             wake: None,
@@ -78,7 +188,7 @@ impl<E: Copy> EventQueue<E> {
     #[inline]
     pub fn push(&mut self, time: SimTime, event: E) {
         let key = self.next_key(time);
-        self.heap.push(Entry { key, event });
+        self.pending.push(Entry { key, event });
     }
 
     /// Schedules the next arrival, ordered exactly as [`push`](Self::push)
@@ -118,7 +228,7 @@ impl<E: Copy> EventQueue<E> {
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
         if let Some(&w) = self.wakes.peek()
             && self.arrival.as_ref().is_none_or(|a| w < a.key)
-            && self.heap.peek().is_none_or(|h| w < h.key)
+            && self.pending.peek().is_none_or(|h| w < h.key)
         {
             self.wakes.pop();
             // Never `None`: `push_wake`, the only way in, asserts the wake
@@ -126,28 +236,28 @@ impl<E: Copy> EventQueue<E> {
             // event loop: 2% more instructions on M/M/8 and fork-join.)
             return Some((SimTime((w >> 64) as u64), self.wake?));
         }
-        let arrival_first = match (&self.arrival, self.heap.peek()) {
+        let arrival_first = match (&self.arrival, self.pending.peek()) {
             (Some(a), Some(h)) => a.key < h.key,
             (a, _) => a.is_some(),
         };
         let e = if arrival_first {
             self.arrival.take()
         } else {
-            self.heap.pop()
+            self.pending.pop()
         }?;
         Some((SimTime((e.key >> 64) as u64), e.event))
     }
 
     /// Drops every pending event (the sequence goes on).
     pub fn clear(&mut self) {
-        self.heap = MinHeap::default();
+        self.pending = Pending::default();
         self.arrival = None;
         self.wakes = MinHeap::default();
     }
 
     /// Events pending.
     pub fn len(&self) -> usize {
-        self.heap.len() + self.arrival.is_some() as usize + self.wakes.len()
+        self.pending.v.len() + self.arrival.is_some() as usize + self.wakes.len()
     }
 
     /// True when nothing is pending.
@@ -214,6 +324,82 @@ mod tests {
             assert_eq!(q.pop(), Some((k.0, v)));
         }
         assert!(q.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Bursts of pushes and pops that carry the pending events across
+        /// both forms (push-order array and heap) and back, with times from
+        /// a narrow range so that ties are common: every pop, peek and
+        /// length equals a BTreeMap shadow's.
+        #[test]
+        fn both_forms_pop_in_key_order(
+            bursts in proptest::collection::vec((proptest::bool::ANY, 1usize..48, 0u64..12), 1..40),
+        ) {
+            let mut q = EventQueue::default();
+            let mut shadow = BTreeMap::new();
+            let (mut seq, mut base, mut id) = (0u64, 0u64, 0u32);
+            for (push, count, spread) in bursts {
+                for _ in 0..count {
+                    if push {
+                        // Times ahead of the last popped, as a simulation's are.
+                        let t = SimTime(base + (id as u64 * 7 + spread) % (spread + 1));
+                        seq += 1;
+                        q.push(t, id);
+                        shadow.insert((t, seq), id);
+                        id += 1;
+                    } else {
+                        let want = shadow.pop_first().map(|(k, v)| (k.0, v));
+                        proptest::prop_assert_eq!(q.pop(), want);
+                        if let Some((t, _)) = want {
+                            base = t.0;
+                        }
+                    }
+                    proptest::prop_assert_eq!(q.len(), shadow.len());
+                    proptest::prop_assert_eq!(
+                        q.pending.peek().map(|e| e.event),
+                        shadow.first_key_value().map(|(_, &v)| v)
+                    );
+                }
+            }
+            while let Some((k, v)) = shadow.pop_first() {
+                proptest::prop_assert_eq!(q.pop(), Some((k.0, v)));
+            }
+            proptest::prop_assert_eq!(q.pop(), None);
+        }
+    }
+
+    /// The pending events turn into a heap past `SCAN_MAX` and back into
+    /// an array at `SCAN_BACK`, popping in key order throughout (equal
+    /// times in push order).
+    #[test]
+    fn turns_into_a_heap_and_back() {
+        let mut q = EventQueue::default();
+        let n = 3 * SCAN_MAX as u32;
+        // Every time twice, pushed in descending order of time.
+        for i in 0..n {
+            q.push(SimTime(u64::from(n - i) / 2), i);
+        }
+        assert!(q.pending.heap, "a heap past SCAN_MAX entries");
+        let mut popped = Vec::new();
+        while q.pending.v.len() > SCAN_BACK {
+            popped.push(q.pop().expect("pending"));
+        }
+        assert!(!q.pending.heap, "an array again at SCAN_BACK entries");
+        // Pushes into the array land in order too.
+        for i in n..n + 4 {
+            q.push(SimTime(u64::from(n)), i);
+        }
+        popped.extend(std::iter::from_fn(|| q.pop()));
+        let time = |i: u32| {
+            if i < n {
+                u64::from(n - i) / 2
+            } else {
+                u64::from(n)
+            }
+        };
+        let mut want: Vec<(SimTime, u32)> = (0..n + 4).map(|i| (SimTime(time(i)), i)).collect();
+        want.sort_by_key(|&(t, i)| (t, i));
+        assert_eq!(popped, want);
     }
 
     #[test]
